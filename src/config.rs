@@ -1,0 +1,1 @@
+//! Port-mapper ports and cookie file: flags, environment variables, defaults.

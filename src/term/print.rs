@@ -1,0 +1,118 @@
+//! Printing terms in Common Lisp reader syntax (the inverse of `read`).
+
+use std::fmt::{self, Write};
+
+use super::value::{AgentRef, Term};
+
+impl fmt::Display for Term {
+    /// Writes the term as Common Lisp text: `(#<AGENT 3> :OK #(3 5 7))`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Term::Nil => f.write_str("NIL"),
+            Term::T => f.write_str("T"),
+            Term::Int(i) => write!(f, "{i}"),
+            Term::Float(x) => write_float(*x, f),
+            Term::Str(s) => write_string(s, f),
+            Term::Symbol(s) => {
+                if let Some(p) = &s.package {
+                    write_symbol_name(p, f)?;
+                    f.write_char(':')?;
+                }
+                write_symbol_name(&s.name, f)
+            }
+            Term::Keyword(k) => {
+                f.write_char(':')?;
+                write_symbol_name(k, f)
+            }
+            Term::Bytes(b) => {
+                f.write_str("#.(BYTES \"")?;
+                for byte in b {
+                    write!(f, "{byte:02X}")?;
+                }
+                f.write_str("\")")
+            }
+            Term::List(items) => write_seq("(", items, None, f),
+            Term::Dotted(items, tail) => write_seq("(", items, Some(tail), f),
+            Term::Vector(items) => write_seq("#(", items, None, f),
+            Term::Agent(AgentRef::Local(serial)) => write!(f, "#<AGENT {serial:X}>"),
+            Term::Agent(AgentRef::Id(id)) => {
+                f.write_str("#<AGENT ")?;
+                write_string(id, f)?;
+                f.write_char('>')
+            }
+            Term::Local(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+fn write_seq(open: &str, items: &[Term], tail: Option<&Term>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(open)?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_char(' ')?;
+        }
+        write!(f, "{item}")?;
+    }
+    if let Some(tail) = tail {
+        write!(f, " . {tail}")?;
+    }
+    f.write_char(')')
+}
+
+fn write_string(s: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_char('"')?;
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            f.write_char('\\')?;
+        }
+        f.write_char(c)?;
+    }
+    f.write_char('"')
+}
+
+/// Symbol names that would not read back as the same symbol are written
+/// between bars, as Common Lisp does: `|foo bar|`.
+fn write_symbol_name(name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let plain = !name.is_empty()
+        && name.chars().all(|c| {
+            !c.is_whitespace()
+                && !c.is_lowercase()
+                && !matches!(c, '(' | ')' | '"' | '\'' | ';' | '|' | '\\' | ':' | '#' | '`' | ',')
+        })
+        && !looks_numeric(name)
+        && name != ".";
+    if plain {
+        return f.write_str(name);
+    }
+    f.write_char('|')?;
+    for c in name.chars() {
+        if c == '|' || c == '\\' {
+            f.write_char('\\')?;
+        }
+        f.write_char(c)?;
+    }
+    f.write_char('|')
+}
+
+fn looks_numeric(name: &str) -> bool {
+    let digits = name.trim_start_matches(['+', '-']);
+    digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && digits.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Floats always carry a `.` or an exponent so they read back as floats;
+/// non-finite values use SBCL's `#.` spellings.
+fn write_float(x: f64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if x.is_nan() {
+        return f.write_str("#.DOUBLE-FLOAT-NAN");
+    }
+    if x.is_infinite() {
+        return f.write_str(if x > 0.0 {
+            "#.DOUBLE-FLOAT-POSITIVE-INFINITY"
+        } else {
+            "#.DOUBLE-FLOAT-NEGATIVE-INFINITY"
+        });
+    }
+    let text = format!("{x:?}");
+    f.write_str(&text)
+}
