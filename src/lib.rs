@@ -2,9 +2,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod term;
-pub mod crypto;
 pub mod config;
+pub mod crypto;
+pub mod frame;
 pub mod port_mapper;
+pub mod term;
 
 pub use term::{AgentRef, Symbol, Term};

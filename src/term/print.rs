@@ -45,7 +45,12 @@ impl fmt::Display for Term {
     }
 }
 
-fn write_seq(open: &str, items: &[Term], tail: Option<&Term>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn write_seq(
+    open: &str,
+    items: &[Term],
+    tail: Option<&Term>,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
     f.write_str(open)?;
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -77,7 +82,10 @@ fn write_symbol_name(name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         && name.chars().all(|c| {
             !c.is_whitespace()
                 && !c.is_lowercase()
-                && !matches!(c, '(' | ')' | '"' | '\'' | ';' | '|' | '\\' | ':' | '#' | '`' | ',')
+                && !matches!(
+                    c,
+                    '(' | ')' | '"' | '\'' | ';' | '|' | '\\' | ':' | '#' | '`' | ','
+                )
         })
         && !looks_numeric(name)
         && name != ".";
