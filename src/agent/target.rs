@@ -1,0 +1,266 @@
+//! Turning whatever names an agent (a handle, a `:NAME`, an id string
+//! `"host/node/aid"`, an agent term) into the agent, and the hook through
+//! which ids of other nodes are handed to the node layer.
+//!
+//! The agent layer does not know about connections: when this process is a
+//! node, the node layer installs a [`Remote`] here, and ids of other nodes
+//! resolve to it. Dependencies point one way: node → agent.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::{Agent, LinkError, Outcome, SendError, TargetError};
+use crate::term::{AgentRef, Term};
+
+/// What a node layer provides for agents on other nodes.
+pub(crate) trait Remote: Send + Sync {
+    /// `true` if `host/node` is this node itself.
+    fn is_self(&self, host: &str, node: &str) -> bool;
+    /// Sends to a remote agent (encoding errors are the sender's).
+    fn send(&self, id: &str, message: Term) -> Result<(), SendError>;
+    /// Sends an exit signal to a remote agent.
+    fn exit(&self, id: &str, reason: Term);
+    /// Attaches local `from` to remote `id` (`monitor`: as a monitor).
+    fn link(&self, from: &Agent, id: &str, monitor: bool) -> Result<(), LinkError>;
+    /// Detaches local `from` from remote `id`.
+    fn unlink(&self, from: &Agent, id: &str);
+    /// Local `from` has exited; remote `to` was in its links (`monitor`
+    /// false: kill it) or monitors (tell it).
+    fn exit_notice(&self, from: &Agent, to: &str, monitor: bool, outcome: &Outcome);
+}
+
+static REMOTE: RwLock<Option<Arc<dyn Remote>>> = RwLock::new(None);
+
+/// Installs the node layer's hook (when a node starts).
+pub(crate) fn install_remote(remote: Arc<dyn Remote>) {
+    *REMOTE.write().unwrap_or_else(|e| e.into_inner()) = Some(remote);
+}
+
+/// Removes the hook (when the node stops).
+pub(crate) fn remove_remote() {
+    *REMOTE.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+fn remote() -> Option<Arc<dyn Remote>> {
+    REMOTE.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+pub(crate) fn remote_exit_notice(agent: &Agent, id: &str, monitor: bool, outcome: &Outcome) {
+    if let Some(remote) = remote() {
+        remote.exit_notice(agent, id, monitor, outcome);
+    }
+}
+
+// Agents by serial number, so a `#<AGENT n>` term inside a message can be
+// turned back into its agent. Sharded: spawning from many threads would
+// otherwise contend on one lock.
+const SHARDS: usize = 16;
+static AGENTS: [Mutex<Option<HashMap<u64, Agent>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
+
+// Agents by wire id number (aid), once named to another node.
+static AIDS: Mutex<Option<HashMap<u64, Agent>>> = Mutex::new(None);
+static NEXT_AID: AtomicU64 = AtomicU64::new(0);
+
+fn shard(serial: u64) -> MutexGuard<'static, Option<HashMap<u64, Agent>>> {
+    AGENTS[(serial as usize) % SHARDS]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn aids() -> MutexGuard<'static, Option<HashMap<u64, Agent>>> {
+    AIDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn insert(agent: &Agent) {
+    shard(agent.serial())
+        .get_or_insert_with(HashMap::new)
+        .insert(agent.serial(), agent.clone());
+}
+
+pub(crate) fn remove(agent: &Agent) {
+    if let Some(map) = shard(agent.serial()).as_mut() {
+        map.remove(&agent.serial());
+    }
+    if let Some(aid) = agent.0.aid.get() {
+        if let Some(map) = aids().as_mut() {
+            map.remove(aid);
+        }
+    }
+}
+
+/// Hands out the next aid for `agent` (called once per agent, through
+/// `Agent::aid`). A dead agent gets an aid that resolves to nothing.
+pub(crate) fn export(agent: &Agent) -> u64 {
+    let aid = NEXT_AID.fetch_add(1, Ordering::Relaxed);
+    if agent.is_alive() {
+        aids()
+            .get_or_insert_with(HashMap::new)
+            .insert(aid, agent.clone());
+        // It may have exited between the check and the insert; `remove`
+        // only sees aids already set, so clean up here too.
+        if !agent.is_alive() {
+            if let Some(map) = aids().as_mut() {
+                map.remove(&aid);
+            }
+        }
+    }
+    aid
+}
+
+/// The live local agent with this serial number.
+pub(crate) fn by_serial(serial: u64) -> Option<Agent> {
+    shard(serial).as_ref().and_then(|m| m.get(&serial).cloned())
+}
+
+/// The live local agent with this aid.
+pub(crate) fn by_aid(aid: u64) -> Option<Agent> {
+    aids().as_ref().and_then(|m| m.get(&aid).cloned())
+}
+
+/// Every live agent of this process (for management).
+pub(crate) fn all() -> Vec<Agent> {
+    let mut out = Vec::new();
+    for s in &AGENTS {
+        if let Some(m) = s.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            out.extend(m.values().cloned());
+        }
+    }
+    out.sort_by_key(Agent::serial);
+    out
+}
+
+/// Whatever can designate an agent: see [`super::send`].
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A local agent's handle.
+    Agent(Agent),
+    /// A term: an agent reference, a `:NAME` keyword or an id string.
+    Term(Term),
+}
+
+impl From<&Agent> for Target {
+    fn from(a: &Agent) -> Target {
+        Target::Agent(a.clone())
+    }
+}
+impl From<Agent> for Target {
+    fn from(a: Agent) -> Target {
+        Target::Agent(a)
+    }
+}
+impl From<Term> for Target {
+    fn from(t: Term) -> Target {
+        Target::Term(t)
+    }
+}
+impl From<&Term> for Target {
+    fn from(t: &Term) -> Target {
+        Target::Term(t.clone())
+    }
+}
+impl From<&str> for Target {
+    /// `"host/node/aid"` is an id; `":logger"` or `"logger"` a name.
+    fn from(s: &str) -> Target {
+        if s.contains('/') {
+            Target::Term(Term::from(s))
+        } else {
+            Target::Term(Term::Keyword(crate::registry::normalize(s)))
+        }
+    }
+}
+impl From<&Target> for Target {
+    fn from(t: &Target) -> Target {
+        t.clone()
+    }
+}
+
+/// Where a target leads.
+pub(crate) enum Resolved {
+    Local(Agent),
+    /// A local agent that has exited (or an id of this node naming none).
+    Dead,
+    Remote(Arc<dyn Remote>, Arc<str>),
+}
+
+impl Target {
+    /// The target as a term (for notifications about it).
+    pub(crate) fn term(&self) -> Option<Term> {
+        match self {
+            Target::Agent(a) => Some(a.to_term()),
+            Target::Term(t) => Some(t.clone()),
+        }
+    }
+
+    pub(crate) fn resolve(&self) -> Result<Resolved, TargetError> {
+        match self {
+            Target::Agent(a) => Ok(if a.is_alive() {
+                Resolved::Local(a.clone())
+            } else {
+                Resolved::Dead
+            }),
+            Target::Term(t) => resolve_term(t),
+        }
+    }
+}
+
+fn resolve_term(term: &Term) -> Result<Resolved, TargetError> {
+    match term {
+        Term::Agent(AgentRef::Local(serial)) => {
+            Ok(by_serial(*serial).map_or(Resolved::Dead, Resolved::Local))
+        }
+        Term::Agent(AgentRef::Id(id)) => resolve_id(id),
+        Term::Str(id) if id.contains('/') => resolve_id(id),
+        Term::Keyword(name) => crate::registry::whereis(name)
+            .map(Resolved::Local)
+            .ok_or_else(|| TargetError::UnknownName(name.clone())),
+        other => Err(TargetError::NotAnAgent(short(other))),
+    }
+}
+
+fn short(term: &Term) -> String {
+    let text = term.to_string();
+    if text.chars().count() > 60 {
+        let cut: String = text.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+/// Splits `"host/node/aid"`.
+pub(crate) fn split_id(id: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = id.splitn(3, '/');
+    let host = parts.next()?;
+    let node = parts.next()?;
+    let aid = parts.next()?;
+    if host.is_empty() || node.is_empty() || aid.is_empty() || aid.contains('/') {
+        return None;
+    }
+    Some((host, node, aid))
+}
+
+/// Resolves the aid part of one of this node's ids: hex number or `:NAME`.
+pub(crate) fn resolve_local_aid(aid: &str) -> Result<Resolved, TargetError> {
+    if let Some(name) = aid.strip_prefix(':') {
+        let name = crate::registry::normalize(name);
+        return crate::registry::whereis(&name)
+            .map(Resolved::Local)
+            .ok_or(TargetError::UnknownName(name));
+    }
+    match u64::from_str_radix(aid, 16) {
+        Ok(n) => Ok(by_aid(n).map_or(Resolved::Dead, Resolved::Local)),
+        Err(_) => Err(TargetError::NotAnAgent(format!("{aid:?}"))),
+    }
+}
+
+fn resolve_id(id: &str) -> Result<Resolved, TargetError> {
+    let (host, node, aid) =
+        split_id(id).ok_or_else(|| TargetError::NotAnAgent(format!("{id:?}")))?;
+    let remote = remote().ok_or_else(|| TargetError::NotDistributed(id.to_owned()))?;
+    if remote.is_self(host, node) {
+        resolve_local_aid(aid)
+    } else {
+        Ok(Resolved::Remote(remote, Arc::from(id)))
+    }
+}

@@ -1,0 +1,219 @@
+//! Calls: a term `(function argument…)` naming a registered function (SPEC
+//! section 5). Remote spawn only ever runs registered functions, so the
+//! function registry is the whole of what another node may ask us to run.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use crate::agent::IntoReason;
+use crate::term::{Symbol, Term};
+
+/// A registered function: takes evaluated arguments, returns a value or an
+/// error that becomes the calling agent's exit reason.
+pub type Function = Arc<dyn Fn(&[Term]) -> Result<Term, CallError> + Send + Sync>;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// No function is registered under this name.
+    UnknownFunction(String),
+    /// The term is not a call `(symbol argument…)`.
+    NotACall(String),
+    /// The arguments do not fit the function.
+    BadArguments {
+        /// The function's name.
+        function: String,
+        /// What is wrong, e.g. "expected a vector, got a string".
+        message: String,
+    },
+    /// The function ended with this exit reason (passed on unchanged, so
+    /// `parallel-map` exits with its worker's reason).
+    Exit(Term),
+}
+
+impl CallError {
+    /// A [`CallError::BadArguments`].
+    pub fn bad_arguments(function: &str, message: impl Into<String>) -> CallError {
+        CallError::BadArguments {
+            function: function.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::UnknownFunction(n) => write!(f, "unknown function {n}"),
+            CallError::NotACall(t) => write!(
+                f,
+                "{t} is not a call (expected a list whose first element names a registered function)"
+            ),
+            CallError::BadArguments { function, message } => {
+                write!(f, "bad arguments to {function}: {message}")
+            }
+            CallError::Exit(reason) => write!(f, "exited with reason {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl IntoReason for CallError {
+    /// An `Exit` passes its reason on; other errors become their message.
+    fn into_reason(self) -> Term {
+        match self {
+            CallError::Exit(reason) => reason,
+            other => Term::Str(other.to_string()),
+        }
+    }
+}
+
+static FUNCTIONS: RwLock<Option<HashMap<String, Function>>> = RwLock::new(None);
+
+/// The registry key of a function name: `NAME` or `PACKAGE:NAME`, upper-case.
+fn key(name: &str) -> String {
+    name.to_uppercase()
+}
+
+/// Registers `function` under `name` (`"parallel-map"`,
+/// `"erlangen.examples:parallel-map"`; case-insensitive), replacing any
+/// earlier one.
+pub fn register_function<F>(name: &str, function: F)
+where
+    F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
+{
+    FUNCTIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key(name), Arc::new(function));
+}
+
+/// The names of all registered functions, sorted.
+pub fn functions() -> Vec<String> {
+    let mut names: Vec<String> = FUNCTIONS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The function registered under a symbol's name.
+///
+/// # Errors
+/// [`CallError::UnknownFunction`].
+pub fn lookup(symbol: &Symbol) -> Result<Function, CallError> {
+    let name = symbol.full_name();
+    FUNCTIONS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&key(&name)).cloned())
+        .ok_or(CallError::UnknownFunction(name))
+}
+
+/// A function designated by a term: a symbol naming a registered function,
+/// or a [`Function`] wrapped as a local term ([`Term::local`]).
+///
+/// # Errors
+/// [`CallError::UnknownFunction`], or `BadArguments` for any other term.
+pub fn function_of(term: &Term) -> Result<Function, CallError> {
+    match term {
+        Term::Symbol(s) => lookup(s),
+        Term::Local(_) => term
+            .downcast_local::<Function>()
+            .cloned()
+            .ok_or_else(|| CallError::bad_arguments("funcall", "local value is not a function")),
+        other => Err(CallError::bad_arguments(
+            "funcall",
+            format!("{other} does not name a function"),
+        )),
+    }
+}
+
+/// Wraps a Rust closure as a term that [`function_of`] accepts, so local
+/// code can pass closures where a function name is expected.
+pub fn function_term<F>(f: F) -> Term
+where
+    F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
+{
+    let function: Function = Arc::new(f);
+    Term::local(function)
+}
+
+/// Splits a call term into its function and arguments.
+///
+/// # Errors
+/// [`CallError::NotACall`] or [`CallError::UnknownFunction`].
+pub fn prepare(call: &Term) -> Result<(Function, Vec<Term>), CallError> {
+    match call {
+        Term::List(items) => match items.split_first() {
+            Some((Term::Symbol(s), args)) => Ok((lookup(s)?, args.to_vec())),
+            _ => Err(CallError::NotACall(call.to_string())),
+        },
+        Term::Symbol(s) => Ok((lookup(s)?, Vec::new())),
+        _ => Err(CallError::NotACall(call.to_string())),
+    }
+}
+
+/// Runs a call now, in the calling thread.
+///
+/// # Errors
+/// Whatever [`prepare`] or the function returns.
+pub fn apply(call: &Term) -> Result<Term, CallError> {
+    let (function, args) = prepare(call)?;
+    function(&args)
+}
+
+/// Splits arguments into positional ones and `&key` pairs (`:level 3`),
+/// checking the keys against `allowed` (upper-case names without colon).
+///
+/// # Errors
+/// `BadArguments` for an unknown key or a key without value.
+pub fn keyword_args<'a>(
+    function: &str,
+    args: &'a [Term],
+    positional: usize,
+    allowed: &[&str],
+) -> Result<(&'a [Term], HashMap<String, &'a Term>), CallError> {
+    if args.len() < positional {
+        return Err(CallError::bad_arguments(
+            function,
+            format!(
+                "expected at least {positional} arguments, got {}",
+                args.len()
+            ),
+        ));
+    }
+    let (fixed, rest) = args.split_at(positional);
+    let mut keys = HashMap::new();
+    let mut it = rest.iter();
+    while let Some(k) = it.next() {
+        let name = match k {
+            Term::Keyword(name) if allowed.contains(&name.as_str()) => name.clone(),
+            other => {
+                return Err(CallError::bad_arguments(
+                    function,
+                    format!(
+                        "unexpected argument {other} (keyword arguments: {})",
+                        allowed
+                            .iter()
+                            .map(|a| format!(":{a}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                ))
+            }
+        };
+        let value = it.next().ok_or_else(|| {
+            CallError::bad_arguments(function, format!("keyword :{name} has no value"))
+        })?;
+        keys.insert(name, value);
+    }
+    Ok((fixed, keys))
+}

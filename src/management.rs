@@ -1,0 +1,223 @@
+//! Management: `agent-stats`, `agent-tree` and the time format they use
+//! (SPEC section 7). `flush-messages` is [`crate::agent::flush_messages`];
+//! `connection-stats` belongs to the node layer.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::agent::{target, Agent, Peer, Target, TargetError};
+use crate::term::Term;
+
+/// Counters and times of one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStats {
+    /// The agent.
+    pub agent: Term,
+    /// Registered name, if any.
+    pub name: Option<String>,
+    /// Messages taken out of its mailbox.
+    pub received: u64,
+    /// Messages dropped: mailbox full or closed.
+    pub dropped: u64,
+    /// Messages and notifications waiting now.
+    pub queued: usize,
+    /// When it was created.
+    pub birth: SystemTime,
+    /// When it exited, if it has.
+    pub death: Option<SystemTime>,
+}
+
+impl AgentStats {
+    /// As a property list: `(:AGENT a :NAME n :RECEIVED r :DROPPED d :QUEUED q
+    /// :BIRTH "…" :DEATH "…"|NIL)`.
+    pub fn to_term(&self) -> Term {
+        Term::list(vec![
+            Term::keyword("agent"),
+            self.agent.clone(),
+            Term::keyword("name"),
+            self.name.as_deref().map_or(Term::Nil, Term::keyword),
+            Term::keyword("received"),
+            Term::Int(self.received as i64),
+            Term::keyword("dropped"),
+            Term::Int(self.dropped as i64),
+            Term::keyword("queued"),
+            Term::from(self.queued),
+            Term::keyword("birth"),
+            Term::Str(iso8601(self.birth)),
+            Term::keyword("death"),
+            self.death.map_or(Term::Nil, |d| Term::Str(iso8601(d))),
+        ])
+    }
+}
+
+fn resolve_handle(target: Target) -> Result<Agent, TargetError> {
+    match target {
+        Target::Agent(a) => Ok(a),
+        t => match t.resolve()? {
+            target::Resolved::Local(a) => Ok(a),
+            target::Resolved::Dead => Err(TargetError::Exited(
+                t.term().map(|t| t.to_string()).unwrap_or_default(),
+            )),
+            target::Resolved::Remote(_, id) => Err(TargetError::NotAnAgent(format!(
+                "{id:?} (management works on agents of this node)"
+            ))),
+        },
+    }
+}
+
+/// Statistics of a local agent (a handle works even after it exited).
+///
+/// # Errors
+/// [`TargetError`] if `agent` names no live local agent.
+pub fn agent_stats(agent: impl Into<Target>) -> Result<AgentStats, TargetError> {
+    let agent = resolve_handle(agent.into())?;
+    let (received, dropped, queued) = agent.mailbox().counts();
+    let (birth, death) = agent.times();
+    Ok(AgentStats {
+        agent: agent.to_term(),
+        name: agent.name(),
+        received,
+        dropped,
+        queued,
+        birth,
+        death,
+    })
+}
+
+/// An agent, the agents it monitors (recursively) and its plain links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentTree {
+    /// The agent (with its name if it has one).
+    pub agent: Term,
+    /// Agents it monitors, each with its own tree.
+    pub monitored: Vec<AgentTree>,
+    /// Agents it is linked to both ways, and remote peers.
+    pub links: Vec<Term>,
+}
+
+/// The tree rooted at `agent`.
+///
+/// # Errors
+/// [`TargetError`] if `agent` names no live local agent.
+pub fn agent_tree(agent: impl Into<Target>) -> Result<AgentTree, TargetError> {
+    let agent = resolve_handle(agent.into())?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(tree(&agent, &mut seen))
+}
+
+fn label(agent: &Agent) -> Term {
+    match agent.name() {
+        Some(n) => Term::list(vec![agent.to_term(), Term::Keyword(n)]),
+        None => agent.to_term(),
+    }
+}
+
+fn tree(agent: &Agent, seen: &mut std::collections::HashSet<u64>) -> AgentTree {
+    seen.insert(agent.serial());
+    let (links, _) = agent.peers();
+    let me = crate::agent::PeerKey::Local(agent.serial());
+    let mut monitored = Vec::new();
+    let mut plain = Vec::new();
+    for peer in links {
+        match peer {
+            Peer::Local(child) => {
+                // A child we monitor has us among its monitors.
+                let (_, child_monitors) = child.peers();
+                let is_monitored = child_monitors.iter().any(|p| p.key() == me);
+                if is_monitored && !seen.contains(&child.serial()) {
+                    monitored.push(tree(&child, seen));
+                } else {
+                    plain.push(label(&child));
+                }
+            }
+            Peer::Remote(id) => plain.push(Term::Str(id.to_string())),
+        }
+    }
+    monitored.sort_by_key(|t| t.agent.to_string());
+    plain.sort_by_key(|t| t.to_string());
+    AgentTree {
+        agent: label(agent),
+        monitored,
+        links: plain,
+    }
+}
+
+impl AgentTree {
+    /// As a term: `(agent (:LINKS …) subtree…)`.
+    pub fn to_term(&self) -> Term {
+        let mut items = vec![
+            self.agent.clone(),
+            Term::dotted(vec![Term::keyword("links")], Term::list(self.links.clone())),
+        ];
+        items.extend(self.monitored.iter().map(AgentTree::to_term));
+        Term::list(items)
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        write!(f, "{:width$}{}", "", self.agent, width = depth * 2)?;
+        if !self.links.is_empty() {
+            f.write_str("  links:")?;
+            for l in &self.links {
+                write!(f, " {l}")?;
+            }
+        }
+        writeln!(f)?;
+        for child in &self.monitored {
+            child.write(f, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for AgentTree {
+    /// An indented tree, one agent per line, monitored agents below their
+    /// monitor.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, 0)
+    }
+}
+
+/// Every live agent of this process.
+pub fn agents() -> Vec<Agent> {
+    target::all()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), without a date library: civil-from-days
+/// after Howard Hinnant's public-domain algorithm.
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn iso8601_known_dates() {
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(iso8601(t), "2026-11-18T11:06:40.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
+    }
+}
