@@ -758,4 +758,3 @@ pub fn flush_messages() -> Vec<Term> {
     Agent::current().0.mailbox.drain()
 }
 
-pub(crate) use pool::idle_threads;

@@ -104,8 +104,3 @@ fn worker_loop() {
         }
     }
 }
-
-/// Threads parked and waiting for work (for management and tests).
-pub(crate) fn idle_threads() -> usize {
-    idle().len()
-}

@@ -1,0 +1,334 @@
+//! The local benchmark workloads of BENCHMARKS.md (W1 ring, W2 ping-pong,
+//! W3 spawn, W4 fan-in), written against the public API only. The
+//! `erlangen-*-benchmark` programs are thin fronts over these; tests run them
+//! with small sizes to keep them working.
+//!
+//! Timing follows BENCHMARKS.md: the clock starts once all agents exist
+//! (except W3, which times spawning) and stops when the last message has been
+//! received; wall clock, monotonic.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::agent::{self, Agent, Attach, SpawnError, SpawnOptions};
+use crate::term::Term;
+
+/// Why a benchmark could not finish.
+#[derive(Debug)]
+pub enum BenchError {
+    /// An agent could not be spawned.
+    Spawn(SpawnError),
+    /// The run did not finish within the given timeout.
+    Timeout(Duration),
+    /// An agent of the run exited abnormally.
+    Failed(Term),
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BenchError::Spawn(e) => write!(f, "{e}"),
+            BenchError::Timeout(t) => write!(
+                f,
+                "benchmark did not finish within {t:?} (timeout argument)"
+            ),
+            BenchError::Failed(reason) => write!(f, "a benchmark agent failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+impl From<SpawnError> for BenchError {
+    fn from(e: SpawnError) -> BenchError {
+        BenchError::Spawn(e)
+    }
+}
+
+fn wait(timeout: Duration) -> Result<Term, BenchError> {
+    agent::receive_timeout(timeout).map_err(|_| BenchError::Timeout(timeout))
+}
+
+fn kill_all(agents: &[Agent]) {
+    for a in agents {
+        let _ = agent::exit(Term::keyword("done"), a);
+    }
+}
+
+/// W1: one token carrying `hops` travels around a ring of `n_agents`
+/// agents, each forwarding `k - 1` to the next, until it reaches 0.
+/// Returns the elapsed time.
+///
+/// # Errors
+/// [`BenchError`] if agents cannot be spawned or the run times out.
+pub fn ring(hops: u64, n_agents: usize, timeout: Duration) -> Result<Duration, BenchError> {
+    let me = Agent::current();
+    let n_agents = n_agents.max(1);
+    let mut ring = Vec::with_capacity(n_agents);
+    for _ in 0..n_agents {
+        let report = me.clone();
+        ring.push(agent::spawn(move || {
+            let first = agent::receive();
+            let next = match first.downcast_local::<Agent>() {
+                Some(next) => next.clone(),
+                None => return,
+            };
+            loop {
+                match agent::receive() {
+                    Term::Int(0) => {
+                        report.send(Term::keyword("done"));
+                    }
+                    Term::Int(k) => {
+                        next.send(Term::Int(k - 1));
+                    }
+                    _ => return,
+                }
+            }
+        })?);
+    }
+    for (i, a) in ring.iter().enumerate() {
+        a.send(Term::local(ring[(i + 1) % n_agents].clone()));
+    }
+    let start = Instant::now();
+    ring[0].send(Term::Int(hops as i64));
+    let result = wait(timeout).map(|_| start.elapsed());
+    kill_all(&ring);
+    result
+}
+
+/// W2: `pairs` pairs ping-pong concurrently, `messages` messages per pair
+/// (`messages / 2` round trips). Returns the time until the last pair
+/// finished.
+///
+/// # Errors
+/// [`BenchError`] if agents cannot be spawned or the run times out.
+pub fn ping_pong(messages: u64, pairs: usize, timeout: Duration) -> Result<Duration, BenchError> {
+    let me = Agent::current();
+    let round_trips = (messages / 2).max(1) as i64;
+    let mut agents = Vec::new();
+    let mut pingers = Vec::new();
+    for _ in 0..pairs.max(1) {
+        let ponger = agent::spawn(|| loop {
+            match agent::receive() {
+                Term::Local(v) => {
+                    if let Some(pinger) = v.0.downcast_ref::<Agent>() {
+                        let pinger = pinger.clone();
+                        loop {
+                            match agent::receive() {
+                                Term::Int(i) => {
+                                    pinger.send(Term::Int(i));
+                                }
+                                _ => return,
+                            }
+                        }
+                    }
+                }
+                _ => return,
+            }
+        })?;
+        let report = me.clone();
+        let partner = ponger.clone();
+        let pinger = agent::spawn(move || {
+            // Wait for the start signal, so the clock starts with all
+            // agents in place.
+            agent::receive();
+            for i in 0..round_trips {
+                partner.send(Term::Int(i));
+                agent::receive();
+            }
+            report.send(Term::keyword("done"));
+        })?;
+        ponger.send(Term::local(pinger.clone()));
+        agents.push(ponger);
+        agents.push(pinger.clone());
+        pingers.push(pinger);
+    }
+    let start = Instant::now();
+    for p in &pingers {
+        p.send(Term::keyword("go"));
+    }
+    let mut result = Ok(Duration::ZERO);
+    for _ in &pingers {
+        if let Err(e) = wait(timeout) {
+            result = Err(e);
+            break;
+        }
+        result = Ok(start.elapsed());
+    }
+    kill_all(&agents);
+    result
+}
+
+/// W3 result: spawn-and-exit cost, and how many blocked agents could be
+/// alive at once with their memory.
+#[derive(Debug, Clone)]
+pub struct SpawnFigures {
+    /// Time to spawn `count` agents that return at once and to receive all
+    /// their exit notifications.
+    pub elapsed: Duration,
+    /// Agents spawned.
+    pub count: u64,
+    /// Blocked agents alive at once (the target, or where spawning failed).
+    pub alive: u64,
+    /// Resident memory added per blocked agent, in bytes (Linux only).
+    pub bytes_per_agent: Option<u64>,
+    /// Why spawning stopped before the target, if it did.
+    pub limit: Option<String>,
+}
+
+/// W3: spawns `count` monitored agents that return at once and waits for
+/// their notifications; then keeps up to `alive_target` agents blocked in a
+/// receive at once, measuring resident memory.
+///
+/// # Errors
+/// [`BenchError`] if the first part fails or times out.
+pub fn spawn_exit(
+    count: u64,
+    alive_target: u64,
+    timeout: Duration,
+) -> Result<SpawnFigures, BenchError> {
+    let options = SpawnOptions::new().attach(Attach::Monitor);
+    let start = Instant::now();
+    // Keep at most this many unacknowledged spawns in flight, so the
+    // priority lane does not hold 100,000 notifications at once.
+    let window = 1000u64;
+    let mut outstanding = 0u64;
+    for _ in 0..count {
+        if outstanding == window {
+            wait(timeout)?;
+            outstanding -= 1;
+        }
+        agent::spawn_with(&options, || ())?;
+        outstanding += 1;
+    }
+    for _ in 0..outstanding {
+        wait(timeout)?;
+    }
+    let elapsed = start.elapsed();
+
+    let before = resident_bytes();
+    let mut alive = Vec::new();
+    let mut limit = None;
+    for _ in 0..alive_target {
+        match agent::spawn(|| {
+            agent::receive();
+        }) {
+            Ok(a) => alive.push(a),
+            Err(e) => {
+                limit = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let after = resident_bytes();
+    let n = alive.len() as u64;
+    kill_all(&alive);
+    Ok(SpawnFigures {
+        elapsed,
+        count,
+        alive: n,
+        bytes_per_agent: match (before, after) {
+            (Some(b), Some(a)) if n > 0 => Some(a.saturating_sub(b) / n),
+            _ => None,
+        },
+        limit,
+    })
+}
+
+/// W4: `senders` agents each send `per_sender` small messages to one
+/// receiver as fast as they can. Returns the time until the receiver has
+/// them all.
+///
+/// # Errors
+/// [`BenchError`] if agents cannot be spawned or the run times out.
+pub fn fan_in(per_sender: u64, senders: usize, timeout: Duration) -> Result<Duration, BenchError> {
+    let me = Agent::current();
+    let total = per_sender * senders as u64;
+    let capacity = usize::try_from(total).unwrap_or(usize::MAX).max(1);
+    let report = me.clone();
+    let receiver = agent::spawn_with(&SpawnOptions::new().mailbox_size(capacity), move || {
+        for _ in 0..total {
+            agent::receive();
+        }
+        report.send(Term::keyword("done"));
+    })?;
+    let mut agents = vec![receiver.clone()];
+    let mut ready = Vec::new();
+    for _ in 0..senders {
+        let to = receiver.clone();
+        let sender = agent::spawn(move || {
+            agent::receive();
+            for i in 0..per_sender {
+                to.send(Term::Int(i as i64));
+            }
+        })?;
+        ready.push(sender.clone());
+        agents.push(sender);
+    }
+    let start = Instant::now();
+    for s in &ready {
+        s.send(Term::keyword("go"));
+    }
+    let result = wait(timeout).map(|_| start.elapsed());
+    kill_all(&agents);
+    result
+}
+
+/// Resident set size of this process from `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Parses positional numeric arguments over defaults, for the benchmark
+/// programs: `args` are the command-line words after the program name.
+///
+/// # Errors
+/// A message naming the argument that is not a number, or `-h`/`--help`
+/// as `Err(None)`.
+pub fn parse_numbers(args: &[String], defaults: &[u64]) -> Result<Vec<u64>, Option<String>> {
+    let mut out = defaults.to_vec();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Err(None);
+    }
+    if args.len() > defaults.len() {
+        return Err(Some(format!(
+            "expected at most {} arguments, got {}",
+            defaults.len(),
+            args.len()
+        )));
+    }
+    for (i, a) in args.iter().enumerate() {
+        out[i] = a
+            .replace('_', "")
+            .parse()
+            .map_err(|_| Some(format!("argument {} ({a:?}) is not a whole number", i + 1)))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn workloads_run_small() {
+        assert!(ring(1000, 10, T).is_ok());
+        assert!(ping_pong(1000, 2, T).is_ok());
+        let s = spawn_exit(2000, 50, T).unwrap();
+        assert_eq!(s.alive, 50);
+        assert!(fan_in(1000, 4, T).is_ok());
+    }
+
+    #[test]
+    fn numbers_parse() {
+        let args = vec!["1_000".to_owned()];
+        assert_eq!(parse_numbers(&args, &[5, 6]).unwrap(), vec![1000, 6]);
+        assert!(parse_numbers(&["x".to_owned()], &[5]).is_err());
+        assert!(matches!(parse_numbers(&["-h".to_owned()], &[5]), Err(None)));
+    }
+}

@@ -1,0 +1,52 @@
+//! W3 spawn: `erlangen-spawn-benchmark [n-spawns] [n-alive] [timeout-seconds]`.
+//! Exit codes: 0 ok, 1 the run failed, 2 bad arguments.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage: erlangen-spawn-benchmark [n-spawns] [n-alive] [timeout-seconds]
+  Spawns n-spawns (default 100000) monitored agents that return at once and
+  waits for their exit notifications (prints microseconds per spawn); then
+  keeps up to n-alive (default 10000) agents blocked in a receive at once and
+  prints how many it reached and the resident memory per agent.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [count, alive, timeout] =
+        match erlangen::bench::parse_numbers(&args, &[100_000, 10_000, 120]) {
+            Ok(v) => [v[0], v[1], v[2]],
+            Err(None) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Err(Some(e)) => {
+                eprintln!("erlangen-spawn-benchmark: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+    match erlangen::bench::spawn_exit(count, alive, Duration::from_secs(timeout)) {
+        Ok(f) => {
+            let s = f.elapsed.as_secs_f64();
+            println!(
+                "W3 spawn: {} spawns+exits in {s:.3} s, {:.2} us/spawn",
+                f.count,
+                s * 1e6 / f.count.max(1) as f64
+            );
+            let mem = f
+                .bytes_per_agent
+                .map_or("unknown".to_owned(), |b| format!("{b} bytes"));
+            println!(
+                "W3 alive: {} blocked agents at once, resident {mem}/agent",
+                f.alive
+            );
+            if let Some(limit) = f.limit {
+                println!("W3 alive: stopped early: {limit}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("erlangen-spawn-benchmark: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
