@@ -30,6 +30,8 @@ pub enum CallError {
     /// The function ended with this exit reason (passed on unchanged, so
     /// `parallel-map` exits with its worker's reason).
     Exit(Term),
+    /// A receive inside the function timed out (exit reason `:TIMEOUT`).
+    Timeout,
 }
 
 impl CallError {
@@ -54,17 +56,25 @@ impl fmt::Display for CallError {
                 write!(f, "bad arguments to {function}: {message}")
             }
             CallError::Exit(reason) => write!(f, "exited with reason {reason}"),
+            CallError::Timeout => f.write_str("timed out waiting for a message"),
         }
     }
 }
 
 impl std::error::Error for CallError {}
 
+impl From<crate::agent::Timeout> for CallError {
+    fn from(_: crate::agent::Timeout) -> CallError {
+        CallError::Timeout
+    }
+}
+
 impl IntoReason for CallError {
     /// An `Exit` passes its reason on; other errors become their message.
     fn into_reason(self) -> Term {
         match self {
             CallError::Exit(reason) => reason,
+            CallError::Timeout => Term::keyword("timeout"),
             other => Term::Str(other.to_string()),
         }
     }

@@ -171,6 +171,138 @@ pub fn read_frame(
     Ok(header[4])
 }
 
+/// Appends a `str` field: a u16 length, then UTF-8 bytes. Strings here are ids and error messages; longer
+/// than 65535 bytes is cut at a character boundary (only error texts can
+/// be that long).
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+/// Bounds-checked reading of a frame's fields (integers big-endian, `str`
+/// as a u16 length then UTF-8).
+pub struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// Reads fields from `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Fields<'a> {
+        Fields { bytes }
+    }
+
+    /// The next `n` bytes.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`] naming `field`.
+    pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], FieldError> {
+        if self.bytes.len() < n {
+            return Err(FieldError::Truncated(field));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// A byte.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`].
+    pub fn u8(&mut self, field: &'static str) -> Result<u8, FieldError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    /// A big-endian u32.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`].
+    pub fn u32(&mut self, field: &'static str) -> Result<u32, FieldError> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A big-endian u64.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`].
+    pub fn u64(&mut self, field: &'static str) -> Result<u64, FieldError> {
+        let b = self.take(8, field)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    /// A byte that must be 0 or 1.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`] or [`FieldError::BadValue`].
+    pub fn bool(&mut self, field: &'static str) -> Result<bool, FieldError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(FieldError::BadValue(field)),
+        }
+    }
+
+    /// A u16 length, then that many bytes of UTF-8.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`] or [`FieldError::BadUtf8`].
+    pub fn str(&mut self, field: &'static str) -> Result<&'a str, FieldError> {
+        let len = self.take(2, field)?;
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let bytes = self.take(len, field)?;
+        std::str::from_utf8(bytes).map_err(|_| FieldError::BadUtf8(field))
+    }
+
+    /// Takes everything that remains.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Succeeds if nothing remains.
+    ///
+    /// # Errors
+    /// [`FieldError::Trailing`].
+    pub fn end(&self) -> Result<(), FieldError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(FieldError::Trailing(self.bytes.len()))
+        }
+    }
+}
+
+/// A field that could not be read from a frame's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    /// The payload ends inside this field.
+    Truncated(&'static str),
+    /// This string field is not UTF-8.
+    BadUtf8(&'static str),
+    /// This field holds a value the protocol does not allow.
+    BadValue(&'static str),
+    /// Bytes remain after the last field.
+    Trailing(usize),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldError::Truncated(field) => write!(f, "frame ends inside field {field}"),
+            FieldError::BadUtf8(field) => write!(f, "field {field} is not UTF-8"),
+            FieldError::BadValue(field) => write!(f, "invalid value in field {field}"),
+            FieldError::Trailing(n) => write!(f, "{n} bytes after the last field"),
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

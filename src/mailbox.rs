@@ -13,7 +13,7 @@
 //! threads are runnable than there are cores (see `Spinner`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,16 +51,29 @@ struct State {
 }
 
 /// A mailbox. Owned by one agent; any thread may deliver to it.
+///
+/// The owner takes messages in batches: when its `inbox` runs dry it moves
+/// everything queued in `state` over in one O(1) swap, so under a flood
+/// (fan-in) it takes the shared lock once per batch instead of once per
+/// message. Lock order: `state`, then `inbox`.
 pub(crate) struct Mailbox {
     state: Mutex<State>,
     ready: Condvar,
+    /// The owner's batch: older than anything in `state.messages`.
+    inbox: Mutex<VecDeque<Term>>,
+    /// `inbox.len()`, readable by senders for the capacity check.
+    cached: AtomicUsize,
+    /// Something is on the priority lane (checked without the lock).
+    signals_pending: AtomicBool,
     /// Bumped on every delivery; lets a spinning owner see arrivals without
     /// taking the lock.
     arrivals: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
-    /// Adaptive spin budget of the owner, in spin rounds.
+    /// Adaptive spin budget of the owner, in nanoseconds.
     spin_budget: AtomicU32,
+    /// Parks without spinning since the budget ran out.
+    spin_skips: AtomicU32,
 }
 
 /// Threads currently runnable (running an agent and not parked in a
@@ -88,12 +101,14 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Spin rounds are ~50-100 ns each (a few `spin_loop` hints and an atomic
-/// load), so the ceiling keeps a spin under about 10 µs: longer than a
-/// cross-core hand-off, far shorter than a park/unpark round trip on an idle
-/// vCPU (~12 µs measured in BENCHMARKS.md).
-const SPIN_MAX: u32 = 128;
-const SPIN_START: u32 = 32;
+/// Spin budgets, in nanoseconds. The ceiling stays under a park/unpark round
+/// trip on an idle vCPU (~12 µs in BENCHMARKS.md) and well above a
+/// cross-core hand-off (< 1 µs); the floor keeps a failing spin cheap.
+const SPIN_MAX: u32 = 10_000;
+const SPIN_MIN: u32 = 500;
+const SPIN_START: u32 = 4_000;
+/// While spinning does not pay, one receive in this many probes again.
+const SPIN_PROBE_EVERY: u32 = 64;
 
 impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Mailbox {
@@ -106,10 +121,14 @@ impl Mailbox {
                 parked: false,
             }),
             ready: Condvar::new(),
+            inbox: Mutex::new(VecDeque::new()),
+            cached: AtomicUsize::new(0),
+            signals_pending: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             spin_budget: AtomicU32::new(SPIN_START),
+            spin_skips: AtomicU32::new(0),
         }
     }
 
@@ -124,7 +143,8 @@ impl Mailbox {
     /// counts the drop. Returns whether it was queued.
     pub(crate) fn deliver(&self, message: Term) -> bool {
         let mut state = self.lock();
-        if state.closed || state.messages.len() >= state.capacity {
+        let held = state.messages.len() + self.cached.load(Ordering::Relaxed);
+        if state.closed || held >= state.capacity {
             drop(state);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -148,6 +168,7 @@ impl Mailbox {
             state.closed = true;
         }
         state.signals.push_back(signal);
+        self.signals_pending.store(true, Ordering::Release);
         self.arrivals.fetch_add(1, Ordering::Release);
         let wake = state.parked;
         drop(state);
@@ -183,7 +204,14 @@ impl Mailbox {
                 exit @ Signal::Exit(_) => state.signals.push_back(exit),
             }
         }
+        {
+            let mut inbox = self.inbox();
+            out.extend(inbox.drain(..));
+            self.cached.store(0, Ordering::Relaxed);
+        }
         out.extend(state.messages.drain(..));
+        self.signals_pending
+            .store(!state.signals.is_empty(), Ordering::Release);
         drop(state);
         self.received.fetch_add(out.len() as u64, Ordering::Relaxed);
         out
@@ -194,7 +222,7 @@ impl Mailbox {
         let queued = {
             let state = self.lock();
             state.messages.len() + state.signals.len()
-        };
+        } + self.cached.load(Ordering::Relaxed);
         (
             self.received.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
@@ -202,41 +230,48 @@ impl Mailbox {
         )
     }
 
-    /// Counts a message dropped before it reached the mailbox (e.g. sent to
-    /// an agent that had already exited).
-    pub(crate) fn count_drop(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn inbox(&self) -> MutexGuard<'_, VecDeque<Term>> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the first item that matches, looking at the priority lane
-    /// before ordinary messages. An exit signal always "matches".
-    fn take(
+    /// Takes the first signal that matches (an exit signal always does).
+    fn take_signal(
+        &self,
         state: &mut State,
         matches: &mut dyn FnMut(&Term) -> bool,
     ) -> Option<Result<Term, Interrupt>> {
-        if !state.signals.is_empty() {
-            let pos = state.signals.iter().position(|s| match s {
-                Signal::Exit(_) => true,
-                Signal::Notice(t) => matches(t),
-            });
-            if let Some(pos) = pos {
-                return match state.signals.remove(pos) {
-                    Some(Signal::Exit(reason)) => Some(Err(Interrupt::Exit(reason))),
-                    Some(Signal::Notice(t)) => Some(Ok(t)),
-                    None => None,
-                };
-            }
+        let pos = state.signals.iter().position(|s| match s {
+            Signal::Exit(_) => true,
+            Signal::Notice(t) => matches(t),
+        })?;
+        let taken = state.signals.remove(pos);
+        self.signals_pending
+            .store(!state.signals.is_empty(), Ordering::Release);
+        match taken? {
+            Signal::Exit(reason) => Some(Err(Interrupt::Exit(reason))),
+            Signal::Notice(t) => Some(Ok(t)),
         }
+    }
+
+    /// Takes the first message of the owner's batch that matches.
+    fn take_cached(&self, matches: &mut dyn FnMut(&Term) -> bool) -> Option<Term> {
+        let mut inbox = self.inbox();
         // Fast path: the head matches (the common, non-selective case).
-        let front_matches = match state.messages.front() {
-            Some(front) => matches(front),
-            None => return None,
+        let found = if matches(inbox.front()?) {
+            inbox.pop_front()
+        } else {
+            let pos = inbox.iter().skip(1).position(|t| matches(t))?;
+            inbox.remove(pos + 1)
         };
-        if front_matches {
-            return state.messages.pop_front().map(Ok);
+        self.cached.store(inbox.len(), Ordering::Relaxed);
+        found
+    }
+
+    fn got(&self, found: Result<Term, Interrupt>) -> Result<Term, Interrupt> {
+        if found.is_ok() {
+            self.received.fetch_add(1, Ordering::Relaxed);
         }
-        let pos = state.messages.iter().skip(1).position(|t| matches(t))?;
-        state.messages.remove(pos + 1).map(Ok)
+        found
     }
 
     /// Waits for the first item that matches `matches` (the priority lane
@@ -246,91 +281,113 @@ impl Mailbox {
         deadline: Option<Instant>,
         matches: &mut dyn FnMut(&Term) -> bool,
     ) -> Result<Term, Interrupt> {
-        let mut state = self.lock();
+        let mut spun = false;
         loop {
-            if let Some(found) = Self::take(&mut state, matches) {
-                drop(state);
-                if found.is_ok() {
-                    self.received.fetch_add(1, Ordering::Relaxed);
+            if self.signals_pending.load(Ordering::Acquire) {
+                let mut state = self.lock();
+                if let Some(found) = self.take_signal(&mut state, matches) {
+                    drop(state);
+                    return self.got(found);
                 }
-                return found;
             }
-            let seen = self.arrivals.load(Ordering::Acquire);
+            if let Some(found) = self.take_cached(matches) {
+                return self.got(Ok(found));
+            }
+            let mut state = self.lock();
+            if !state.messages.is_empty() {
+                let mut inbox = self.inbox();
+                if inbox.is_empty() {
+                    std::mem::swap(&mut *inbox, &mut state.messages);
+                } else {
+                    inbox.append(&mut state.messages);
+                }
+                self.cached.store(inbox.len(), Ordering::Relaxed);
+                continue;
+            }
+            if let Some(found) = self.take_signal(&mut state, matches) {
+                drop(state);
+                return self.got(found);
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Interrupt::Timeout);
             }
-            drop(state);
-            let arrived = self.spin(seen, deadline);
-            state = self.lock();
-            if arrived {
-                continue;
-            }
-            // Park. Recheck under the lock first: an arrival between the
-            // spin and here would otherwise be missed.
-            if let Some(found) = Self::take(&mut state, matches) {
+            let seen = self.arrivals.load(Ordering::Acquire);
+            if !spun {
+                spun = true;
                 drop(state);
-                if found.is_ok() {
-                    self.received.fetch_add(1, Ordering::Relaxed);
+                if self.spin(seen, deadline) {
+                    continue;
                 }
-                return found;
+                state = self.lock();
             }
+            // Park until something new arrives. `arrivals` only changes
+            // under the lock we hold, so nothing slips in between.
             state.parked = true;
             RUNNABLE.fetch_sub(1, Ordering::Relaxed);
-            state = match deadline {
-                None => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    // One deadline; the remaining time is recomputed on
-                    // every wake-up (spurious wake-ups happen).
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        state
-                    } else {
+            while self.arrivals.load(Ordering::Acquire) == seen {
+                state = match deadline {
+                    None => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        // One deadline; the remaining time is recomputed on
+                        // every wake-up (spurious wake-ups happen).
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
                         self.ready
                             .wait_timeout(state, left)
                             .unwrap_or_else(|e| e.into_inner())
                             .0
                     }
-                }
-            };
+                };
+            }
             RUNNABLE.fetch_add(1, Ordering::Relaxed);
             state.parked = false;
+            spun = false;
         }
     }
 
     /// Spins while it pays: returns true if something arrived. The budget
-    /// doubles after a spin that caught a message and halves after one that
-    /// did not, so agents whose partner answers fast (ping-pong) keep
-    /// spinning and agents that wait long (a ring of 1000) soon stop.
+    /// (a time) doubles after a spin that caught a message and halves after
+    /// one that did not, within [`SPIN_MIN`, `SPIN_MAX`], so agents whose
+    /// partner answers fast (ping-pong) keep spinning and agents that wait
+    /// long (a ring of 1000) soon spin only briefly. With more runnable
+    /// threads than cores a spin would only steal the partner's core, so
+    /// the thread yields once instead.
     fn spin(&self, seen: u64, deadline: Option<Instant>) -> bool {
-        let budget = self.spin_budget.load(Ordering::Relaxed);
-        if budget == 0 || deadline.is_some() && deadline <= Some(Instant::now()) {
-            // Probe again now and then so a changed workload can win the
-            // spin back.
-            self.spin_budget.store(
-                if budget == 0 && seen % 64 == 0 {
-                    1
-                } else {
-                    budget
-                },
-                Ordering::Relaxed,
-            );
-            return false;
-        }
         if RUNNABLE.load(Ordering::Relaxed) > cores() {
-            return false;
+            std::thread::yield_now();
+            return self.arrivals.load(Ordering::Acquire) != seen;
         }
-        for _ in 0..budget {
-            for _ in 0..8 {
+        let mut budget_ns = self.spin_budget.load(Ordering::Relaxed);
+        if budget_ns < SPIN_MIN {
+            // Spinning stopped paying: park at once, but probe now and then
+            // in case the workload changed (a partner moved to another core).
+            let skips = self.spin_skips.fetch_add(1, Ordering::Relaxed);
+            if skips % SPIN_PROBE_EVERY != 0 {
+                return false;
+            }
+            budget_ns = SPIN_START;
+        }
+        let budget = Duration::from_nanos(budget_ns.into());
+        let start = Instant::now();
+        let stop = deadline.map_or(budget, |d| budget.min(d.saturating_duration_since(start)));
+        loop {
+            for _ in 0..4 {
                 std::hint::spin_loop();
             }
             if self.arrivals.load(Ordering::Acquire) != seen {
-                self.spin_budget
-                    .store((budget * 2).min(SPIN_MAX), Ordering::Relaxed);
+                let grown = (budget_ns * 2).clamp(SPIN_MIN, SPIN_MAX);
+                self.spin_budget.store(grown, Ordering::Relaxed);
                 return true;
             }
+            if start.elapsed() >= stop {
+                // Below SPIN_MIN means "do not spin".
+                let shrunk = budget_ns / 2;
+                self.spin_budget.store(shrunk, Ordering::Relaxed);
+                return false;
+            }
         }
-        self.spin_budget.store(budget / 2, Ordering::Relaxed);
-        false
     }
 }
 

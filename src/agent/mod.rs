@@ -314,12 +314,15 @@ impl Agent {
         agent
     }
 
-    /// Gives the calling (non-spawned) thread a fresh agent, ending the old
-    /// one normally. The REPL uses this after its agent was killed.
-    pub fn reset_current() -> Agent {
-        let old = ADOPTED.with(|a| a.borrow_mut().take());
-        CURRENT.with(|c| *c.borrow_mut() = None);
-        drop(old);
+    /// Ends the calling thread's agent with `reason` (if it has not ended
+    /// yet) and gives the thread a fresh one. The REPL uses this after its
+    /// agent was killed, as Erlang's shell starts a new shell process.
+    pub fn replace_current(reason: Term) -> Agent {
+        if let Some(old) = CURRENT.with(|c| c.borrow_mut().take()) {
+            finish(&old, Outcome::Exited(reason));
+        }
+        let adopted = ADOPTED.with(|a| a.borrow_mut().take());
+        drop(adopted);
         Agent::current()
     }
 
@@ -450,6 +453,27 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: IntoOutcome,
 {
+    let parent = match options.attach {
+        Attach::None => None,
+        mode => Some((Peer::Local(Agent::current()), mode == Attach::Monitor)),
+    };
+    spawn_inner(options, parent, |_| (), f)
+}
+
+/// Spawns with `parent` (a local or remote agent, and whether it monitors)
+/// attached before the agent runs; `before_start` runs after attaching and
+/// before the agent's first instruction (the node layer sends its spawn
+/// reply there, so the reply precedes any exit notification on the wire).
+pub(crate) fn spawn_inner<F, R>(
+    options: &SpawnOptions,
+    parent: Option<(Peer, bool)>,
+    before_start: impl FnOnce(&Agent),
+    f: F,
+) -> Result<Agent, SpawnError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: IntoOutcome,
+{
     if options.mailbox_size == 0 {
         return Err(SpawnError::ZeroMailbox);
     }
@@ -460,26 +484,24 @@ where
             return Err(e.into());
         }
     }
-    let parent = match options.attach {
-        Attach::None => None,
-        mode => {
-            let parent = Agent::current();
-            // The child cannot have exited yet: attach_peer cannot fail.
-            let _ = child.attach_peer(Peer::Local(parent.clone()), mode == Attach::Monitor);
+    if let Some((parent, monitor)) = &parent {
+        // The child cannot have exited yet: attach_peer cannot fail.
+        let _ = child.attach_peer(parent.clone(), *monitor);
+        if let Peer::Local(parent) = parent {
             let _ = parent.attach_peer(Peer::Local(child.clone()), false);
-            Some(parent)
         }
-    };
+    }
+    before_start(&child);
     let runner = child.clone();
     let job = Box::new(move || run(runner, f));
     if let Err(e) = pool::execute(job, options.stack_size) {
-        if let Some(parent) = parent {
+        // A local parent gets the error instead of a notification; a remote
+        // one was already told the spawn worked, so it hears of the exit.
+        if let Some((Peer::Local(parent), _)) = parent {
             parent.detach_peer(&PeerKey::Local(child.serial()));
+            child.detach_peer(&PeerKey::Local(parent.serial()));
         }
-        if options.name.is_some() {
-            crate::registry::release(&child);
-        }
-        target::remove(&child);
+        finish(&child, Outcome::Exited(Term::Str(format!("cannot start a thread: {e}"))));
         return Err(SpawnError::Thread(e));
     }
     Ok(child)
@@ -507,7 +529,13 @@ where
     CURRENT.with(|c| *c.borrow_mut() = None);
 }
 
-/// The exit reason carried by an unwind: ours, or a panic's message.
+/// The exit reason carried by an unwind out of an agent's code, as caught
+/// by `catch_unwind`: the reason of an exit signal or of [`exit_current`],
+/// or a panic's message.
+pub fn exit_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
+    unwind_reason(payload)
+}
+
 fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
     match payload.downcast::<ExitUnwind>() {
         Ok(exit) => exit.0,

@@ -13,10 +13,11 @@ use std::time::Duration;
 /// A job: the whole life of one agent.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Stack size of agent threads. Agents run plain Rust code; 512 KiB leaves
-/// room for ordinary recursion while keeping virtual memory per agent small.
-/// Spawn options can ask for more (such an agent gets a thread of its own).
-pub(crate) const DEFAULT_STACK: usize = 512 * 1024;
+/// Stack size of agent threads: Rust's own default. It is virtual memory;
+/// only the pages an agent touches become resident, and the thread ceiling
+/// comes from the kernel's map count, not from stack size. Spawn options can
+/// ask for another size (such an agent gets a thread of its own).
+pub(crate) const DEFAULT_STACK: usize = 2 * 1024 * 1024;
 
 /// Idle threads kept at most; beyond this a finished thread ends.
 const MAX_IDLE: usize = 1024;

@@ -3,7 +3,11 @@
 //!
 //! This module depends on nothing else in the crate.
 
+pub mod codec;
 mod print;
+pub mod read;
 mod value;
 
+pub use codec::{decode, decode_prefix, encode, encode_into, AgentIds, DecodeError, EncodeError, Limits};
+pub use read::{read, read_all, read_prefix, read_with, ReadError, ReadLimits};
 pub use value::{AgentRef, LocalValue, Symbol, Term};

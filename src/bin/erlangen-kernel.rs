@@ -1,0 +1,5 @@
+//! `erlangen-kernel`: the REPL program. See `erlangen-kernel -h`.
+
+fn main() -> std::process::ExitCode {
+    erlangen::kernel::main()
+}

@@ -1,0 +1,476 @@
+//! The kernel's built-in functions: the whole agent, node and management
+//! API, plus list, vector and comparison helpers. Each is a registered
+//! function (see [`crate::call`]), so it can also be spawned and called by
+//! other nodes; `(help)` lists them from [`HELP`].
+
+use std::time::Duration;
+
+use super::eval::Evaluator;
+use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
+use crate::call::{self, keyword_args, CallError};
+use crate::management;
+use crate::node;
+use crate::term::Term;
+
+/// `(name, usage and one line of help)`, in the order `(help)` prints them.
+pub const HELP: &[(&str, &str)] = &[
+    ("spawn", "(spawn call-or-function &key attach mailbox-size node host name) start an agent; returns it (or its id string on another node)"),
+    ("send", "(send message agent) send a message; returns the message"),
+    ("receive", "(receive &key timeout) next message; timeout in seconds gives an error when nothing came"),
+    ("exit", "(exit reason &optional agent) kill an agent (default: the REPL's own)"),
+    ("link", "(link agent &optional mode) attach the REPL's agent: mode :link (default) or :monitor"),
+    ("unlink", "(unlink agent) detach"),
+    ("register", "(register name &optional agent) name an agent, e.g. (register :logger a)"),
+    ("unregister", "(unregister name) remove a name"),
+    ("registered", "(registered) list of registered names"),
+    ("agent", "(agent) the REPL's own agent"),
+    ("node", "(node &key host name) become a node (serves until its agent is killed; spawn it)"),
+    ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death"),
+    ("agent-tree", "(agent-tree &optional agent) print an agent and the agents it monitors"),
+    ("flush-messages", "(flush-messages) print and drop every message waiting for the REPL"),
+    ("connection-stats", "(connection-stats) per remote node: errors, established, messages, bytes"),
+    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents"),
+    ("sleep", "(sleep seconds) pause"),
+    ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),
+    ("vector", "(vector x…) a vector; also aref elt"),
+    ("+", "(+ n…) arithmetic: + - * 1+ 1- = < > <= >="),
+    ("equal", "(equal a b) structural equality; also eq eql not null"),
+    ("funcall", "(funcall f x…) call a function; also apply, mapcar"),
+    ("print", "(print x) print and return x"),
+    ("help", "(help) this list"),
+    ("quit", "(quit) leave the kernel"),
+];
+
+fn bad(function: &str, message: impl Into<String>) -> CallError {
+    CallError::bad_arguments(function, message)
+}
+
+fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), CallError> {
+    if args.len() < min || args.len() > max {
+        let expected = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(bad(
+            function,
+            format!("expected {expected} arguments, got {}", args.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
+    let secs = match t {
+        Term::Int(i) if *i >= 0 => *i as f64,
+        Term::Float(f) if *f >= 0.0 && f.is_finite() => *f,
+        other => return Err(bad(function, format!("expected a number of seconds, got {other}"))),
+    };
+    Ok(Duration::from_secs_f64(secs.min(1e9)))
+}
+
+fn string_arg(function: &str, key: &str, t: &Term) -> Result<String, CallError> {
+    match t {
+        Term::Str(s) => Ok(s.clone()),
+        Term::Symbol(s) => Ok(s.name.to_lowercase()),
+        Term::Keyword(k) => Ok(k.to_lowercase()),
+        other => Err(bad(function, format!(":{key} expects a string, got {other}"))),
+    }
+}
+
+fn target(function: &str, t: &Term) -> Result<Target, CallError> {
+    match t {
+        Term::Agent(_) | Term::Keyword(_) | Term::Str(_) => Ok(Target::from(t)),
+        other => Err(bad(
+            function,
+            format!("{other} is not an agent (expected an agent, a :NAME or an id string)"),
+        )),
+    }
+}
+
+fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
+    t.as_list()
+        .or_else(|| t.as_vector())
+        .ok_or_else(|| bad(function, format!("expected a list, got {t}")))
+}
+
+fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
+    let name = "spawn";
+    let (fixed, keys) = keyword_args(
+        name,
+        args,
+        1,
+        &["ATTACH", "MAILBOX-SIZE", "NODE", "HOST", "NAME"],
+    )?;
+    let what = &fixed[0];
+    let mut options = SpawnOptions::new();
+    if let Some(a) = keys.get("ATTACH") {
+        options.attach = Attach::from_term(a)
+            .ok_or_else(|| bad(name, format!(":attach must be :link, :monitor or nil, got {a}")))?;
+    }
+    if let Some(m) = keys.get("MAILBOX-SIZE") {
+        match m {
+            Term::Int(n) if *n >= 1 => options.mailbox_size = usize::try_from(*n).unwrap_or(usize::MAX),
+            other => return Err(bad(name, format!(":mailbox-size must be a positive integer, got {other}"))),
+        }
+    }
+    if let Some(n) = keys.get("NAME") {
+        options.name = Some(string_arg(name, "name", n)?);
+    }
+    if let Some(target_node) = keys.get("NODE") {
+        let target_node = string_arg(name, "node", target_node)?;
+        let host = keys
+            .get("HOST")
+            .map(|h| string_arg(name, "host", h))
+            .transpose()?;
+        if !matches!(what, Term::List(_) | Term::Symbol(_)) {
+            return Err(bad(
+                name,
+                "only a call of a registered function, such as '(parallel-map 1+ #(1 2)), can be spawned on another node",
+            ));
+        }
+        let call = match what {
+            Term::Symbol(_) => Term::list(vec![what.clone()]),
+            other => other.clone(),
+        };
+        let id = node::spawn_on(host.as_deref(), &target_node, &call, &options)
+            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        return Ok(Term::Str(id));
+    }
+    let spawned = match what {
+        Term::List(_) => {
+            let (function, args) = call::prepare(what)?;
+            agent::spawn_with(&options, move || function(&args))
+        }
+        Term::Symbol(_) | Term::Local(_) => {
+            let function = call::function_of(what)?;
+            agent::spawn_with(&options, move || function(&[]))
+        }
+        other => {
+            return Err(bad(
+                name,
+                format!("expected a call such as '(parallel-map 1+ #(1 2)) or a function, got {other}"),
+            ))
+        }
+    };
+    let _ = ev;
+    let agent = spawned.map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+    if is_call_of(what, "NODE") {
+        wait_for_node(&agent)?;
+    }
+    Ok(agent.to_term())
+}
+
+fn is_call_of(call: &Term, name: &str) -> bool {
+    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s)) if s.package.is_none() && s.name == name)
+}
+
+/// `(spawn '(node …))` returns once the node is up (or failed), so the next
+/// form can use it; the seed left that race to the typist.
+fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if node::this_node().is_some() {
+            return Ok(());
+        }
+        if let Some(outcome) = agent.outcome() {
+            return Err(CallError::Exit(match outcome {
+                agent::Outcome::Exited(reason) => reason,
+                agent::Outcome::Returned(_) => Term::from("the node stopped"),
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(CallError::Exit(Term::from("the node did not start within 10 s")))
+}
+
+fn node_call(args: &[Term]) -> Result<Term, CallError> {
+    let name = "node";
+    let (_, keys) = keyword_args(name, args, 0, &["HOST", "NAME"])?;
+    let mut options = node::NodeOptions::default();
+    if let Some(h) = keys.get("HOST") {
+        options.host = Some(string_arg(name, "host", h)?);
+    }
+    if let Some(n) = keys.get("NAME") {
+        options.name = Some(string_arg(name, "name", n)?);
+    }
+    node::node(options).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+    Ok(Term::Nil)
+}
+
+fn compare(name: &'static str, ord: fn(std::cmp::Ordering) -> bool) -> impl Fn(&[Term]) -> Result<Term, CallError> {
+    move |args: &[Term]| {
+        let nums: Result<Vec<f64>, CallError> = args
+            .iter()
+            .map(|a| match a {
+                Term::Int(i) => Ok(*i as f64),
+                Term::Float(f) => Ok(*f),
+                other => Err(bad(name, format!("expected a number, got {other}"))),
+            })
+            .collect();
+        let nums = nums?;
+        if nums.is_empty() {
+            return Err(bad(name, "expected at least 1 argument"));
+        }
+        let ok = nums.windows(2).all(|w| {
+            w[0].partial_cmp(&w[1]).is_some_and(ord)
+        });
+        Ok(Term::from(ok))
+    }
+}
+
+fn index(function: &str, t: &Term) -> Result<usize, CallError> {
+    match t {
+        Term::Int(i) if *i >= 0 => Ok(usize::try_from(*i).unwrap_or(usize::MAX)),
+        other => Err(bad(function, format!("expected an index, got {other}"))),
+    }
+}
+
+/// Registers every built-in. `ev` is the session the REPL evaluates in.
+pub fn register(ev: &Evaluator) {
+    crate::examples::register_functions();
+    let e = ev.clone();
+    call::register_function("spawn", move |args| spawn(&e, args));
+    call::register_function("send", |args| {
+        arity("send", args, 2, 2)?;
+        agent::send(args[0].clone(), target("send", &args[1])?)
+            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        Ok(args[0].clone())
+    });
+    call::register_function("receive", |args| {
+        let (_, keys) = keyword_args("receive", args, 0, &["TIMEOUT"])?;
+        match keys.get("TIMEOUT") {
+            None => Ok(agent::receive()),
+            Some(t) => Ok(agent::receive_timeout(seconds("receive", t)?)?),
+        }
+    });
+    call::register_function("exit", |args| {
+        arity("exit", args, 1, 2)?;
+        let who = match args.get(1) {
+            Some(t) => target("exit", t)?,
+            None => Target::from(Agent::current()),
+        };
+        agent::exit(args[0].clone(), who).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        Ok(Term::T)
+    });
+    call::register_function("link", |args| {
+        arity("link", args, 1, 2)?;
+        let mode = match args.get(1) {
+            None => Attach::Link,
+            Some(m) => match Attach::from_term(m) {
+                Some(Attach::None) | None => {
+                    return Err(bad("link", format!("mode must be :link or :monitor, got {m}")))
+                }
+                Some(mode) => mode,
+            },
+        };
+        agent::link(target("link", &args[0])?, mode)
+            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        Ok(Term::T)
+    });
+    call::register_function("unlink", |args| {
+        arity("unlink", args, 1, 1)?;
+        agent::unlink(target("unlink", &args[0])?).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        Ok(Term::T)
+    });
+    call::register_function("register", |args| {
+        arity("register", args, 1, 2)?;
+        let name = string_arg("register", "name", &args[0])?;
+        let who = match args.get(1) {
+            None => Agent::current(),
+            Some(t) => match target("register", t)?.clone() {
+                Target::Agent(a) => a,
+                Target::Term(Term::Agent(crate::term::AgentRef::Local(serial))) => {
+                    crate::agent::target::by_serial(serial)
+                        .ok_or_else(|| bad("register", "the agent has exited"))?
+                }
+                Target::Term(other) => {
+                    return Err(bad("register", format!("{other} is not a local agent")))
+                }
+            },
+        };
+        crate::registry::register(&name, &who).map_err(|e| bad("register", e.to_string()))?;
+        Ok(Term::keyword(&name))
+    });
+    call::register_function("unregister", |args| {
+        arity("unregister", args, 1, 1)?;
+        let name = string_arg("unregister", "name", &args[0])?;
+        crate::registry::unregister(&name).map_err(|e| bad("unregister", e.to_string()))?;
+        Ok(Term::T)
+    });
+    call::register_function("registered", |args| {
+        arity("registered", args, 0, 0)?;
+        Ok(Term::list(
+            crate::registry::registered()
+                .iter()
+                .map(|n| Term::Keyword(n.clone()))
+                .collect(),
+        ))
+    });
+    call::register_function("agent", |args| {
+        arity("agent", args, 0, 0)?;
+        Ok(Agent::current().to_term())
+    });
+    call::register_function("node", node_call);
+    call::register_function("agent-stats", |args| {
+        arity("agent-stats", args, 0, 1)?;
+        let who = match args.first() {
+            Some(t) => target("agent-stats", t)?,
+            None => Target::from(Agent::current()),
+        };
+        Ok(management::agent_stats(who)
+            .map_err(|e| bad("agent-stats", e.to_string()))?
+            .to_term())
+    });
+    call::register_function("agent-tree", |args| {
+        arity("agent-tree", args, 0, 1)?;
+        let who = match args.first() {
+            Some(t) => target("agent-tree", t)?,
+            None => Target::from(Agent::current()),
+        };
+        let tree = management::agent_tree(who).map_err(|e| bad("agent-tree", e.to_string()))?;
+        print!("{tree}");
+        Ok(Term::Nil)
+    });
+    call::register_function("flush-messages", |args| {
+        arity("flush-messages", args, 0, 0)?;
+        let messages = agent::flush_messages();
+        for m in &messages {
+            println!("{m}");
+        }
+        Ok(Term::from(messages.len()))
+    });
+    call::register_function("connection-stats", |args| {
+        arity("connection-stats", args, 0, 0)?;
+        Ok(Term::list(
+            node::connection_stats().iter().map(|s| s.to_term()).collect(),
+        ))
+    });
+    call::register_function("sleep", |args| {
+        arity("sleep", args, 1, 1)?;
+        std::thread::sleep(seconds("sleep", &args[0])?);
+        Ok(Term::Nil)
+    });
+    call::register_function("help", |_| {
+        for (_, line) in HELP {
+            println!("{line}");
+        }
+        Ok(Term::Nil)
+    });
+    call::register_function("print", |args| {
+        arity("print", args, 1, 1)?;
+        println!("{}", args[0]);
+        Ok(args[0].clone())
+    });
+    register_data_helpers();
+}
+
+fn register_data_helpers() {
+    call::register_function("list", |args| Ok(Term::list(args.to_vec())));
+    call::register_function("vector", |args| Ok(Term::Vector(args.to_vec())));
+    call::register_function("cons", |args| {
+        arity("cons", args, 2, 2)?;
+        Ok(Term::cons(args[0].clone(), args[1].clone()))
+    });
+    for name in ["car", "first"] {
+        call::register_function(name, move |args| {
+            arity(name, args, 1, 1)?;
+            Ok(match &args[0] {
+                Term::List(items) | Term::Dotted(items, _) => items[0].clone(),
+                Term::Nil => Term::Nil,
+                other => return Err(bad(name, format!("expected a list, got {other}"))),
+            })
+        });
+    }
+    call::register_function("cdr", |args| {
+        arity("cdr", args, 1, 1)?;
+        Ok(match &args[0] {
+            Term::List(items) => Term::list(items[1..].to_vec()),
+            Term::Dotted(items, tail) => Term::dotted(items[1..].to_vec(), (**tail).clone()),
+            Term::Nil => Term::Nil,
+            other => return Err(bad("cdr", format!("expected a list, got {other}"))),
+        })
+    });
+    call::register_function("nth", |args| {
+        arity("nth", args, 2, 2)?;
+        let i = index("nth", &args[0])?;
+        Ok(list_items("nth", &args[1])?.get(i).cloned().unwrap_or(Term::Nil))
+    });
+    call::register_function("second", |args| {
+        arity("second", args, 1, 1)?;
+        Ok(list_items("second", &args[0])?.get(1).cloned().unwrap_or(Term::Nil))
+    });
+    call::register_function("third", |args| {
+        arity("third", args, 1, 1)?;
+        Ok(list_items("third", &args[0])?.get(2).cloned().unwrap_or(Term::Nil))
+    });
+    for name in ["aref", "elt"] {
+        call::register_function(name, move |args| {
+            arity(name, args, 2, 2)?;
+            let items = list_items(name, &args[0])?;
+            let i = index(name, &args[1])?;
+            items
+                .get(i)
+                .cloned()
+                .ok_or_else(|| bad(name, format!("index {i} out of bounds for length {}", items.len())))
+        });
+    }
+    call::register_function("length", |args| {
+        arity("length", args, 1, 1)?;
+        Ok(match &args[0] {
+            Term::Str(s) => Term::from(s.chars().count()),
+            Term::Bytes(b) => Term::from(b.len()),
+            other => Term::from(list_items("length", other)?.len()),
+        })
+    });
+    call::register_function("append", |args| {
+        let mut out = Vec::new();
+        for a in args {
+            out.extend_from_slice(list_items("append", a)?);
+        }
+        Ok(Term::list(out))
+    });
+    call::register_function("reverse", |args| {
+        arity("reverse", args, 1, 1)?;
+        let mut items = list_items("reverse", &args[0])?.to_vec();
+        items.reverse();
+        Ok(match &args[0] {
+            Term::Vector(_) => Term::Vector(items),
+            _ => Term::list(items),
+        })
+    });
+    for name in ["equal", "eql", "eq"] {
+        call::register_function(name, move |args| {
+            arity(name, args, 2, 2)?;
+            Ok(Term::from(args[0] == args[1]))
+        });
+    }
+    for name in ["not", "null"] {
+        call::register_function(name, move |args| {
+            arity(name, args, 1, 1)?;
+            Ok(Term::from(args[0].is_nil()))
+        });
+    }
+    call::register_function("=", compare("=", |o| o.is_eq()));
+    call::register_function("<", compare("<", |o| o.is_lt()));
+    call::register_function(">", compare(">", |o| o.is_gt()));
+    call::register_function("<=", compare("<=", |o| o.is_le()));
+    call::register_function(">=", compare(">=", |o| o.is_ge()));
+    call::register_function("funcall", |args| {
+        let (f, rest) = args.split_first().ok_or_else(|| bad("funcall", "expected a function"))?;
+        call::function_of(f)?(rest)
+    });
+    call::register_function("apply", |args| {
+        arity("apply", args, 2, 2)?;
+        call::function_of(&args[0])?(list_items("apply", &args[1])?)
+    });
+    call::register_function("mapcar", |args| {
+        arity("mapcar", args, 2, 2)?;
+        let f = call::function_of(&args[0])?;
+        let mut out = Vec::new();
+        for x in list_items("mapcar", &args[1])? {
+            out.push(f(std::slice::from_ref(x))?);
+        }
+        Ok(Term::list(out))
+    });
+}

@@ -1,0 +1,399 @@
+//! The evaluator: Common Lisp's evaluation rules, cut down to what a
+//! session at the prompt needs (SPEC section 8).
+//!
+//! - literals, keywords, strings, vectors and agents evaluate to themselves;
+//! - a symbol is a variable (lexical `let` bindings, then the session's
+//!   globals); an unbound symbol that names a registered or `defun`ed
+//!   function evaluates to itself, so `(parallel-map 1+ #(1 2))` works as in
+//!   the walkthrough;
+//! - `(quote x)` / `'x` is data;
+//! - special forms: `quote function setq defvar defparameter if when unless
+//!   progn let let* lambda defun and or`;
+//! - any other list is a call: its arguments are evaluated, then the
+//!   `defun`ed or registered function of that name is applied.
+//!
+//! Lambdas become [`call::Function`] values, so they can be passed to
+//! `parallel-map` or spawned as agents; a lambda captures its lexical
+//! bindings by value and the session's globals by reference.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use crate::call::{self, CallError, Function};
+use crate::term::{Symbol, Term};
+
+/// Nesting limit of evaluation, so a runaway recursive `defun` ends with an
+/// error instead of overflowing the stack. Counted per thread across calls
+/// (a `defun` calls back into the evaluator through the registry). Agents
+/// run with the default 2 MiB stack, ample for this depth.
+const MAX_DEPTH: usize = 256;
+
+
+
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one level of nesting for as long as it lives.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Result<Nesting, EvalError> {
+        let d = DEPTH.with(|d| {
+            let v = d.get() + 1;
+            d.set(v);
+            v
+        });
+        let guard = Nesting;
+        if d > MAX_DEPTH {
+            return Err(EvalError::TooDeep);
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// An evaluation error: what went wrong, for the prompt to print.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalError {
+    /// A symbol with no value that names no function.
+    Unbound(String),
+    /// A malformed special form.
+    Syntax(String),
+    /// A call failed.
+    Call(CallError),
+    /// Evaluation nested deeper than the limit.
+    TooDeep,
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalError::Unbound(s) => write!(
+                f,
+                "unbound variable {s} (and no function of that name; quote data with ')"
+            ),
+            EvalError::Syntax(s) => write!(f, "{s}"),
+            EvalError::Call(e) => write!(f, "{e}"),
+            EvalError::TooDeep => write!(f, "evaluation nested deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl From<CallError> for EvalError {
+    fn from(e: CallError) -> EvalError {
+        EvalError::Call(e)
+    }
+}
+
+impl From<EvalError> for CallError {
+    fn from(e: EvalError) -> CallError {
+        match e {
+            EvalError::Call(c) => c,
+            other => CallError::Exit(Term::Str(other.to_string())),
+        }
+    }
+}
+
+/// A user function: parameters and body.
+#[derive(Clone)]
+struct Lambda {
+    params: Vec<Symbol>,
+    body: Vec<Term>,
+    env: Vec<(Symbol, Term)>,
+}
+
+/// Session state shared by the prompt and every lambda it made.
+#[derive(Default)]
+pub(crate) struct Globals {
+    vars: HashMap<Symbol, Term>,
+}
+
+/// An evaluator over shared globals. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Evaluator {
+    globals: Arc<RwLock<Globals>>,
+}
+
+fn syntax(msg: impl Into<String>) -> EvalError {
+    EvalError::Syntax(msg.into())
+}
+
+fn symbol_of(t: &Term, what: &str) -> Result<Symbol, EvalError> {
+    match t {
+        Term::Symbol(s) => Ok(s.clone()),
+        other => Err(syntax(format!("{what}: expected a symbol, got {other}"))),
+    }
+}
+
+/// The items of a proper list, or a syntax error naming `form`.
+fn items<'a>(t: &'a Term, form: &str) -> Result<&'a [Term], EvalError> {
+    t.as_list()
+        .ok_or_else(|| syntax(format!("{form}: expected a list, got {t}")))
+}
+
+impl Evaluator {
+    /// A fresh session.
+    pub fn new() -> Evaluator {
+        Evaluator::default()
+    }
+
+    /// Sets a global variable.
+    pub fn set_var(&self, name: &str, value: Term) {
+        self.globals
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .vars
+            .insert(Symbol::new(name), value);
+    }
+
+    /// Evaluates one form at top level.
+    ///
+    /// # Errors
+    /// [`EvalError`] for unbound variables, malformed forms and failed calls.
+    pub fn eval(&self, form: &Term) -> Result<Term, EvalError> {
+        self.eval_in(form, &mut Vec::new(), 0)
+    }
+
+    fn lookup(&self, s: &Symbol, env: &[(Symbol, Term)]) -> Option<Term> {
+        if let Some((_, v)) = env.iter().rev().find(|(k, _)| k == s) {
+            return Some(v.clone());
+        }
+        self.globals
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .vars
+            .get(s)
+            .cloned()
+    }
+
+    fn names_function(&self, s: &Symbol) -> bool {
+        call::lookup(s).is_ok()
+    }
+
+    fn eval_in(&self, form: &Term, env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+        let _nesting = Nesting::enter()?;
+        match form {
+            Term::Symbol(s) => match self.lookup(s, env) {
+                Some(v) => Ok(v),
+                None if self.names_function(s) => Ok(form.clone()),
+                None => Err(EvalError::Unbound(s.full_name())),
+            },
+            Term::List(list) => self.eval_list(list, env, depth + 1),
+            Term::Dotted(..) => Err(syntax(format!("cannot evaluate the dotted list {form}"))),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn eval_body(&self, body: &[Term], env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+        let mut last = Term::Nil;
+        for f in body {
+            last = self.eval_in(f, env, depth)?;
+        }
+        Ok(last)
+    }
+
+    fn eval_list(&self, list: &[Term], env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+        let (head, args) = match list.split_first() {
+            Some(x) => x,
+            None => return Ok(Term::Nil),
+        };
+        let op = match head {
+            Term::Symbol(s) => s,
+            other => return Err(syntax(format!("{other} is not a function name"))),
+        };
+        let name = if op.package.is_none() { op.name.as_str() } else { "" };
+        match name {
+            "QUOTE" | "FUNCTION" => match args {
+                [x] => Ok(x.clone()),
+                _ => Err(syntax(format!("{}: expected one argument", op.name))),
+            },
+            "IF" => match args {
+                [c, then] | [c, then, _] => {
+                    if self.eval_in(c, env, depth)?.is_true() {
+                        self.eval_in(then, env, depth)
+                    } else if let [_, _, otherwise] = args {
+                        self.eval_in(otherwise, env, depth)
+                    } else {
+                        Ok(Term::Nil)
+                    }
+                }
+                _ => Err(syntax("if: expected (if test then [else])")),
+            },
+            "WHEN" | "UNLESS" => {
+                let (c, body) = args
+                    .split_first()
+                    .ok_or_else(|| syntax(format!("{}: expected a test", op.name)))?;
+                let truth = self.eval_in(c, env, depth)?.is_true();
+                if truth == (name == "WHEN") {
+                    self.eval_body(body, env, depth)
+                } else {
+                    Ok(Term::Nil)
+                }
+            }
+            "PROGN" => self.eval_body(args, env, depth),
+            "AND" => {
+                let mut last = Term::T;
+                for a in args {
+                    last = self.eval_in(a, env, depth)?;
+                    if !last.is_true() {
+                        return Ok(Term::Nil);
+                    }
+                }
+                Ok(last)
+            }
+            "OR" => {
+                for a in args {
+                    let v = self.eval_in(a, env, depth)?;
+                    if v.is_true() {
+                        return Ok(v);
+                    }
+                }
+                Ok(Term::Nil)
+            }
+            "SETQ" | "SETF" => {
+                if args.len() % 2 != 0 {
+                    return Err(syntax("setq: expected (setq var value …)"));
+                }
+                let mut last = Term::Nil;
+                for pair in args.chunks(2) {
+                    let var = symbol_of(&pair[0], "setq")?;
+                    last = self.eval_in(&pair[1], env, depth)?;
+                    if let Some(slot) = env.iter_mut().rev().find(|(k, _)| *k == var) {
+                        slot.1 = last.clone();
+                    } else {
+                        self.globals
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .vars
+                            .insert(var, last.clone());
+                    }
+                }
+                Ok(last)
+            }
+            "DEFVAR" | "DEFPARAMETER" => {
+                let (var, rest) = args
+                    .split_first()
+                    .ok_or_else(|| syntax(format!("{}: expected a name", op.name)))?;
+                let var = symbol_of(var, "defvar")?;
+                let bound = self.lookup(&var, &[]).is_some();
+                if let Some(init) = rest.first() {
+                    if name == "DEFPARAMETER" || !bound {
+                        let v = self.eval_in(init, env, depth)?;
+                        self.globals
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .vars
+                            .insert(var.clone(), v);
+                    }
+                }
+                Ok(Term::Symbol(var))
+            }
+            "LET" | "LET*" => {
+                let (bindings, body) = args
+                    .split_first()
+                    .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
+                let mut new = Vec::new();
+                let mark = env.len();
+                for b in items(bindings, "let")? {
+                    let (var, value) = match b {
+                        Term::Symbol(s) => (s.clone(), Term::Nil),
+                        Term::List(pair) if pair.len() <= 2 && !pair.is_empty() => {
+                            let var = symbol_of(&pair[0], "let")?;
+                            let value = match pair.get(1) {
+                                Some(v) => self.eval_in(v, env, depth)?,
+                                None => Term::Nil,
+                            };
+                            (var, value)
+                        }
+                        other => return Err(syntax(format!("let: bad binding {other}"))),
+                    };
+                    if name == "LET*" {
+                        env.push((var, value));
+                    } else {
+                        new.push((var, value));
+                    }
+                }
+                env.extend(new);
+                let result = self.eval_body(body, env, depth);
+                env.truncate(mark);
+                result
+            }
+            "LAMBDA" => {
+                let (params, body) = args
+                    .split_first()
+                    .ok_or_else(|| syntax("lambda: expected (lambda (params…) body…)"))?;
+                let lambda = Lambda {
+                    params: self.params(params)?,
+                    body: body.to_vec(),
+                    env: env.clone(),
+                };
+                Ok(Term::local(self.function(lambda)))
+            }
+            "DEFUN" => match args {
+                [fname, params, body @ ..] => {
+                    let fname = symbol_of(fname, "defun")?;
+                    let lambda = Lambda {
+                        params: self.params(params)?,
+                        body: body.to_vec(),
+                        env: Vec::new(),
+                    };
+                    // A defun is a registered function like any other: it
+                    // can be spawned, passed to parallel-map, and called
+                    // by other nodes.
+                    let me = self.clone();
+                    let label = fname.full_name();
+                    call::register_function(&label.clone(), move |args: &[Term]| {
+                        Ok(me.apply_lambda(&label, &lambda, args, 0)?)
+                    });
+                    Ok(Term::Symbol(fname))
+                }
+                _ => Err(syntax("defun: expected (defun name (params…) body…)")),
+            },
+            _ => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(self.eval_in(a, env, depth)?);
+                }
+                self.apply_symbol(op, &values, depth)
+            }
+        }
+    }
+
+    fn params(&self, params: &Term) -> Result<Vec<Symbol>, EvalError> {
+        items(params, "parameter list")?
+            .iter()
+            .map(|p| symbol_of(p, "parameter list"))
+            .collect()
+    }
+
+    fn apply_symbol(&self, op: &Symbol, args: &[Term], _depth: usize) -> Result<Term, EvalError> {
+        Ok(call::lookup(op)?(args)?)
+    }
+
+    fn apply_lambda(&self, name: &str, lambda: &Lambda, args: &[Term], depth: usize) -> Result<Term, EvalError> {
+        if args.len() != lambda.params.len() {
+            return Err(EvalError::Call(CallError::bad_arguments(
+                name,
+                format!("expected {} arguments, got {}", lambda.params.len(), args.len()),
+            )));
+        }
+        let mut env = lambda.env.clone();
+        env.extend(lambda.params.iter().cloned().zip(args.iter().cloned()));
+        self.eval_body(&lambda.body, &mut env, depth + 1)
+    }
+
+    fn function(&self, lambda: Lambda) -> Function {
+        let me = self.clone();
+        Arc::new(move |args: &[Term]| Ok(me.apply_lambda("lambda", &lambda, args, 0)?))
+    }
+}

@@ -1,0 +1,299 @@
+//! The node-to-node protocol after the handshake: one frame (see
+//! [`crate::frame`]) per request, a kind byte and fixed fields. PROTOCOL.md
+//! documents every byte; this file is the one implementation of it.
+//!
+//! Field encodings: integers big-endian; `str` is a u16 length then UTF-8
+//! bytes; `term` is the codec's encoding and always comes last in a frame,
+//! so its length is what remains.
+
+use std::fmt;
+
+pub(crate) use crate::frame::{put_str, FieldError as ProtocolFieldError, Fields};
+use crate::term::{self, AgentIds, Term};
+
+/// Frame kinds after authentication.
+pub(crate) mod kind {
+    /// Deliver a message: `to: str`, `message: term`.
+    pub const SEND: u8 = 0x10;
+    /// Spawn a call: `request: u64`, `reply_to: str`, `attach: u8`,
+    /// `mailbox: u32`, `call: term`.
+    pub const SPAWN: u8 = 0x11;
+    /// Spawn result: `request: u64`, `ok: u8`, `text: str` (the new agent's
+    /// aid on success, an error message otherwise).
+    pub const SPAWN_REPLY: u8 = 0x12;
+    /// Attach remote `from` to local `to`: `from: str`, `to: str`,
+    /// `monitor: u8`.
+    pub const LINK: u8 = 0x13;
+    /// Detach: `from: str`, `to: str`.
+    pub const UNLINK: u8 = 0x14;
+    /// Exit signal: `from: str`, `to: str`, `reason: term`.
+    pub const EXIT: u8 = 0x15;
+    /// Exit notification: `from: str`, `to: str`, `notification: term`.
+    pub const NOTICE: u8 = 0x16;
+    /// Sign of life, no payload.
+    pub const HEARTBEAT: u8 = 0x17;
+}
+
+/// A request decoded from a frame. Agent fields hold what the sender wrote:
+/// for `to`, the aid part of an id of the receiving node (`"1f"` or
+/// `":NAME"`); for `from`/`reply_to`, a full id `"host/node/aid"`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    Send {
+        to: String,
+        message: Term,
+    },
+    Spawn {
+        request: u64,
+        reply_to: String,
+        attach: u8,
+        mailbox: u32,
+        call: Term,
+    },
+    SpawnReply {
+        request: u64,
+        ok: bool,
+        text: String,
+    },
+    Link {
+        from: String,
+        to: String,
+        monitor: bool,
+    },
+    Unlink {
+        from: String,
+        to: String,
+    },
+    Exit {
+        from: String,
+        to: String,
+        reason: Term,
+    },
+    Notice {
+        from: String,
+        to: String,
+        notification: Term,
+    },
+    Heartbeat,
+}
+
+/// A frame that does not follow the protocol. The connection is closed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ProtocolError {
+    UnknownKind(u8),
+    Field(ProtocolFieldError),
+    Term(String),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnknownKind(k) => write!(f, "unknown request kind 0x{k:02x}"),
+            ProtocolError::Field(e) => e.fmt(f),
+            ProtocolError::Term(e) => write!(f, "bad term: {e}"),
+        }
+    }
+}
+
+impl From<ProtocolFieldError> for ProtocolError {
+    fn from(e: ProtocolFieldError) -> ProtocolError {
+        ProtocolError::Field(e)
+    }
+}
+
+/// The rest of the payload as one term (terms always come last).
+fn term_field(f: &mut Fields<'_>, limits: &term::Limits) -> Result<Term, ProtocolError> {
+    term::decode(f.rest(), limits).map_err(|e| ProtocolError::Term(e.to_string()))
+}
+
+/// Encodes a request's payload (without the frame header) into `out`.
+///
+/// # Errors
+/// The codec's error if a term cannot go on the wire (a local value, a
+/// local agent that has no id).
+pub(crate) fn encode(
+    request: &Request,
+    out: &mut Vec<u8>,
+    agents: &dyn AgentIds,
+) -> Result<u8, term::EncodeError> {
+    Ok(match request {
+        Request::Send { to, message } => {
+            put_str(out, to);
+            term::encode_into(message, out, agents)?;
+            kind::SEND
+        }
+        Request::Spawn {
+            request,
+            reply_to,
+            attach,
+            mailbox,
+            call,
+        } => {
+            out.extend_from_slice(&request.to_be_bytes());
+            put_str(out, reply_to);
+            out.push(*attach);
+            out.extend_from_slice(&mailbox.to_be_bytes());
+            term::encode_into(call, out, agents)?;
+            kind::SPAWN
+        }
+        Request::SpawnReply { request, ok, text } => {
+            out.extend_from_slice(&request.to_be_bytes());
+            out.push(u8::from(*ok));
+            put_str(out, text);
+            kind::SPAWN_REPLY
+        }
+        Request::Link { from, to, monitor } => {
+            put_str(out, from);
+            put_str(out, to);
+            out.push(u8::from(*monitor));
+            kind::LINK
+        }
+        Request::Unlink { from, to } => {
+            put_str(out, from);
+            put_str(out, to);
+            kind::UNLINK
+        }
+        Request::Exit { from, to, reason } => {
+            put_str(out, from);
+            put_str(out, to);
+            term::encode_into(reason, out, agents)?;
+            kind::EXIT
+        }
+        Request::Notice {
+            from,
+            to,
+            notification,
+        } => {
+            put_str(out, from);
+            put_str(out, to);
+            term::encode_into(notification, out, agents)?;
+            kind::NOTICE
+        }
+        Request::Heartbeat => kind::HEARTBEAT,
+    })
+}
+
+/// Decodes one request frame's payload.
+///
+/// # Errors
+/// [`ProtocolError`] for anything that is not exactly one well-formed
+/// request.
+pub(crate) fn decode(kind: u8, payload: &[u8], limits: &term::Limits) -> Result<Request, ProtocolError> {
+    let mut f = Fields::new(payload);
+    let request = match kind {
+        kind::SEND => Request::Send {
+            to: f.str("to")?.to_owned(),
+            message: term_field(&mut f, limits)?,
+        },
+        kind::SPAWN => Request::Spawn {
+            request: f.u64("request")?,
+            reply_to: f.str("reply_to")?.to_owned(),
+            attach: f.u8("attach")?,
+            mailbox: f.u32("mailbox")?,
+            call: term_field(&mut f, limits)?,
+        },
+        kind::SPAWN_REPLY => Request::SpawnReply {
+            request: f.u64("request")?,
+            ok: f.bool("ok")?,
+            text: f.str("text")?.to_owned(),
+        },
+        kind::LINK => Request::Link {
+            from: f.str("from")?.to_owned(),
+            to: f.str("to")?.to_owned(),
+            monitor: f.bool("monitor")?,
+        },
+        kind::UNLINK => Request::Unlink {
+            from: f.str("from")?.to_owned(),
+            to: f.str("to")?.to_owned(),
+        },
+        kind::EXIT => Request::Exit {
+            from: f.str("from")?.to_owned(),
+            to: f.str("to")?.to_owned(),
+            reason: term_field(&mut f, limits)?,
+        },
+        kind::NOTICE => Request::Notice {
+            from: f.str("from")?.to_owned(),
+            to: f.str("to")?.to_owned(),
+            notification: term_field(&mut f, limits)?,
+        },
+        kind::HEARTBEAT => Request::Heartbeat,
+        other => return Err(ProtocolError::UnknownKind(other)),
+    };
+    f.end()?;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoIds;
+    impl AgentIds for NoIds {
+        fn wire_id(&self, _: u64) -> Option<String> {
+            None
+        }
+    }
+
+    fn all() -> Vec<Request> {
+        vec![
+            Request::Send {
+                to: "1f".into(),
+                message: Term::list(vec![Term::keyword("ping"), 42.into()]),
+            },
+            Request::Spawn {
+                request: 7,
+                reply_to: "h/n/0".into(),
+                attach: 2,
+                mailbox: 64,
+                call: Term::list(vec![Term::symbol("f"), 1.into()]),
+            },
+            Request::SpawnReply {
+                request: 7,
+                ok: true,
+                text: "3".into(),
+            },
+            Request::Link {
+                from: "h/n/1".into(),
+                to: ":LOG".into(),
+                monitor: true,
+            },
+            Request::Unlink {
+                from: "h/n/1".into(),
+                to: "2".into(),
+            },
+            Request::Exit {
+                from: "h/n/1".into(),
+                to: "2".into(),
+                reason: Term::keyword("kill"),
+            },
+            Request::Notice {
+                from: "h/n/1".into(),
+                to: "2".into(),
+                notification: Term::list(vec!["h/n/1".into(), Term::keyword("ok")]),
+            },
+            Request::Heartbeat,
+        ]
+    }
+
+    #[test]
+    fn every_request_round_trips_and_every_truncation_fails() {
+        let limits = term::Limits::default();
+        for r in all() {
+            let mut out = Vec::new();
+            let k = encode(&r, &mut out, &NoIds).unwrap();
+            assert_eq!(decode(k, &out, &limits).unwrap(), r);
+            for cut in 0..out.len() {
+                // Terms come last and are self-delimiting, so a cut is
+                // always noticed.
+                assert!(decode(k, &out[..cut], &limits).is_err(), "{r:?} cut at {cut}");
+            }
+            let mut longer = out.clone();
+            longer.push(0);
+            assert!(decode(k, &longer, &limits).is_err());
+        }
+        assert_eq!(
+            decode(0xEE, &[], &limits),
+            Err(ProtocolError::UnknownKind(0xEE))
+        );
+    }
+}

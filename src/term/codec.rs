@@ -1,0 +1,471 @@
+//! The binary form of terms: a version byte, then one tagged value.
+//! PROTOCOL.md ("Terms") documents every byte; this file is its one
+//! implementation.
+//!
+//! Decoding treats its input as hostile: every length and count is checked
+//! against the bytes that remain *before* anything is allocated (each
+//! element takes at least one byte, so a count can never claim more
+//! elements than bytes), nesting is limited, strings must be UTF-8, and
+//! nothing read is interned. Integers are big-endian.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::value::{AgentRef, Symbol, Term};
+
+/// Format version written before every encoded term.
+pub const VERSION: u8 = 1;
+
+/// Tags of encoded values.
+pub mod tag {
+    /// `NIL` (also the empty list). No payload.
+    pub const NIL: u8 = 0x00;
+    /// `T`. No payload.
+    pub const T: u8 = 0x01;
+    /// Integer in one signed byte.
+    pub const INT8: u8 = 0x02;
+    /// Integer in four bytes, signed big-endian.
+    pub const INT32: u8 = 0x03;
+    /// Integer in eight bytes, signed big-endian.
+    pub const INT64: u8 = 0x04;
+    /// IEEE 754 double, its eight bytes big-endian.
+    pub const FLOAT: u8 = 0x05;
+    /// String: u32 length, UTF-8 bytes.
+    pub const STRING: u8 = 0x06;
+    /// Symbol without package: u32 length, UTF-8 name.
+    pub const SYMBOL: u8 = 0x07;
+    /// Symbol with package: u32 length, package, u32 length, name.
+    pub const QUALIFIED_SYMBOL: u8 = 0x08;
+    /// Keyword: u32 length, UTF-8 name (no colon).
+    pub const KEYWORD: u8 = 0x09;
+    /// Byte vector: u32 length, bytes.
+    pub const BYTES: u8 = 0x0A;
+    /// Proper list: u32 count (>= 1), that many values.
+    pub const LIST: u8 = 0x0B;
+    /// Dotted list: u32 count (>= 1), that many values, then the tail.
+    pub const DOTTED: u8 = 0x0C;
+    /// Vector: u32 count, that many values.
+    pub const VECTOR: u8 = 0x0D;
+    /// Agent reference: u32 length, UTF-8 id `host/node/aid`.
+    pub const AGENT: u8 = 0x0E;
+}
+
+/// Limits on what [`decode`] accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded term in bytes (default 16 MiB).
+    pub max_size: usize,
+    /// Deepest nesting of lists and vectors (default 128).
+    pub max_depth: usize,
+    /// Most elements in one list or vector (default 1 Mi).
+    pub max_elements: usize,
+    /// Longest string, name or byte vector in bytes (default 16 MiB).
+    pub max_string: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_size: 16 * 1024 * 1024,
+            max_depth: 128,
+            max_elements: 1 << 20,
+            max_string: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the node layer names this process's agents on the wire.
+pub trait AgentIds {
+    /// The id string of the local agent with this serial number, or `None`
+    /// if it cannot be named (not a node, or the agent is gone).
+    fn wire_id(&self, serial: u64) -> Option<String>;
+}
+
+/// Names no local agent: terms holding `AgentRef::Local` fail to encode.
+struct NoLocalAgents;
+
+impl AgentIds for NoLocalAgents {
+    fn wire_id(&self, _: u64) -> Option<String> {
+        None
+    }
+}
+
+/// Why a term cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A process-local value (closure, Rust value) cannot leave the process.
+    LocalValue(String),
+    /// A local agent that has no wire id (this process is not a node).
+    LocalAgent(u64),
+    /// A string or collection longer than a u32 length can say.
+    TooLong(&'static str),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::LocalValue(what) => write!(
+                f,
+                "a {what} only makes sense in this process and cannot be sent to another node"
+            ),
+            EncodeError::LocalAgent(serial) => write!(
+                f,
+                "agent #<AGENT {serial:X}> has no id on the wire (this process is not a node)"
+            ),
+            EncodeError::TooLong(what) => write!(f, "{what} longer than 4 GiB"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Why bytes are not a term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No bytes.
+    Empty,
+    /// The version byte is not [`VERSION`].
+    Version(u8),
+    /// The input ended inside a value (while reading what is named).
+    Truncated(&'static str),
+    /// An unknown tag byte.
+    UnknownTag(u8, usize),
+    /// Bytes left after the term.
+    Trailing(usize),
+    /// Nesting deeper than the limit.
+    TooDeep(usize),
+    /// A count larger than the limit or than the bytes left.
+    TooMany(u64, usize),
+    /// A string longer than the limit or than the bytes left.
+    TooLong(u64, usize),
+    /// The input is larger than the size limit.
+    TooBig(usize, usize),
+    /// A string or name is not UTF-8.
+    BadUtf8(usize),
+    /// A value that the format forbids (an empty list tagged LIST, …).
+    Invalid(&'static str, usize),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Empty => f.write_str("no bytes to decode"),
+            DecodeError::Version(v) => write!(f, "unknown term format version {v} (this side speaks {VERSION})"),
+            DecodeError::Truncated(what) => write!(f, "input ends inside {what}"),
+            DecodeError::UnknownTag(t, at) => write!(f, "unknown tag 0x{t:02x} at byte {at}"),
+            DecodeError::Trailing(n) => write!(f, "{n} bytes after the term"),
+            DecodeError::TooDeep(max) => write!(f, "nesting deeper than {max} (max depth setting)"),
+            DecodeError::TooMany(n, max) => write!(f, "count {n} exceeds the limit {max} (max elements setting, or bytes left)"),
+            DecodeError::TooLong(n, max) => write!(f, "length {n} exceeds the limit {max} (max string setting, or bytes left)"),
+            DecodeError::TooBig(n, max) => write!(f, "term of {n} bytes exceeds the maximum {max} (max size setting)"),
+            DecodeError::BadUtf8(at) => write!(f, "invalid UTF-8 in string at byte {at}"),
+            DecodeError::Invalid(what, at) => write!(f, "invalid {what} at byte {at}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn put_len(out: &mut Vec<u8>, n: usize, what: &'static str) -> Result<(), EncodeError> {
+    let n = u32::try_from(n).map_err(|_| EncodeError::TooLong(what))?;
+    out.extend_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8], what: &'static str) -> Result<(), EncodeError> {
+    out.push(tag);
+    put_len(out, bytes.len(), what)?;
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Encodes `term` (version byte first), appending to `out`. On error `out`
+/// may hold a partial encoding: callers truncate it back to its old length.
+///
+/// # Errors
+/// [`EncodeError`] for local values, unnamed local agents and huge values.
+pub fn encode_into(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+    out.push(VERSION);
+    encode_value(term, out, agents)
+}
+
+/// Encodes `term` into a new buffer. Local agents cannot be named here.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode(term: &Term) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(32);
+    encode_into(term, &mut out, &NoLocalAgents)?;
+    Ok(out)
+}
+
+fn encode_items(items: &[Term], out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+    put_len(out, items.len(), "list")?;
+    for item in items {
+        encode_value(item, out, agents)?;
+    }
+    Ok(())
+}
+
+fn encode_value(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+    match term {
+        Term::Nil => out.push(tag::NIL),
+        Term::T => out.push(tag::T),
+        Term::Int(i) => {
+            if let Ok(small) = i8::try_from(*i) {
+                out.push(tag::INT8);
+                out.push(small as u8);
+            } else if let Ok(mid) = i32::try_from(*i) {
+                out.push(tag::INT32);
+                out.extend_from_slice(&mid.to_be_bytes());
+            } else {
+                out.push(tag::INT64);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+        }
+        Term::Float(x) => {
+            out.push(tag::FLOAT);
+            out.extend_from_slice(&x.to_bits().to_be_bytes());
+        }
+        Term::Str(s) => put_bytes(out, tag::STRING, s.as_bytes(), "string")?,
+        Term::Symbol(Symbol { package: None, name }) => put_bytes(out, tag::SYMBOL, name.as_bytes(), "symbol")?,
+        Term::Symbol(Symbol {
+            package: Some(p),
+            name,
+        }) => {
+            put_bytes(out, tag::QUALIFIED_SYMBOL, p.as_bytes(), "package")?;
+            put_len(out, name.len(), "symbol")?;
+            out.extend_from_slice(name.as_bytes());
+        }
+        Term::Keyword(k) => put_bytes(out, tag::KEYWORD, k.as_bytes(), "keyword")?,
+        Term::Bytes(b) => put_bytes(out, tag::BYTES, b, "byte vector")?,
+        Term::List(items) if items.is_empty() => out.push(tag::NIL),
+        Term::List(items) => {
+            out.push(tag::LIST);
+            encode_items(items, out, agents)?;
+        }
+        Term::Dotted(items, tail) => {
+            out.push(tag::DOTTED);
+            encode_items(items, out, agents)?;
+            encode_value(tail, out, agents)?;
+        }
+        Term::Vector(items) => {
+            out.push(tag::VECTOR);
+            encode_items(items, out, agents)?;
+        }
+        Term::Agent(AgentRef::Id(id)) => put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?,
+        Term::Agent(AgentRef::Local(serial)) => {
+            let id = agents.wire_id(*serial).ok_or(EncodeError::LocalAgent(*serial))?;
+            put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?;
+        }
+        Term::Local(v) => return Err(EncodeError::LocalValue(v.kind().to_owned())),
+    }
+    Ok(())
+}
+
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+}
+
+/// Decodes exactly one term from `bytes`.
+///
+/// # Errors
+/// [`DecodeError`] for anything but one well-formed term within `limits`.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
+    let (term, used) = decode_prefix(bytes, limits)?;
+    if used != bytes.len() {
+        return Err(DecodeError::Trailing(bytes.len() - used));
+    }
+    Ok(term)
+}
+
+/// Decodes one term at the start of `bytes`; returns it and the bytes used.
+///
+/// # Errors
+/// As [`decode`], except that trailing bytes are allowed.
+pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+    let version = *bytes.first().ok_or(DecodeError::Empty)?;
+    if version != VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let mut d = Decoder {
+        bytes: &bytes[..bytes.len().min(limits.max_size.saturating_add(1))],
+        pos: 1,
+        limits,
+    };
+    let term = d.value(0)?;
+    if d.pos > limits.max_size {
+        return Err(DecodeError::TooBig(d.pos, limits.max_size));
+    }
+    Ok((term, d.pos))
+}
+
+impl Decoder<'_> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
+        if self.left() < n {
+            if self.bytes.len() > self.limits.max_size {
+                return Err(DecodeError::TooBig(self.pos + n, self.limits.max_size));
+            }
+            return Err(DecodeError::Truncated(what));
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?).into())
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let len = self.u32(what)?;
+        let max = self.limits.max_string.min(self.left());
+        if len > max as u64 {
+            if len <= self.limits.max_string as u64 {
+                return Err(DecodeError::Truncated(what));
+            }
+            return Err(DecodeError::TooLong(len, self.limits.max_string));
+        }
+        let at = self.pos;
+        let bytes = self.take(len as usize, what)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadUtf8(at))
+    }
+
+    fn count(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u32("count")?;
+        // Every element takes at least one byte: a count above the bytes
+        // left is a lie, caught before allocating.
+        if n > self.limits.max_elements as u64 {
+            return Err(DecodeError::TooMany(n, self.limits.max_elements));
+        }
+        if n > self.left() as u64 {
+            return Err(DecodeError::Truncated("list elements"));
+        }
+        Ok(n as usize)
+    }
+
+    fn items(&mut self, depth: usize) -> Result<Vec<Term>, DecodeError> {
+        let n = self.count()?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(items)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        if depth >= self.limits.max_depth {
+            return Err(DecodeError::TooDeep(self.limits.max_depth));
+        }
+        let at = self.pos;
+        let [t] = self.array::<1>("tag")?;
+        Ok(match t {
+            tag::NIL => Term::Nil,
+            tag::T => Term::T,
+            tag::INT8 => Term::Int(i8::from_be_bytes(self.array("integer")?).into()),
+            tag::INT32 => Term::Int(i32::from_be_bytes(self.array("integer")?).into()),
+            tag::INT64 => Term::Int(i64::from_be_bytes(self.array("integer")?)),
+            tag::FLOAT => Term::Float(f64::from_bits(u64::from_be_bytes(self.array("float")?))),
+            tag::STRING => Term::Str(self.string("string")?),
+            tag::SYMBOL => Term::Symbol(Symbol {
+                package: None,
+                name: self.string("symbol")?,
+            }),
+            tag::QUALIFIED_SYMBOL => {
+                let package = self.string("package")?;
+                Term::Symbol(Symbol {
+                    package: Some(package),
+                    name: self.string("symbol")?,
+                })
+            }
+            tag::KEYWORD => Term::Keyword(self.string("keyword")?),
+            tag::BYTES => {
+                let len = self.u32("byte vector")?;
+                if len > self.limits.max_string as u64 {
+                    return Err(DecodeError::TooLong(len, self.limits.max_string));
+                }
+                Term::Bytes(self.take(len as usize, "byte vector")?.to_vec())
+            }
+            tag::LIST => {
+                let items = self.items(depth)?;
+                if items.is_empty() {
+                    return Err(DecodeError::Invalid("empty LIST (NIL is the empty list)", at));
+                }
+                Term::List(items)
+            }
+            tag::DOTTED => {
+                let items = self.items(depth)?;
+                let tail = self.value(depth + 1)?;
+                if items.is_empty() || matches!(tail, Term::Nil | Term::List(_) | Term::Dotted(..)) {
+                    return Err(DecodeError::Invalid("dotted list (needs items and an atom tail)", at));
+                }
+                Term::Dotted(items, Box::new(tail))
+            }
+            tag::VECTOR => Term::Vector(self.items(depth)?),
+            tag::AGENT => {
+                let id = self.string("agent id")?;
+                if id.is_empty() {
+                    return Err(DecodeError::Invalid("empty agent id", at));
+                }
+                Term::Agent(AgentRef::Id(Arc::from(id)))
+            }
+            other => return Err(DecodeError::UnknownTag(other, at)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_message_bytes() {
+        let t = Term::list(vec![Term::keyword("ping"), 42.into(), "x".into()]);
+        let bytes = encode(&t).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                1, // version
+                0x0B, 0, 0, 0, 3, // list of 3
+                0x09, 0, 0, 0, 4, b'P', b'I', b'N', b'G', // :PING
+                0x02, 42, // 42
+                0x06, 0, 0, 0, 1, b'x' // "x"
+            ]
+        );
+        assert_eq!(decode(&bytes, &Limits::default()).unwrap(), t);
+    }
+
+    #[test]
+    fn local_values_refused() {
+        assert!(matches!(encode(&Term::local(1u8)), Err(EncodeError::LocalValue(_))));
+        assert!(matches!(
+            encode(&Term::Agent(AgentRef::Local(3))),
+            Err(EncodeError::LocalAgent(3))
+        ));
+    }
+
+    #[test]
+    fn lying_counts_fail_before_allocating() {
+        let mut bytes = vec![1, tag::VECTOR, 0xff, 0xff, 0xff, 0xff];
+        bytes.extend_from_slice(&[0; 10]);
+        let limits = Limits {
+            max_elements: usize::MAX,
+            ..Limits::default()
+        };
+        assert!(decode(&bytes, &limits).is_err());
+    }
+}
