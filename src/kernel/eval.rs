@@ -8,7 +8,7 @@
 //!   the walkthrough;
 //! - `(quote x)` / `'x` is data;
 //! - special forms: `quote function setq defvar defparameter if when unless
-//!   progn let let* lambda defun and or`;
+//!   progn let let* dotimes lambda defun and or`;
 //! - any other list is a call: its arguments are evaluated, then the
 //!   `defun`ed or registered function of that name is applied.
 //!
@@ -241,6 +241,42 @@ impl Evaluator {
                 }
             }
             "PROGN" => self.eval_body(args, env, depth),
+            "DOTIMES" => {
+                // (dotimes (var count [result]) body…)
+                let (spec, body) = args
+                    .split_first()
+                    .ok_or_else(|| syntax("dotimes: expected (dotimes (var count) body…)"))?;
+                let spec = items(spec, "dotimes")?;
+                let (var, count, result) = match spec {
+                    [v, c] => (symbol_of(v, "dotimes")?, c, None),
+                    [v, c, r] => (symbol_of(v, "dotimes")?, c, Some(r)),
+                    _ => return Err(syntax("dotimes: expected (var count [result])")),
+                };
+                let n = match self.eval_in(count, env, depth)? {
+                    Term::Int(n) => n,
+                    other => return Err(syntax(format!("dotimes: count must be an integer, got {other}"))),
+                };
+                let mark = env.len();
+                env.push((var, Term::Int(0)));
+                let mut outcome = Ok(());
+                for i in 0..n.max(0) {
+                    env[mark].1 = Term::Int(i);
+                    if let Err(e) = self.eval_body(body, env, depth) {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+                let value = match (outcome, result) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Some(r)) => {
+                        env[mark].1 = Term::Int(n.max(0));
+                        self.eval_in(r, env, depth)
+                    }
+                    (Ok(()), None) => Ok(Term::Nil),
+                };
+                env.truncate(mark);
+                value
+            }
             "AND" => {
                 let mut last = Term::T;
                 for a in args {

@@ -594,8 +594,10 @@ impl NodeState {
             Ok((stream, info)) => {
                 if let Some(old) = self.known_incarnation(&conn.peer) {
                     if old != info.incarnation {
-                        // The peer restarted since we last talked.
-                        self.peer_down(&conn.peer, "node restarted");
+                        // The peer restarted since we last talked: agents
+                        // attached to its earlier run are told (requests
+                        // queued on this new connection stand).
+                        self.attachments_down(&conn.peer);
                     }
                 }
                 let dispatch: Arc<dyn Dispatch> = Arc::clone(&self) as Arc<dyn Dispatch>;
@@ -687,7 +689,7 @@ impl NodeState {
                 if let Some(c) = lock(&self.peers).remove(&peer) {
                     c.mark_down();
                 }
-                self.peer_down(&peer, "node restarted");
+                self.attachments_down(&peer);
             }
         }
         let conn = Connection::new(peer.clone(), self.stats_for(&peer), self.options.max_queue);
@@ -728,8 +730,15 @@ impl NodeState {
         found
     }
 
-    /// Tells every local agent attached to an agent of `peer`, once.
+    /// The peer is gone: tells every attached agent and fails the spawn
+    /// requests waiting for it.
     fn peer_down(&self, peer: &str, why: &str) {
+        self.attachments_down(peer);
+        self.fail_pending(peer, why);
+    }
+
+    /// Tells every local agent attached to an agent of `peer`, once.
+    fn attachments_down(&self, peer: &str) {
         let attached = lock(&self.attachments).remove(peer).unwrap_or_default();
         let reason = Term::list(vec![Term::keyword("noconnection"), Term::Str(peer.to_owned())]);
         for ((_, remote), (agent, kind)) in attached {
@@ -741,6 +750,9 @@ impl NodeState {
                 Attachment::Bound => agent.kill(reason.clone()),
             }
         }
+    }
+
+    fn fail_pending(&self, peer: &str, why: &str) {
         let failed: Vec<PendingSpawn> = {
             let mut pending = lock(&self.pending);
             let ids: Vec<u64> = pending

@@ -1,0 +1,192 @@
+//! Distribution across real processes (SPEC sections 2 and 6): a port
+//! mapper and kernels as nodes on free ports, driven through stdin. Every
+//! node here is a separate OS process, killed when its test ends.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, Proc};
+
+/// Node B with the helper functions the tests spawn remotely: defuns are
+/// registered functions, so other nodes may call them.
+fn node_b(cluster: &Cluster, name: &str) -> Proc {
+    let check = "(defun check-order (n) (let ((ok t)) (dotimes (i n) (unless (= (receive) i) (setq ok nil))) ok))";
+    let echo = "(defun echo () (let ((m (receive))) (send (first m) (second m)) (echo)))";
+    let form = format!("(node :host \"localhost\" :name \"{name}\")");
+    let p = cluster.kernel(name, &["-e", check, "-e", echo, "-e", &form]);
+    cluster.wait_registered(name);
+    p
+}
+
+fn expect(k: &mut Proc, form: &str, expected: &str) {
+    let out = k.eval(form);
+    assert_eq!(out, expected, "{form}");
+}
+
+#[test]
+fn remote_spawn_with_monitor_reports_values() {
+    let cluster = Cluster::new("spawn");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(spawn '(+ 1 2) :node \"b\" :attach :monitor)", "\"localhost/b/0\"");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :OK 3)");
+    let out = a.eval("(spawn '(no-such-function 1) :node \"b\")");
+    assert!(out.contains("unknown function NO-SUCH-FUNCTION"), "{out}");
+    let out = a.eval("(spawn '(+ 1 2) :node \"no-such-node\")");
+    assert!(out.contains("no node named \\\"no-such-node\\\""), "{out}");
+    // Node b is still fine after both errors.
+    expect(&mut a, "(spawn '(* 2 3) :node \"b\" :attach :monitor)", "\"localhost/b/1\"");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :OK 6)");
+}
+
+#[test]
+fn ten_thousand_remote_sends_arrive_in_order() {
+    let cluster = Cluster::new("order");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(
+        &mut a,
+        "(setq c (spawn '(check-order 10000) :node \"b\" :attach :monitor :mailbox-size 10001))",
+        "\"localhost/b/0\"",
+    );
+    expect(&mut a, "(dotimes (i 10000) (send i c))", "NIL");
+    expect(&mut a, "(receive :timeout 20)", "(\"localhost/b/0\" :OK T)");
+    let stats = a.eval("(connection-stats)");
+    assert!(stats.contains(":DROPPED 0"), "{stats}");
+}
+
+#[test]
+fn remote_links_kill_both_ways() {
+    let cluster = Cluster::new("links");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    // A local agent linked to a remote one dies when the remote one is
+    // killed.
+    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
+    let l = a.eval("(setq l (spawn (lambda () (link r) (receive))))");
+    assert!(l.starts_with("#<AGENT"), "{l}");
+    expect(&mut a, "(link l :monitor)", "T");
+    // Let the link request reach b before the kill.
+    expect(&mut a, "(sleep 0.2)", "NIL");
+    expect(&mut a, "(exit :boom r)", "T");
+    expect(&mut a, "(receive :timeout 10)", &format!("({l} :EXIT . :BOOM)"));
+    // A remote agent linked to a local one dies when the local one is
+    // killed.
+    expect(&mut a, "(setq r2 (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    expect(&mut a, "(link r2 :monitor)", "T");
+    let l2 = a.eval("(setq l2 (spawn (lambda () (link r2) (receive))))");
+    expect(&mut a, "(sleep 0.2)", "NIL");
+    expect(&mut a, "(exit :boom2 l2)", "T");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :EXIT . :BOOM2)");
+    assert!(l2.starts_with("#<AGENT"));
+}
+
+#[test]
+fn remote_exit_and_notification() {
+    let cluster = Cluster::new("exit");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq r (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
+    expect(&mut a, "(exit :bye r)", "T");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :EXIT . :BYE)");
+    // Killing it again, or sending to it, is harmless.
+    expect(&mut a, "(exit :again r)", "T");
+    expect(&mut a, "(send 1 r)", "1");
+    let out = a.eval("(receive :timeout 0.3)");
+    assert!(out.contains("timed out"), "no second notification: {out}");
+}
+
+#[test]
+fn killed_node_is_reported_once_to_every_attached_agent() {
+    let cluster = Cluster::new("kill9");
+    let mut b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq m (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
+    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    let l = a.eval("(setq l (spawn (lambda () (link r) (receive))))");
+    expect(&mut a, "(link l :monitor)", "T");
+    expect(&mut a, "(sleep 0.2)", "NIL");
+    b.kill();
+    let mut got = vec![a.eval("(receive :timeout 10)"), a.eval("(receive :timeout 10)")];
+    got.sort();
+    let mut want = vec![
+        "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")".to_owned(),
+        format!("({l} :EXIT :NOCONNECTION \"localhost/b\")"),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Exactly once: nothing more arrives.
+    let out = a.eval("(receive :timeout 0.5)");
+    assert!(out.contains("timed out"), "{out}");
+}
+
+#[test]
+fn silent_node_is_declared_down_by_heartbeat_timeout() {
+    let cluster = Cluster::new("sigstop");
+    let b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq m (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
+    // Freeze b: its socket stays open but it sends no heartbeats.
+    let pid = b.pid().to_string();
+    let status = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let out = a.eval("(receive :timeout 15)");
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(out, "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")");
+    drop(b);
+}
+
+#[test]
+fn restarted_node_makes_old_ids_stale() {
+    let cluster = Cluster::new("restart");
+    let mut b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq old (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
+    expect(&mut a, "(setq old1 (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    b.kill();
+    cluster.wait_unregistered("b");
+    let _b2 = node_b(&cluster, "b");
+    // A new agent on the new incarnation works...
+    expect(&mut a, "(spawn '(+ 1 1) :node \"b\" :attach :monitor)", "\"localhost/b/0\"");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :OK 2)");
+    // ...while an id from the earlier run reports :NOPROC at once.
+    expect(&mut a, "(link old1 :monitor)", "T");
+    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :EXIT . :NOPROC)");
+    // And a send to it is dropped and counted.
+    expect(&mut a, "(send 1 old1)", "1");
+    let stats = a.eval("(connection-stats)");
+    assert!(!stats.contains(":DROPPED 0"), "{stats}");
+}
+
+#[test]
+fn port_mapper_restart_is_survived() {
+    let mut cluster = Cluster::new("pmrestart");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq e (spawn '(echo) :node \"b\"))", "\"localhost/b/0\"");
+    assert!(a.eval("(send (list :one (agent)) e)").starts_with("(:ONE #<AGENT"));
+    expect(&mut a, "(receive :timeout 10)", ":ONE");
+    cluster.stop_port_mapper();
+    cluster.start_port_mapper();
+    // Both nodes register again.
+    cluster.wait_registered("b");
+    cluster.wait_registered("a");
+    // The existing connection was not affected.
+    assert!(a.eval("(send (list :two (agent)) e)").starts_with("(:TWO #<AGENT"));
+    expect(&mut a, "(receive :timeout 10)", ":TWO");
+    let stats = a.eval("(connection-stats)");
+    assert!(stats.contains(":ERRORS 0"), "{stats}");
+}
+
+#[test]
+fn local_only_values_are_refused_at_the_sender() {
+    let cluster = Cluster::new("wire");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
+    let out = a.eval("(send (lambda () 1) r)");
+    assert!(out.contains("cannot be sent to another node"), "{out}");
+    expect(&mut a, "(+ 1 1)", "2");
+    let _ = Duration::ZERO;
+}

@@ -1,0 +1,312 @@
+//! Test harness for sockets and processes: free ports, a temporary
+//! directory per test, the port-mapper and kernel programs as child
+//! processes that are killed on drop (also when a test fails), and line
+//! reading with a timeout so no test can hang.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago (bind to 0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A fresh directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "erlangen-test-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    lines: Receiver<String>,
+    stdin: Option<ChildStdin>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, name: &str) -> Proc {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        // stdout and stderr go into one channel, line by line, prefixed so
+        // tests can tell them apart.
+        if let Some(out) = child.stdout.take() {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if tx.send(format!("stderr: {line}")).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            name: name.to_owned(),
+            lines: rx,
+            stdin,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes a line to the process's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next output line (stdout, or stderr prefixed `stderr: `).
+    pub fn line(&mut self) -> String {
+        match self.lines.recv_timeout(WAIT) {
+            Ok(l) => {
+                self.seen.push(l.clone());
+                l
+            }
+            Err(_) => panic!(
+                "{}: no output within {WAIT:?}; so far:\n{}",
+                self.name,
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// Reads lines until one satisfies `pred`; returns it.
+    pub fn line_matching(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if pred(&l) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no matching line within {WAIT:?}; so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends a form and returns the next stdout line or error line.
+    pub fn eval(&mut self, form: &str) -> String {
+        self.send(form);
+        self.line()
+    }
+
+    /// Kills the process with SIGKILL now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port mapper with a private cookie file, on free ports.
+pub struct Cluster {
+    pub dir: TempDir,
+    pub registry_port: u16,
+    pub directory_port: u16,
+    pub port_mapper: Option<Proc>,
+}
+
+impl Cluster {
+    pub fn new(tag: &str) -> Cluster {
+        let dir = TempDir::new(tag);
+        let mut c = Cluster {
+            dir,
+            registry_port: free_port(),
+            directory_port: free_port(),
+            port_mapper: None,
+        };
+        c.start_port_mapper();
+        c
+    }
+
+    pub fn cookie_file(&self) -> PathBuf {
+        self.dir.path("cookie")
+    }
+
+    pub fn directory(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.directory_port))
+    }
+
+    pub fn registry(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.registry_port))
+    }
+
+    pub fn start_port_mapper(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"));
+        cmd.arg("localhost")
+            .arg("--registry-port")
+            .arg(self.registry_port.to_string())
+            .arg("--directory-port")
+            .arg(self.directory_port.to_string());
+        let mut p = Proc::spawn(cmd, "port mapper");
+        p.line_matching(|l| l.contains("directory on"));
+        self.port_mapper = Some(p);
+    }
+
+    pub fn stop_port_mapper(&mut self) {
+        if let Some(mut p) = self.port_mapper.take() {
+            p.kill();
+        }
+    }
+
+    /// A kernel in batch mode with this cluster's ports and cookie, plus
+    /// `args`.
+    pub fn kernel(&self, name: &str, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+        cmd.arg("-n")
+            .arg("-b")
+            .arg("--registry-port")
+            .arg(self.registry_port.to_string())
+            .arg("--directory-port")
+            .arg(self.directory_port.to_string())
+            .arg("--cookie-file")
+            .arg(self.cookie_file())
+            .args(args)
+            .env_remove("ERLANGEN_REGISTRY_PORT")
+            .env_remove("ERLANGEN_DIRECTORY_PORT")
+            .env_remove("ERLANGEN_COOKIE_FILE");
+        Proc::spawn(cmd, name)
+    }
+
+    /// A kernel serving as node `node` on localhost (started with
+    /// `-e '(node …)'`), once it is registered.
+    pub fn node(&self, node: &str) -> Proc {
+        let form = format!("(node :host \"localhost\" :name \"{node}\")");
+        let p = self.kernel(node, &["-e", &form]);
+        self.wait_registered(node);
+        p
+    }
+
+    pub fn wait_registered(&self, node: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if erlangen::port_mapper::client::query_port(self.directory(), node, Duration::from_secs(2)).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("node {node} did not register within {WAIT:?}");
+    }
+
+    pub fn wait_unregistered(&self, node: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Err(erlangen::port_mapper::PortMapperError::UnknownNode(_)) =
+                erlangen::port_mapper::client::query_port(self.directory(), node, Duration::from_secs(2))
+            {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("node {node} was not released within {WAIT:?}");
+    }
+
+    /// A kernel that is itself a node named `name` (so it can reach
+    /// others), ready for forms.
+    pub fn client(&self, name: &str) -> Proc {
+        let mut k = self.kernel(name, &[]);
+        let out = k.eval(&format!("(spawn '(node :host \"localhost\" :name \"{name}\"))"));
+        assert!(out.starts_with("#<AGENT"), "node start: {out}");
+        k
+    }
+}
+
+/// Connects to a node's listening port.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// Reads the cookie the cluster's nodes use.
+pub fn cookie(path: &Path) -> Vec<u8> {
+    std::fs::read_to_string(path)
+        .expect("cookie file")
+        .trim()
+        .as_bytes()
+        .to_vec()
+}
