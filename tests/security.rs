@@ -1,0 +1,299 @@
+//! The node handshake and hostile peers, at the byte level: this file
+//! speaks the protocol from PROTOCOL.md with its own code (frames, HMAC
+//! transcript), so it also checks that the document is implementable.
+//!
+//! Every attack must end in a closed connection with nothing served, and
+//! the node must go on serving everyone else: after each attack a second
+//! pair of agents (a client kernel and an echo agent on the node) still
+//! exchanges messages.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use erlangen::crypto::HmacSha256;
+use erlangen::frame::{self, put_str};
+use support::{connect, cookie, Cluster, Proc};
+
+const HELLO: u8 = 0x01;
+const CHALLENGE: u8 = 0x02;
+const PROOF: u8 = 0x03;
+const ACCEPT: u8 = 0x04;
+const SEND: u8 = 0x10;
+
+struct Setup {
+    cluster: Cluster,
+    _b: Proc,
+    a: Proc,
+    port: u16,
+}
+
+/// Node "b" with an echo agent, and a client kernel "a" that uses it.
+fn setup(tag: &str) -> Setup {
+    let cluster = Cluster::new(tag);
+    let echo = "(defun echo () (let ((m (receive))) (send (first m) (second m)) (echo)))";
+    let b = cluster.kernel(
+        "b",
+        &["-e", echo, "-e", "(node :host \"localhost\" :name \"b\")"],
+    );
+    cluster.wait_registered("b");
+    let port = erlangen::port_mapper::client::query_port(cluster.directory(), "b", Duration::from_secs(5))
+        .expect("port of b");
+    let mut a = cluster.client("a");
+    assert_eq!(a.eval("(setq e (spawn '(echo) :node \"b\"))"), "\"localhost/b/0\"");
+    let mut s = Setup {
+        cluster,
+        _b: b,
+        a,
+        port,
+    };
+    still_serving(&mut s, "before");
+    s
+}
+
+/// The honest pair still works.
+fn still_serving(s: &mut Setup, tag: &str) {
+    let out = s.a.eval(&format!("(send (list :{tag} (agent)) e)"));
+    assert!(out.starts_with(&format!("(:{}", tag.to_uppercase())), "{out}");
+    assert_eq!(s.a.eval("(receive :timeout 10)"), format!(":{}", tag.to_uppercase()));
+}
+
+/// `true` if the peer closed the connection (EOF or reset) without
+/// sending anything more than `allowed` frames of handshake.
+fn closed(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(support::WAIT))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn hello(name: &str, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
+    let mut p = b"ERLN".to_vec();
+    p.push(1);
+    put_str(&mut p, name);
+    p.extend_from_slice(&incarnation.to_be_bytes());
+    p.extend_from_slice(nonce);
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, HELLO, &p).expect("frame");
+    out
+}
+
+struct Challenge {
+    name: String,
+    incarnation: u64,
+    nonce: [u8; 32],
+    proof: [u8; 32],
+}
+
+fn read_challenge(stream: &mut TcpStream) -> Challenge {
+    let mut buf = Vec::new();
+    let kind = frame::read_frame(stream, 4096, &mut buf).expect("challenge frame");
+    assert_eq!(kind, CHALLENGE);
+    let mut f = frame::Fields::new(&buf);
+    assert_eq!(f.u8("version").expect("version"), 1);
+    let name = f.str("name").expect("name").to_owned();
+    let incarnation = f.u64("incarnation").expect("incarnation");
+    let mut nonce = [0u8; 32];
+    nonce.copy_from_slice(f.take(32, "nonce").expect("nonce"));
+    let mut proof = [0u8; 32];
+    proof.copy_from_slice(f.take(32, "proof").expect("proof"));
+    Challenge {
+        name,
+        incarnation,
+        nonce,
+        proof,
+    }
+}
+
+fn transcript(client: &str, inc_c: u64, nonce_c: &[u8; 32], ch: &Challenge) -> Vec<u8> {
+    let mut t = Vec::new();
+    put_str(&mut t, client);
+    t.extend_from_slice(&inc_c.to_be_bytes());
+    t.extend_from_slice(nonce_c);
+    put_str(&mut t, &ch.name);
+    t.extend_from_slice(&ch.incarnation.to_be_bytes());
+    t.extend_from_slice(&ch.nonce);
+    t
+}
+
+fn mac(cookie: &[u8], label: &[u8], t: &[u8]) -> [u8; 32] {
+    let mut m = HmacSha256::new(cookie);
+    m.update(label);
+    m.update(t);
+    m.finalize()
+}
+
+fn proof_frame(proof: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, PROOF, proof).expect("frame");
+    out
+}
+
+/// A full, honest handshake as client "localhost/mallory"; returns the
+/// authenticated stream and the bytes the client sent.
+fn authenticate(s: &Setup) -> (TcpStream, Vec<u8>) {
+    let secret = cookie(&s.cluster.cookie_file());
+    let mut stream = connect(s.port);
+    let nonce = [7u8; 32];
+    let mut sent = hello("localhost/mallory", 1, &nonce);
+    stream.write_all(&sent).expect("hello");
+    let ch = read_challenge(&mut stream);
+    let t = transcript("localhost/mallory", 1, &nonce, &ch);
+    assert_eq!(ch.proof, mac(&secret, b"erlangen server", &t), "server proof");
+    let p = proof_frame(&mac(&secret, b"erlangen client", &t));
+    stream.write_all(&p).expect("proof");
+    sent.extend_from_slice(&p);
+    let mut buf = Vec::new();
+    assert_eq!(frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"), ACCEPT);
+    (stream, sent)
+}
+
+#[test]
+fn honest_handshake_is_accepted_and_wrong_cookie_is_not() {
+    let mut s = setup("wrongcookie");
+    let _ = authenticate(&s);
+    let mut stream = connect(s.port);
+    let nonce = [1u8; 32];
+    stream.write_all(&hello("localhost/mallory", 1, &nonce)).expect("hello");
+    let ch = read_challenge(&mut stream);
+    let t = transcript("localhost/mallory", 1, &nonce, &ch);
+    let wrong = mac(b"not the cookie, not the cookie, not it", b"erlangen client", &t);
+    stream.write_all(&proof_frame(&wrong)).expect("proof");
+    assert!(closed(&mut stream), "wrong cookie must be refused");
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn no_handshake_and_requests_before_authentication_are_refused() {
+    let mut s = setup("noauth");
+    // A request frame as the first thing.
+    let mut stream = connect(s.port);
+    let mut f = Vec::new();
+    put_str(&mut f, "0");
+    f.extend_from_slice(&erlangen::term::encode(&erlangen::Term::from(1)).expect("term"));
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, SEND, &f).expect("frame");
+    stream.write_all(&out).expect("send");
+    assert!(closed(&mut stream));
+    // A request after HELLO, in place of PROOF.
+    let mut stream = connect(s.port);
+    stream.write_all(&hello("localhost/mallory", 1, &[2; 32])).expect("hello");
+    let _ = read_challenge(&mut stream);
+    stream.write_all(&out).expect("send");
+    assert!(closed(&mut stream));
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn replayed_handshake_is_refused() {
+    let mut s = setup("replay");
+    let (_honest, recorded) = authenticate(&s);
+    let mut stream = connect(s.port);
+    stream.write_all(&recorded).expect("replay");
+    // The server answers the HELLO with a fresh nonce; the old proof is
+    // for the old nonce.
+    let _ = read_challenge(&mut stream);
+    assert!(closed(&mut stream), "replayed proof must be refused");
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn reflected_challenge_is_refused() {
+    let mut s = setup("reflect");
+    let mut stream = connect(s.port);
+    stream.write_all(&hello("localhost/mallory", 1, &[3; 32])).expect("hello");
+    let ch = read_challenge(&mut stream);
+    // Send the server's own proof back as ours.
+    stream.write_all(&proof_frame(&ch.proof)).expect("proof");
+    assert!(closed(&mut stream), "reflected proof must be refused");
+    // Nor can the server be made to answer its own HELLO: a client that
+    // claims the server's name gets a challenge, but cannot prove anything.
+    let mut stream = connect(s.port);
+    stream.write_all(&hello("localhost/b", ch.incarnation, &ch.nonce)).expect("hello");
+    let ch2 = read_challenge(&mut stream);
+    stream.write_all(&proof_frame(&ch2.proof)).expect("proof");
+    assert!(closed(&mut stream));
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn out_of_order_and_malformed_handshakes_are_refused() {
+    let mut s = setup("order");
+    // PROOF first.
+    let mut stream = connect(s.port);
+    stream.write_all(&proof_frame(&[0; 32])).expect("proof");
+    assert!(closed(&mut stream));
+    // HELLO twice.
+    let mut stream = connect(s.port);
+    let h = hello("localhost/mallory", 1, &[4; 32]);
+    stream.write_all(&h).expect("hello");
+    let _ = read_challenge(&mut stream);
+    stream.write_all(&h).expect("hello again");
+    assert!(closed(&mut stream));
+    // Bad magic, wrong version, oversized handshake frame, garbage.
+    for bytes in [
+        {
+            let mut v = hello("localhost/mallory", 1, &[5; 32]);
+            v[5] = b'X';
+            v
+        },
+        {
+            let mut v = hello("localhost/mallory", 1, &[5; 32]);
+            v[9] = 99;
+            v
+        },
+        vec![0x00, 0x10, 0x00, 0x00, HELLO],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ] {
+        let mut stream = connect(s.port);
+        let _ = stream.write_all(&bytes);
+        assert!(closed(&mut stream), "{bytes:?}");
+    }
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn silent_peer_is_closed_after_the_handshake_deadline() {
+    let mut s = setup("silent");
+    let mut stream = connect(s.port);
+    assert!(closed(&mut stream), "a silent peer must be cut off");
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn bad_frames_after_authentication_close_only_that_connection() {
+    let mut s = setup("garbage");
+    let cases: Vec<Vec<u8>> = vec![
+        // Unknown request kind.
+        vec![0, 0, 0, 1, 0x7F],
+        // Oversized length.
+        vec![0xFF, 0xFF, 0xFF, 0xF0, SEND],
+        // SEND with a garbage term.
+        {
+            let mut p = Vec::new();
+            put_str(&mut p, "0");
+            p.extend_from_slice(&[1, 0xEE, 0xEE]);
+            let mut out = Vec::new();
+            frame::encode_frame(&mut out, SEND, &p).expect("frame");
+            out
+        },
+        // SEND whose `to` field claims more bytes than there are.
+        vec![0, 0, 0, 3, SEND, 0xFF, 0xFF],
+    ];
+    for bytes in cases {
+        let (mut stream, _) = authenticate(&s);
+        stream.write_all(&bytes).expect("garbage");
+        assert!(closed(&mut stream), "{bytes:?}");
+        still_serving(&mut s, "between");
+    }
+}
