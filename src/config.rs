@@ -164,6 +164,9 @@ mod tests {
         assert_eq!(c.registry_port, 4000);
         assert_eq!(c.cookie_file, PathBuf::from("/tmp/c"));
         let bad = opts.parse(["--directory-port", "0"]).unwrap();
-        assert!(Config::from_matches(&bad).unwrap_err().to_string().contains("--directory-port"));
+        assert!(Config::from_matches(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--directory-port"));
     }
 }

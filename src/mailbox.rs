@@ -260,7 +260,7 @@ impl Mailbox {
         let found = if matches(inbox.front()?) {
             inbox.pop_front()
         } else {
-            let pos = inbox.iter().skip(1).position(|t| matches(t))?;
+            let pos = inbox.iter().skip(1).position(&mut *matches)?;
             inbox.remove(pos + 1)
         };
         self.cached.store(inbox.len(), Ordering::Relaxed);

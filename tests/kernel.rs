@@ -3,8 +3,8 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::io::Write;
+use std::process::{Command, Stdio};
 
 use support::{Cluster, WAIT};
 
@@ -94,10 +94,19 @@ keep
     assert!(errors[0].contains("unknown function FOO"), "{err}");
     assert!(errors[1].contains("expected 1 argument, got 2"), "{err}");
     assert!(errors[2].contains("expected a number"), "{err}");
-    assert!(errors[3].contains("timed out waiting for a message"), "{err}");
-    assert!(errors[4].contains("unbalanced ')'") && errors[4].contains("line 1"), "{err}");
+    assert!(
+        errors[3].contains("timed out waiting for a message"),
+        "{err}"
+    );
+    assert!(
+        errors[4].contains("unbalanced ')'") && errors[4].contains("line 1"),
+        "{err}"
+    );
     assert!(errors[5].contains("not a node"), "{err}");
-    assert!(errors[6].contains("agent exited with reason :OOPS"), "{err}");
+    assert!(
+        errors[6].contains("agent exited with reason :OOPS"),
+        "{err}"
+    );
     assert_eq!(errors.len(), 7, "{err}");
     // Batch mode reports that forms failed.
     assert_eq!(status, Some(1));
@@ -120,7 +129,10 @@ fn eval_flags_run_in_order_and_help_works() {
         .output()
         .expect("kernel -h");
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("--registry-port") && text.contains("-e, --eval"), "{text}");
+    assert!(
+        text.contains("--registry-port") && text.contains("-e, --eval"),
+        "{text}"
+    );
     let bad = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
         .arg("--bogus")
         .stdin(Stdio::null())
@@ -134,7 +146,10 @@ fn remote_node_that_is_down_is_a_clear_error() {
     let cluster = Cluster::new("down");
     let mut gone = cluster.node("gone-node");
     let mut k = cluster.client("asker");
-    assert_eq!(k.eval("(spawn '(1+ 1) :node \"gone-node\")"), "\"localhost/gone-node/0\"");
+    assert_eq!(
+        k.eval("(spawn '(1+ 1) :node \"gone-node\")"),
+        "\"localhost/gone-node/0\""
+    );
     gone.kill();
     cluster.wait_unregistered("gone-node");
     let out = k.eval("(spawn '(1+ 1) :node \"gone-node\")");

@@ -29,14 +29,22 @@ fn remote_spawn_with_monitor_reports_values() {
     let cluster = Cluster::new("spawn");
     let _b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(spawn '(+ 1 2) :node \"b\" :attach :monitor)", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(spawn '(+ 1 2) :node \"b\" :attach :monitor)",
+        "\"localhost/b/0\"",
+    );
     expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :OK 3)");
     let out = a.eval("(spawn '(no-such-function 1) :node \"b\")");
     assert!(out.contains("unknown function NO-SUCH-FUNCTION"), "{out}");
     let out = a.eval("(spawn '(+ 1 2) :node \"no-such-node\")");
     assert!(out.contains("no node named \\\"no-such-node\\\""), "{out}");
     // Node b is still fine after both errors.
-    expect(&mut a, "(spawn '(* 2 3) :node \"b\" :attach :monitor)", "\"localhost/b/1\"");
+    expect(
+        &mut a,
+        "(spawn '(* 2 3) :node \"b\" :attach :monitor)",
+        "\"localhost/b/1\"",
+    );
     expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :OK 6)");
 }
 
@@ -63,22 +71,38 @@ fn remote_links_kill_both_ways() {
     let mut a = cluster.client("a");
     // A local agent linked to a remote one dies when the remote one is
     // killed.
-    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(setq r (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/0\"",
+    );
     let l = a.eval("(setq l (spawn (lambda () (link r) (receive))))");
     assert!(l.starts_with("#<AGENT"), "{l}");
     expect(&mut a, "(link l :monitor)", "T");
     // Let the link request reach b before the kill.
     expect(&mut a, "(sleep 0.2)", "NIL");
     expect(&mut a, "(exit :boom r)", "T");
-    expect(&mut a, "(receive :timeout 10)", &format!("({l} :EXIT . :BOOM)"));
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        &format!("({l} :EXIT . :BOOM)"),
+    );
     // A remote agent linked to a local one dies when the local one is
     // killed.
-    expect(&mut a, "(setq r2 (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    expect(
+        &mut a,
+        "(setq r2 (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/1\"",
+    );
     expect(&mut a, "(link r2 :monitor)", "T");
     let l2 = a.eval("(setq l2 (spawn (lambda () (link r2) (receive))))");
     expect(&mut a, "(sleep 0.2)", "NIL");
     expect(&mut a, "(exit :boom2 l2)", "T");
-    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :EXIT . :BOOM2)");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/1\" :EXIT . :BOOM2)",
+    );
     assert!(l2.starts_with("#<AGENT"));
 }
 
@@ -87,9 +111,17 @@ fn remote_exit_and_notification() {
     let cluster = Cluster::new("exit");
     let _b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq r (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(setq r (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
     expect(&mut a, "(exit :bye r)", "T");
-    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :EXIT . :BYE)");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/0\" :EXIT . :BYE)",
+    );
     // Killing it again, or sending to it, is harmless.
     expect(&mut a, "(exit :again r)", "T");
     expect(&mut a, "(send 1 r)", "1");
@@ -102,13 +134,24 @@ fn killed_node_is_reported_once_to_every_attached_agent() {
     let cluster = Cluster::new("kill9");
     let mut b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq m (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
-    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    expect(
+        &mut a,
+        "(setq m (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
+    expect(
+        &mut a,
+        "(setq r (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/1\"",
+    );
     let l = a.eval("(setq l (spawn (lambda () (link r) (receive))))");
     expect(&mut a, "(link l :monitor)", "T");
     expect(&mut a, "(sleep 0.2)", "NIL");
     b.kill();
-    let mut got = vec![a.eval("(receive :timeout 10)"), a.eval("(receive :timeout 10)")];
+    let mut got = vec![
+        a.eval("(receive :timeout 10)"),
+        a.eval("(receive :timeout 10)"),
+    ];
     got.sort();
     let mut want = vec![
         "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")".to_owned(),
@@ -126,14 +169,25 @@ fn silent_node_is_declared_down_by_heartbeat_timeout() {
     let cluster = Cluster::new("sigstop");
     let b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq m (spawn '(receive) :node \"b\" :attach :monitor))", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(setq m (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
     // Freeze b: its socket stays open but it sends no heartbeats.
     let pid = b.pid().to_string();
-    let status = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
     assert!(status.is_ok_and(|s| s.success()));
     let out = a.eval("(receive :timeout 15)");
-    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
-    assert_eq!(out, "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert_eq!(
+        out,
+        "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")"
+    );
     drop(b);
 }
 
@@ -142,17 +196,33 @@ fn restarted_node_makes_old_ids_stale() {
     let cluster = Cluster::new("restart");
     let mut b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq old (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
-    expect(&mut a, "(setq old1 (spawn '(receive) :node \"b\"))", "\"localhost/b/1\"");
+    expect(
+        &mut a,
+        "(setq old (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/0\"",
+    );
+    expect(
+        &mut a,
+        "(setq old1 (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/1\"",
+    );
     b.kill();
     cluster.wait_unregistered("b");
     let _b2 = node_b(&cluster, "b");
     // A new agent on the new incarnation works...
-    expect(&mut a, "(spawn '(+ 1 1) :node \"b\" :attach :monitor)", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(spawn '(+ 1 1) :node \"b\" :attach :monitor)",
+        "\"localhost/b/0\"",
+    );
     expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :OK 2)");
     // ...while an id from the earlier run reports :NOPROC at once.
     expect(&mut a, "(link old1 :monitor)", "T");
-    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/1\" :EXIT . :NOPROC)");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/1\" :EXIT . :NOPROC)",
+    );
     // And a send to it is dropped and counted.
     expect(&mut a, "(send 1 old1)", "1");
     let stats = a.eval("(connection-stats)");
@@ -164,8 +234,14 @@ fn port_mapper_restart_is_survived() {
     let mut cluster = Cluster::new("pmrestart");
     let _b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq e (spawn '(echo) :node \"b\"))", "\"localhost/b/0\"");
-    assert!(a.eval("(send (list :one (agent)) e)").starts_with("(:ONE #<AGENT"));
+    expect(
+        &mut a,
+        "(setq e (spawn '(echo) :node \"b\"))",
+        "\"localhost/b/0\"",
+    );
+    assert!(a
+        .eval("(send (list :one (agent)) e)")
+        .starts_with("(:ONE #<AGENT"));
     expect(&mut a, "(receive :timeout 10)", ":ONE");
     cluster.stop_port_mapper();
     cluster.start_port_mapper();
@@ -173,7 +249,9 @@ fn port_mapper_restart_is_survived() {
     cluster.wait_registered("b");
     cluster.wait_registered("a");
     // The existing connection was not affected.
-    assert!(a.eval("(send (list :two (agent)) e)").starts_with("(:TWO #<AGENT"));
+    assert!(a
+        .eval("(send (list :two (agent)) e)")
+        .starts_with("(:TWO #<AGENT"));
     expect(&mut a, "(receive :timeout 10)", ":TWO");
     let stats = a.eval("(connection-stats)");
     assert!(stats.contains(":ERRORS 0"), "{stats}");
@@ -184,7 +262,11 @@ fn local_only_values_are_refused_at_the_sender() {
     let cluster = Cluster::new("wire");
     let _b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
-    expect(&mut a, "(setq r (spawn '(receive) :node \"b\"))", "\"localhost/b/0\"");
+    expect(
+        &mut a,
+        "(setq r (spawn '(receive) :node \"b\"))",
+        "\"localhost/b/0\"",
+    );
     let out = a.eval("(send (lambda () 1) r)");
     assert!(out.contains("cannot be sent to another node"), "{out}");
     expect(&mut a, "(+ 1 1)", "2");

@@ -56,7 +56,10 @@ fn register_query_list_and_release_on_close() {
     ));
     drop(r);
     eventually("release of alpha", || {
-        matches!(query_port(pm.directory_addr(), "alpha", T), Err(PortMapperError::UnknownNode(_)))
+        matches!(
+            query_port(pm.directory_addr(), "alpha", T),
+            Err(PortMapperError::UnknownNode(_))
+        )
     });
     // The name can be taken again.
     let _again = register(pm.registry_addr(), "alpha", 4444, T).unwrap();
@@ -105,7 +108,13 @@ fn many_concurrent_registrations_and_queries_are_consistent() {
             (0..25)
                 .map(|i| {
                     let n = t * 25 + i;
-                    register(pm.registry_addr(), &format!("node-{n}"), 10_000 + n as u16, T).unwrap()
+                    register(
+                        pm.registry_addr(),
+                        &format!("node-{n}"),
+                        10_000 + n as u16,
+                        T,
+                    )
+                    .unwrap()
                 })
                 .collect::<Vec<_>>()
         }));
@@ -148,7 +157,9 @@ fn keep_registered_survives_a_port_mapper_restart() {
         log: false,
     })
     .unwrap();
-    eventually("re-registration", || query_port(pm2.directory_addr(), "steady", T).is_ok());
+    eventually("re-registration", || {
+        query_port(pm2.directory_addr(), "steady", T).is_ok()
+    });
     drop(keeper);
     eventually("release", || pm2.nodes().is_empty());
 }
@@ -197,16 +208,32 @@ fn bad_input_gets_an_error_or_a_closed_connection_and_nothing_else_breaks() {
         v
     };
     let cases: Vec<(&str, SocketAddr, Vec<u8>)> = vec![
-        ("garbage", pm.registry_addr(), b"\x00\x00\x00\x05garbage!".to_vec()),
+        (
+            "garbage",
+            pm.registry_addr(),
+            b"\x00\x00\x00\x05garbage!".to_vec(),
+        ),
         ("garbage", pm.directory_addr(), b"hello world\r\n".to_vec()),
         ("wrong version", pm.registry_addr(), wrong_version.clone()),
         ("wrong version", pm.directory_addr(), wrong_version),
-        ("oversized length", pm.registry_addr(), vec![0xFF, 0xFF, 0xFF, 0xFF, 0x20]),
+        (
+            "oversized length",
+            pm.registry_addr(),
+            vec![0xFF, 0xFF, 0xFF, 0xFF, 0x20],
+        ),
         ("half-sent frame", pm.registry_addr(), half_frame),
         ("name with /", pm.registry_addr(), register_frame("a/b", 1)),
         ("empty name", pm.registry_addr(), register_frame("", 1)),
-        ("name with space", pm.registry_addr(), register_frame("a b", 1)),
-        ("long name", pm.registry_addr(), register_frame(&"x".repeat(300), 1)),
+        (
+            "name with space",
+            pm.registry_addr(),
+            register_frame("a b", 1),
+        ),
+        (
+            "long name",
+            pm.registry_addr(),
+            register_frame(&"x".repeat(300), 1),
+        ),
         ("port 0", pm.registry_addr(), register_frame("zero", 0)),
         ("query on registry", pm.registry_addr(), {
             let mut v = hello();
@@ -246,7 +273,10 @@ fn program_help_and_bad_flags() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("--directory-port"), "{text}");
+    assert!(
+        out.status.success() && text.contains("--directory-port"),
+        "{text}"
+    );
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"))
         .args(["--registry-port", "nope"])
         .output()

@@ -39,10 +39,14 @@ fn setup(tag: &str) -> Setup {
         &["-e", echo, "-e", "(node :host \"localhost\" :name \"b\")"],
     );
     cluster.wait_registered("b");
-    let port = erlangen::port_mapper::client::query_port(cluster.directory(), "b", Duration::from_secs(5))
-        .expect("port of b");
+    let port =
+        erlangen::port_mapper::client::query_port(cluster.directory(), "b", Duration::from_secs(5))
+            .expect("port of b");
     let mut a = cluster.client("a");
-    assert_eq!(a.eval("(setq e (spawn '(echo) :node \"b\"))"), "\"localhost/b/0\"");
+    assert_eq!(
+        a.eval("(setq e (spawn '(echo) :node \"b\"))"),
+        "\"localhost/b/0\""
+    );
     let mut s = Setup {
         cluster,
         _b: b,
@@ -56,24 +60,27 @@ fn setup(tag: &str) -> Setup {
 /// The honest pair still works.
 fn still_serving(s: &mut Setup, tag: &str) {
     let out = s.a.eval(&format!("(send (list :{tag} (agent)) e)"));
-    assert!(out.starts_with(&format!("(:{}", tag.to_uppercase())), "{out}");
-    assert_eq!(s.a.eval("(receive :timeout 10)"), format!(":{}", tag.to_uppercase()));
+    assert!(
+        out.starts_with(&format!("(:{}", tag.to_uppercase())),
+        "{out}"
+    );
+    assert_eq!(
+        s.a.eval("(receive :timeout 10)"),
+        format!(":{}", tag.to_uppercase())
+    );
 }
 
 /// `true` if the peer closed the connection (EOF or reset) without
-/// sending anything more than `allowed` frames of handshake.
+/// sending anything more.
 fn closed(stream: &mut TcpStream) -> bool {
     stream
         .set_read_timeout(Some(support::WAIT))
         .expect("timeout");
     let mut buf = [0u8; 256];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => return false,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     }
 }
 
@@ -149,12 +156,19 @@ fn authenticate(s: &Setup) -> (TcpStream, Vec<u8>) {
     stream.write_all(&sent).expect("hello");
     let ch = read_challenge(&mut stream);
     let t = transcript("localhost/mallory", 1, &nonce, &ch);
-    assert_eq!(ch.proof, mac(&secret, b"erlangen server", &t), "server proof");
+    assert_eq!(
+        ch.proof,
+        mac(&secret, b"erlangen server", &t),
+        "server proof"
+    );
     let p = proof_frame(&mac(&secret, b"erlangen client", &t));
     stream.write_all(&p).expect("proof");
     sent.extend_from_slice(&p);
     let mut buf = Vec::new();
-    assert_eq!(frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"), ACCEPT);
+    assert_eq!(
+        frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"),
+        ACCEPT
+    );
     (stream, sent)
 }
 
@@ -164,10 +178,16 @@ fn honest_handshake_is_accepted_and_wrong_cookie_is_not() {
     let _ = authenticate(&s);
     let mut stream = connect(s.port);
     let nonce = [1u8; 32];
-    stream.write_all(&hello("localhost/mallory", 1, &nonce)).expect("hello");
+    stream
+        .write_all(&hello("localhost/mallory", 1, &nonce))
+        .expect("hello");
     let ch = read_challenge(&mut stream);
     let t = transcript("localhost/mallory", 1, &nonce, &ch);
-    let wrong = mac(b"not the cookie, not the cookie, not it", b"erlangen client", &t);
+    let wrong = mac(
+        b"not the cookie, not the cookie, not it",
+        b"erlangen client",
+        &t,
+    );
     stream.write_all(&proof_frame(&wrong)).expect("proof");
     assert!(closed(&mut stream), "wrong cookie must be refused");
     still_serving(&mut s, "after");
@@ -187,7 +207,9 @@ fn no_handshake_and_requests_before_authentication_are_refused() {
     assert!(closed(&mut stream));
     // A request after HELLO, in place of PROOF.
     let mut stream = connect(s.port);
-    stream.write_all(&hello("localhost/mallory", 1, &[2; 32])).expect("hello");
+    stream
+        .write_all(&hello("localhost/mallory", 1, &[2; 32]))
+        .expect("hello");
     let _ = read_challenge(&mut stream);
     stream.write_all(&out).expect("send");
     assert!(closed(&mut stream));
@@ -211,7 +233,9 @@ fn replayed_handshake_is_refused() {
 fn reflected_challenge_is_refused() {
     let mut s = setup("reflect");
     let mut stream = connect(s.port);
-    stream.write_all(&hello("localhost/mallory", 1, &[3; 32])).expect("hello");
+    stream
+        .write_all(&hello("localhost/mallory", 1, &[3; 32]))
+        .expect("hello");
     let ch = read_challenge(&mut stream);
     // Send the server's own proof back as ours.
     stream.write_all(&proof_frame(&ch.proof)).expect("proof");
@@ -219,7 +243,9 @@ fn reflected_challenge_is_refused() {
     // Nor can the server be made to answer its own HELLO: a client that
     // claims the server's name gets a challenge, but cannot prove anything.
     let mut stream = connect(s.port);
-    stream.write_all(&hello("localhost/b", ch.incarnation, &ch.nonce)).expect("hello");
+    stream
+        .write_all(&hello("localhost/b", ch.incarnation, &ch.nonce))
+        .expect("hello");
     let ch2 = read_challenge(&mut stream);
     stream.write_all(&proof_frame(&ch2.proof)).expect("proof");
     assert!(closed(&mut stream));

@@ -501,7 +501,10 @@ where
             parent.detach_peer(&PeerKey::Local(child.serial()));
             child.detach_peer(&PeerKey::Local(parent.serial()));
         }
-        finish(&child, Outcome::Exited(Term::Str(format!("cannot start a thread: {e}"))));
+        finish(
+            &child,
+            Outcome::Exited(Term::Str(format!("cannot start a thread: {e}"))),
+        );
         return Err(SpawnError::Thread(e));
     }
     Ok(child)
@@ -785,4 +788,3 @@ pub fn unlink(agent: impl Into<Target>) -> Result<(), LinkError> {
 pub fn flush_messages() -> Vec<Term> {
     Agent::current().0.mailbox.drain()
 }
-

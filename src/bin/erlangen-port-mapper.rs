@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if matches.free.len() > 1 {
-        eprintln!("erlangen-port-mapper: at most one host\n{}", opts.usage(USAGE));
+        eprintln!(
+            "erlangen-port-mapper: at most one host\n{}",
+            opts.usage(USAGE)
+        );
         return ExitCode::from(2);
     }
     let config = match Config::from_matches(&matches) {
@@ -43,7 +46,11 @@ fn main() -> ExitCode {
         }
     };
     let server = ServerConfig {
-        directory_host: matches.free.first().cloned().unwrap_or_else(|| "0.0.0.0".into()),
+        directory_host: matches
+            .free
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "0.0.0.0".into()),
         registry_port: config.registry_port,
         directory_port: config.directory_port,
         log: true,

@@ -85,7 +85,8 @@ pub fn load_or_create(path: &Path) -> Result<Vec<u8>, CookieError> {
             }
             match options.open(path) {
                 Ok(mut f) => {
-                    f.write_all(format!("{text}\n").as_bytes()).map_err(io_err)?;
+                    f.write_all(format!("{text}\n").as_bytes())
+                        .map_err(io_err)?;
                     Ok(text.into_bytes())
                 }
                 // Another process created it first: use theirs.

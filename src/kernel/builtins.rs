@@ -64,7 +64,12 @@ fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
     let secs = match t {
         Term::Int(i) if *i >= 0 => *i as f64,
         Term::Float(f) if *f >= 0.0 && f.is_finite() => *f,
-        other => return Err(bad(function, format!("expected a number of seconds, got {other}"))),
+        other => {
+            return Err(bad(
+                function,
+                format!("expected a number of seconds, got {other}"),
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(secs.min(1e9)))
 }
@@ -74,7 +79,10 @@ fn string_arg(function: &str, key: &str, t: &Term) -> Result<String, CallError> 
         Term::Str(s) => Ok(s.clone()),
         Term::Symbol(s) => Ok(s.name.to_lowercase()),
         Term::Keyword(k) => Ok(k.to_lowercase()),
-        other => Err(bad(function, format!(":{key} expects a string, got {other}"))),
+        other => Err(bad(
+            function,
+            format!(":{key} expects a string, got {other}"),
+        )),
     }
 }
 
@@ -105,13 +113,24 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
     let what = &fixed[0];
     let mut options = SpawnOptions::new();
     if let Some(a) = keys.get("ATTACH") {
-        options.attach = Attach::from_term(a)
-            .ok_or_else(|| bad(name, format!(":attach must be :link, :monitor or nil, got {a}")))?;
+        options.attach = Attach::from_term(a).ok_or_else(|| {
+            bad(
+                name,
+                format!(":attach must be :link, :monitor or nil, got {a}"),
+            )
+        })?;
     }
     if let Some(m) = keys.get("MAILBOX-SIZE") {
         match m {
-            Term::Int(n) if *n >= 1 => options.mailbox_size = usize::try_from(*n).unwrap_or(usize::MAX),
-            other => return Err(bad(name, format!(":mailbox-size must be a positive integer, got {other}"))),
+            Term::Int(n) if *n >= 1 => {
+                options.mailbox_size = usize::try_from(*n).unwrap_or(usize::MAX)
+            }
+            other => {
+                return Err(bad(
+                    name,
+                    format!(":mailbox-size must be a positive integer, got {other}"),
+                ))
+            }
         }
     }
     if let Some(n) = keys.get("NAME") {
@@ -149,7 +168,9 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
         other => {
             return Err(bad(
                 name,
-                format!("expected a call such as '(parallel-map 1+ #(1 2)) or a function, got {other}"),
+                format!(
+                    "expected a call such as '(parallel-map 1+ #(1 2)) or a function, got {other}"
+                ),
             ))
         }
     };
@@ -181,7 +202,9 @@ fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(CallError::Exit(Term::from("the node did not start within 10 s")))
+    Err(CallError::Exit(Term::from(
+        "the node did not start within 10 s",
+    )))
 }
 
 fn node_call(args: &[Term]) -> Result<Term, CallError> {
@@ -198,7 +221,10 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     Ok(Term::Nil)
 }
 
-fn compare(name: &'static str, ord: fn(std::cmp::Ordering) -> bool) -> impl Fn(&[Term]) -> Result<Term, CallError> {
+fn compare(
+    name: &'static str,
+    ord: fn(std::cmp::Ordering) -> bool,
+) -> impl Fn(&[Term]) -> Result<Term, CallError> {
     move |args: &[Term]| {
         let nums: Result<Vec<f64>, CallError> = args
             .iter()
@@ -212,9 +238,9 @@ fn compare(name: &'static str, ord: fn(std::cmp::Ordering) -> bool) -> impl Fn(&
         if nums.is_empty() {
             return Err(bad(name, "expected at least 1 argument"));
         }
-        let ok = nums.windows(2).all(|w| {
-            w[0].partial_cmp(&w[1]).is_some_and(ord)
-        });
+        let ok = nums
+            .windows(2)
+            .all(|w| w[0].partial_cmp(&w[1]).is_some_and(ord));
         Ok(Term::from(ok))
     }
 }
@@ -259,7 +285,10 @@ pub fn register(ev: &Evaluator) {
             None => Attach::Link,
             Some(m) => match Attach::from_term(m) {
                 Some(Attach::None) | None => {
-                    return Err(bad("link", format!("mode must be :link or :monitor, got {m}")))
+                    return Err(bad(
+                        "link",
+                        format!("mode must be :link or :monitor, got {m}"),
+                    ))
                 }
                 Some(mode) => mode,
             },
@@ -270,7 +299,8 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("unlink", |args| {
         arity("unlink", args, 1, 1)?;
-        agent::unlink(target("unlink", &args[0])?).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        agent::unlink(target("unlink", &args[0])?)
+            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
         Ok(Term::T)
     });
     call::register_function("register", |args| {
@@ -343,7 +373,10 @@ pub fn register(ev: &Evaluator) {
     call::register_function("connection-stats", |args| {
         arity("connection-stats", args, 0, 0)?;
         Ok(Term::list(
-            node::connection_stats().iter().map(|s| s.to_term()).collect(),
+            node::connection_stats()
+                .iter()
+                .map(|s| s.to_term())
+                .collect(),
         ))
     });
     call::register_function("sleep", |args| {
@@ -394,25 +427,36 @@ fn register_data_helpers() {
     call::register_function("nth", |args| {
         arity("nth", args, 2, 2)?;
         let i = index("nth", &args[0])?;
-        Ok(list_items("nth", &args[1])?.get(i).cloned().unwrap_or(Term::Nil))
+        Ok(list_items("nth", &args[1])?
+            .get(i)
+            .cloned()
+            .unwrap_or(Term::Nil))
     });
     call::register_function("second", |args| {
         arity("second", args, 1, 1)?;
-        Ok(list_items("second", &args[0])?.get(1).cloned().unwrap_or(Term::Nil))
+        Ok(list_items("second", &args[0])?
+            .get(1)
+            .cloned()
+            .unwrap_or(Term::Nil))
     });
     call::register_function("third", |args| {
         arity("third", args, 1, 1)?;
-        Ok(list_items("third", &args[0])?.get(2).cloned().unwrap_or(Term::Nil))
+        Ok(list_items("third", &args[0])?
+            .get(2)
+            .cloned()
+            .unwrap_or(Term::Nil))
     });
     for name in ["aref", "elt"] {
         call::register_function(name, move |args| {
             arity(name, args, 2, 2)?;
             let items = list_items(name, &args[0])?;
             let i = index(name, &args[1])?;
-            items
-                .get(i)
-                .cloned()
-                .ok_or_else(|| bad(name, format!("index {i} out of bounds for length {}", items.len())))
+            items.get(i).cloned().ok_or_else(|| {
+                bad(
+                    name,
+                    format!("index {i} out of bounds for length {}", items.len()),
+                )
+            })
         });
     }
     call::register_function("length", |args| {
@@ -457,7 +501,9 @@ fn register_data_helpers() {
     call::register_function("<=", compare("<=", |o| o.is_le()));
     call::register_function(">=", compare(">=", |o| o.is_ge()));
     call::register_function("funcall", |args| {
-        let (f, rest) = args.split_first().ok_or_else(|| bad("funcall", "expected a function"))?;
+        let (f, rest) = args
+            .split_first()
+            .ok_or_else(|| bad("funcall", "expected a function"))?;
         call::function_of(f)?(rest)
     });
     call::register_function("apply", |args| {

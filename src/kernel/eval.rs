@@ -29,9 +29,6 @@ use crate::term::{Symbol, Term};
 /// run with the default 2 MiB stack, ample for this depth.
 const MAX_DEPTH: usize = 256;
 
-
-
-
 thread_local! {
     static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -180,7 +177,12 @@ impl Evaluator {
         call::lookup(s).is_ok()
     }
 
-    fn eval_in(&self, form: &Term, env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+    fn eval_in(
+        &self,
+        form: &Term,
+        env: &mut Vec<(Symbol, Term)>,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
         let _nesting = Nesting::enter()?;
         match form {
             Term::Symbol(s) => match self.lookup(s, env) {
@@ -194,7 +196,12 @@ impl Evaluator {
         }
     }
 
-    fn eval_body(&self, body: &[Term], env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+    fn eval_body(
+        &self,
+        body: &[Term],
+        env: &mut Vec<(Symbol, Term)>,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
         let mut last = Term::Nil;
         for f in body {
             last = self.eval_in(f, env, depth)?;
@@ -202,7 +209,12 @@ impl Evaluator {
         Ok(last)
     }
 
-    fn eval_list(&self, list: &[Term], env: &mut Vec<(Symbol, Term)>, depth: usize) -> Result<Term, EvalError> {
+    fn eval_list(
+        &self,
+        list: &[Term],
+        env: &mut Vec<(Symbol, Term)>,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
         let (head, args) = match list.split_first() {
             Some(x) => x,
             None => return Ok(Term::Nil),
@@ -211,7 +223,11 @@ impl Evaluator {
             Term::Symbol(s) => s,
             other => return Err(syntax(format!("{other} is not a function name"))),
         };
-        let name = if op.package.is_none() { op.name.as_str() } else { "" };
+        let name = if op.package.is_none() {
+            op.name.as_str()
+        } else {
+            ""
+        };
         match name {
             "QUOTE" | "FUNCTION" => match args {
                 [x] => Ok(x.clone()),
@@ -254,7 +270,11 @@ impl Evaluator {
                 };
                 let n = match self.eval_in(count, env, depth)? {
                     Term::Int(n) => n,
-                    other => return Err(syntax(format!("dotimes: count must be an integer, got {other}"))),
+                    other => {
+                        return Err(syntax(format!(
+                            "dotimes: count must be an integer, got {other}"
+                        )))
+                    }
                 };
                 let mark = env.len();
                 env.push((var, Term::Int(0)));
@@ -416,11 +436,21 @@ impl Evaluator {
         Ok(call::lookup(op)?(args)?)
     }
 
-    fn apply_lambda(&self, name: &str, lambda: &Lambda, args: &[Term], depth: usize) -> Result<Term, EvalError> {
+    fn apply_lambda(
+        &self,
+        name: &str,
+        lambda: &Lambda,
+        args: &[Term],
+        depth: usize,
+    ) -> Result<Term, EvalError> {
         if args.len() != lambda.params.len() {
             return Err(EvalError::Call(CallError::bad_arguments(
                 name,
-                format!("expected {} arguments, got {}", lambda.params.len(), args.len()),
+                format!(
+                    "expected {} arguments, got {}",
+                    lambda.params.len(),
+                    args.len()
+                ),
             )));
         }
         let mut env = lambda.env.clone();

@@ -113,7 +113,12 @@ impl Kernel {
     ///
     /// # Errors
     /// Only I/O errors on `out`/`err`; evaluation errors are printed.
-    pub fn eval_text(&self, text: &str, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
+    pub fn eval_text(
+        &self,
+        text: &str,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<()> {
         let mut rest = text;
         loop {
             match term::read_prefix(rest) {
@@ -131,7 +136,12 @@ impl Kernel {
         }
     }
 
-    fn print(&self, evaluation: &Evaluation, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
+    fn print(
+        &self,
+        evaluation: &Evaluation,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<()> {
         match evaluation {
             Evaluation::Value(v) => writeln!(out, "{v}")?,
             Evaluation::Error(e) => writeln!(err, "error: {e}")?,
@@ -154,7 +164,13 @@ impl Kernel {
     ///
     /// # Errors
     /// I/O errors on the streams.
-    pub fn repl(&self, input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write, prompt: bool) -> io::Result<()> {
+    pub fn repl(
+        &self,
+        input: &mut dyn BufRead,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+        prompt: bool,
+    ) -> io::Result<()> {
         let mut buffer = String::new();
         let mut line = String::new();
         loop {
@@ -267,10 +283,23 @@ the value. (help) lists the built-ins.";
 
 fn options() -> getopts::Options {
     let mut opts = getopts::Options::new();
-    opts.optmulti("e", "eval", "evaluate FORM before the REPL (repeatable, in order)", "FORM");
-    opts.optflag("n", "no-init", "skip the init file ($ERLANGEN_INIT or ~/.erlangen-init)");
+    opts.optmulti(
+        "e",
+        "eval",
+        "evaluate FORM before the REPL (repeatable, in order)",
+        "FORM",
+    );
+    opts.optflag(
+        "n",
+        "no-init",
+        "skip the init file ($ERLANGEN_INIT or ~/.erlangen-init)",
+    );
     opts.optflag("Q", "quiet", "no banner");
-    opts.optflag("b", "batch", "batch mode: no prompt, exit at end of input (status 1 if a form failed)");
+    opts.optflag(
+        "b",
+        "batch",
+        "batch mode: no prompt, exit at end of input (status 1 if a form failed)",
+    );
     opts.optflag("h", "help", "print this help");
     config::add_options(&mut opts);
     opts

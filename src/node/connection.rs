@@ -106,7 +106,11 @@ impl Connection {
     /// Queues a request. Returns `Ok(false)` if it was dropped (queue full
     /// or connection down; counted), `Err` if a term in it cannot go on the
     /// wire (nothing is queued).
-    pub(crate) fn send(&self, request: &Request, agents: &dyn AgentIds) -> Result<bool, EncodeError> {
+    pub(crate) fn send(
+        &self,
+        request: &Request,
+        agents: &dyn AgentIds,
+    ) -> Result<bool, EncodeError> {
         let mut out = self.lock();
         if out.closed || out.buf.len() >= self.max_queue {
             drop(out);
@@ -172,7 +176,12 @@ impl Connection {
         Ok(())
     }
 
-    fn write_loop(self: Arc<Self>, mut stream: TcpStream, tick: Duration, dispatch: Arc<dyn Dispatch>) {
+    fn write_loop(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        tick: Duration,
+        dispatch: Arc<dyn Dispatch>,
+    ) {
         let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
             {
@@ -229,9 +238,10 @@ impl Connection {
                     return;
                 }
             };
-            self.stats
-                .bytes_in
-                .fetch_add((payload.len() + frame::HEADER_LEN) as u64, Ordering::Relaxed);
+            self.stats.bytes_in.fetch_add(
+                (payload.len() + frame::HEADER_LEN) as u64,
+                Ordering::Relaxed,
+            );
             match protocol::decode(kind, &payload, dispatch.limits()) {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {

@@ -73,7 +73,10 @@ pub(crate) enum HandshakeError {
     /// The peer's proof does not match: it does not have our cookie.
     BadProof,
     /// We reached a node other than the one we asked for.
-    WrongPeer { expected: String, got: String },
+    WrongPeer {
+        expected: String,
+        got: String,
+    },
     /// The deadline passed.
     Timeout,
 }
@@ -119,7 +122,12 @@ pub(crate) struct Identity<'a> {
     pub cookie: &'a [u8],
 }
 
-fn transcript(client: &PeerInfo, nonce_c: &[u8; 32], server: &PeerInfo, nonce_s: &[u8; 32]) -> Vec<u8> {
+fn transcript(
+    client: &PeerInfo,
+    nonce_c: &[u8; 32],
+    server: &PeerInfo,
+    nonce_s: &[u8; 32],
+) -> Vec<u8> {
     let mut t = Vec::with_capacity(160);
     put_str(&mut t, &client.name);
     t.extend_from_slice(&client.incarnation.to_be_bytes());
@@ -145,7 +153,11 @@ fn nonce() -> Result<[u8; 32], HandshakeError> {
 
 /// Reads one frame, with the socket's read timeout set to what is left of
 /// the deadline (never zero: that would be `InvalidInput`).
-fn read_step(stream: &mut TcpStream, deadline: Instant, buf: &mut Vec<u8>) -> Result<u8, HandshakeError> {
+fn read_step(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    buf: &mut Vec<u8>,
+) -> Result<u8, HandshakeError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(HandshakeError::Timeout);
@@ -188,7 +200,9 @@ pub(crate) fn client(
     let mut buf = Vec::new();
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::CHALLENGE {
-        return Err(HandshakeError::Unexpected(format!("frame kind 0x{k:02x} instead of CHALLENGE")));
+        return Err(HandshakeError::Unexpected(format!(
+            "frame kind 0x{k:02x} instead of CHALLENGE"
+        )));
     }
     let mut f = Fields::new(&buf);
     let version = shape(f.u8("version"))?;
@@ -219,7 +233,9 @@ pub(crate) fn client(
     frame::write_frame(stream, kind::PROOF, &proof(me.cookie, CLIENT_LABEL, &t))?;
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::ACCEPT || !buf.is_empty() {
-        return Err(HandshakeError::Unexpected(format!("frame kind 0x{k:02x} instead of ACCEPT")));
+        return Err(HandshakeError::Unexpected(format!(
+            "frame kind 0x{k:02x} instead of ACCEPT"
+        )));
     }
     stream.set_read_timeout(None)?;
     Ok(server)
@@ -236,7 +252,9 @@ pub(crate) fn server(
     let mut buf = Vec::new();
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::HELLO {
-        return Err(HandshakeError::Unexpected(format!("frame kind 0x{k:02x} instead of HELLO")));
+        return Err(HandshakeError::Unexpected(format!(
+            "frame kind 0x{k:02x} instead of HELLO"
+        )));
     }
     let mut f = Fields::new(&buf);
     if shape(f.take(4, "magic"))? != MAGIC {
@@ -253,7 +271,10 @@ pub(crate) fn server(
     let nonce_c = nonce_field(&mut f, "nonce")?;
     shape(f.end())?;
     if crate::agent::target::split_id(&format!("{}/x", client.name)).is_none() {
-        return Err(HandshakeError::Unexpected(format!("peer name {:?}", client.name)));
+        return Err(HandshakeError::Unexpected(format!(
+            "peer name {:?}",
+            client.name
+        )));
     }
     let server_info = PeerInfo {
         name: me.name.to_owned(),
@@ -271,7 +292,9 @@ pub(crate) fn server(
 
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::PROOF || buf.len() != 32 {
-        return Err(HandshakeError::Unexpected(format!("frame kind 0x{k:02x} instead of PROOF")));
+        return Err(HandshakeError::Unexpected(format!(
+            "frame kind 0x{k:02x} instead of PROOF"
+        )));
     }
     if !crypto::constant_time_eq(&proof(me.cookie, CLIENT_LABEL, &t), &buf) {
         return Err(HandshakeError::BadProof);

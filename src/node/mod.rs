@@ -8,7 +8,7 @@
 //! the port mapper restarts), and installs the node as the agent layer's
 //! route to ids of other nodes. Connections are opened on demand, one per
 //! peer, and authenticated by cookie before anything else is read
-//! ([`handshake`]).
+//! (see PROTOCOL.md, "Handshake").
 //!
 //! Every local agent attached to a remote agent is recorded here per peer,
 //! so that when a peer goes down each of them is told exactly once: a linked
@@ -30,7 +30,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::agent::target::{self, Remote, Resolved};
-use crate::agent::{self, Agent, LinkError, Outcome, Peer, PeerKey, SendError, SpawnError, SpawnOptions};
+use crate::agent::{
+    self, Agent, LinkError, Outcome, Peer, PeerKey, SendError, SpawnError, SpawnOptions,
+};
 use crate::call;
 use crate::config::Config;
 use crate::port_mapper;
@@ -125,6 +127,9 @@ enum Attachment {
 }
 
 type AttachKey = (u64, Arc<str>);
+/// Per peer node: (local serial, remote id) → the local agent and how it is
+/// attached.
+type AttachmentTable = HashMap<String, HashMap<AttachKey, (Agent, Attachment)>>;
 
 struct PendingSpawn {
     peer: String,
@@ -144,7 +149,7 @@ pub(crate) struct NodeState {
     peers: Mutex<HashMap<String, Arc<Connection>>>,
     stats: Mutex<HashMap<String, Arc<PeerStats>>>,
     failed_dials: Mutex<HashMap<String, Instant>>,
-    attachments: Mutex<HashMap<String, HashMap<AttachKey, (Agent, Attachment)>>>,
+    attachments: Mutex<AttachmentTable>,
     /// Ids learned from a peer (spawn replies), with the peer incarnation
     /// they belong to: an id from an earlier run of a restarted node is
     /// stale.
@@ -199,7 +204,7 @@ impl fmt::Debug for NodeHandle {
 
 impl NodeHandle {
     /// `"host/node"`.
-    pub fn name(&self) -> &str {
+    pub fn full_name(&self) -> &str {
         &self.state.full
     }
 
@@ -287,7 +292,9 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         .unwrap_or_else(|| format!("node-{}", std::process::id()));
     port_mapper::valid_node_name(&name).map_err(|e| NodeError::Options(e.to_string()))?;
     if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
-        return Err(NodeError::Options(format!("{host:?} is not a valid host name")));
+        return Err(NodeError::Options(format!(
+            "{host:?} is not a valid host name"
+        )));
     }
     let cookie = crate::crypto::cookie::load_or_create(&options.config.cookie_file)
         .map_err(|e| NodeError::Cookie(e.to_string()))?;
@@ -477,10 +484,14 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
 /// # Errors
 /// [`SpawnError::Remote`]: this process is not a node, the node cannot be
 /// reached, the function is unknown there, or no reply came in time.
-pub fn spawn_on(host: Option<&str>, node: &str, call: &Term, options: &SpawnOptions) -> Result<String, SpawnError> {
-    let state = current_node().ok_or_else(|| {
-        SpawnError::Remote("this process is not a node (call node first)".into())
-    })?;
+pub fn spawn_on(
+    host: Option<&str>,
+    node: &str,
+    call: &Term,
+    options: &SpawnOptions,
+) -> Result<String, SpawnError> {
+    let state = current_node()
+        .ok_or_else(|| SpawnError::Remote("this process is not a node (call node first)".into()))?;
     let host = host.unwrap_or(&state.host);
     let peer = format!("{host}/{node}");
     if peer == state.full {
@@ -533,7 +544,9 @@ pub fn spawn_on(host: Option<&str>, node: &str, call: &Term, options: &SpawnOpti
         Ok(Err(e)) => Err(SpawnError::Remote(e)),
         Err(_) => {
             lock(&state.pending).remove(&request);
-            Err(SpawnError::Remote(format!("no reply from {peer} within {SPAWN_TIMEOUT:?}")))
+            Err(SpawnError::Remote(format!(
+                "no reply from {peer} within {SPAWN_TIMEOUT:?}"
+            )))
         }
     }
 }
@@ -565,7 +578,9 @@ impl NodeState {
         if let Some(at) = lock(&self.failed_dials).get(peer) {
             if at.elapsed() < DIAL_BACKOFF {
                 self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(format!("{peer} is not reachable (last attempt failed just now)"));
+                return Err(format!(
+                    "{peer} is not reachable (last attempt failed just now)"
+                ));
             }
         }
         let mut peers = lock(&self.peers);
@@ -574,7 +589,11 @@ impl NodeState {
                 return Ok(Arc::clone(c));
             }
         }
-        let conn = Connection::new(peer.to_owned(), self.stats_for(peer), self.options.max_queue);
+        let conn = Connection::new(
+            peer.to_owned(),
+            self.stats_for(peer),
+            self.options.max_queue,
+        );
         peers.insert(peer.to_owned(), Arc::clone(&conn));
         drop(peers);
         let state = Arc::clone(self);
@@ -602,7 +621,13 @@ impl NodeState {
                 }
                 let dispatch: Arc<dyn Dispatch> = Arc::clone(&self) as Arc<dyn Dispatch>;
                 let inc = info.incarnation;
-                if let Err(e) = conn.establish(stream, info, dispatch, self.options.tick, self.options.timeout) {
+                if let Err(e) = conn.establish(
+                    stream,
+                    info,
+                    dispatch,
+                    self.options.tick,
+                    self.options.timeout,
+                ) {
                     self.dial_failed(&conn, &e.to_string());
                     return;
                 }
@@ -630,8 +655,8 @@ impl NodeState {
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .next()
             .ok_or_else(|| format!("cannot resolve {host}"))?;
-        let mut stream =
-            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
         let me = Identity {
             name: &self.full,
             incarnation: self.incarnation,
@@ -696,7 +721,13 @@ impl NodeState {
         let inc = info.incarnation;
         let dispatch: Arc<dyn Dispatch> = Arc::clone(self) as Arc<dyn Dispatch>;
         if conn
-            .establish(stream, info, dispatch, self.options.tick, self.options.timeout)
+            .establish(
+                stream,
+                info,
+                dispatch,
+                self.options.tick,
+                self.options.timeout,
+            )
             .is_err()
         {
             conn.mark_down();
@@ -740,7 +771,10 @@ impl NodeState {
     /// Tells every local agent attached to an agent of `peer`, once.
     fn attachments_down(&self, peer: &str) {
         let attached = lock(&self.attachments).remove(peer).unwrap_or_default();
-        let reason = Term::list(vec![Term::keyword("noconnection"), Term::Str(peer.to_owned())]);
+        let reason = Term::list(vec![
+            Term::keyword("noconnection"),
+            Term::Str(peer.to_owned()),
+        ]);
         for ((_, remote), (agent, kind)) in attached {
             agent.detach_peer(&PeerKey::Remote(Arc::clone(&remote)));
             match kind {
@@ -778,7 +812,9 @@ impl NodeState {
     /// `from`'s id must be on the peer that sent the request.
     fn from_peer(conn: &Connection, from: &str) -> bool {
         target::split_id(from).is_some_and(|(h, n, _)| {
-            conn.peer.len() == h.len() + 1 + n.len() && conn.peer.starts_with(h) && conn.peer.ends_with(n)
+            conn.peer.len() == h.len() + 1 + n.len()
+                && conn.peer.starts_with(h)
+                && conn.peer.ends_with(n)
         })
     }
 
@@ -791,7 +827,9 @@ impl NodeState {
 
     /// Tells remote `from` that local `to` (an aid) is not there.
     fn noproc_reply(self: &Arc<Self>, conn: &Arc<Connection>, from: &str, to: &str, monitor: bool) {
-        let Some((_, _, from_aid)) = target::split_id(from) else { return };
+        let Some((_, _, from_aid)) = target::split_id(from) else {
+            return;
+        };
         let to_id = format!("{}/{}", self.full, to);
         let reason = Term::keyword("noproc");
         let request = if monitor {
@@ -810,7 +848,15 @@ impl NodeState {
         let _ = conn.send(&request, &**self);
     }
 
-    fn handle_spawn(self: &Arc<Self>, conn: &Arc<Connection>, request: u64, reply_to: String, attach: u8, mailbox: u32, call: Term) {
+    fn handle_spawn(
+        self: &Arc<Self>,
+        conn: &Arc<Connection>,
+        request: u64,
+        reply_to: String,
+        attach: u8,
+        mailbox: u32,
+        call: Term,
+    ) {
         let reply = |ok: bool, text: String| Request::SpawnReply { request, ok, text };
         let prepared = call::prepare(&call);
         let (function, args) = match prepared {
@@ -825,16 +871,26 @@ impl NodeState {
             1 => Some(false),
             2 => Some(true),
             other => {
-                let _ = conn.send(&reply(false, format!("unknown attach mode {other}")), &**self);
+                let _ = conn.send(
+                    &reply(false, format!("unknown attach mode {other}")),
+                    &**self,
+                );
                 return;
             }
         };
         if monitor.is_some() && !Self::from_peer(conn, &reply_to) {
-            let _ = conn.send(&reply(false, "reply_to is not an agent of the requesting node".into()), &**self);
+            let _ = conn.send(
+                &reply(
+                    false,
+                    "reply_to is not an agent of the requesting node".into(),
+                ),
+                &**self,
+            );
             return;
         }
         let options = SpawnOptions::new().mailbox_size((mailbox as usize).max(1));
-        let parent: Option<(Peer, bool)> = monitor.map(|m| (Peer::Remote(Arc::from(reply_to.as_str())), m));
+        let parent: Option<(Peer, bool)> =
+            monitor.map(|m| (Peer::Remote(Arc::from(reply_to.as_str())), m));
         let state = Arc::clone(self);
         let c = Arc::clone(conn);
         let spawned = agent::spawn_inner(
@@ -843,7 +899,12 @@ impl NodeState {
             move |child| {
                 if monitor.is_some() {
                     // The requester's exit (or loss) kills the child.
-                    state.record(&c.peer, child, Arc::from(reply_to.as_str()), Attachment::Bound);
+                    state.record(
+                        &c.peer,
+                        child,
+                        Arc::from(reply_to.as_str()),
+                        Attachment::Bound,
+                    );
                 }
                 // Reply before the child runs, so the reply precedes any
                 // exit notification on this connection.
@@ -857,7 +918,9 @@ impl NodeState {
     }
 
     fn handle_spawn_reply(&self, conn: &Arc<Connection>, request: u64, ok: bool, text: String) {
-        let Some(pending) = lock(&self.pending).remove(&request) else { return };
+        let Some(pending) = lock(&self.pending).remove(&request) else {
+            return;
+        };
         if !ok {
             let _ = pending.reply.send(Err(text));
             return;
@@ -875,7 +938,9 @@ impl NodeState {
         match pending.attach {
             agent::Attach::None => {}
             mode => {
-                let _ = pending.caller.attach_peer(Peer::Remote(Arc::clone(&id)), false);
+                let _ = pending
+                    .caller
+                    .attach_peer(Peer::Remote(Arc::clone(&id)), false);
                 let kind = if mode == agent::Attach::Monitor {
                     Attachment::Watching
                 } else {
@@ -932,7 +997,9 @@ impl Dispatch for NodeState {
                 mailbox,
                 call,
             } => me.handle_spawn(conn, request, reply_to, attach, mailbox, call),
-            Request::SpawnReply { request, ok, text } => self.handle_spawn_reply(conn, request, ok, text),
+            Request::SpawnReply { request, ok, text } => {
+                self.handle_spawn_reply(conn, request, ok, text)
+            }
             Request::Link { from, to, monitor } => {
                 if !Self::from_peer(conn, &from) {
                     return;
@@ -954,7 +1021,11 @@ impl Dispatch for NodeState {
                     self.unrecord(&conn.peer, agent.serial(), &from);
                 }
             }
-            Request::Exit { from: _, to, reason } => {
+            Request::Exit {
+                from: _,
+                to,
+                reason,
+            } => {
                 // Links stay as they are (as Erlang's exit/2): the agent
                 // dies, and its own exit tells its peers, `from` included.
                 if let Some(agent) = self.local(&to) {
@@ -986,17 +1057,23 @@ impl Remote for NodeState {
     }
 
     fn send(&self, id: &str, message: Term) -> Result<(), SendError> {
-        let Some(me) = current_node() else { return Ok(()) };
+        let Some(me) = current_node() else {
+            return Ok(());
+        };
         let Some((host, node, aid)) = target::split_id(id) else {
             return Ok(());
         };
         let peer = format!("{host}/{node}");
         if self.is_stale(&peer, id) {
             self.stale_drops.fetch_add(1, Ordering::Relaxed);
-            self.stats_for(&peer).dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats_for(&peer)
+                .dropped
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let Ok(conn) = me.connection(&peer) else { return Ok(()) };
+        let Ok(conn) = me.connection(&peer) else {
+            return Ok(());
+        };
         let request = Request::Send {
             to: aid.to_owned(),
             message,
@@ -1009,7 +1086,9 @@ impl Remote for NodeState {
 
     fn exit(&self, id: &str, reason: Term) {
         let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(id) else { return };
+        let Some((host, node, aid)) = target::split_id(id) else {
+            return;
+        };
         let peer = format!("{host}/{node}");
         if self.is_stale(&peer, id) {
             return;
@@ -1040,7 +1119,8 @@ impl Remote for NodeState {
             Ok(c) => c,
             Err(e) => {
                 // Unreachable now: the same as losing the connection.
-                let reason = Term::list(vec![Term::keyword("noconnection"), Term::Str(peer.clone())]);
+                let reason =
+                    Term::list(vec![Term::keyword("noconnection"), Term::Str(peer.clone())]);
                 if monitor {
                     from.notify(Outcome::Exited(reason).notification(Term::Str(id.to_owned())));
                 } else {
@@ -1071,7 +1151,9 @@ impl Remote for NodeState {
 
     fn unlink(&self, from: &Agent, id: &str) {
         let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(id) else { return };
+        let Some((host, node, aid)) = target::split_id(id) else {
+            return;
+        };
         let peer = format!("{host}/{node}");
         self.unrecord(&peer, from.serial(), id);
         me.post(
@@ -1085,7 +1167,9 @@ impl Remote for NodeState {
 
     fn exit_notice(&self, from: &Agent, to: &str, monitor: bool, outcome: &Outcome) {
         let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(to) else { return };
+        let Some((host, node, aid)) = target::split_id(to) else {
+            return;
+        };
         let peer = format!("{host}/{node}");
         self.unrecord(&peer, from.serial(), to);
         let from_id = self.full_id(from);
@@ -1104,7 +1188,9 @@ impl Remote for NodeState {
                 }
             }
         };
-        let Ok(conn) = me.connection(&peer) else { return };
+        let Ok(conn) = me.connection(&peer) else {
+            return;
+        };
         if let Err(e) = conn.send(&make(outcome), self) {
             // Return values that cannot leave this process: say so instead
             // of leaving the peer without a notification.

@@ -178,7 +178,11 @@ pub(crate) fn encode(
 /// # Errors
 /// [`ProtocolError`] for anything that is not exactly one well-formed
 /// request.
-pub(crate) fn decode(kind: u8, payload: &[u8], limits: &term::Limits) -> Result<Request, ProtocolError> {
+pub(crate) fn decode(
+    kind: u8,
+    payload: &[u8],
+    limits: &term::Limits,
+) -> Result<Request, ProtocolError> {
     let mut f = Fields::new(payload);
     let request = match kind {
         kind::SEND => Request::Send {
@@ -285,7 +289,10 @@ mod tests {
             for cut in 0..out.len() {
                 // Terms come last and are self-delimiting, so a cut is
                 // always noticed.
-                assert!(decode(k, &out[..cut], &limits).is_err(), "{r:?} cut at {cut}");
+                assert!(
+                    decode(k, &out[..cut], &limits).is_err(),
+                    "{r:?} cut at {cut}"
+                );
             }
             let mut longer = out.clone();
             longer.push(0);

@@ -15,8 +15,12 @@ use crate::frame::{put_str, Fields};
 fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, PortMapperError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(io(&format!("connect to the port mapper at {addr}")))?;
-    stream.set_read_timeout(Some(timeout)).map_err(io("set timeout"))?;
-    stream.set_write_timeout(Some(timeout)).map_err(io("set timeout"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(io("set timeout"))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(io("set timeout"))?;
     stream.set_nodelay(true).map_err(io("set nodelay"))?;
     protocol::send(&mut stream, protocol::HELLO, &protocol::hello())?;
     let mut buf = Vec::new();
@@ -40,7 +44,11 @@ impl Registration {
     /// `true` if it did (the port mapper stopped: the name is gone).
     pub fn wait_closed(&self, timeout: Duration) -> bool {
         let mut probe = [0u8; 1];
-        if self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).is_err() {
+        if self
+            .stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .is_err()
+        {
             return true;
         }
         match std::io::Read::read(&mut &self.stream, &mut probe) {
@@ -48,7 +56,10 @@ impl Registration {
             // The server never sends after REGISTERED: data is a broken
             // server, treat as closed.
             Ok(_) => true,
-            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
         }
     }
 }
@@ -64,7 +75,12 @@ impl Drop for Registration {
 /// # Errors
 /// [`PortMapperError::Refused`] if the name is taken; I/O and protocol
 /// errors; an invalid name.
-pub fn register(registry: SocketAddr, name: &str, port: u16, timeout: Duration) -> Result<Registration, PortMapperError> {
+pub fn register(
+    registry: SocketAddr,
+    name: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Registration, PortMapperError> {
     valid_node_name(name)?;
     let mut stream = connect(registry, timeout)?;
     let mut payload = Vec::new();
@@ -85,7 +101,11 @@ pub fn register(registry: SocketAddr, name: &str, port: u16, timeout: Duration) 
 /// # Errors
 /// [`PortMapperError::UnknownNode`] if it is not registered; I/O and
 /// protocol errors.
-pub fn query_port(directory: SocketAddr, name: &str, timeout: Duration) -> Result<u16, PortMapperError> {
+pub fn query_port(
+    directory: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<u16, PortMapperError> {
     valid_node_name(name)?;
     let mut stream = connect(directory, timeout)?;
     let mut payload = Vec::new();
@@ -105,7 +125,10 @@ pub fn query_port(directory: SocketAddr, name: &str, timeout: Duration) -> Resul
 ///
 /// # Errors
 /// I/O and protocol errors.
-pub fn list_nodes(directory: SocketAddr, timeout: Duration) -> Result<Vec<(String, u16)>, PortMapperError> {
+pub fn list_nodes(
+    directory: SocketAddr,
+    timeout: Duration,
+) -> Result<Vec<(String, u16)>, PortMapperError> {
     let mut stream = connect(directory, timeout)?;
     protocol::send(&mut stream, protocol::LIST, &[])?;
     let mut buf = Vec::new();
@@ -148,9 +171,16 @@ impl KeepRegistered {
     ///
     /// # Errors
     /// As [`register`] for the first registration.
-    pub fn start(registry: SocketAddr, name: &str, port: u16) -> Result<KeepRegistered, PortMapperError> {
+    pub fn start(
+        registry: SocketAddr,
+        name: &str,
+        port: u16,
+    ) -> Result<KeepRegistered, PortMapperError> {
         let first = register(registry, name, port, TIMEOUT)?;
-        let watch = first.stream.try_clone().map_err(io("clone the registration socket"))?;
+        let watch = first
+            .stream
+            .try_clone()
+            .map_err(io("clone the registration socket"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let current = Arc::new(Mutex::new(Some(first)));
         let (s, c, name) = (Arc::clone(&stop), Arc::clone(&current), name.to_owned());
@@ -184,7 +214,11 @@ fn keep(
                 return;
             }
             match std::io::Read::read(&mut watch, &mut probe) {
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 _ => break,
             }
         }
@@ -209,7 +243,12 @@ impl Drop for KeepRegistered {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         // Closing the registration releases the name and wakes the watcher.
-        drop(self.current.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            self.current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

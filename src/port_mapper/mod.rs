@@ -59,7 +59,9 @@ impl std::error::Error for PortMapperError {}
 pub fn valid_node_name(name: &str) -> Result<(), PortMapperError> {
     let ok = !name.is_empty()
         && name.len() <= 255
-        && name.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'/');
+        && name
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'/');
     if ok {
         Ok(())
     } else {

@@ -47,7 +47,11 @@ pub(crate) fn frame_error(what: &str, e: FrameError) -> PortMapperError {
 }
 
 /// Sends one frame.
-pub(crate) fn send(stream: &mut TcpStream, kind: u8, payload: &[u8]) -> Result<(), PortMapperError> {
+pub(crate) fn send(
+    stream: &mut TcpStream,
+    kind: u8,
+    payload: &[u8],
+) -> Result<(), PortMapperError> {
     frame::write_frame(stream, kind, payload).map_err(io("send"))?;
     stream.flush().map_err(io("send"))
 }

@@ -81,7 +81,11 @@ pub struct PortMapper {
 
 impl std::fmt::Debug for PortMapper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PortMapper(registry {}, directory {})", self.registry, self.directory)
+        write!(
+            f,
+            "PortMapper(registry {}, directory {})",
+            self.registry, self.directory
+        )
     }
 }
 
@@ -97,8 +101,11 @@ impl PortMapper {
             .to_socket_addrs()
             .map_err(protocol::io("resolve the directory host"))?
             .next()
-            .ok_or_else(|| PortMapperError::Protocol(format!("cannot resolve {}", config.directory_host)))?;
-        let directory = TcpListener::bind(directory_addr).map_err(protocol::io("bind the directory port"))?;
+            .ok_or_else(|| {
+                PortMapperError::Protocol(format!("cannot resolve {}", config.directory_host))
+            })?;
+        let directory =
+            TcpListener::bind(directory_addr).map_err(protocol::io("bind the directory port"))?;
         let shared = Arc::new(Shared {
             names: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
@@ -107,12 +114,20 @@ impl PortMapper {
             stopping: AtomicBool::new(false),
             log: config.log,
         });
-        let registry_addr = registry.local_addr().map_err(protocol::io("registry address"))?;
-        let directory_addr = directory.local_addr().map_err(protocol::io("directory address"))?;
+        let registry_addr = registry
+            .local_addr()
+            .map_err(protocol::io("registry address"))?;
+        let directory_addr = directory
+            .local_addr()
+            .map_err(protocol::io("directory address"))?;
         let mut threads = Vec::new();
         for (listener, is_registry) in [(registry, true), (directory, false)] {
             let s = Arc::clone(&shared);
-            let name = if is_registry { "port-mapper registry" } else { "port-mapper directory" };
+            let name = if is_registry {
+                "port-mapper registry"
+            } else {
+                "port-mapper directory"
+            };
             let t = thread::Builder::new()
                 .name(name.into())
                 .spawn(move || accept_loop(s, listener, is_registry))
@@ -210,7 +225,11 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, registry: bool) {
                 if let Err(message) = result {
                     // Tell the client why, then close: bad input never
                     // affects anyone else.
-                    let _ = frame::write_frame(&mut stream, protocol::ERROR, &protocol::error_frame(&message));
+                    let _ = frame::write_frame(
+                        &mut stream,
+                        protocol::ERROR,
+                        &protocol::error_frame(&message),
+                    );
                 }
                 let _ = stream.shutdown(Shutdown::Both);
                 s.open().remove(&id);
@@ -224,7 +243,11 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, registry: bool) {
 }
 
 /// Reads one frame with a read timeout; `Err` is a message for the client.
-fn read(stream: &mut TcpStream, timeout: Option<Duration>, buf: &mut Vec<u8>) -> Result<Option<u8>, String> {
+fn read(
+    stream: &mut TcpStream,
+    timeout: Option<Duration>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<u8>, String> {
     stream
         .set_read_timeout(timeout)
         .map_err(|e| e.to_string())?;
@@ -250,7 +273,8 @@ fn version_exchange(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, S
                     protocol::VERSION
                 ));
             }
-            frame::write_frame(stream, protocol::WELCOME, &[protocol::VERSION]).map_err(|e| e.to_string())?;
+            frame::write_frame(stream, protocol::WELCOME, &[protocol::VERSION])
+                .map_err(|e| e.to_string())?;
             Ok(true)
         }
         Some(kind) => Err(format!("expected HELLO, got frame kind 0x{kind:02x}")),
@@ -283,7 +307,13 @@ fn serve_registry(shared: &Shared, stream: &mut TcpStream, id: u64) -> Result<()
         if names.contains_key(&name) {
             return Err(format!("the name {name:?} is already registered"));
         }
-        names.insert(name.clone(), Entry { port, connection: id });
+        names.insert(
+            name.clone(),
+            Entry {
+                port,
+                connection: id,
+            },
+        );
     }
     if shared.log {
         eprintln!("erlangen-port-mapper: registered {name} on port {port}");
@@ -354,7 +384,11 @@ fn serve_directory(shared: &Shared, stream: &mut TcpStream) -> Result<(), String
                 }
                 frame::write_frame(stream, protocol::NODES, &out).map_err(|e| e.to_string())?;
             }
-            other => return Err(format!("expected QUERY or LIST, got frame kind 0x{other:02x}")),
+            other => {
+                return Err(format!(
+                    "expected QUERY or LIST, got frame kind 0x{other:02x}"
+                ))
+            }
         }
     }
 }

@@ -99,6 +99,8 @@ pub enum EncodeError {
     LocalAgent(u64),
     /// A string or collection longer than a u32 length can say.
     TooLong(&'static str),
+    /// Nesting deeper than any receiver accepts by default.
+    TooDeep(usize),
 }
 
 impl fmt::Display for EncodeError {
@@ -113,6 +115,7 @@ impl fmt::Display for EncodeError {
                 "agent #<AGENT {serial:X}> has no id on the wire (this process is not a node)"
             ),
             EncodeError::TooLong(what) => write!(f, "{what} longer than 4 GiB"),
+            EncodeError::TooDeep(max) => write!(f, "term nested deeper than {max} levels"),
         }
     }
 }
@@ -150,14 +153,26 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Empty => f.write_str("no bytes to decode"),
-            DecodeError::Version(v) => write!(f, "unknown term format version {v} (this side speaks {VERSION})"),
+            DecodeError::Version(v) => write!(
+                f,
+                "unknown term format version {v} (this side speaks {VERSION})"
+            ),
             DecodeError::Truncated(what) => write!(f, "input ends inside {what}"),
             DecodeError::UnknownTag(t, at) => write!(f, "unknown tag 0x{t:02x} at byte {at}"),
             DecodeError::Trailing(n) => write!(f, "{n} bytes after the term"),
             DecodeError::TooDeep(max) => write!(f, "nesting deeper than {max} (max depth setting)"),
-            DecodeError::TooMany(n, max) => write!(f, "count {n} exceeds the limit {max} (max elements setting, or bytes left)"),
-            DecodeError::TooLong(n, max) => write!(f, "length {n} exceeds the limit {max} (max string setting, or bytes left)"),
-            DecodeError::TooBig(n, max) => write!(f, "term of {n} bytes exceeds the maximum {max} (max size setting)"),
+            DecodeError::TooMany(n, max) => write!(
+                f,
+                "count {n} exceeds the limit {max} (max elements setting, or bytes left)"
+            ),
+            DecodeError::TooLong(n, max) => write!(
+                f,
+                "length {n} exceeds the limit {max} (max string setting, or bytes left)"
+            ),
+            DecodeError::TooBig(n, max) => write!(
+                f,
+                "term of {n} bytes exceeds the maximum {max} (max size setting)"
+            ),
             DecodeError::BadUtf8(at) => write!(f, "invalid UTF-8 in string at byte {at}"),
             DecodeError::Invalid(what, at) => write!(f, "invalid {what} at byte {at}"),
         }
@@ -172,7 +187,12 @@ fn put_len(out: &mut Vec<u8>, n: usize, what: &'static str) -> Result<(), Encode
     Ok(())
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8], what: &'static str) -> Result<(), EncodeError> {
+fn put_bytes(
+    out: &mut Vec<u8>,
+    tag: u8,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(), EncodeError> {
     out.push(tag);
     put_len(out, bytes.len(), what)?;
     out.extend_from_slice(bytes);
@@ -184,10 +204,19 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8], what: &'static str) -> Re
 ///
 /// # Errors
 /// [`EncodeError`] for local values, unnamed local agents and huge values.
-pub fn encode_into(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+pub fn encode_into(
+    term: &Term,
+    out: &mut Vec<u8>,
+    agents: &dyn AgentIds,
+) -> Result<(), EncodeError> {
     out.push(VERSION);
-    encode_value(term, out, agents)
+    encode_value(term, out, agents, 0)
 }
+
+/// Deepest nesting the encoder writes: what decoders accept by default, so
+/// an over-deep term fails at the sender (and the encoder's recursion is
+/// bounded).
+const MAX_ENCODE_DEPTH: usize = 128;
 
 /// Encodes `term` into a new buffer. Local agents cannot be named here.
 ///
@@ -199,15 +228,28 @@ pub fn encode(term: &Term) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-fn encode_items(items: &[Term], out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+fn encode_items(
+    items: &[Term],
+    out: &mut Vec<u8>,
+    agents: &dyn AgentIds,
+    depth: usize,
+) -> Result<(), EncodeError> {
     put_len(out, items.len(), "list")?;
     for item in items {
-        encode_value(item, out, agents)?;
+        encode_value(item, out, agents, depth + 1)?;
     }
     Ok(())
 }
 
-fn encode_value(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result<(), EncodeError> {
+fn encode_value(
+    term: &Term,
+    out: &mut Vec<u8>,
+    agents: &dyn AgentIds,
+    depth: usize,
+) -> Result<(), EncodeError> {
+    if depth >= MAX_ENCODE_DEPTH {
+        return Err(EncodeError::TooDeep(MAX_ENCODE_DEPTH));
+    }
     match term {
         Term::Nil => out.push(tag::NIL),
         Term::T => out.push(tag::T),
@@ -228,7 +270,10 @@ fn encode_value(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result
             out.extend_from_slice(&x.to_bits().to_be_bytes());
         }
         Term::Str(s) => put_bytes(out, tag::STRING, s.as_bytes(), "string")?,
-        Term::Symbol(Symbol { package: None, name }) => put_bytes(out, tag::SYMBOL, name.as_bytes(), "symbol")?,
+        Term::Symbol(Symbol {
+            package: None,
+            name,
+        }) => put_bytes(out, tag::SYMBOL, name.as_bytes(), "symbol")?,
         Term::Symbol(Symbol {
             package: Some(p),
             name,
@@ -242,20 +287,22 @@ fn encode_value(term: &Term, out: &mut Vec<u8>, agents: &dyn AgentIds) -> Result
         Term::List(items) if items.is_empty() => out.push(tag::NIL),
         Term::List(items) => {
             out.push(tag::LIST);
-            encode_items(items, out, agents)?;
+            encode_items(items, out, agents, depth)?;
         }
         Term::Dotted(items, tail) => {
             out.push(tag::DOTTED);
-            encode_items(items, out, agents)?;
-            encode_value(tail, out, agents)?;
+            encode_items(items, out, agents, depth)?;
+            encode_value(tail, out, agents, depth + 1)?;
         }
         Term::Vector(items) => {
             out.push(tag::VECTOR);
-            encode_items(items, out, agents)?;
+            encode_items(items, out, agents, depth)?;
         }
         Term::Agent(AgentRef::Id(id)) => put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?,
         Term::Agent(AgentRef::Local(serial)) => {
-            let id = agents.wire_id(*serial).ok_or(EncodeError::LocalAgent(*serial))?;
+            let id = agents
+                .wire_id(*serial)
+                .ok_or(EncodeError::LocalAgent(*serial))?;
             put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?;
         }
         Term::Local(v) => return Err(EncodeError::LocalValue(v.kind().to_owned())),
@@ -295,7 +342,7 @@ pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), Dec
         pos: 1,
         limits,
     };
-    let term = d.value(0)?;
+    let term = d.value()?;
     if d.pos > limits.max_size {
         return Err(DecodeError::TooBig(d.pos, limits.max_size));
     }
@@ -358,21 +405,74 @@ impl Decoder<'_> {
         Ok(n as usize)
     }
 
-    fn items(&mut self, depth: usize) -> Result<Vec<Term>, DecodeError> {
-        let n = self.count()?;
-        let mut items = Vec::with_capacity(n);
-        for _ in 0..n {
-            items.push(self.value(depth + 1)?);
+    /// One value, iteratively: an explicit stack of open collections
+    /// instead of recursion, so hostile nesting costs heap bounded by the
+    /// depth limit, never native stack.
+    fn value(&mut self) -> Result<Term, DecodeError> {
+        let mut open: Vec<Open> = Vec::new();
+        loop {
+            let at = self.pos;
+            let [t] = self.array::<1>("tag")?;
+            let mut done = match t {
+                tag::LIST | tag::DOTTED | tag::VECTOR => {
+                    if open.len() + 1 >= self.limits.max_depth {
+                        return Err(DecodeError::TooDeep(self.limits.max_depth));
+                    }
+                    let n = self.count()?;
+                    if n == 0 && t != tag::VECTOR {
+                        return Err(DecodeError::Invalid(
+                            "empty LIST or DOTTED (NIL is the empty list)",
+                            at,
+                        ));
+                    }
+                    if n == 0 {
+                        Term::Vector(Vec::new())
+                    } else {
+                        open.push(Open {
+                            tag: t,
+                            at,
+                            items: Vec::with_capacity(n),
+                            left: n,
+                        });
+                        continue;
+                    }
+                }
+                _ => self.leaf(t, at)?,
+            };
+            // Hand the finished value to the innermost open collection,
+            // closing every collection it completes.
+            loop {
+                let Some(top) = open.last_mut() else {
+                    return Ok(done);
+                };
+                if top.left > 0 {
+                    top.items.push(done);
+                    top.left -= 1;
+                    if top.left > 0 || top.tag == tag::DOTTED {
+                        break;
+                    }
+                    let Some(top) = open.pop() else { break };
+                    done = if top.tag == tag::LIST {
+                        Term::List(top.items)
+                    } else {
+                        Term::Vector(top.items)
+                    };
+                } else {
+                    // A dotted list's tail.
+                    let Some(top) = open.pop() else { break };
+                    if matches!(done, Term::Nil | Term::List(_) | Term::Dotted(..)) {
+                        return Err(DecodeError::Invalid(
+                            "dotted list tail (must be an atom)",
+                            top.at,
+                        ));
+                    }
+                    done = Term::Dotted(top.items, Box::new(done));
+                }
+            }
         }
-        Ok(items)
     }
 
-    fn value(&mut self, depth: usize) -> Result<Term, DecodeError> {
-        if depth >= self.limits.max_depth {
-            return Err(DecodeError::TooDeep(self.limits.max_depth));
-        }
-        let at = self.pos;
-        let [t] = self.array::<1>("tag")?;
+    fn leaf(&mut self, t: u8, at: usize) -> Result<Term, DecodeError> {
         Ok(match t {
             tag::NIL => Term::Nil,
             tag::T => Term::T,
@@ -400,22 +500,6 @@ impl Decoder<'_> {
                 }
                 Term::Bytes(self.take(len as usize, "byte vector")?.to_vec())
             }
-            tag::LIST => {
-                let items = self.items(depth)?;
-                if items.is_empty() {
-                    return Err(DecodeError::Invalid("empty LIST (NIL is the empty list)", at));
-                }
-                Term::List(items)
-            }
-            tag::DOTTED => {
-                let items = self.items(depth)?;
-                let tail = self.value(depth + 1)?;
-                if items.is_empty() || matches!(tail, Term::Nil | Term::List(_) | Term::Dotted(..)) {
-                    return Err(DecodeError::Invalid("dotted list (needs items and an atom tail)", at));
-                }
-                Term::Dotted(items, Box::new(tail))
-            }
-            tag::VECTOR => Term::Vector(self.items(depth)?),
             tag::AGENT => {
                 let id = self.string("agent id")?;
                 if id.is_empty() {
@@ -426,6 +510,14 @@ impl Decoder<'_> {
             other => return Err(DecodeError::UnknownTag(other, at)),
         })
     }
+}
+
+/// A collection being decoded.
+struct Open {
+    tag: u8,
+    at: usize,
+    items: Vec<Term>,
+    left: usize,
 }
 
 #[cfg(test)]
@@ -451,7 +543,10 @@ mod tests {
 
     #[test]
     fn local_values_refused() {
-        assert!(matches!(encode(&Term::local(1u8)), Err(EncodeError::LocalValue(_))));
+        assert!(matches!(
+            encode(&Term::local(1u8)),
+            Err(EncodeError::LocalValue(_))
+        ));
         assert!(matches!(
             encode(&Term::Agent(AgentRef::Local(3))),
             Err(EncodeError::LocalAgent(3))

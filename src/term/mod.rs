@@ -8,6 +8,8 @@ mod print;
 pub mod read;
 mod value;
 
-pub use codec::{decode, decode_prefix, encode, encode_into, AgentIds, DecodeError, EncodeError, Limits};
+pub use codec::{
+    decode, decode_prefix, encode, encode_into, AgentIds, DecodeError, EncodeError, Limits,
+};
 pub use read::{read, read_all, read_prefix, read_with, ReadError, ReadLimits};
 pub use value::{AgentRef, LocalValue, Symbol, Term};

@@ -87,7 +87,7 @@ fn write_symbol_name(name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     '(' | ')' | '"' | '\'' | ';' | '|' | '\\' | ':' | '#' | '`' | ','
                 )
         })
-        && !looks_numeric(name)
+        && super::read::number_token(name).is_none()
         && name != ".";
     if plain {
         return f.write_str(name);
@@ -100,12 +100,6 @@ fn write_symbol_name(name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char(c)?;
     }
     f.write_char('|')
-}
-
-fn looks_numeric(name: &str) -> bool {
-    let digits = name.trim_start_matches(['+', '-']);
-    digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits.chars().any(|c| c.is_ascii_digit())
 }
 
 /// Floats always carry a `.` or an exponent so they read back as floats;

@@ -319,7 +319,9 @@ impl<'a> Reader<'a> {
                     _ => Err(self.error("a vector cannot be a dotted list")),
                 }
             }
-            Some('<') => Err(self.error("unreadable object #<…> (agents are written as id strings or kept in variables)")),
+            Some('<') => Err(self.error(
+                "unreadable object #<…> (agents are written as id strings or kept in variables)",
+            )),
             Some('\'') => {
                 // #'f is (function f).
                 self.bump();
@@ -349,9 +351,9 @@ impl<'a> Reader<'a> {
             Term::List(items) => {
                 if let [Term::Symbol(s), Term::Str(hex)] = items.as_slice() {
                     if s.package.is_none() && s.name == "BYTES" {
-                        return decode_hex(hex)
-                            .map(Term::Bytes)
-                            .ok_or_else(|| self.error("#.(BYTES \"…\") needs an even number of hex digits"));
+                        return decode_hex(hex).map(Term::Bytes).ok_or_else(|| {
+                            self.error("#.(BYTES \"…\") needs an even number of hex digits")
+                        });
                     }
                 }
             }
@@ -413,8 +415,10 @@ impl<'a> Reader<'a> {
         }
         let token = &self.text[start..self.pos];
         if !escaped && package.is_none() {
-            if let Some(number) = self.number(token)? {
-                return Ok(number);
+            match number_token(token) {
+                Some(Ok(number)) => return Ok(number),
+                Some(Err(message)) => return Err(self.error(&message)),
+                None => {}
             }
             if name == "." {
                 return Err(self.error("a dot outside a list"));
@@ -444,47 +448,66 @@ impl<'a> Reader<'a> {
             })),
         }
     }
+}
 
-    /// Parses `token` as a number if it looks like one.
-    fn number(&self, token: &str) -> Result<Option<Term>, ReadError> {
-        let body = token.strip_prefix(['+', '-']).unwrap_or(token);
-        if body.is_empty() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-            return Ok(None);
-        }
-        if body.bytes().all(|b| b.is_ascii_digit()) {
-            return match token.parse::<i64>() {
-                Ok(i) => Ok(Some(Term::Int(i))),
-                Err(_) => Err(self.error(&format!(
-                    "integer {token} does not fit in 64 bits"
-                ))),
+/// What the reader makes of a token without escapes: `None` if it is not a
+/// number (so a symbol), `Some(Err)` for an integer too big for 64 bits.
+/// The printer uses this to decide which symbol names need bars.
+pub(crate) fn number_token(token: &str) -> Option<Result<Term, String>> {
+    let too_big = || Some(Err(format!("integer {token} does not fit in 64 bits")));
+    let body = token.strip_prefix(['+', '-']).unwrap_or(token);
+    if body.is_empty() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    if body.bytes().all(|b| b.is_ascii_digit()) {
+        return match token.parse::<i64>() {
+            Ok(i) => Some(Ok(Term::Int(i))),
+            Err(_) => too_big(),
+        };
+    }
+    // A trailing '.' marks a decimal integer in CL: "12." is 12.
+    if let Some(int) = token.strip_suffix('.') {
+        let digits = int.strip_prefix(['+', '-']).unwrap_or(int);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return match int.parse::<i64>() {
+                Ok(i) => Some(Ok(Term::Int(i))),
+                Err(_) => too_big(),
             };
         }
-        // A trailing '.' marks a decimal integer in CL: "12." is 12.
-        if let Some(int) = token.strip_suffix('.') {
-            if int.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) && !int.is_empty() {
-                return match int.parse::<i64>() {
-                    Ok(i) => Ok(Some(Term::Int(i))),
-                    Err(_) => Err(self.error(&format!("integer {token} does not fit in 64 bits"))),
-                };
-            }
-        }
-        let float_ok = body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'd' | b'D' | b'f' | b'F' | b's' | b'S' | b'l' | b'L' | b'+' | b'-'))
-            && body.bytes().any(|b| b.is_ascii_digit());
-        if !float_ok {
-            return Ok(None);
-        }
-        // CL exponent markers d, f, s, l all mean "exponent" here.
-        let normalized: String = token
-            .chars()
-            .map(|c| if matches!(c, 'd' | 'D' | 'f' | 'F' | 's' | 'S' | 'l' | 'L') { 'e' } else { c })
-            .collect();
-        match normalized.parse::<f64>() {
-            Ok(x) => Ok(Some(Term::Float(x))),
-            Err(_) => Ok(None),
-        }
     }
+    let float_chars = body.bytes().all(|b| {
+        b.is_ascii_digit()
+            || matches!(
+                b,
+                b'.' | b'e'
+                    | b'E'
+                    | b'd'
+                    | b'D'
+                    | b'f'
+                    | b'F'
+                    | b's'
+                    | b'S'
+                    | b'l'
+                    | b'L'
+                    | b'+'
+                    | b'-'
+            )
+    });
+    if !float_chars || !body.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // CL exponent markers d, f, s, l all mean "exponent" here.
+    let normalized: String = token
+        .chars()
+        .map(|c| {
+            if matches!(c, 'd' | 'D' | 'f' | 'F' | 's' | 'S' | 'l' | 'L') {
+                'e'
+            } else {
+                c
+            }
+        })
+        .collect();
+    normalized.parse::<f64>().ok().map(|x| Ok(Term::Float(x)))
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -493,7 +516,10 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     }
     (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect()
 }
 
@@ -503,7 +529,8 @@ mod tests {
 
     #[test]
     fn reads_the_walkthrough() {
-        let t = read("(spawn '(parallel-map 1+ #(2 4 6 8 10 12 14) :level 3) :attach :monitor)").unwrap();
+        let t = read("(spawn '(parallel-map 1+ #(2 4 6 8 10 12 14) :level 3) :attach :monitor)")
+            .unwrap();
         assert_eq!(
             t.to_string(),
             "(SPAWN (QUOTE (PARALLEL-MAP 1+ #(2 4 6 8 10 12 14) :LEVEL 3)) :ATTACH :MONITOR)"
@@ -531,8 +558,14 @@ mod tests {
         assert_eq!(read("|Mixed Case|").unwrap().to_string(), "|Mixed Case|");
         assert_eq!(read("\"a\\\"b\"").unwrap(), Term::from("a\"b"));
         assert_eq!(read("(1 . 2)").unwrap(), Term::cons(1.into(), 2.into()));
-        assert_eq!(read("#.(bytes \"00ff\")").unwrap(), Term::Bytes(vec![0, 255]));
-        assert!(read("99999999999999999999").unwrap_err().message.contains("64 bits"));
+        assert_eq!(
+            read("#.(bytes \"00ff\")").unwrap(),
+            Term::Bytes(vec![0, 255])
+        );
+        assert!(read("99999999999999999999")
+            .unwrap_err()
+            .message
+            .contains("64 bits"));
     }
 
     #[test]
@@ -543,7 +576,10 @@ mod tests {
         assert!(!e.is_incomplete());
         let e = read("\n  )").unwrap_err();
         assert_eq!((e.line, e.column), (2, 3));
-        assert!(read("#<AGENT 1>").unwrap_err().message.contains("unreadable"));
+        assert!(read("#<AGENT 1>")
+            .unwrap_err()
+            .message
+            .contains("unreadable"));
         assert!(read("#.(launch-missiles)").is_err());
         assert!(read("(. 1)").is_err());
     }

@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,8 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "erlangen-test-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("erlangen-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -264,7 +262,13 @@ impl Cluster {
     pub fn wait_registered(&self, node: &str) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if erlangen::port_mapper::client::query_port(self.directory(), node, Duration::from_secs(2)).is_ok() {
+            if erlangen::port_mapper::client::query_port(
+                self.directory(),
+                node,
+                Duration::from_secs(2),
+            )
+            .is_ok()
+            {
                 return;
             }
             thread::sleep(Duration::from_millis(20));
@@ -276,7 +280,11 @@ impl Cluster {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Err(erlangen::port_mapper::PortMapperError::UnknownNode(_)) =
-                erlangen::port_mapper::client::query_port(self.directory(), node, Duration::from_secs(2))
+                erlangen::port_mapper::client::query_port(
+                    self.directory(),
+                    node,
+                    Duration::from_secs(2),
+                )
             {
                 return;
             }
@@ -289,7 +297,9 @@ impl Cluster {
     /// others), ready for forms.
     pub fn client(&self, name: &str) -> Proc {
         let mut k = self.kernel(name, &[]);
-        let out = k.eval(&format!("(spawn '(node :host \"localhost\" :name \"{name}\"))"));
+        let out = k.eval(&format!(
+            "(spawn '(node :host \"localhost\" :name \"{name}\"))"
+        ));
         assert!(out.starts_with("#<AGENT"), "node start: {out}");
         k
     }
