@@ -19,6 +19,10 @@ use std::io::{self, Read, Write};
 /// Size of the frame header: length (4) + kind (1).
 pub const HEADER_LEN: usize = 5;
 
+/// Bodies up to this size are read into a buffer sized up front; larger
+/// ones grow as their bytes arrive, so a lying length costs nothing.
+const EAGER_BODY: usize = 64 * 1024;
+
 /// Default upper bound on a frame's length (kind + payload): 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -161,6 +165,22 @@ pub fn read_frame(
     }
     let body_len = declared as usize - 1;
     payload.clear();
+    if body_len <= EAGER_BODY {
+        // Small bodies (almost every frame): one exact read into a buffer
+        // that is reused from frame to frame.
+        payload.resize(body_len, 0);
+        if let Err(e) = r.read_exact(payload) {
+            return Err(match e.kind() {
+                io::ErrorKind::UnexpectedEof => FrameError::Truncated {
+                    got: HEADER_LEN,
+                    expected: HEADER_LEN + body_len,
+                },
+                _ => FrameError::Io(e),
+            });
+        }
+        return Ok(header[4]);
+    }
+    // Large bodies grow only as bytes actually arrive.
     let read = r.take(body_len as u64).read_to_end(payload)?;
     if read < body_len {
         return Err(FrameError::Truncated {

@@ -142,12 +142,29 @@ impl Mailbox {
     /// Delivers an ordinary message; a full or closed mailbox drops it and
     /// counts the drop. Returns whether it was queued.
     pub(crate) fn deliver(&self, message: Term) -> bool {
+        match self.offer(message) {
+            Ok(()) => true,
+            Err(Some(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(None) => false,
+        }
+    }
+
+    /// Like [`Mailbox::deliver`], but a closed mailbox hands the message
+    /// back uncounted (`Err(Some)`), so the caller can try another route; a
+    /// full one drops and counts it (`Err(None)`).
+    pub(crate) fn offer(&self, message: Term) -> Result<(), Option<Term>> {
         let mut state = self.lock();
+        if state.closed {
+            return Err(Some(message));
+        }
         let held = state.messages.len() + self.cached.load(Ordering::Relaxed);
-        if state.closed || held >= state.capacity {
+        if held >= state.capacity {
             drop(state);
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return Err(None);
         }
         state.messages.push_back(message);
         self.arrivals.fetch_add(1, Ordering::Release);
@@ -156,7 +173,34 @@ impl Mailbox {
         if wake {
             self.ready.notify_one();
         }
-        true
+        Ok(())
+    }
+
+    /// Delivers several messages under one lock with at most one wake-up;
+    /// those that do not fit are dropped and counted (returns how many).
+    /// A closed mailbox takes none (`Err`), leaving `messages` as it was.
+    pub(crate) fn offer_many(&self, messages: &mut Vec<Term>) -> Result<usize, ()> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(());
+        }
+        let held = state.messages.len() + self.cached.load(Ordering::Relaxed);
+        let room = state.capacity.saturating_sub(held).min(messages.len());
+        let dropped = messages.len() - room;
+        state.messages.extend(messages.drain(..room));
+        messages.clear();
+        if room > 0 {
+            self.arrivals.fetch_add(room as u64, Ordering::Release);
+        }
+        let wake = state.parked && room > 0;
+        drop(state);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(dropped)
     }
 
     /// Delivers onto the priority lane (never bounded, never refused: exit

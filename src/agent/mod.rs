@@ -343,6 +343,11 @@ impl Agent {
         self.0.mailbox.deliver(message.into())
     }
 
+    /// Sends several messages at once (see `Mailbox::offer_many`).
+    pub(crate) fn offer_many(&self, messages: &mut Vec<Term>) -> Result<usize, ()> {
+        self.0.mailbox.offer_many(messages)
+    }
+
     /// `true` until the agent has exited.
     pub fn is_alive(&self) -> bool {
         self.lock().outcome.is_none()

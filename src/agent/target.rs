@@ -209,8 +209,8 @@ fn resolve_term(term: &Term) -> Result<Resolved, TargetError> {
         Term::Agent(AgentRef::Local(serial)) => {
             Ok(by_serial(*serial).map_or(Resolved::Dead, Resolved::Local))
         }
-        Term::Agent(AgentRef::Id(id)) => resolve_id(id),
-        Term::Str(id) if id.contains('/') => resolve_id(id),
+        Term::Agent(AgentRef::Id(id)) => resolve_id(id, Some(id)),
+        Term::Str(id) if id.contains('/') => resolve_id(id, None),
         Term::Keyword(name) => crate::registry::whereis(name)
             .map(Resolved::Local)
             .ok_or_else(|| TargetError::UnknownName(name.clone())),
@@ -254,13 +254,16 @@ pub(crate) fn resolve_local_aid(aid: &str) -> Result<Resolved, TargetError> {
     }
 }
 
-fn resolve_id(id: &str) -> Result<Resolved, TargetError> {
+/// `shared` is the id as an `Arc` when the caller has one (saves a copy
+/// per remote send).
+fn resolve_id(id: &str, shared: Option<&Arc<str>>) -> Result<Resolved, TargetError> {
     let (host, node, aid) =
         split_id(id).ok_or_else(|| TargetError::NotAnAgent(format!("{id:?}")))?;
     let remote = remote().ok_or_else(|| TargetError::NotDistributed(id.to_owned()))?;
     if remote.is_self(host, node) {
         resolve_local_aid(aid)
     } else {
-        Ok(Resolved::Remote(remote, Arc::from(id)))
+        let id = shared.map_or_else(|| Arc::from(id), Arc::clone);
+        Ok(Resolved::Remote(remote, id))
     }
 }

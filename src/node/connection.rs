@@ -20,6 +20,7 @@
 //! Lock rule: `out` is held only to append or swap bytes (and while the
 //! codec encodes a term into it, which runs no user code).
 
+use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use super::handshake::PeerInfo;
 use super::protocol::{self, Request};
+use crate::agent::Agent;
 use crate::frame;
 use crate::term::{AgentIds, EncodeError};
 
@@ -47,6 +49,9 @@ pub(crate) struct PeerStats {
 struct Out {
     buf: Vec<u8>,
     closed: bool,
+    /// The writer is parked on `ready`: only then does a send pay for a
+    /// notify (a futex syscall).
+    writer_waiting: bool,
 }
 
 /// What the connection calls back into (the node).
@@ -57,6 +62,22 @@ pub(crate) trait Dispatch: Send + Sync {
     fn down(&self, conn: &Arc<Connection>, reason: &str);
     /// Limits for decoding terms.
     fn limits(&self) -> &crate::term::Limits;
+    /// The local agent a SEND's `to` field names, if any.
+    fn resolve(&self, aid: &str) -> Option<crate::agent::Agent>;
+}
+
+/// SEND targets already resolved by this connection's reader. Bounded: a
+/// peer naming many agents only costs lookups, not memory.
+const RESOLVED_CACHE: usize = 256;
+
+/// Most messages handed to an agent in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// Consecutive messages for one agent, decoded and not yet delivered.
+#[derive(Default)]
+struct Batch {
+    to: String,
+    messages: Vec<crate::term::Term>,
 }
 
 /// A connection; before `established` it only queues.
@@ -82,6 +103,7 @@ impl Connection {
             out: Mutex::new(Out {
                 buf: Vec::with_capacity(64 * 1024),
                 closed: false,
+                writer_waiting: false,
             }),
             ready: Condvar::new(),
             down: AtomicBool::new(false),
@@ -135,9 +157,46 @@ impl Connection {
                 return Err(e);
             }
         }
+        let wake = was_empty && out.writer_waiting;
         drop(out);
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        if was_empty {
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Queues a SEND to `aid` without building a [`Request`] (the hot path
+    /// of remote sends). Same results as [`Connection::send`].
+    pub(crate) fn send_message(
+        &self,
+        aid: &str,
+        message: &crate::term::Term,
+        agents: &dyn AgentIds,
+    ) -> Result<bool, EncodeError> {
+        let mut out = self.lock();
+        if out.closed || out.buf.len() >= self.max_queue {
+            drop(out);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        let start = out.buf.len();
+        let header = frame::begin_frame(&mut out.buf, protocol::kind::SEND);
+        frame::put_str(&mut out.buf, aid);
+        if let Err(e) = crate::term::encode_into(message, &mut out.buf, agents) {
+            out.buf.truncate(start);
+            return Err(e);
+        }
+        if frame::finish_frame(&mut out.buf, header).is_err() {
+            out.buf.truncate(start);
+            drop(out);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        let wake = start == 0 && out.writer_waiting;
+        drop(out);
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        if wake {
             self.ready.notify_one();
         }
         Ok(true)
@@ -187,11 +246,13 @@ impl Connection {
             {
                 let mut out = self.lock();
                 while out.buf.is_empty() && !out.closed {
+                    out.writer_waiting = true;
                     let (guard, waited) = self
                         .ready
                         .wait_timeout(out, tick)
                         .unwrap_or_else(|e| e.into_inner());
                     out = guard;
+                    out.writer_waiting = false;
                     if waited.timed_out() && out.buf.is_empty() && !out.closed {
                         // Idle for a tick: a heartbeat keeps the peer's
                         // failure detector quiet.
@@ -222,10 +283,17 @@ impl Connection {
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
         let mut payload = Vec::new();
         let max = dispatch.limits().max_size;
+        let mut resolved: HashMap<String, Agent> = HashMap::new();
+        let mut batch = Batch::default();
         loop {
+            // About to block on the socket: hand over what was decoded.
+            if reader.buffer().is_empty() {
+                self.flush(&dispatch, &mut resolved, &mut batch);
+            }
             let kind = match frame::read_frame(&mut reader, max, &mut payload) {
                 Ok(kind) => kind,
                 Err(e) => {
+                    self.flush(&dispatch, &mut resolved, &mut batch);
                     let reason = if e.is_timeout() {
                         "peer silent past the failure timeout".to_owned()
                     } else {
@@ -242,6 +310,31 @@ impl Connection {
                 (payload.len() + frame::HEADER_LEN) as u64,
                 Ordering::Relaxed,
             );
+            if kind == protocol::kind::SEND {
+                // The hot path: no Request is built, the target is looked
+                // up once per connection, and consecutive messages to one
+                // agent are delivered together.
+                match protocol::decode_send(&payload, dispatch.limits()) {
+                    Ok((to, message)) => {
+                        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                        if batch.to != to || batch.messages.len() >= MAX_BATCH {
+                            self.flush(&dispatch, &mut resolved, &mut batch);
+                            batch.to.clear();
+                            batch.to.push_str(to);
+                        }
+                        batch.messages.push(message);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.flush(&dispatch, &mut resolved, &mut batch);
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.fail(&dispatch, &format!("protocol error: {e}"));
+                        return;
+                    }
+                }
+            }
+            // Requests keep their order relative to messages.
+            self.flush(&dispatch, &mut resolved, &mut batch);
             match protocol::decode(kind, &payload, dispatch.limits()) {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
@@ -256,6 +349,52 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Delivers the batch to its agent: one lock and at most one wake-up
+    /// for the lot.
+    fn flush(
+        &self,
+        dispatch: &Arc<dyn Dispatch>,
+        resolved: &mut HashMap<String, Agent>,
+        batch: &mut Batch,
+    ) {
+        if batch.messages.is_empty() {
+            return;
+        }
+        let to = batch.to.as_str();
+        for attempt in 0..2 {
+            let agent = match resolved.get(to) {
+                Some(a) if attempt == 0 => a.clone(),
+                _ => match dispatch.resolve(to) {
+                    Some(a) => {
+                        if resolved.len() >= RESOLVED_CACHE {
+                            resolved.clear();
+                        }
+                        resolved.insert(to.to_owned(), a.clone());
+                        a
+                    }
+                    None => break,
+                },
+            };
+            match agent.offer_many(&mut batch.messages) {
+                Ok(dropped) => {
+                    self.stats
+                        .dropped
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    batch.messages.clear();
+                    return;
+                }
+                // Exited, or a name now held by another agent: look again.
+                Err(()) => {
+                    resolved.remove(to);
+                }
+            }
+        }
+        self.stats
+            .dropped
+            .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        batch.messages.clear();
     }
 
     /// Marks the connection down once: closes the socket, stops the writer,

@@ -160,6 +160,8 @@ pub(crate) struct NodeState {
     stopping: AtomicBool,
     /// Requests dropped because they named a stale id.
     stale_drops: AtomicU64,
+    /// Some peer has come back with a new incarnation.
+    restarts_seen: AtomicBool,
     port: u16,
 }
 
@@ -324,6 +326,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         handshakes: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         stale_drops: AtomicU64::new(0),
+        restarts_seen: AtomicBool::new(false),
         port,
     });
     {
@@ -687,7 +690,10 @@ impl NodeState {
     }
 
     fn remember_incarnation(&self, peer: &str, inc: u64) {
-        lock(&self.known).insert(Arc::from(peer), inc);
+        let old = lock(&self.known).insert(Arc::from(peer), inc);
+        if old.is_some_and(|o| o != inc) {
+            self.restarts_seen.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Serves an accepted connection: handshake, then register it.
@@ -954,6 +960,11 @@ impl NodeState {
 
     /// `true` if `id` was learned from an earlier run of its node.
     fn is_stale(&self, peer: &str, id: &str) -> bool {
+        // Only a peer that restarted can make an id stale: until one has,
+        // sends skip the lookup.
+        if !self.restarts_seen.load(Ordering::Relaxed) {
+            return false;
+        }
         let known = lock(&self.known);
         match (known.get(id), known.get(peer)) {
             (Some(id_inc), Some(peer_inc)) => id_inc != peer_inc,
@@ -965,6 +976,10 @@ impl NodeState {
 impl Dispatch for NodeState {
     fn limits(&self) -> &term::Limits {
         &self.options.limits
+    }
+
+    fn resolve(&self, aid: &str) -> Option<Agent> {
+        self.local(aid)
     }
 
     fn down(&self, conn: &Arc<Connection>, reason: &str) {
@@ -1063,22 +1078,16 @@ impl Remote for NodeState {
         let Some((host, node, aid)) = target::split_id(id) else {
             return Ok(());
         };
-        let peer = format!("{host}/{node}");
-        if self.is_stale(&peer, id) {
+        let peer = &id[..host.len() + 1 + node.len()];
+        if self.is_stale(peer, id) {
             self.stale_drops.fetch_add(1, Ordering::Relaxed);
-            self.stats_for(&peer)
-                .dropped
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let Ok(conn) = me.connection(&peer) else {
+        let Ok(conn) = me.connection(peer) else {
             return Ok(());
         };
-        let request = Request::Send {
-            to: aid.to_owned(),
-            message,
-        };
-        match conn.send(&request, self) {
+        match conn.send_message(aid, &message, self) {
             Ok(_) => Ok(()),
             Err(e) => Err(SendError::NotWireable(e.to_string())),
         }

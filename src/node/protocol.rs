@@ -173,6 +173,20 @@ pub(crate) fn encode(
     })
 }
 
+/// Decodes a SEND payload without copying its `to` field.
+///
+/// # Errors
+/// [`ProtocolError`] for a malformed payload.
+pub(crate) fn decode_send<'a>(
+    payload: &'a [u8],
+    limits: &term::Limits,
+) -> Result<(&'a str, Term), ProtocolError> {
+    let mut f = Fields::new(payload);
+    let to = f.str("to")?;
+    let message = term_field(&mut f, limits)?;
+    Ok((to, message))
+}
+
 /// Decodes one request frame's payload.
 ///
 /// # Errors
