@@ -6,7 +6,8 @@
 //! with no lock held.
 
 use std::io;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -33,6 +34,41 @@ struct Slot {
 
 static IDLE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 
+/// Agent threads alive now (running or idle).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Most agent threads at once. Each thread costs about four memory maps
+/// (stack, guard page, signal stack and its guard), and Linux refuses maps
+/// beyond `vm.max_map_count` (65530 by default) with an allocation failure
+/// that aborts the process. Measured here: 16,000 threads live, 18,000
+/// abort. So the limit leaves 2,048 maps for everything else:
+/// `(max_map_count - 2048) / 4`, 15,870 by default. `ERLANGEN_MAX_THREADS`
+/// overrides it.
+fn thread_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        if let Some(n) = std::env::var("ERLANGEN_MAX_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return n;
+        }
+        std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map_or(15_870, |maps| maps.saturating_sub(2048) / 4)
+    })
+}
+
+/// Releases a place of `LIVE` when a thread ends (also by unwinding).
+struct LiveGuard;
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn idle() -> std::sync::MutexGuard<'static, Vec<Arc<Slot>>> {
     IDLE.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -52,16 +88,30 @@ pub(crate) fn execute(job: Job, stack_size: Option<usize>) -> io::Result<()> {
         }
     }
     let reusable = stack == DEFAULT_STACK;
-    thread::Builder::new()
+    let limit = thread_limit();
+    if LIVE.fetch_add(1, Ordering::AcqRel) >= limit {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+        return Err(io::Error::other(format!(
+            "{limit} agent threads are alive, the most this system allows (vm.max_map_count); set ERLANGEN_MAX_THREADS or raise vm.max_map_count"
+        )));
+    }
+    let spawned = thread::Builder::new()
         .name("erlangen-agent".into())
         .stack_size(stack)
         .spawn(move || {
+            let _live = LiveGuard;
             job();
             if reusable {
                 worker_loop();
             }
-        })
-        .map(|_| ())
+        });
+    match spawned {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+            Err(e)
+        }
+    }
 }
 
 fn worker_loop() {
