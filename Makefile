@@ -35,19 +35,10 @@ check:
 doc:
 	$(CARGO) doc --no-deps
 
-# Our figures, then the references on the same machine in the same sitting.
+# One sitting: our figures, the bare-thread floor and Erlang/OTP (if erl is
+# installed), in that order. `bash bench/run-all.sh 3` repeats it 3 times.
 bench: benchmarks bench-floor
-	bin/erlangen-ring-benchmark 1000000 10
-	bin/erlangen-ring-benchmark 1000000 1000
-	bin/erlangen-message-benchmark 1000000 1
-	bin/erlangen-message-benchmark 1000000 2
-	bin/erlangen-message-benchmark 1000000 4
-	bin/erlangen-spawn-benchmark 100000 10000
-	bin/erlangen-fanin-benchmark 1000000 4
-	bin/erlangen-codec-benchmark
-	bin/erlangen-remote-benchmark
-	target/bench-floor
-	bash bench/erlang/run.sh 3
+	bash bench/run-all.sh 1
 
 bench-floor:
 	@mkdir -p target

@@ -1,4 +1,80 @@
 //! Erlangen: Erlang-style agents for Rust, std-only.
+//!
+//! An *agent* is a native thread with a bounded mailbox. Agents spawn,
+//! message, link to and monitor each other, in one process or across
+//! *nodes* that find each other through a per-host port mapper and talk
+//! TCP. No async runtime, no dependencies beyond `std` (and `getopts` for
+//! the programs).
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use erlangen::{receive, spawn, Agent, Term};
+//!
+//! let me = Agent::current(); // any thread, even main, can act as an agent
+//! let echo = spawn(move || {
+//!     let message = receive();
+//!     me.send(Term::list(vec![Term::keyword("echo"), message]));
+//! })
+//! .unwrap();
+//! echo.send("hello");
+//! assert_eq!(receive().to_string(), "(:ECHO \"hello\")");
+//! ```
+//!
+//! # Sending and receiving
+//!
+//! [`send`] never blocks and never fails loudly: `Ok` does not mean the
+//! message will be received (the agent may exit first, its mailbox may be
+//! full, its node unreachable), but an `Err` means it never will be (an
+//! unknown name, or a local-only value bound for another node). Messages
+//! from one agent to another arrive in the order they were sent.
+//! [`receive_timeout`] gives [`Timeout`]; a zero timeout polls.
+//! [`receive_matching`] takes the first message a predicate accepts and
+//! leaves the others queued in order.
+//!
+//! ```
+//! use std::time::Duration;
+//! use erlangen::{receive_matching, receive_timeout, Agent, Term, Timeout};
+//!
+//! let me = Agent::current();
+//! me.send(1);
+//! me.send(2);
+//! let two = receive_matching(|m| m.as_int() == Some(2), Some(Duration::from_secs(1)));
+//! assert_eq!(two, Ok(Term::from(2)));
+//! assert_eq!(receive_timeout(Duration::ZERO), Ok(Term::from(1)));
+//! assert_eq!(receive_timeout(Duration::ZERO), Err(Timeout));
+//! ```
+//!
+//! # Links and monitors
+//!
+//! Spawn with [`Attach::Monitor`] and the spawner receives an exit
+//! notification `(agent :OK . values)` or `(agent :EXIT . reason)`; with
+//! [`Attach::Link`] either agent's exit kills the other. A panic is an
+//! exit with the panic message as reason. Attaching happens before the new
+//! agent runs, so no exit is missed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use erlangen::{exit, receive, receive_timeout, spawn_with, Attach, SpawnOptions, Term};
+//!
+//! let monitor = SpawnOptions::new().attach(Attach::Monitor);
+//! let worker = spawn_with(&monitor, || Term::from(6 * 7)).unwrap();
+//! let notice = receive_timeout(Duration::from_secs(5)).unwrap();
+//! assert_eq!(notice, Term::list(vec![worker.to_term(), Term::keyword("ok"), 42.into()]));
+//!
+//! let sleeper = spawn_with(&monitor, receive).unwrap();
+//! exit(Term::keyword("stop"), &sleeper).unwrap();
+//! let notice = receive_timeout(Duration::from_secs(5)).unwrap();
+//! assert!(notice.to_string().ends_with(":EXIT . :STOP)"));
+//! ```
+//!
+//! # Names, calls and nodes
+//!
+//! [`registry`] names agents (`:logger`); [`call`] holds the functions that
+//! calls such as `(parallel-map 1+ #(1 2 3))` and other nodes may run;
+//! [`node`] makes this process a node; [`kernel`] is the REPL;
+//! [`management`] has `agent-stats` and `agent-tree`. The wire formats are
+//! in PROTOCOL.md.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
