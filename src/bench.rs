@@ -282,6 +282,36 @@ pub fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The body of a benchmark program: parses positional numbers over
+/// `defaults` (`-h` prints `usage`), runs `run` with them and turns the
+/// outcome into the exit code (0 ok, 1 the run failed, 2 bad arguments).
+pub fn program(
+    name: &str,
+    usage: &str,
+    defaults: &[u64],
+    run: impl FnOnce(&[u64]) -> Result<(), String>,
+) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers = match parse_numbers(&args, defaults) {
+        Ok(v) => v,
+        Err(None) => {
+            println!("{usage}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(Some(e)) => {
+            eprintln!("{name}: {e}\n{usage}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&numbers) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// Parses positional numeric arguments over defaults, for the benchmark
 /// programs: `args` are the command-line words after the program name.
 ///

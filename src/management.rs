@@ -31,21 +31,21 @@ impl AgentStats {
     /// As a property list: `(:AGENT a :NAME n :RECEIVED r :DROPPED d :QUEUED q
     /// :BIRTH "…" :DEATH "…"|NIL)`.
     pub fn to_term(&self) -> Term {
-        Term::list(vec![
-            Term::keyword("agent"),
-            self.agent.clone(),
-            Term::keyword("name"),
-            self.name.as_deref().map_or(Term::Nil, Term::keyword),
-            Term::keyword("received"),
-            Term::Int(self.received as i64),
-            Term::keyword("dropped"),
-            Term::Int(self.dropped as i64),
-            Term::keyword("queued"),
-            Term::from(self.queued),
-            Term::keyword("birth"),
-            Term::Str(iso8601(self.birth)),
-            Term::keyword("death"),
-            self.death.map_or(Term::Nil, |d| Term::Str(iso8601(d))),
+        let count = |n: u64| Term::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        Term::plist(vec![
+            ("agent", self.agent.clone()),
+            (
+                "name",
+                self.name.as_deref().map_or(Term::Nil, Term::keyword),
+            ),
+            ("received", count(self.received)),
+            ("dropped", count(self.dropped)),
+            ("queued", Term::from(self.queued)),
+            ("birth", Term::Str(iso8601(self.birth))),
+            (
+                "death",
+                self.death.map_or(Term::Nil, |d| Term::Str(iso8601(d))),
+            ),
         ])
     }
 }

@@ -59,22 +59,17 @@ fn case(name: &str, term: &Term, budget: Duration) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let secs = match erlangen::bench::parse_numbers(&args, &[2]) {
-        Ok(v) => v[0],
-        Err(None) => {
-            println!("usage: erlangen-codec-benchmark [seconds-per-case]");
-            return ExitCode::SUCCESS;
-        }
-        Err(Some(e)) => {
-            eprintln!("erlangen-codec-benchmark: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let budget = Duration::from_secs(secs.max(1));
-    let small = Term::list(vec![Term::keyword("ping"), 42.into(), "x".into()]);
-    case("small message", &small, budget);
-    let large = Term::Vector((0..100_000i64).map(|i| Term::Int(i * 7919)).collect());
-    case("vector of 100000 integers", &large, budget);
-    ExitCode::SUCCESS
+    erlangen::bench::program(
+        "erlangen-codec-benchmark",
+        "usage: erlangen-codec-benchmark [seconds-per-case]",
+        &[2],
+        |a| {
+            let budget = Duration::from_secs(a[0].max(1));
+            let small = Term::list(vec![Term::keyword("ping"), 42.into(), "x".into()]);
+            case("small message", &small, budget);
+            let large = Term::Vector((0..100_000i64).map(|i| Term::Int(i * 7919)).collect());
+            case("vector of 100000 integers", &large, budget);
+            Ok(())
+        },
+    )
 }

@@ -196,6 +196,7 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The child process this program starts as the second node.
     if args.first().map(String::as_str) == Some("--serve") {
         let (Some(r), Some(d), Some(c), Some(n)) =
             (args.get(1), args.get(2), args.get(3), args.get(4))
@@ -207,23 +208,10 @@ fn main() -> ExitCode {
         };
         return serve(r, d, c, n);
     }
-    let [round_trips, stream, timeout] =
-        match erlangen::bench::parse_numbers(&args, &[100_000, 1_000_000, 120]) {
-            Ok(v) => [v[0], v[1], v[2]],
-            Err(None) => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            Err(Some(e)) => {
-                eprintln!("erlangen-remote-benchmark: {e}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        };
-    match run(round_trips, stream, Duration::from_secs(timeout)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("erlangen-remote-benchmark: {e}");
-            ExitCode::from(1)
-        }
-    }
+    erlangen::bench::program(
+        "erlangen-remote-benchmark",
+        USAGE,
+        &[100_000, 1_000_000, 120],
+        |a| run(a[0], a[1], Duration::from_secs(a[2])),
+    )
 }

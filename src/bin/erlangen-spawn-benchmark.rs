@@ -1,7 +1,6 @@
 //! W3 spawn: `erlangen-spawn-benchmark [n-spawns] [n-alive] [timeout-seconds]`.
 //! Exit codes: 0 ok, 1 the run failed, 2 bad arguments.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: erlangen-spawn-benchmark [n-spawns] [n-alive] [timeout-seconds]
@@ -10,22 +9,14 @@ const USAGE: &str = "usage: erlangen-spawn-benchmark [n-spawns] [n-alive] [timeo
   keeps up to n-alive (default 10000) agents blocked in a receive at once and
   prints how many it reached and the resident memory per agent.";
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [count, alive, timeout] =
-        match erlangen::bench::parse_numbers(&args, &[100_000, 10_000, 120]) {
-            Ok(v) => [v[0], v[1], v[2]],
-            Err(None) => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            Err(Some(e)) => {
-                eprintln!("erlangen-spawn-benchmark: {e}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        };
-    match erlangen::bench::spawn_exit(count, alive, Duration::from_secs(timeout)) {
-        Ok(f) => {
+fn main() -> std::process::ExitCode {
+    erlangen::bench::program(
+        "erlangen-spawn-benchmark",
+        USAGE,
+        &[100_000, 10_000, 120],
+        |a| {
+            let f = erlangen::bench::spawn_exit(a[0], a[1], Duration::from_secs(a[2]))
+                .map_err(|e| e.to_string())?;
             let s = f.elapsed.as_secs_f64();
             println!(
                 "W3 spawn: {} spawns+exits in {s:.3} s, {:.2} us/spawn",
@@ -42,11 +33,7 @@ fn main() -> ExitCode {
             if let Some(limit) = f.limit {
                 println!("W3 alive: stopped early: {limit}");
             }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("erlangen-spawn-benchmark: {e}");
-            ExitCode::from(1)
-        }
-    }
+            Ok(())
+        },
+    )
 }

@@ -133,37 +133,7 @@ impl Connection {
         request: &Request,
         agents: &dyn AgentIds,
     ) -> Result<bool, EncodeError> {
-        let mut out = self.lock();
-        if out.closed || out.buf.len() >= self.max_queue {
-            drop(out);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(false);
-        }
-        let start = out.buf.len();
-        let was_empty = start == 0;
-        let header = frame::begin_frame(&mut out.buf, 0);
-        match protocol::encode(request, &mut out.buf, agents) {
-            Ok(kind) => {
-                out.buf[header + 4] = kind;
-                if frame::finish_frame(&mut out.buf, header).is_err() {
-                    out.buf.truncate(start);
-                    drop(out);
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    return Ok(false);
-                }
-            }
-            Err(e) => {
-                out.buf.truncate(start);
-                return Err(e);
-            }
-        }
-        let wake = was_empty && out.writer_waiting;
-        drop(out);
-        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        if wake {
-            self.ready.notify_one();
-        }
-        Ok(true)
+        self.enqueue(|buf| protocol::encode(request, buf, agents))
     }
 
     /// Queues a SEND to `aid` without building a [`Request`] (the hot path
@@ -174,6 +144,20 @@ impl Connection {
         message: &crate::term::Term,
         agents: &dyn AgentIds,
     ) -> Result<bool, EncodeError> {
+        self.enqueue(|buf| {
+            frame::put_str(buf, aid);
+            crate::term::encode_into(message, buf, agents)?;
+            Ok(protocol::kind::SEND)
+        })
+    }
+
+    /// Appends one frame whose payload `write` encodes (returning the
+    /// frame's kind) to the outgoing buffer, and wakes the writer if it is
+    /// parked.
+    fn enqueue(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
+    ) -> Result<bool, EncodeError> {
         let mut out = self.lock();
         if out.closed || out.buf.len() >= self.max_queue {
             drop(out);
@@ -181,11 +165,13 @@ impl Connection {
             return Ok(false);
         }
         let start = out.buf.len();
-        let header = frame::begin_frame(&mut out.buf, protocol::kind::SEND);
-        frame::put_str(&mut out.buf, aid);
-        if let Err(e) = crate::term::encode_into(message, &mut out.buf, agents) {
-            out.buf.truncate(start);
-            return Err(e);
+        let header = frame::begin_frame(&mut out.buf, 0);
+        match write(&mut out.buf) {
+            Ok(kind) => out.buf[header + 4] = kind,
+            Err(e) => {
+                out.buf.truncate(start);
+                return Err(e);
+            }
         }
         if frame::finish_frame(&mut out.buf, header).is_err() {
             out.buf.truncate(start);

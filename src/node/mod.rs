@@ -429,26 +429,21 @@ pub struct ConnectionStats {
 impl ConnectionStats {
     /// As a property list term.
     pub fn to_term(&self) -> Term {
-        Term::list(vec![
-            Term::keyword("node"),
-            Term::Str(self.node.clone()),
-            Term::keyword("connected"),
-            Term::from(self.connected),
-            Term::keyword("established"),
-            self.established
-                .map_or(Term::Nil, |t| Term::Str(crate::management::iso8601(t))),
-            Term::keyword("errors"),
-            Term::Int(self.errors as i64),
-            Term::keyword("messages-in"),
-            Term::Int(self.messages_in as i64),
-            Term::keyword("messages-out"),
-            Term::Int(self.messages_out as i64),
-            Term::keyword("bytes-in"),
-            Term::Int(self.bytes_in as i64),
-            Term::keyword("bytes-out"),
-            Term::Int(self.bytes_out as i64),
-            Term::keyword("dropped"),
-            Term::Int(self.dropped as i64),
+        let count = |n: u64| Term::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        Term::plist(vec![
+            ("node", Term::Str(self.node.clone())),
+            ("connected", Term::from(self.connected)),
+            (
+                "established",
+                self.established
+                    .map_or(Term::Nil, |t| Term::Str(crate::management::iso8601(t))),
+            ),
+            ("errors", count(self.errors)),
+            ("messages-in", count(self.messages_in)),
+            ("messages-out", count(self.messages_out)),
+            ("bytes-in", count(self.bytes_in)),
+            ("bytes-out", count(self.bytes_out)),
+            ("dropped", count(self.dropped)),
         ])
     }
 }

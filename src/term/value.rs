@@ -138,6 +138,17 @@ impl Term {
         }
     }
 
+    /// A property list `(:KEY1 value1 :KEY2 value2 …)` from pairs of
+    /// keyword names and values.
+    pub fn plist(pairs: Vec<(&str, Term)>) -> Term {
+        let mut items = Vec::with_capacity(pairs.len() * 2);
+        for (key, value) in pairs {
+            items.push(Term::keyword(key));
+            items.push(value);
+        }
+        Term::list(items)
+    }
+
     /// `(car . cdr)`.
     pub fn cons(car: Term, cdr: Term) -> Term {
         Term::dotted(vec![car], cdr)
