@@ -95,6 +95,6 @@ pub mod term;
 
 pub use agent::{
     exit, flush_messages, link, receive, receive_matching, receive_timeout, send, spawn,
-    spawn_with, unlink, Agent, Attach, Outcome, SpawnOptions, Target, Timeout, Values,
+    spawn_call, spawn_with, unlink, Agent, Attach, Outcome, SpawnOptions, Target, Timeout, Values,
 };
 pub use term::{AgentRef, Symbol, Term};

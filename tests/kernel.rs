@@ -157,3 +157,38 @@ fn remote_node_that_is_down_is_a_clear_error() {
     // The session goes on.
     assert_eq!(k.eval("(+ 1 1)"), "2");
 }
+
+#[test]
+fn init_file_runs_unless_n() {
+    let dir = support::TempDir::new("init");
+    let init = dir.path("init.lisp");
+    std::fs::write(&init, "(setq from-init 7) ; set by the init file\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
+            .args(args)
+            .env("ERLANGEN_INIT", &init)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kernel");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"from-init\n")
+            .expect("input");
+        let out = child.wait_with_output().expect("output");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (out, _) = run(&["-b"]);
+    assert_eq!(out.trim(), "7");
+    let (out, err) = run(&["-b", "-n"]);
+    assert!(
+        out.is_empty() && err.contains("unbound variable FROM-INIT"),
+        "{out} {err}"
+    );
+}

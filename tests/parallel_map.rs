@@ -26,11 +26,7 @@ fn spec_walkthrough_as_a_monitored_call() {
         Term::keyword("level"),
         3.into(),
     ]);
-    let (function, args) = call::prepare(&call).unwrap();
-    let agent = spawn_with(&SpawnOptions::new().attach(Attach::Monitor), move || {
-        function(&args)
-    })
-    .unwrap();
+    let agent = erlangen::spawn_call(&call, &SpawnOptions::new().attach(Attach::Monitor)).unwrap();
     let notice = receive_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(
         notice,

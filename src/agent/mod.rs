@@ -465,6 +465,18 @@ where
     spawn_inner(options, parent, |_| (), f)
 }
 
+/// Starts an agent running a call `(function argument…)` of a registered
+/// function (see [`crate::call`]) with `options`. The function is looked up
+/// before anything starts, so an unknown name is an error here.
+///
+/// # Errors
+/// [`SpawnError::Call`] for an unknown function or a term that is not a
+/// call, and the errors of [`spawn_with`].
+pub fn spawn_call(call: &Term, options: &SpawnOptions) -> Result<Agent, SpawnError> {
+    let (function, args) = crate::call::prepare(call)?;
+    spawn_with(options, move || function(&args))
+}
+
 /// Spawns with `parent` (a local or remote agent, and whether it monitors)
 /// attached before the agent runs; `before_start` runs after attaching and
 /// before the agent's first instruction (the node layer sends its spawn
