@@ -272,3 +272,37 @@ fn local_only_values_are_refused_at_the_sender() {
     expect(&mut a, "(+ 1 1)", "2");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn killing_the_node_agent_takes_the_node_down_cleanly() {
+    let cluster = Cluster::new("nodestop");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.kernel("a", &[]);
+    let n = a.eval("(setq n (spawn '(node :host \"localhost\" :name \"a\") :attach :monitor))");
+    assert!(n.starts_with("#<AGENT"), "{n}");
+    expect(
+        &mut a,
+        "(setq r (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
+    expect(&mut a, "(exit :stop n)", "T");
+    // The node agent's exit, then the REPL's monitor of the remote agent
+    // hears that the connection is gone (the node stopped).
+    let mut got = vec![
+        a.eval("(receive :timeout 10)"),
+        a.eval("(receive :timeout 10)"),
+    ];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")".to_owned(),
+            format!("({n} :EXIT . :STOP)"),
+        ]
+    );
+    // Registration dropped; a new node may take the name.
+    cluster.wait_unregistered("a");
+    let again = a.eval("(spawn '(node :host \"localhost\" :name \"a\"))");
+    assert!(again.starts_with("#<AGENT"), "{again}");
+    cluster.wait_registered("a");
+}
