@@ -117,6 +117,11 @@ fn cores() -> usize {
 const SPIN_MAX: u32 = 10_000;
 const SPIN_MIN: u32 = 500;
 const SPIN_START: u32 = 4_000;
+/// With more runnable threads than cores, a receiver yields its core this
+/// many times (the partner it just woke may run there and answer) before
+/// it parks.
+const YIELDS: u32 = 3;
+
 /// While spinning does not pay, one receive in this many probes again.
 const SPIN_PROBE_EVERY: u32 = 64;
 
@@ -428,8 +433,13 @@ impl Mailbox {
     /// the thread yields once instead.
     fn spin(&self, seen: u64, deadline: Option<Instant>) -> bool {
         if RUNNABLE.load(Ordering::Relaxed) > cores() {
-            std::thread::yield_now();
-            return self.arrivals.load(Ordering::Acquire) != seen;
+            for _ in 0..YIELDS {
+                std::thread::yield_now();
+                if self.arrivals.load(Ordering::Acquire) != seen {
+                    return true;
+                }
+            }
+            return false;
         }
         let mut budget_ns = self.spin_budget.load(Ordering::Relaxed);
         if budget_ns < SPIN_MIN {
