@@ -163,6 +163,8 @@ pub(crate) struct NodeState {
     /// Some peer has come back with a new incarnation.
     restarts_seen: AtomicBool,
     port: u16,
+    /// Where the listener is bound (to wake its accept loop at shutdown).
+    listen_addr: std::net::SocketAddr,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -226,13 +228,19 @@ impl NodeHandle {
         if state.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wake the accept loop by connecting to ourselves.
-        let _ = TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], state.port)),
-            Duration::from_secs(1),
-        );
+        // Wake the accept loop by connecting to ourselves, at the address
+        // the listener is bound to.
+        let mut wake = state.listen_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let woke = TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok();
         if let Some(l) = self.listener.take() {
-            let _ = l.join();
+            // Without the wake-up the accept loop ends at its next
+            // connection; joining would wait for that.
+            if woke {
+                let _ = l.join();
+            }
         }
         drop(self.registration.take());
         {
@@ -302,10 +310,10 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         .map_err(|e| NodeError::Cookie(e.to_string()))?;
     let listener =
         TcpListener::bind((host.as_str(), 0)).map_err(|e| NodeError::Bind(host.clone(), e))?;
-    let port = listener
+    let listen_addr = listener
         .local_addr()
-        .map_err(|e| NodeError::Bind(host.clone(), e))?
-        .port();
+        .map_err(|e| NodeError::Bind(host.clone(), e))?;
+    let port = listen_addr.port();
     let registry = std::net::SocketAddr::from(([127, 0, 0, 1], options.config.registry_port));
     let registration = port_mapper::client::KeepRegistered::start(registry, &name, port)
         .map_err(|e| NodeError::PortMapper(e.to_string()))?;
@@ -328,6 +336,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         stale_drops: AtomicU64::new(0),
         restarts_seen: AtomicBool::new(false),
         port,
+        listen_addr,
     });
     {
         let mut slot = NODE.write().unwrap_or_else(|e| e.into_inner());

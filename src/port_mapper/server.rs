@@ -173,16 +173,20 @@ impl PortMapper {
         if self.shared.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wake the accept loops by connecting to them.
+        // Wake the accept loops by connecting to them; a loop that could not
+        // be woken ends at its next connection, so it is not waited for.
+        let mut woke = Vec::new();
         for addr in [self.registry, self.directory] {
             let mut wake = addr;
             if wake.ip().is_unspecified() {
                 wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            woke.push(TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok());
         }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for (t, woke) in self.threads.drain(..).zip(woke) {
+            if woke {
+                let _ = t.join();
+            }
         }
         for (_, s) in self.shared.open().drain() {
             let _ = s.shutdown(Shutdown::Both);
