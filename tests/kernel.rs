@@ -24,14 +24,18 @@ fn batch(args: &[&str], input: &str) -> (Option<i32>, String, String) {
         .expect("stdin")
         .write_all(input.as_bytes())
         .expect("write input");
-    // Bounded wait: kill the kernel if it does not finish in time.
+    // Bounded wait: kill the kernel if it has not finished in time (and
+    // only then, so a recycled pid is never hit).
     let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(WAIT);
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        if finished.recv_timeout(WAIT).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     });
     let out = child.wait_with_output().expect("kernel output");
-    drop(watchdog);
+    let _ = done.send(());
+    let _ = watchdog.join();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
