@@ -48,6 +48,9 @@ struct State {
     closed: bool,
     /// The owner is parked on `ready` and needs a notify.
     parked: bool,
+    /// The owner has exited: nothing will ever be received again, so
+    /// signals are not kept either.
+    finished: bool,
     /// The owner's batch size when it last took one: an upper bound on
     /// what it holds now, so senders usually need not read `cached` (the
     /// owner's cache line) to check the capacity.
@@ -134,6 +137,7 @@ impl Mailbox {
                 capacity,
                 closed: false,
                 parked: false,
+                finished: false,
                 cached_at_swap: 0,
             }),
             ready: Condvar::new(),
@@ -239,6 +243,9 @@ impl Mailbox {
     /// mailbox to ordinary messages.
     pub(crate) fn signal(&self, signal: Signal) {
         let mut state = self.lock();
+        if state.finished {
+            return;
+        }
         if let Signal::Exit(_) = signal {
             state.closed = true;
         }
@@ -250,6 +257,25 @@ impl Mailbox {
         if wake {
             self.ready.notify_one();
         }
+    }
+
+    /// Marks the owner exited: closes the mailbox, drops what is queued
+    /// and refuses signals from now on (nobody will receive them).
+    pub(crate) fn finish(&self) {
+        let (messages, signals) = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.finished = true;
+            self.signals_pending.store(false, Ordering::Release);
+            (
+                std::mem::take(&mut state.messages),
+                std::mem::take(&mut state.signals),
+            )
+        };
+        let cached = std::mem::take(&mut *self.inbox());
+        self.cached.store(0, Ordering::Relaxed);
+        // Dropped outside the locks: terms may be large.
+        drop((messages, signals, cached));
     }
 
     /// Closes the mailbox: later ordinary messages are dropped and counted.

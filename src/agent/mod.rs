@@ -575,7 +575,7 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
 /// Runs the exit protocol once: record the outcome, close the mailbox, free
 /// the name, then tell links and monitors (no lock held while telling).
 fn finish(agent: &Agent, outcome: Outcome) {
-    agent.0.mailbox.close();
+    agent.0.mailbox.finish();
     let (links, monitors, named) = {
         let mut a = agent.lock();
         if a.outcome.is_some() {
@@ -695,7 +695,14 @@ fn receive_until(
 /// holding a local-only value bound for another node.
 pub fn send(message: impl Into<Term>, to: impl Into<Target>) -> Result<(), SendError> {
     let message = message.into();
-    match to.into().resolve()? {
+    let to = to.into();
+    // A handle needs no lookup: a dead agent's closed mailbox drops and
+    // counts the message.
+    if let Target::Agent(agent) = &to {
+        agent.send(message);
+        return Ok(());
+    }
+    match to.resolve()? {
         target::Resolved::Local(agent) => {
             agent.send(message);
             Ok(())
