@@ -105,6 +105,10 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
+/// Agent ids remembered with their node's incarnation (for stale-id
+/// detection) before the oldest knowledge is dropped.
+const MAX_KNOWN_IDS: usize = 65_536;
+
 /// How long a remote spawn waits for its reply.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are closed at once.
@@ -941,7 +945,14 @@ impl NodeState {
         }
         let id: Arc<str> = Arc::from(format!("{}/{}", conn.peer, text));
         if let Some(inc) = conn.incarnation() {
-            lock(&self.known).insert(Arc::clone(&id), inc);
+            let mut known = lock(&self.known);
+            if known.len() >= MAX_KNOWN_IDS {
+                // Bounded memory: forget learned agent ids (peers' own
+                // incarnations, keys without an aid, stay). Forgotten ids
+                // are taken to name their node's current run.
+                known.retain(|k, _| k.matches('/').count() < 2);
+            }
+            known.insert(Arc::clone(&id), inc);
         }
         // Recorded here, in the reader, before any later frame of this
         // connection (such as the child's exit notice) is handled.
