@@ -60,6 +60,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `cmd` with piped output, killed when dropped.
+    pub fn from_command(cmd: Command, name: &str) -> Proc {
+        Proc::spawn(cmd, name)
+    }
+
     fn spawn(mut cmd: Command, name: &str) -> Proc {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
