@@ -66,20 +66,25 @@ struct State {
 pub(crate) struct Mailbox {
     state: Mutex<State>,
     ready: Condvar,
-    /// The owner's batch: older than anything in `state.messages`. On a
-    /// cache line of its own, so the owner draining it does not slow the
-    /// senders contending for `state`.
-    inbox: CacheLine<Mutex<VecDeque<Term>>>,
-    /// `inbox.len()`, readable by senders for the capacity check.
-    cached: AtomicUsize,
     /// Something is on the priority lane (checked without the lock).
     signals_pending: AtomicBool,
     /// Bumped on every delivery; lets a spinning owner see arrivals without
     /// taking the lock.
     arrivals: AtomicU64,
-    received: AtomicU64,
     dropped: AtomicU64,
-    /// Adaptive spin budget of the owner, in nanoseconds.
+    /// What only the owner writes, on a cache line of its own, so the owner
+    /// draining its batch does not slow the senders contending for `state`.
+    owner: CacheLine<Owner>,
+}
+
+struct Owner {
+    /// The owner's batch: older than anything in `state.messages`.
+    inbox: Mutex<VecDeque<Term>>,
+    /// `inbox.len()`, for the capacity check when the mailbox is nearly
+    /// full.
+    cached: AtomicUsize,
+    received: AtomicU64,
+    /// Adaptive spin budget, in nanoseconds.
     spin_budget: AtomicU32,
     /// Parks without spinning since the budget ran out.
     spin_skips: AtomicU32,
@@ -141,14 +146,16 @@ impl Mailbox {
                 cached_at_swap: 0,
             }),
             ready: Condvar::new(),
-            inbox: CacheLine(Mutex::new(VecDeque::new())),
-            cached: AtomicUsize::new(0),
+            owner: CacheLine(Owner {
+                inbox: Mutex::new(VecDeque::new()),
+                cached: AtomicUsize::new(0),
+                received: AtomicU64::new(0),
+                spin_budget: AtomicU32::new(SPIN_START),
+                spin_skips: AtomicU32::new(0),
+            }),
             signals_pending: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
-            received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            spin_budget: AtomicU32::new(SPIN_START),
-            spin_skips: AtomicU32::new(0),
         }
     }
 
@@ -201,7 +208,7 @@ impl Mailbox {
         if queued + state.cached_at_swap < state.capacity {
             return state.capacity - queued - state.cached_at_swap;
         }
-        let held = queued + self.cached.load(Ordering::Relaxed);
+        let held = queued + self.owner.0.cached.load(Ordering::Relaxed);
         state.capacity.saturating_sub(held)
     }
 
@@ -273,7 +280,7 @@ impl Mailbox {
             )
         };
         let cached = std::mem::take(&mut *self.inbox());
-        self.cached.store(0, Ordering::Relaxed);
+        self.owner.0.cached.store(0, Ordering::Relaxed);
         // Dropped outside the locks: terms may be large.
         drop((messages, signals, cached));
     }
@@ -308,14 +315,17 @@ impl Mailbox {
         {
             let mut inbox = self.inbox();
             out.extend(inbox.drain(..));
-            self.cached.store(0, Ordering::Relaxed);
+            self.owner.0.cached.store(0, Ordering::Relaxed);
             state.cached_at_swap = 0;
         }
         out.extend(state.messages.drain(..));
         self.signals_pending
             .store(!state.signals.is_empty(), Ordering::Release);
         drop(state);
-        self.received.fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.owner
+            .0
+            .received
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         out
     }
 
@@ -324,16 +334,16 @@ impl Mailbox {
         let queued = {
             let state = self.lock();
             state.messages.len() + state.signals.len()
-        } + self.cached.load(Ordering::Relaxed);
+        } + self.owner.0.cached.load(Ordering::Relaxed);
         (
-            self.received.load(Ordering::Relaxed),
+            self.owner.0.received.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
             queued,
         )
     }
 
     fn inbox(&self) -> MutexGuard<'_, VecDeque<Term>> {
-        self.inbox.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.owner.0.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes the first signal that matches (an exit signal always does).
@@ -365,13 +375,13 @@ impl Mailbox {
             let pos = inbox.iter().skip(1).position(&mut *matches)?;
             inbox.remove(pos + 1)
         };
-        self.cached.store(inbox.len(), Ordering::Relaxed);
+        self.owner.0.cached.store(inbox.len(), Ordering::Relaxed);
         found
     }
 
     fn got(&self, found: Result<Term, Interrupt>) -> Result<Term, Interrupt> {
         if found.is_ok() {
-            self.received.fetch_add(1, Ordering::Relaxed);
+            self.owner.0.received.fetch_add(1, Ordering::Relaxed);
         }
         found
     }
@@ -403,7 +413,7 @@ impl Mailbox {
                 } else {
                     inbox.append(&mut state.messages);
                 }
-                self.cached.store(inbox.len(), Ordering::Relaxed);
+                self.owner.0.cached.store(inbox.len(), Ordering::Relaxed);
                 state.cached_at_swap = inbox.len();
                 continue;
             }
@@ -467,11 +477,11 @@ impl Mailbox {
             }
             return false;
         }
-        let mut budget_ns = self.spin_budget.load(Ordering::Relaxed);
+        let mut budget_ns = self.owner.0.spin_budget.load(Ordering::Relaxed);
         if budget_ns < SPIN_MIN {
             // Spinning stopped paying: park at once, but probe now and then
             // in case the workload changed (a partner moved to another core).
-            let skips = self.spin_skips.fetch_add(1, Ordering::Relaxed);
+            let skips = self.owner.0.spin_skips.fetch_add(1, Ordering::Relaxed);
             if skips % SPIN_PROBE_EVERY != 0 {
                 return false;
             }
@@ -486,13 +496,13 @@ impl Mailbox {
             }
             if self.arrivals.load(Ordering::Acquire) != seen {
                 let grown = (budget_ns * 2).clamp(SPIN_MIN, SPIN_MAX);
-                self.spin_budget.store(grown, Ordering::Relaxed);
+                self.owner.0.spin_budget.store(grown, Ordering::Relaxed);
                 return true;
             }
             if start.elapsed() >= stop {
                 // Below SPIN_MIN means "do not spin".
                 let shrunk = budget_ns / 2;
-                self.spin_budget.store(shrunk, Ordering::Relaxed);
+                self.owner.0.spin_budget.store(shrunk, Ordering::Relaxed);
                 return false;
             }
         }
