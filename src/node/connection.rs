@@ -7,8 +7,8 @@
 //! `write_all`, so a burst of sends costs few syscalls (BENCHMARKS.md: one
 //! `write` per message is slower than Erlang, batching is 10x-150x faster).
 //! The buffer is bounded (`max_queue` bytes); beyond it frames are dropped
-//! and counted, never piled up. On a connection that has been quiet (no
-//! frame queued for `DIRECT_WRITE_GAP`) and is not being written, the
+//! and counted, never piled up. On a connection that has been quiet
+//! (nothing written for `DIRECT_WRITE_GAP`) and is not being written, the
 //! sender writes its one frame itself: waking the writer thread would cost
 //! more than the write, which lands in an empty socket buffer and so does
 //! not wait. Only one thread writes at a time (`writing`), so frames keep
@@ -62,10 +62,10 @@ struct Out {
     writing: bool,
     /// An empty buffer with capacity, for a sender's direct write.
     spare: Vec<u8>,
-    /// When the last frame was queued: a sender writes directly only on a
-    /// connection that has been quiet, so a stream of sends is batched by
-    /// the writer thread.
-    last_send: Option<Instant>,
+    /// When the socket last finished a write: a sender writes directly
+    /// only on a connection that has been quiet, so a stream of sends is
+    /// batched by the writer thread.
+    last_write: Option<Instant>,
 }
 
 /// What the connection calls back into (the node).
@@ -84,12 +84,12 @@ pub(crate) trait Dispatch: Send + Sync {
 /// peer naming many agents only costs lookups, not memory.
 const RESOLVED_CACHE: usize = 256;
 
-/// A sender writes its frame itself only if nothing was queued on the
+/// A sender writes its frame itself only if nothing was written on the
 /// connection for this long: isolated messages (request/reply) skip the
-/// writer thread's wake-up, while a burst queues and is written in batches
-/// (one `write` per message would be slower than Erlang, BENCHMARKS.md).
-/// 20 µs is below a round trip (~50 µs) and far above the gap between sends
-/// in a burst (< 1 µs).
+/// writer thread's wake-up, while a burst queues behind the writer and is
+/// written in batches (one `write` per message would be slower than Erlang,
+/// BENCHMARKS.md). 20 µs is below a round trip (~50 µs) and above the time
+/// between batch writes in a burst.
 const DIRECT_WRITE_GAP: Duration = Duration::from_micros(20);
 
 /// Most messages handed to an agent in one batch.
@@ -128,7 +128,7 @@ impl Connection {
                 writer_waiting: false,
                 writing: false,
                 spare: Vec::with_capacity(1024),
-                last_send: None,
+                last_write: None,
             }),
             ready: Condvar::new(),
             down: AtomicBool::new(false),
@@ -205,12 +205,14 @@ impl Connection {
             return Ok(false);
         }
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let quiet = out
-            .last_send
-            .is_none_or(|t| now.duration_since(t) >= DIRECT_WRITE_GAP);
-        out.last_send = Some(now);
-        if start == 0 && !out.writing && quiet {
+        // Only an empty, idle buffer can be written directly; the clock is
+        // read only then, not on every send.
+        let quiet = start == 0
+            && !out.writing
+            && out
+                .last_write
+                .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP);
+        if quiet {
             if let Some(stream) = self.stream.get() {
                 // The connection is idle: write this frame ourselves rather
                 // than wake the writer thread (a wake-up costs more than the
@@ -223,6 +225,7 @@ impl Connection {
                 let written = (&*stream).write_all(&frame);
                 let mut out = self.lock();
                 out.writing = false;
+                out.last_write = Some(Instant::now());
                 let wake = !out.buf.is_empty() && out.writer_waiting;
                 frame.clear();
                 if frame.capacity() <= 64 * 1024 {
@@ -317,7 +320,11 @@ impl Connection {
                 out.writing = true;
             }
             let written = stream.write_all(&batch);
-            self.lock().writing = false;
+            {
+                let mut out = self.lock();
+                out.writing = false;
+                out.last_write = Some(Instant::now());
+            }
             if let Err(e) = written {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.fail(&dispatch, &format!("write failed: {e}"));
