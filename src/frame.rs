@@ -137,22 +137,11 @@ pub fn read_frame(
     max_len: usize,
     payload: &mut Vec<u8>,
 ) -> Result<u8, FrameError> {
+    // The length alone decides whether the frame is acceptable: a zero or
+    // oversized length is refused as soon as its four bytes are in, without
+    // waiting for a kind byte that may never come.
     let mut header = [0u8; HEADER_LEN];
-    let mut got = 0;
-    while got < HEADER_LEN {
-        match r.read(&mut header[got..]) {
-            Ok(0) if got == 0 => return Err(FrameError::Closed),
-            Ok(0) => {
-                return Err(FrameError::Truncated {
-                    got,
-                    expected: HEADER_LEN,
-                })
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
+    read_header_part(r, &mut header, 0, 4)?;
     let declared = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     if declared == 0 {
         return Err(FrameError::Empty);
@@ -163,6 +152,7 @@ pub fn read_frame(
             max: max_len,
         });
     }
+    read_header_part(r, &mut header, 4, HEADER_LEN)?;
     let body_len = declared as usize - 1;
     payload.clear();
     if body_len <= EAGER_BODY {
@@ -189,6 +179,75 @@ pub fn read_frame(
         });
     }
     Ok(header[4])
+}
+
+/// Fills `header[from..to]`; a clean end of stream before the first byte of
+/// the frame is [`FrameError::Closed`].
+fn read_header_part(
+    r: &mut impl Read,
+    header: &mut [u8; HEADER_LEN],
+    from: usize,
+    to: usize,
+) -> Result<(), FrameError> {
+    let mut got = from;
+    while got < to {
+        match r.read(&mut header[got..to]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => {
+                return Err(FrameError::Truncated {
+                    got,
+                    expected: HEADER_LEN,
+                })
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A socket read side with one deadline for a whole exchange (a handshake,
+/// a port mapper's first request): before every `read` the socket timeout
+/// is set to what is left, so a peer that trickles one byte at a time
+/// cannot stretch the exchange past the deadline.
+///
+/// ```no_run
+/// # use std::time::{Duration, Instant};
+/// # let stream = std::net::TcpStream::connect("127.0.0.1:1").unwrap();
+/// use erlangen::frame::{read_frame, Deadline};
+/// let mut payload = Vec::new();
+/// let mut r = Deadline::new(&stream, Instant::now() + Duration::from_secs(5));
+/// let kind = read_frame(&mut r, 4096, &mut payload);
+/// ```
+#[derive(Debug)]
+pub struct Deadline<'a> {
+    stream: &'a std::net::TcpStream,
+    deadline: std::time::Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// Reads from `stream` until `deadline`.
+    pub fn new(stream: &'a std::net::TcpStream, deadline: std::time::Instant) -> Deadline<'a> {
+        Deadline { stream, deadline }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "deadline passed before the exchange was complete",
+            ));
+        }
+        // `Some(0)` would be InvalidInput; `left` is never zero here.
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
 }
 
 /// Appends a `str` field: a u16 length, then UTF-8 bytes. Strings here are ids and error messages; longer
@@ -364,5 +423,59 @@ mod tests {
         assert!(matches!(err, FrameError::Truncated { .. }));
         let err = read_frame(&mut &[0u8, 0, 0, 0, 1][..], 100, &mut p).unwrap_err();
         assert!(matches!(err, FrameError::Empty));
+    }
+
+    /// A reader that has only the bytes given and then would block: shows
+    /// what the frame reader decided before asking for more.
+    struct Starved<'a>(&'a [u8]);
+
+    impl Read for Starved<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn zero_length_is_refused_without_a_fifth_byte() {
+        let mut p = Vec::new();
+        let err = read_frame(&mut Starved(&[0, 0, 0, 0]), 100, &mut p).unwrap_err();
+        assert!(matches!(err, FrameError::Empty), "{err}");
+        let err = read_frame(&mut Starved(&[0, 0, 1, 0]), 100, &mut p).unwrap_err();
+        assert!(matches!(err, FrameError::TooBig { .. }), "{err}");
+    }
+
+    #[test]
+    fn deadline_covers_the_whole_frame_not_each_read() {
+        use std::io::Write;
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration, Instant};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // A trickler: the length, then one byte of a ten-byte body at a
+        // time, each well inside any per-read timeout.
+        let trickler = std::thread::spawn(move || {
+            let _ = client.write_all(&[0, 0, 0, 10, 1]);
+            for _ in 0..40 {
+                if client.write_all(&[0]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(200);
+        let mut p = Vec::new();
+        let err = read_frame(&mut Deadline::new(&server, deadline), 100, &mut p).unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(Instant::now() >= deadline);
+        drop(server);
+        trickler.join().unwrap();
     }
 }
