@@ -254,6 +254,12 @@ impl Mailbox {
             return;
         }
         if let Signal::Exit(_) = signal {
+            // The first exit signal decides how the agent ends; later ones
+            // change nothing, so they are not kept (a flood of them from
+            // other agents or nodes costs no memory).
+            if state.signals.iter().any(|s| matches!(s, Signal::Exit(_))) {
+                return;
+            }
             state.closed = true;
         }
         state.signals.push_back(signal);
@@ -544,6 +550,20 @@ mod tests {
             m.receive(None, &mut |_| true),
             Err(Interrupt::Exit(_))
         ));
+    }
+
+    #[test]
+    fn only_the_first_exit_signal_is_kept() {
+        let m = Mailbox::new(4);
+        for i in 0..10_000 {
+            m.signal(Signal::Exit(Term::from(i)));
+        }
+        let (_, _, queued) = m.counts();
+        assert_eq!(queued, 1);
+        match m.receive(None, &mut |_| true) {
+            Err(Interrupt::Exit(reason)) => assert_eq!(reason, Term::from(0)),
+            _ => panic!("expected the first exit signal"),
+        }
     }
 
     #[test]

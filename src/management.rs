@@ -130,7 +130,7 @@ fn tree(agent: &Agent, seen: &mut std::collections::HashSet<u64>) -> AgentTree {
                     plain.push(label(&child));
                 }
             }
-            Peer::Remote(id) => plain.push(Term::Str(id.to_string())),
+            Peer::Remote(r) => plain.push(r.to_term()),
         }
     }
     monitored.sort_by_key(|t| t.agent.to_string());

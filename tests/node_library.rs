@@ -87,7 +87,7 @@ fn library_node_spawns_sends_and_stops() {
         &SpawnOptions::new().attach(Attach::Monitor),
     )
     .unwrap();
-    assert_eq!(id, "localhost/peer/0");
+    assert_eq!(id.to_string(), "localhost/peer/0");
     let notice = receive_timeout(support::WAIT).unwrap();
     assert_eq!(notice.to_string(), "(\"localhost/peer/0\" :OK 42)");
     let echo_call = erlangen::term::read("(echo)").unwrap();
@@ -95,7 +95,7 @@ fn library_node_spawns_sends_and_stops() {
     let me = Agent::current();
     send(
         Term::list(vec![Term::keyword("hello"), me.to_term()]),
-        echo_id.as_str(),
+        &echo_id,
     )
     .unwrap();
     assert_eq!(
@@ -103,7 +103,7 @@ fn library_node_spawns_sends_and_stops() {
         Term::keyword("hello")
     );
     // Local-only values are refused at the sender.
-    assert!(send(Term::local(5u8), echo_id.as_str()).is_err());
+    assert!(send(Term::local(5u8), &echo_id).is_err());
     let stats = node::connection_stats();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].node, "localhost/peer");

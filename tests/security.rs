@@ -22,6 +22,8 @@ const CHALLENGE: u8 = 0x02;
 const PROOF: u8 = 0x03;
 const ACCEPT: u8 = 0x04;
 const SEND: u8 = 0x10;
+/// The protocol version of PROTOCOL.md.
+const PROTOCOL_VERSION: u8 = 2;
 
 struct Setup {
     cluster: Cluster,
@@ -86,7 +88,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 
 fn hello(name: &str, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
     let mut p = b"ERLN".to_vec();
-    p.push(1);
+    p.push(PROTOCOL_VERSION);
     put_str(&mut p, name);
     p.extend_from_slice(&incarnation.to_be_bytes());
     p.extend_from_slice(nonce);
@@ -106,8 +108,12 @@ fn read_challenge(stream: &mut TcpStream) -> Challenge {
     let mut buf = Vec::new();
     let kind = frame::read_frame(stream, 4096, &mut buf).expect("challenge frame");
     assert_eq!(kind, CHALLENGE);
-    let mut f = frame::Fields::new(&buf);
-    assert_eq!(f.u8("version").expect("version"), 1);
+    parse_challenge(&buf)
+}
+
+fn parse_challenge(buf: &[u8]) -> Challenge {
+    let mut f = frame::Fields::new(buf);
+    assert_eq!(f.u8("version").expect("version"), PROTOCOL_VERSION);
     let name = f.str("name").expect("name").to_owned();
     let incarnation = f.u64("incarnation").expect("incarnation");
     let mut nonce = [0u8; 32];
@@ -149,13 +155,30 @@ fn proof_frame(proof: &[u8]) -> Vec<u8> {
 /// A full, honest handshake as client "localhost/mallory"; returns the
 /// authenticated stream and the bytes the client sent.
 fn authenticate(s: &Setup) -> (TcpStream, Vec<u8>) {
+    authenticate_as(s, "localhost/mallory")
+}
+
+/// Proves the cookie under `name` and returns the stream after PROOF, with
+/// everything sent; the server's answer (ACCEPT) is checked.
+fn authenticate_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
+    let (mut stream, sent) = prove_as(s, name);
+    let mut buf = Vec::new();
+    assert_eq!(
+        frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"),
+        ACCEPT
+    );
+    (stream, sent)
+}
+
+/// Sends HELLO and a correct PROOF under `name`; the answer is not read.
+fn prove_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
     let secret = cookie(&s.cluster.cookie_file());
     let mut stream = connect(s.port);
     let nonce = [7u8; 32];
-    let mut sent = hello("localhost/mallory", 1, &nonce);
+    let mut sent = hello(name, 1, &nonce);
     stream.write_all(&sent).expect("hello");
     let ch = read_challenge(&mut stream);
-    let t = transcript("localhost/mallory", 1, &nonce, &ch);
+    let t = transcript(name, 1, &nonce, &ch);
     assert_eq!(
         ch.proof,
         mac(&secret, b"erlangen server", &t),
@@ -164,12 +187,45 @@ fn authenticate(s: &Setup) -> (TcpStream, Vec<u8>) {
     let p = proof_frame(&mac(&secret, b"erlangen client", &t));
     stream.write_all(&p).expect("proof");
     sent.extend_from_slice(&p);
-    let mut buf = Vec::new();
-    assert_eq!(
-        frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"),
-        ACCEPT
-    );
     (stream, sent)
+}
+
+#[test]
+fn bad_peer_names_are_refused_and_leak_no_handshake_slot() {
+    let mut s = setup("badname");
+    // More attempts than the node has handshake slots (64): each used to
+    // panic its handshake thread (a NUL in a thread name) and keep its
+    // slot, until no node could connect at all.
+    for i in 0..70 {
+        let bad = if i % 2 == 0 {
+            "localhost/mal\0lory"
+        } else {
+            "local host/mallory"
+        };
+        // Today the name is refused before the challenge; if a challenge
+        // comes, prove the cookie, as a peer that has it would.
+        let secret = cookie(&s.cluster.cookie_file());
+        let mut stream = connect(s.port);
+        let nonce = [8u8; 32];
+        stream.write_all(&hello(bad, 1, &nonce)).expect("hello");
+        let mut buf = Vec::new();
+        if let Ok(CHALLENGE) = frame::read_frame(&mut stream, 4096, &mut buf) {
+            let ch = parse_challenge(&buf);
+            let t = transcript(bad, 1, &nonce, &ch);
+            let _ = stream.write_all(&proof_frame(&mac(&secret, b"erlangen client", &t)));
+        }
+        assert!(closed(&mut stream), "{bad:?}");
+    }
+    // A new node still gets in, and the old pair still works.
+    let mut c = s.cluster.client("c");
+    assert_eq!(
+        c.eval("(send (list :fresh (agent)) (spawn '(echo) :node \"b\"))")
+            .split(' ')
+            .next(),
+        Some("(:FRESH")
+    );
+    assert_eq!(c.eval("(receive :timeout 10)"), ":FRESH");
+    still_serving(&mut s, "after");
 }
 
 #[test]
@@ -199,6 +255,7 @@ fn no_handshake_and_requests_before_authentication_are_refused() {
     // A request frame as the first thing.
     let mut stream = connect(s.port);
     let mut f = Vec::new();
+    f.extend_from_slice(&0u64.to_be_bytes());
     put_str(&mut f, "0");
     f.extend_from_slice(&erlangen::term::encode(&erlangen::Term::from(1)).expect("term"));
     let mut out = Vec::new();
@@ -241,14 +298,22 @@ fn reflected_challenge_is_refused() {
     stream.write_all(&proof_frame(&ch.proof)).expect("proof");
     assert!(closed(&mut stream), "reflected proof must be refused");
     // Nor can the server be made to answer its own HELLO: a client that
-    // claims the server's name gets a challenge, but cannot prove anything.
+    // claims the server's own name is closed without a challenge.
     let mut stream = connect(s.port);
     stream
         .write_all(&hello("localhost/b", ch.incarnation, &ch.nonce))
         .expect("hello");
-    let ch2 = read_challenge(&mut stream);
-    stream.write_all(&proof_frame(&ch2.proof)).expect("proof");
-    assert!(closed(&mut stream));
+    assert!(closed(&mut stream), "a client named like the server");
+    // Names that are not host/node (a NUL, a space, no slash) likewise,
+    // and the node keeps its handshake slots (a thread name with a NUL
+    // used to panic the handshake thread and leak its slot).
+    for bad in ["local\0host/m", "localhost/m\0x", "localhost/m x", "nohost"] {
+        for _ in 0..70 {
+            let mut stream = connect(s.port);
+            stream.write_all(&hello(bad, 1, &[4; 32])).expect("hello");
+            assert!(closed(&mut stream), "{bad:?}");
+        }
+    }
     still_serving(&mut s, "after");
 }
 
@@ -307,6 +372,7 @@ fn bad_frames_after_authentication_close_only_that_connection() {
         // SEND with a garbage term.
         {
             let mut p = Vec::new();
+            p.extend_from_slice(&0u64.to_be_bytes());
             put_str(&mut p, "0");
             p.extend_from_slice(&[1, 0xEE, 0xEE]);
             let mut out = Vec::new();
@@ -314,7 +380,7 @@ fn bad_frames_after_authentication_close_only_that_connection() {
             out
         },
         // SEND whose `to` field claims more bytes than there are.
-        vec![0, 0, 0, 3, SEND, 0xFF, 0xFF],
+        vec![0, 0, 0, 11, SEND, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF],
     ];
     for bytes in cases {
         let (mut stream, _) = authenticate(&s);

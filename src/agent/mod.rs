@@ -190,7 +190,7 @@ impl SpawnOptions {
 #[derive(Clone)]
 pub(crate) enum Peer {
     Local(Agent),
-    Remote(Arc<str>),
+    Remote(target::RemoteRef),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -203,7 +203,7 @@ impl Peer {
     pub(crate) fn key(&self) -> PeerKey {
         match self {
             Peer::Local(a) => PeerKey::Local(a.serial()),
-            Peer::Remote(id) => PeerKey::Remote(Arc::clone(id)),
+            Peer::Remote(r) => PeerKey::Remote(Arc::clone(&r.id)),
         }
     }
 }
@@ -592,7 +592,6 @@ fn finish(agent: &Agent, outcome: Outcome) {
     if named {
         crate::registry::release(agent);
     }
-    target::remove(agent);
     let me = PeerKey::Local(agent.serial());
     let reason = outcome.link_reason();
     for (_, peer) in links {
@@ -601,7 +600,7 @@ fn finish(agent: &Agent, outcome: Outcome) {
                 other.detach_peer(&me);
                 other.kill(reason.clone());
             }
-            Peer::Remote(id) => target::remote_exit_notice(agent, &id, false, &outcome),
+            Peer::Remote(to) => target::remote_exit_notice(agent, &to, false, &outcome),
         }
     }
     if !monitors.is_empty() {
@@ -612,10 +611,14 @@ fn finish(agent: &Agent, outcome: Outcome) {
                     other.detach_peer(&me);
                     other.notify(notice.clone());
                 }
-                Peer::Remote(id) => target::remote_exit_notice(agent, &id, true, &outcome),
+                Peer::Remote(to) => target::remote_exit_notice(agent, &to, true, &outcome),
             }
         }
     }
+    // Only now: the notices above may name the agent itself (its return
+    // values can hold `(agent)`), which needs its wire id until they are
+    // encoded. Anything that finds it meanwhile sees it has exited.
+    target::remove(agent);
 }
 
 /// Ends the calling agent now with `reason` (unwinds its stack).
@@ -727,10 +730,7 @@ pub fn exit(reason: impl Into<Term>, agent: impl Into<Target>) -> Result<(), Lin
             Ok(())
         }
         target::Resolved::Dead => Ok(()),
-        target::Resolved::Remote(remote, id) => {
-            remote.exit(&id, reason);
-            Ok(())
-        }
+        target::Resolved::Remote(remote, to) => remote.exit(&to, reason),
     }
 }
 
@@ -799,9 +799,9 @@ pub fn unlink(agent: impl Into<Target>) -> Result<(), LinkError> {
             Ok(())
         }
         target::Resolved::Dead => Ok(()),
-        target::Resolved::Remote(remote, id) => {
-            me.detach_peer(&PeerKey::Remote(Arc::clone(&id)));
-            remote.unlink(&me, &id);
+        target::Resolved::Remote(remote, to) => {
+            me.detach_peer(&PeerKey::Remote(Arc::clone(&to.id)));
+            remote.unlink(&me, &to);
             Ok(())
         }
     }

@@ -13,21 +13,48 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::{Agent, LinkError, Outcome, SendError, TargetError};
 use crate::term::{AgentRef, Term};
 
+/// An agent of another node: its id string `"host/node/aid"` and the
+/// incarnation of the node run it belongs to, 0 for "the current run" (an
+/// id typed as text). Compared and hashed by both.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RemoteRef {
+    pub(crate) id: Arc<str>,
+    pub(crate) incarnation: u64,
+}
+
+impl RemoteRef {
+    /// As a term: prints as the id string either way.
+    pub(crate) fn to_term(&self) -> Term {
+        if self.incarnation == 0 {
+            Term::Agent(AgentRef::Id(Arc::clone(&self.id)))
+        } else {
+            Term::Agent(AgentRef::Remote {
+                id: Arc::clone(&self.id),
+                incarnation: self.incarnation,
+            })
+        }
+    }
+}
+
 /// What a node layer provides for agents on other nodes.
 pub(crate) trait Remote: Send + Sync {
     /// `true` if `host/node` is this node itself.
     fn is_self(&self, host: &str, node: &str) -> bool;
+    /// This node's incarnation: references to this node's agents that
+    /// carry another one name an earlier run, and reach nothing.
+    fn incarnation(&self) -> u64;
     /// Sends to a remote agent (encoding errors are the sender's).
-    fn send(&self, id: &str, message: Term) -> Result<(), SendError>;
-    /// Sends an exit signal to a remote agent.
-    fn exit(&self, id: &str, reason: Term);
-    /// Attaches local `from` to remote `id` (`monitor`: as a monitor).
-    fn link(&self, from: &Agent, id: &str, monitor: bool) -> Result<(), LinkError>;
-    /// Detaches local `from` from remote `id`.
-    fn unlink(&self, from: &Agent, id: &str);
+    fn send(&self, to: &RemoteRef, message: Term) -> Result<(), SendError>;
+    /// Sends an exit signal to a remote agent (a reason that cannot go on
+    /// the wire is the caller's error).
+    fn exit(&self, to: &RemoteRef, reason: Term) -> Result<(), LinkError>;
+    /// Attaches local `from` to remote `to` (`monitor`: as a monitor).
+    fn link(&self, from: &Agent, to: &RemoteRef, monitor: bool) -> Result<(), LinkError>;
+    /// Detaches local `from` from remote `to`.
+    fn unlink(&self, from: &Agent, to: &RemoteRef);
     /// Local `from` has exited; remote `to` was in its links (`monitor`
     /// false: kill it) or monitors (tell it).
-    fn exit_notice(&self, from: &Agent, to: &str, monitor: bool, outcome: &Outcome);
+    fn exit_notice(&self, from: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome);
 }
 
 static REMOTE: RwLock<Option<Arc<dyn Remote>>> = RwLock::new(None);
@@ -46,9 +73,9 @@ fn remote() -> Option<Arc<dyn Remote>> {
     REMOTE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-pub(crate) fn remote_exit_notice(agent: &Agent, id: &str, monitor: bool, outcome: &Outcome) {
+pub(crate) fn remote_exit_notice(agent: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome) {
     if let Some(remote) = remote() {
-        remote.exit_notice(agent, id, monitor, outcome);
+        remote.exit_notice(agent, to, monitor, outcome);
     }
 }
 
@@ -169,6 +196,16 @@ impl From<&str> for Target {
         }
     }
 }
+impl From<AgentRef> for Target {
+    fn from(r: AgentRef) -> Target {
+        Target::Term(Term::Agent(r))
+    }
+}
+impl From<&AgentRef> for Target {
+    fn from(r: &AgentRef) -> Target {
+        Target::Term(Term::Agent(r.clone()))
+    }
+}
 impl From<&Target> for Target {
     fn from(t: &Target) -> Target {
         t.clone()
@@ -180,7 +217,7 @@ pub(crate) enum Resolved {
     Local(Agent),
     /// A local agent that has exited (or an id of this node naming none).
     Dead,
-    Remote(Arc<dyn Remote>, Arc<str>),
+    Remote(Arc<dyn Remote>, RemoteRef),
 }
 
 impl Target {
@@ -209,8 +246,9 @@ fn resolve_term(term: &Term) -> Result<Resolved, TargetError> {
         Term::Agent(AgentRef::Local(serial)) => {
             Ok(by_serial(*serial).map_or(Resolved::Dead, Resolved::Local))
         }
-        Term::Agent(AgentRef::Id(id)) => resolve_id(id, Some(id)),
-        Term::Str(id) if id.contains('/') => resolve_id(id, None),
+        Term::Agent(AgentRef::Id(id)) => resolve_id(id, Some(id), 0),
+        Term::Agent(AgentRef::Remote { id, incarnation }) => resolve_id(id, Some(id), *incarnation),
+        Term::Str(id) if id.contains('/') => resolve_id(id, None, 0),
         Term::Keyword(name) => crate::registry::whereis(name)
             .map(Resolved::Local)
             .ok_or_else(|| TargetError::UnknownName(name.clone())),
@@ -255,15 +293,24 @@ pub(crate) fn resolve_local_aid(aid: &str) -> Result<Resolved, TargetError> {
 }
 
 /// `shared` is the id as an `Arc` when the caller has one (saves a copy
-/// per remote send).
-fn resolve_id(id: &str, shared: Option<&Arc<str>>) -> Result<Resolved, TargetError> {
+/// per remote send); `incarnation` is the node run it names (0: current).
+fn resolve_id(
+    id: &str,
+    shared: Option<&Arc<str>>,
+    incarnation: u64,
+) -> Result<Resolved, TargetError> {
     let (host, node, aid) =
         split_id(id).ok_or_else(|| TargetError::NotAnAgent(format!("{id:?}")))?;
     let remote = remote().ok_or_else(|| TargetError::NotDistributed(id.to_owned()))?;
     if remote.is_self(host, node) {
+        // An agent of an earlier run of this node: gone, whatever agent of
+        // this run now has the same aid (Erlang's creation check).
+        if incarnation != 0 && incarnation != remote.incarnation() {
+            return Ok(Resolved::Dead);
+        }
         resolve_local_aid(aid)
     } else {
         let id = shared.map_or_else(|| Arc::from(id), Arc::clone);
-        Ok(Resolved::Remote(remote, id))
+        Ok(Resolved::Remote(remote, RemoteRef { id, incarnation }))
     }
 }

@@ -12,7 +12,7 @@ use erlangen::Term;
 
 struct NoIds;
 impl AgentIds for NoIds {
-    fn wire_id(&self, _: u64) -> Option<String> {
+    fn wire_id(&self, _: u64) -> Option<(String, u64)> {
         None
     }
 }

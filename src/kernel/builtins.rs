@@ -154,7 +154,7 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
         };
         let id = node::spawn_on(host.as_deref(), &target_node, &call, &options)
             .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
-        return Ok(Term::Str(id));
+        return Ok(Term::Agent(id));
     }
     let spawned = match what {
         Term::List(_) => {

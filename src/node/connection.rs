@@ -9,10 +9,12 @@
 //! The buffer is bounded (`max_queue` bytes); beyond it frames are dropped
 //! and counted, never piled up. On a connection that has been quiet
 //! (nothing written for `DIRECT_WRITE_GAP`) and is not being written, the
-//! sender writes its one frame itself: waking the writer thread would cost
-//! more than the write, which lands in an empty socket buffer and so does
-//! not wait. Only one thread writes at a time (`writing`), so frames keep
-//! their order.
+//! sender writes its one frame itself, with a write that never waits
+//! (`sys::write_now`): waking the writer thread would cost more than the
+//! write. What the socket does not take at once goes back to the front of
+//! the buffer for the writer thread, so a send to a stopped peer returns at
+//! once. Only one thread writes at a time (`writing`), so frames keep their
+//! order.
 //!
 //! Failure detection (the bound SPEC section 6 asks for): the writer sends
 //! a heartbeat after `tick` without other output, so a live peer is never
@@ -33,11 +35,40 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::attachments::Attachments;
 use super::handshake::PeerInfo;
 use super::protocol::{self, Request};
+use super::sys;
 use crate::agent::Agent;
 use crate::frame;
 use crate::term::{AgentIds, EncodeError};
+
+/// Why a request was not queued although the connection is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unsendable {
+    /// A term in it cannot go on the wire.
+    Encode(EncodeError),
+    /// The frame would exceed what a peer accepts.
+    TooBig { size: usize, max: usize },
+}
+
+impl std::fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsendable::Encode(e) => e.fmt(f),
+            Unsendable::TooBig { size, max } => write!(
+                f,
+                "the message makes a frame of {size} bytes; peers accept at most {max}"
+            ),
+        }
+    }
+}
+
+impl From<EncodeError> for Unsendable {
+    fn from(e: EncodeError) -> Unsendable {
+        Unsendable::Encode(e)
+    }
+}
 
 /// Counters of one peer, kept across reconnects.
 #[derive(Default)]
@@ -76,8 +107,9 @@ pub(crate) trait Dispatch: Send + Sync {
     fn down(&self, conn: &Arc<Connection>, reason: &str);
     /// Limits for decoding terms.
     fn limits(&self) -> &crate::term::Limits;
-    /// The local agent a SEND's `to` field names, if any.
-    fn resolve(&self, aid: &str) -> Option<crate::agent::Agent>;
+    /// The local agent a SEND's `to_incarnation` and `to` fields name, if
+    /// any (none for an agent of an earlier run of this node).
+    fn resolve(&self, to_inc: u64, aid: &str) -> Option<crate::agent::Agent>;
 }
 
 /// SEND targets already resolved by this connection's reader. Bounded: a
@@ -98,6 +130,7 @@ const MAX_BATCH: usize = 1024;
 /// Consecutive messages for one agent, decoded and not yet delivered.
 #[derive(Default)]
 struct Batch {
+    to_inc: u64,
     to: String,
     messages: Vec<crate::term::Term>,
 }
@@ -114,6 +147,12 @@ pub(crate) struct Connection {
     down: AtomicBool,
     pub stats: Arc<PeerStats>,
     max_queue: usize,
+    /// Local agents attached to the peer's agents over this connection.
+    pub attached: Attachments,
+    /// An accepted connection from the peer took this (dialing) connection
+    /// over: simultaneous dials end with one connection (see `node`).
+    claimed: Mutex<bool>,
+    claimed_cv: Condvar,
 }
 
 impl Connection {
@@ -134,7 +173,43 @@ impl Connection {
             down: AtomicBool::new(false),
             stats,
             max_queue,
+            attached: Attachments::new(),
+            claimed: Mutex::new(false),
+            claimed_cv: Condvar::new(),
         })
+    }
+
+    /// Marks this dialing connection as taken over by an accepted one.
+    /// Returns `false` if it already was.
+    pub(crate) fn claim(&self) -> bool {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !*claimed;
+        *claimed = true;
+        self.claimed_cv.notify_all();
+        first
+    }
+
+    /// Waits until the connection is claimed or `deadline` passes; `true`
+    /// if it was claimed.
+    pub(crate) fn wait_claimed(&self, deadline: Instant) -> bool {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        while !*claimed && !self.is_down() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            claimed = self
+                .claimed_cv
+                .wait_timeout(claimed, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *claimed
+    }
+
+    /// `true` if an accepted connection took this one over.
+    pub(crate) fn is_claimed(&self) -> bool {
+        *self.claimed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Out> {
@@ -151,25 +226,29 @@ impl Connection {
     }
 
     /// Queues a request. Returns `Ok(false)` if it was dropped (queue full
-    /// or connection down; counted), `Err` if a term in it cannot go on the
-    /// wire (nothing is queued).
+    /// or connection down; counted), `Err` if it cannot go on the wire (a
+    /// term that cannot be encoded, a frame larger than peers accept;
+    /// nothing is queued and the connection is unaffected).
     pub(crate) fn send(
         &self,
         request: &Request,
         agents: &dyn AgentIds,
-    ) -> Result<bool, EncodeError> {
+    ) -> Result<bool, Unsendable> {
         self.enqueue(|buf| protocol::encode(request, buf, agents))
     }
 
-    /// Queues a SEND to `aid` without building a [`Request`] (the hot path
-    /// of remote sends). Same results as [`Connection::send`].
+    /// Queues a SEND to `aid` of the peer's run `to_inc` without building a
+    /// [`Request`] (the hot path of remote sends). Same results as
+    /// [`Connection::send`].
     pub(crate) fn send_message(
         &self,
+        to_inc: u64,
         aid: &str,
         message: &crate::term::Term,
         agents: &dyn AgentIds,
-    ) -> Result<bool, EncodeError> {
+    ) -> Result<bool, Unsendable> {
         self.enqueue(|buf| {
+            buf.extend_from_slice(&to_inc.to_be_bytes());
             frame::put_str(buf, aid);
             crate::term::encode_into(message, buf, agents)?;
             Ok(protocol::kind::SEND)
@@ -182,7 +261,7 @@ impl Connection {
     fn enqueue(
         &self,
         write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
-    ) -> Result<bool, EncodeError> {
+    ) -> Result<bool, Unsendable> {
         let mut out = self.lock();
         if out.closed || out.buf.len() >= self.max_queue {
             drop(out);
@@ -195,8 +274,19 @@ impl Connection {
             Ok(kind) => out.buf[header + 4] = kind,
             Err(e) => {
                 out.buf.truncate(start);
-                return Err(e);
+                return Err(e.into());
             }
+        }
+        // Checked here, at the sender, so an oversized message is the
+        // sending call's error and not a protocol error that would take
+        // the connection down for every agent using it.
+        let size = out.buf.len() - header - 4;
+        if size > protocol::MAX_FRAME {
+            out.buf.truncate(start);
+            return Err(Unsendable::TooBig {
+                size,
+                max: protocol::MAX_FRAME,
+            });
         }
         if frame::finish_frame(&mut out.buf, header).is_err() {
             out.buf.truncate(start);
@@ -221,21 +311,36 @@ impl Connection {
                 std::mem::swap(&mut frame, &mut out.buf);
                 out.writing = true;
                 drop(out);
-                let bytes = frame.len() as u64;
-                let written = (&*stream).write_all(&frame);
+                let written = sys::write_now(stream, &frame);
                 let mut out = self.lock();
                 out.writing = false;
                 out.last_write = Some(Instant::now());
-                let wake = !out.buf.is_empty() && out.writer_waiting;
-                frame.clear();
-                if frame.capacity() <= 64 * 1024 {
-                    out.spare = frame;
+                let taken = match &written {
+                    Ok(n) => *n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) => frame.len(),
+                };
+                if taken < frame.len() {
+                    // The socket is full (a slow or stopped peer): the rest
+                    // goes to the writer thread, ahead of anything queued
+                    // meanwhile, and this send returns now.
+                    let queued_meanwhile = std::mem::take(&mut out.buf);
+                    frame.drain(..taken);
+                    frame.extend_from_slice(&queued_meanwhile);
+                    out.buf = frame;
+                } else {
+                    frame.clear();
+                    if frame.capacity() <= 64 * 1024 {
+                        out.spare = frame;
+                    }
                 }
+                let wake = !out.buf.is_empty() && out.writer_waiting;
                 drop(out);
                 match written {
-                    Ok(()) => {
-                        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                    Ok(n) => {
+                        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     // The reader sees the closed socket and takes the
                     // connection down.
                     Err(_) => {
@@ -343,8 +448,11 @@ impl Connection {
     fn read_loop(self: Arc<Self>, stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
         let mut payload = Vec::new();
-        let max = dispatch.limits().max_size;
-        let mut resolved: HashMap<String, Agent> = HashMap::new();
+        let max = dispatch
+            .limits()
+            .max_size
+            .saturating_add(protocol::FRAME_OVERHEAD);
+        let mut resolved: HashMap<(u64, String), Agent> = HashMap::new();
         let mut batch = Batch::default();
         loop {
             // About to block on the socket: hand over what was decoded.
@@ -376,12 +484,16 @@ impl Connection {
                 // up once per connection, and consecutive messages to one
                 // agent are delivered together.
                 match protocol::decode_send(&payload, dispatch.limits()) {
-                    Ok((to, message)) => {
+                    Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                        if batch.to != to || batch.messages.len() >= MAX_BATCH {
+                        if batch.to != to
+                            || batch.to_inc != to_inc
+                            || batch.messages.len() >= MAX_BATCH
+                        {
                             self.flush(&dispatch, &mut resolved, &mut batch);
                             batch.to.clear();
                             batch.to.push_str(to);
+                            batch.to_inc = to_inc;
                         }
                         batch.messages.push(message);
                         continue;
@@ -417,22 +529,22 @@ impl Connection {
     fn flush(
         &self,
         dispatch: &Arc<dyn Dispatch>,
-        resolved: &mut HashMap<String, Agent>,
+        resolved: &mut HashMap<(u64, String), Agent>,
         batch: &mut Batch,
     ) {
         if batch.messages.is_empty() {
             return;
         }
-        let to = batch.to.as_str();
+        let key = (batch.to_inc, std::mem::take(&mut batch.to));
         for attempt in 0..2 {
-            let agent = match resolved.get(to) {
+            let agent = match resolved.get(&key) {
                 Some(a) if attempt == 0 => a.clone(),
-                _ => match dispatch.resolve(to) {
+                _ => match dispatch.resolve(key.0, &key.1) {
                     Some(a) => {
                         if resolved.len() >= RESOLVED_CACHE {
                             resolved.clear();
                         }
-                        resolved.insert(to.to_owned(), a.clone());
+                        resolved.insert(key.clone(), a.clone());
                         a
                     }
                     None => break,
@@ -444,14 +556,16 @@ impl Connection {
                         .dropped
                         .fetch_add(dropped as u64, Ordering::Relaxed);
                     batch.messages.clear();
+                    batch.to = key.1;
                     return;
                 }
                 // Exited, or a name now held by another agent: look again.
                 Err(()) => {
-                    resolved.remove(to);
+                    resolved.remove(&key);
                 }
             }
         }
+        batch.to = key.1;
         self.stats
             .dropped
             .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);

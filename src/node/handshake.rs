@@ -10,8 +10,13 @@
 //!   HELLO  version, name_c, inc_c, nonce_c  ->
 //!      <-  CHALLENGE version, name_s, inc_s, nonce_s, proof_s
 //!   PROOF  proof_c                          ->
-//!      <-  ACCEPT
+//!      <-  ACCEPT            (or REFUSE code, reason)
 //! ```
+//!
+//! The whole exchange has one deadline, enforced on every socket read
+//! (`frame::Deadline`): a peer that trickles bytes cannot hold a handshake
+//! slot past it. REFUSE is sent only to a peer that proved the cookie; an
+//! unauthenticated one gets nothing but a closed connection.
 //!
 //! `T` is the transcript `name_c inc_c nonce_c name_s inc_s nonce_s` (str
 //! fields length-prefixed), `proof_s = HMAC(cookie, "erlangen server" || T)`
@@ -24,7 +29,7 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::crypto;
 use crate::frame::{self, FrameError};
@@ -42,10 +47,33 @@ pub(crate) mod kind {
     pub const PROOF: u8 = 0x03;
     /// Server accepts; no payload.
     pub const ACCEPT: u8 = 0x04;
+    /// Server refuses an authenticated client: `code: u8`, `reason: str`.
+    pub const REFUSE: u8 = 0x05;
 }
 
-/// Protocol version spoken after the handshake.
-pub(crate) const VERSION: u8 = 1;
+/// Why a server refuses an authenticated client (the REFUSE frame's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A connection between the two nodes exists, or the server is dialing
+    /// the client at this moment and its dial wins (the node whose
+    /// `host/node` name sorts first keeps its own dial): use that one.
+    Busy = 1,
+    /// The server has as many connections as it allows.
+    Limit = 2,
+}
+
+impl Refusal {
+    fn text(self) -> &'static str {
+        match self {
+            Refusal::Busy => "a connection between these nodes exists or is being made",
+            Refusal::Limit => "the node has reached its connection limit",
+        }
+    }
+}
+
+/// Protocol version spoken after the handshake (2: agent fields carry the
+/// receiving node's incarnation).
+pub(crate) const VERSION: u8 = 2;
 const MAGIC: &[u8; 4] = b"ERLN";
 /// Handshake frames are small; anything larger is hostile.
 const MAX_HANDSHAKE_FRAME: usize = 1024;
@@ -79,6 +107,10 @@ pub(crate) enum HandshakeError {
     },
     /// The deadline passed.
     Timeout,
+    /// The server proved the cookie and then refused us.
+    Refused(Refusal, String),
+    /// The peer's name is not a valid `host/node` (or is our own).
+    BadName(String),
 }
 
 impl fmt::Display for HandshakeError {
@@ -95,6 +127,10 @@ impl fmt::Display for HandshakeError {
                 write!(f, "handshake: expected node {expected}, reached {got}")
             }
             HandshakeError::Timeout => f.write_str("handshake timed out"),
+            HandshakeError::Refused(_, reason) => write!(f, "the peer refused: {reason}"),
+            HandshakeError::BadName(name) => {
+                write!(f, "handshake: {name:?} is not a valid host/node name")
+            }
         }
     }
 }
@@ -151,19 +187,41 @@ fn nonce() -> Result<[u8; 32], HandshakeError> {
     Ok(n)
 }
 
-/// Reads one frame, with the socket's read timeout set to what is left of
-/// the deadline (never zero: that would be `InvalidInput`).
+/// Reads one frame before the handshake's deadline: the socket timeout is
+/// set to what is left before every read, not once per frame.
 fn read_step(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     deadline: Instant,
     buf: &mut Vec<u8>,
 ) -> Result<u8, HandshakeError> {
+    let mut r = frame::Deadline::new(stream, deadline);
+    Ok(frame::read_frame(&mut r, MAX_HANDSHAKE_FRAME, buf)?)
+}
+
+/// Writes one frame; the write timeout is what is left of the deadline.
+fn write_step(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    kind: u8,
+    payload: &[u8],
+) -> Result<(), HandshakeError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(HandshakeError::Timeout);
     }
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-    Ok(frame::read_frame(stream, MAX_HANDSHAKE_FRAME, buf)?)
+    stream.set_write_timeout(Some(left))?;
+    frame::write_frame(stream, kind, payload)?;
+    Ok(())
+}
+
+/// `true` if `full` is a valid `host/node` name: both parts 1-255 bytes of
+/// printable ASCII without `/` (a NUL or space never reaches a thread name
+/// or a log line).
+pub(crate) fn valid_full_name(full: &str) -> bool {
+    let Some((host, node)) = full.split_once('/') else {
+        return false;
+    };
+    super::valid_host_name(host) && crate::port_mapper::valid_node_name(node).is_ok()
 }
 
 fn nonce_field(f: &mut Fields<'_>, field: &'static str) -> Result<[u8; 32], HandshakeError> {
@@ -179,15 +237,14 @@ fn shape<T>(r: Result<T, FieldError>) -> Result<T, HandshakeError> {
     r.map_err(|e| HandshakeError::Unexpected(e.to_string()))
 }
 
-/// Runs the client side on a fresh connection to `expected` (`"host/node"`).
+/// Runs the client side on a fresh connection to `expected` (`"host/node"`),
+/// all of it before `deadline`.
 pub(crate) fn client(
     stream: &mut TcpStream,
     me: &Identity<'_>,
     expected: &str,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<PeerInfo, HandshakeError> {
-    let deadline = Instant::now() + timeout;
-    stream.set_write_timeout(Some(timeout))?;
     let nonce_c = nonce()?;
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(MAGIC);
@@ -195,7 +252,7 @@ pub(crate) fn client(
     put_str(&mut out, me.name);
     out.extend_from_slice(&me.incarnation.to_be_bytes());
     out.extend_from_slice(&nonce_c);
-    frame::write_frame(stream, kind::HELLO, &out)?;
+    write_step(stream, deadline, kind::HELLO, &out)?;
 
     let mut buf = Vec::new();
     let k = read_step(stream, deadline, &mut buf)?;
@@ -230,8 +287,25 @@ pub(crate) fn client(
     if !crypto::constant_time_eq(&proof(me.cookie, SERVER_LABEL, &t), &proof_s) {
         return Err(HandshakeError::BadProof);
     }
-    frame::write_frame(stream, kind::PROOF, &proof(me.cookie, CLIENT_LABEL, &t))?;
+    write_step(
+        stream,
+        deadline,
+        kind::PROOF,
+        &proof(me.cookie, CLIENT_LABEL, &t),
+    )?;
     let k = read_step(stream, deadline, &mut buf)?;
+    if k == kind::REFUSE {
+        let mut f = Fields::new(&buf);
+        let code = shape(f.u8("code"))?;
+        let reason = shape(f.str("reason"))?.to_owned();
+        shape(f.end())?;
+        let refusal = match code {
+            1 => Refusal::Busy,
+            2 => Refusal::Limit,
+            other => return Err(HandshakeError::Unexpected(format!("refusal code {other}"))),
+        };
+        return Err(HandshakeError::Refused(refusal, reason));
+    }
     if k != kind::ACCEPT || !buf.is_empty() {
         return Err(HandshakeError::Unexpected(format!(
             "frame kind 0x{k:02x} instead of ACCEPT"
@@ -241,14 +315,16 @@ pub(crate) fn client(
     Ok(server)
 }
 
-/// Runs the server side on an accepted connection.
+/// Runs the server side on an accepted connection, all of it before
+/// `deadline`. Once the client has proved the cookie, `admit` decides
+/// between ACCEPT (`Ok`) and REFUSE; it runs before the answer is written,
+/// so the caller can claim the peer's slot first.
 pub(crate) fn server(
     stream: &mut TcpStream,
     me: &Identity<'_>,
-    timeout: Duration,
+    deadline: Instant,
+    admit: impl FnOnce(&PeerInfo) -> Result<(), Refusal>,
 ) -> Result<PeerInfo, HandshakeError> {
-    let deadline = Instant::now() + timeout;
-    stream.set_write_timeout(Some(timeout))?;
     let mut buf = Vec::new();
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::HELLO {
@@ -270,11 +346,8 @@ pub(crate) fn server(
     };
     let nonce_c = nonce_field(&mut f, "nonce")?;
     shape(f.end())?;
-    if crate::agent::target::split_id(&format!("{}/x", client.name)).is_none() {
-        return Err(HandshakeError::Unexpected(format!(
-            "peer name {:?}",
-            client.name
-        )));
+    if !valid_full_name(&client.name) || client.name == me.name {
+        return Err(HandshakeError::BadName(client.name));
     }
     let server_info = PeerInfo {
         name: me.name.to_owned(),
@@ -288,7 +361,7 @@ pub(crate) fn server(
     out.extend_from_slice(&me.incarnation.to_be_bytes());
     out.extend_from_slice(&nonce_s);
     out.extend_from_slice(&proof(me.cookie, SERVER_LABEL, &t));
-    frame::write_frame(stream, kind::CHALLENGE, &out)?;
+    write_step(stream, deadline, kind::CHALLENGE, &out)?;
 
     let k = read_step(stream, deadline, &mut buf)?;
     if k != kind::PROOF || buf.len() != 32 {
@@ -299,7 +372,14 @@ pub(crate) fn server(
     if !crypto::constant_time_eq(&proof(me.cookie, CLIENT_LABEL, &t), &buf) {
         return Err(HandshakeError::BadProof);
     }
-    frame::write_frame(stream, kind::ACCEPT, &[])?;
+    if let Err(refusal) = admit(&client) {
+        let mut out = vec![refusal as u8];
+        put_str(&mut out, refusal.text());
+        write_step(stream, deadline, kind::REFUSE, &out)?;
+        stream.flush()?;
+        return Err(HandshakeError::Refused(refusal, refusal.text().to_owned()));
+    }
+    write_step(stream, deadline, kind::ACCEPT, &[])?;
     stream.flush()?;
     stream.set_read_timeout(None)?;
     Ok(client)

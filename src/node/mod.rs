@@ -10,15 +10,31 @@
 //! peer, and authenticated by cookie before anything else is read
 //! (see PROTOCOL.md, "Handshake").
 //!
-//! Every local agent attached to a remote agent is recorded here per peer,
-//! so that when a peer goes down each of them is told exactly once: a linked
-//! agent (or one monitored by a remote agent, which the seed's two-way
-//! monitor link kills) gets an exit signal, a monitoring agent gets
-//! `("host/node/aid" :EXIT :NOCONNECTION "host/node")`.
+//! Every local agent attached to a remote agent is recorded with the
+//! connection it was attached over ([`attachments`]), so that when the
+//! connection is lost each of them is told exactly once: a linked agent (or
+//! one monitored by a remote agent, which the seed's two-way monitor link
+//! kills) gets an exit signal, a monitoring agent gets
+//! `("host/node/aid" :EXIT (:NOCONNECTION "host/node"))`.
+//!
+//! Identity across restarts follows Erlang's creation number: each start of
+//! a node draws a fresh random incarnation, every agent reference handed out
+//! carries it, and every request naming an agent of the receiving node says
+//! which run it means (`to_incarnation`, 0 for "current", as for an id typed
+//! as text). A node drops a SEND (counted) and answers LINK with `:NOPROC`
+//! when the incarnation is not its own, so a reference from an earlier run
+//! never reaches an agent of the new one, even one with the same id string.
+//!
+//! One connection per pair of nodes: when both dial at once, the dial of the
+//! node whose `host/node` name sorts first wins on both sides (the other
+//! side's accept adopts it into its own dialing connection, keeping what
+//! was queued there).
 
+mod attachments;
 mod connection;
 pub(crate) mod handshake;
 pub(crate) mod protocol;
+mod sys;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,17 +45,18 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::agent::target::{self, Remote, Resolved};
+use crate::agent::target::{self, Remote, RemoteRef, Resolved};
 use crate::agent::{
     self, Agent, LinkError, Outcome, Peer, PeerKey, SendError, SpawnError, SpawnOptions,
 };
 use crate::call;
 use crate::config::Config;
 use crate::port_mapper;
-use crate::term::{self, AgentIds, Term};
+use crate::term::{self, AgentIds, AgentRef, Term};
 
-use connection::{Connection, Dispatch, PeerStats};
-use handshake::{Identity, PeerInfo};
+use attachments::{Attachment, Entry};
+use connection::{Connection, Dispatch, PeerStats, Unsendable};
+use handshake::{HandshakeError, Identity, PeerInfo, Refusal};
 use protocol::Request;
 
 /// Settings of a node.
@@ -58,6 +75,10 @@ pub struct NodeOptions {
     pub timeout: Duration,
     /// Bytes queued per peer before sends are dropped (default 1 MiB).
     pub max_queue: usize,
+    /// Connections to other nodes (dialed and accepted, open or being
+    /// opened) at once; each costs a reader and a writer thread. Default
+    /// 256; beyond it dials fail and peers are refused.
+    pub max_connections: usize,
     /// Limits on decoded terms.
     pub limits: term::Limits,
 }
@@ -71,6 +92,7 @@ impl Default for NodeOptions {
             tick: Duration::from_secs(1),
             timeout: Duration::from_secs(4),
             max_queue: 1024 * 1024,
+            max_connections: 256,
             limits: term::Limits::default(),
         }
     }
@@ -105,41 +127,24 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
-/// Agent ids remembered with their node's incarnation (for stale-id
-/// detection) before the oldest knowledge is dropped.
-const MAX_KNOWN_IDS: usize = 65_536;
-
 /// How long a remote spawn waits for its reply.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are closed at once.
 const MAX_HANDSHAKES: usize = 64;
-/// Time a handshake may take.
+/// Time a whole handshake may take (every read and write of it).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed dial, sends to that peer are dropped for this long
 /// instead of dialing again (no dial storm towards a dead node).
 const DIAL_BACKOFF: Duration = Duration::from_millis(500);
 
-/// How a local agent is attached to a remote one, for telling it when the
-/// peer goes down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Attachment {
-    /// The local agent monitors the remote one: it gets a notification.
-    Watching,
-    /// Linked both ways, or the remote agent monitors the local one (and
-    /// its exit kills it): the local agent gets an exit signal.
-    Bound,
-}
-
-type AttachKey = (u64, Arc<str>);
-/// Per peer node: (local serial, remote id) → the local agent and how it is
-/// attached.
-type AttachmentTable = HashMap<String, HashMap<AttachKey, (Agent, Attachment)>>;
-
+/// A remote spawn waiting for its reply.
 struct PendingSpawn {
-    peer: String,
+    conn: Arc<Connection>,
     caller: Agent,
     attach: agent::Attach,
-    reply: mpsc::Sender<Result<String, String>>,
+    /// `None` once the caller gave up waiting: a late success reply then
+    /// ends the orphan it names (it was told it is attached to the caller).
+    reply: Option<mpsc::Sender<Result<AgentRef, String>>>,
 }
 
 pub(crate) struct NodeState {
@@ -150,22 +155,16 @@ pub(crate) struct NodeState {
     incarnation: u64,
     cookie: Vec<u8>,
     options: NodeOptions,
+    /// One connection per peer, open or being dialed.
     peers: Mutex<HashMap<String, Arc<Connection>>>,
     stats: Mutex<HashMap<String, Arc<PeerStats>>>,
     failed_dials: Mutex<HashMap<String, Instant>>,
-    attachments: Mutex<AttachmentTable>,
-    /// Ids learned from a peer (spawn replies), with the peer incarnation
-    /// they belong to: an id from an earlier run of a restarted node is
-    /// stale.
-    known: Mutex<HashMap<Arc<str>, u64>>,
     pending: Mutex<HashMap<u64, PendingSpawn>>,
     next_request: AtomicU64,
     handshakes: AtomicUsize,
     stopping: AtomicBool,
-    /// Requests dropped because they named a stale id.
+    /// Requests dropped because they named an agent of an earlier run.
     stale_drops: AtomicU64,
-    /// Some peer has come back with a new incarnation.
-    restarts_seen: AtomicBool,
     port: u16,
     /// Where the listener is bound (to wake its accept loop at shutdown).
     listen_addr: std::net::SocketAddr,
@@ -186,6 +185,17 @@ pub fn this_node() -> Option<String> {
     current_node().map(|n| n.full.clone())
 }
 
+/// `true` if `host` can name a host in ids: 1-255 bytes of printable ASCII
+/// without `/` (ids are split at `/`; names end up in thread names and log
+/// lines, where a NUL or a space does not belong).
+pub(crate) fn valid_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'/')
+}
+
 /// The machine's host name (`/proc/sys/kernel/hostname`, `/etc/hostname`,
 /// `$HOSTNAME`), or `localhost`.
 pub fn host_name() -> String {
@@ -193,7 +203,7 @@ pub fn host_name() -> String {
     from_file("/proc/sys/kernel/hostname")
         .or_else(|| from_file("/etc/hostname"))
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .filter(|h| valid_host_name(h))
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
@@ -259,11 +269,6 @@ impl NodeHandle {
         for c in conns {
             c.fail(&dispatch, "this node stopped");
         }
-        // Peers we were only dialing or whose connection was replaced.
-        let names: Vec<String> = lock(&state.attachments).keys().cloned().collect();
-        for peer in names {
-            state.peer_down(&peer, "this node stopped");
-        }
     }
 }
 
@@ -273,15 +278,18 @@ impl Drop for NodeHandle {
     }
 }
 
+/// A fresh, non-zero incarnation (0 means "current run" on the wire).
 fn incarnation() -> u64 {
     let mut b = [0u8; 8];
-    if crate::crypto::random_bytes(&mut b).is_err() {
+    let drawn = if crate::crypto::random_bytes(&mut b).is_ok() {
+        u64::from_be_bytes(b)
+    } else {
         let t = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        return t.as_nanos() as u64 ^ u64::from(std::process::id());
-    }
-    u64::from_be_bytes(b)
+        t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+    };
+    drawn.max(1)
 }
 
 /// Starts this process's node and returns at once.
@@ -290,6 +298,17 @@ fn incarnation() -> u64 {
 /// [`NodeError`]: already a node, the listener cannot be bound, the cookie
 /// cannot be loaded, the name is taken or the port mapper cannot be reached.
 pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
+    if options.tick.is_zero() {
+        // A zero tick would make every writer send heartbeats in a loop.
+        return Err(NodeError::Options(
+            "the heartbeat tick must be longer than zero".into(),
+        ));
+    }
+    if options.max_connections == 0 {
+        return Err(NodeError::Options(
+            "max_connections must be at least 1".into(),
+        ));
+    }
     if options.timeout <= options.tick {
         return Err(NodeError::Options(format!(
             "the failure timeout ({:?}) must be longer than the heartbeat tick ({:?})",
@@ -305,9 +324,9 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         .clone()
         .unwrap_or_else(|| format!("node-{}", std::process::id()));
     port_mapper::valid_node_name(&name).map_err(|e| NodeError::Options(e.to_string()))?;
-    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+    if !valid_host_name(&host) {
         return Err(NodeError::Options(format!(
-            "{host:?} is not a valid host name"
+            "{host:?} is not a valid host name (1-255 printable ASCII characters, no '/')"
         )));
     }
     let cookie = crate::crypto::cookie::load_or_create(&options.config.cookie_file)
@@ -331,14 +350,11 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         peers: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),
         failed_dials: Mutex::new(HashMap::new()),
-        attachments: Mutex::new(HashMap::new()),
-        known: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashMap::new()),
         next_request: AtomicU64::new(1),
         handshakes: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         stale_drops: AtomicU64::new(0),
-        restarts_seen: AtomicBool::new(false),
         port,
         listen_addr,
     });
@@ -392,27 +408,44 @@ pub fn node(options: NodeOptions) -> Result<(), NodeError> {
     }
 }
 
+/// One of the `MAX_HANDSHAKES` slots, released when dropped (also when the
+/// handshake thread unwinds or cannot be started).
+struct HandshakeSlot(Arc<NodeState>);
+
+impl HandshakeSlot {
+    fn take(state: &Arc<NodeState>) -> Option<HandshakeSlot> {
+        if state.handshakes.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
+            state.handshakes.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HandshakeSlot(Arc::clone(state)))
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
     for stream in listener.incoming() {
         if state.stopping.load(Ordering::Acquire) {
             return;
         }
         let Ok(stream) = stream else { continue };
-        if state.handshakes.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
-            state.handshakes.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = HandshakeSlot::take(&state) else {
             let _ = stream.shutdown(Shutdown::Both);
             continue;
-        }
-        let s = Arc::clone(&state);
-        let spawned = thread::Builder::new()
+        };
+        // If the thread cannot start, the closure (and the slot in it) is
+        // dropped here and the slot is free again.
+        let _ = thread::Builder::new()
             .name(format!("node-handshake {}", state.full))
             .spawn(move || {
-                s.accept(stream);
-                s.handshakes.fetch_sub(1, Ordering::AcqRel);
+                slot.0.accept(stream);
+                drop(slot);
             });
-        if spawned.is_err() {
-            state.handshakes.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 
@@ -488,19 +521,21 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
 }
 
 /// Spawns `call` on node `node` of `host` (default: this node's host) with
-/// `options` (attach mode and mailbox size; a name is not sent). Returns
-/// the new agent's id string `"host/node/aid"`. With `attach`, the calling
-/// agent is attached before the agent runs.
+/// `options` (attach mode and mailbox size; a name is not sent). Returns a
+/// reference to the new agent, which prints as its id string
+/// `"host/node/aid"` and names that agent of that run of the node only.
+/// With `attach`, the calling agent is attached before the agent runs.
 ///
 /// # Errors
 /// [`SpawnError::Remote`]: this process is not a node, the node cannot be
-/// reached, the function is unknown there, or no reply came in time.
+/// reached, the function is unknown there, the node cannot start the agent
+/// (its agent ceiling), or no reply came in time.
 pub fn spawn_on(
     host: Option<&str>,
     node: &str,
     call: &Term,
     options: &SpawnOptions,
-) -> Result<String, SpawnError> {
+) -> Result<AgentRef, SpawnError> {
     let state = current_node()
         .ok_or_else(|| SpawnError::Remote("this process is not a node (call node first)".into()))?;
     let host = host.unwrap_or(&state.host);
@@ -508,7 +543,7 @@ pub fn spawn_on(
     if peer == state.full {
         let (function, args) = call::prepare(call)?;
         let agent = agent::spawn_with(options, move || function(&args))?;
-        return Ok(format!("{}/{:x}", state.full, agent.aid()));
+        return Ok(AgentRef::Local(agent.serial()));
     }
     let conn = state.connection(&peer).map_err(SpawnError::Remote)?;
     let caller = Agent::current();
@@ -517,10 +552,10 @@ pub fn spawn_on(
     lock(&state.pending).insert(
         request,
         PendingSpawn {
-            peer: peer.clone(),
+            conn: Arc::clone(&conn),
             caller: caller.clone(),
             attach: options.attach,
-            reply: tx,
+            reply: Some(tx),
         },
     );
     let mailbox = u32::try_from(options.mailbox_size).unwrap_or(u32::MAX);
@@ -551,10 +586,14 @@ pub fn spawn_on(
         }
     }
     match rx.recv_timeout(SPAWN_TIMEOUT) {
-        Ok(Ok(id)) => Ok(id),
+        Ok(Ok(agent)) => Ok(agent),
         Ok(Err(e)) => Err(SpawnError::Remote(e)),
         Err(_) => {
-            lock(&state.pending).remove(&request);
+            // Keep the entry, without a reply channel: if the reply still
+            // comes, the orphan it names is told to exit.
+            if let Some(p) = lock(&state.pending).get_mut(&request) {
+                p.reply = None;
+            }
             Err(SpawnError::Remote(format!(
                 "no reply from {peer} within {SPAWN_TIMEOUT:?}"
             )))
@@ -563,9 +602,15 @@ pub fn spawn_on(
 }
 
 impl AgentIds for NodeState {
-    fn wire_id(&self, serial: u64) -> Option<String> {
-        target::by_serial(serial).map(|a| self.full_id(&a))
+    fn wire_id(&self, serial: u64) -> Option<(String, u64)> {
+        target::by_serial(serial).map(|a| (self.full_id(&a), self.incarnation))
     }
+}
+
+/// The reason an orphan of a remote spawn is ended with: its caller stopped
+/// waiting for the reply.
+fn abandoned_reason() -> Term {
+    Term::keyword("spawn-abandoned")
 }
 
 impl NodeState {
@@ -586,6 +631,12 @@ impl NodeState {
                 return Ok(Arc::clone(c));
             }
         }
+        if !handshake::valid_full_name(peer) {
+            return Err(format!("{peer:?} is not a valid host/node name"));
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            return Err("this node is stopping".into());
+        }
         if let Some(at) = lock(&self.failed_dials).get(peer) {
             if at.elapsed() < DIAL_BACKOFF {
                 self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
@@ -599,6 +650,13 @@ impl NodeState {
             if !c.is_down() {
                 return Ok(Arc::clone(c));
             }
+        }
+        peers.retain(|_, c| !c.is_down());
+        if peers.len() >= self.options.max_connections {
+            return Err(format!(
+                "cannot connect to {peer}: this node has {} connections, its limit (max_connections)",
+                peers.len()
+            ));
         }
         let conn = Connection::new(
             peer.to_owned(),
@@ -620,18 +678,16 @@ impl NodeState {
     }
 
     fn dial(self: Arc<Self>, conn: Arc<Connection>) {
-        match self.dial_inner(&conn.peer) {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match self.dial_inner(&conn.peer, deadline) {
             Ok((stream, info)) => {
-                if let Some(old) = self.known_incarnation(&conn.peer) {
-                    if old != info.incarnation {
-                        // The peer restarted since we last talked: agents
-                        // attached to its earlier run are told (requests
-                        // queued on this new connection stand).
-                        self.attachments_down(&conn.peer);
-                    }
+                if conn.is_claimed() || conn.is_down() {
+                    // An accepted connection from the peer took over (or
+                    // the node stopped): this one is surplus.
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
                 }
                 let dispatch: Arc<dyn Dispatch> = Arc::clone(&self) as Arc<dyn Dispatch>;
-                let inc = info.incarnation;
                 if let Err(e) = conn.establish(
                     stream,
                     info,
@@ -642,38 +698,51 @@ impl NodeState {
                     self.dial_failed(&conn, &e.to_string());
                     return;
                 }
-                self.remember_incarnation(&conn.peer, inc);
                 lock(&self.failed_dials).remove(&conn.peer);
             }
-            Err(e) => self.dial_failed(&conn, &e),
+            Err(DialError::Handshake(HandshakeError::Refused(Refusal::Busy, _))) => {
+                // The peer is dialing us and its dial wins: our accept of
+                // it adopts this connection (with everything queued on it).
+                if !conn.wait_claimed(deadline) {
+                    self.dial_failed(&conn, "the peer refused a second connection");
+                }
+            }
+            Err(e) => self.dial_failed(&conn, &e.to_string()),
         }
     }
 
-    fn dial_inner(&self, peer: &str) -> Result<(TcpStream, PeerInfo), String> {
+    fn dial_inner(
+        &self,
+        peer: &str,
+        deadline: Instant,
+    ) -> Result<(TcpStream, PeerInfo), DialError> {
         let (host, node) = peer
             .split_once('/')
-            .ok_or_else(|| format!("{peer:?} is not host/node"))?;
-        let timeout = HANDSHAKE_TIMEOUT;
-        let directory = (host, self.options.config.directory_port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {host}"))?;
-        let port = port_mapper::client::query_port(directory, node, timeout)
-            .map_err(|e| format!("cannot find {peer}: {e}"))?;
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {host}"))?;
-        let mut stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+            .ok_or_else(|| DialError::Other(format!("{peer:?} is not host/node")))?;
+        let resolve = |port: u16| {
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|e| DialError::Other(format!("cannot resolve {host}: {e}")))?
+                .next()
+                .ok_or_else(|| DialError::Other(format!("cannot resolve {host}")))
+        };
+        let directory = resolve(self.options.config.directory_port)?;
+        let port = port_mapper::client::query_port(directory, node, HANDSHAKE_TIMEOUT)
+            .map_err(|e| DialError::Other(format!("cannot find {peer}: {e}")))?;
+        let addr = resolve(port)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DialError::Handshake(HandshakeError::Timeout));
+        }
+        let mut stream = TcpStream::connect_timeout(&addr, left)
+            .map_err(|e| DialError::Other(format!("cannot connect to {peer}: {e}")))?;
         let me = Identity {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
         };
-        let info = handshake::client(&mut stream, &me, peer, timeout).map_err(|e| e.to_string())?;
+        let info =
+            handshake::client(&mut stream, &me, peer, deadline).map_err(DialError::Handshake)?;
         Ok((stream, info))
     }
 
@@ -681,142 +750,143 @@ impl NodeState {
         conn.stats.errors.fetch_add(1, Ordering::Relaxed);
         lock(&self.failed_dials).insert(conn.peer.clone(), Instant::now());
         if conn.mark_down() {
-            self.forget_connection(conn);
-            self.peer_down(&conn.peer, reason);
+            self.connection_lost(conn, reason);
         }
     }
 
-    fn forget_connection(&self, conn: &Arc<Connection>) {
-        let mut peers = lock(&self.peers);
-        if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
-            peers.remove(&conn.peer);
+    /// A connection is gone for good: forget it, tell every agent attached
+    /// over it (once), fail the spawns waiting for it.
+    fn connection_lost(&self, conn: &Arc<Connection>, why: &str) {
+        {
+            let mut peers = lock(&self.peers);
+            if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+                peers.remove(&conn.peer);
+            }
+        }
+        for entry in conn.attached.close() {
+            attachments::tell_lost(entry, &conn.peer);
+        }
+        let failed: Vec<PendingSpawn> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| Arc::ptr_eq(&p.conn, conn))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for p in failed {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(format!("{} is unreachable: {why}", conn.peer)));
+            }
         }
     }
 
-    fn known_incarnation(&self, peer: &str) -> Option<u64> {
-        lock(&self.known).get(peer).copied()
-    }
-
-    fn remember_incarnation(&self, peer: &str, inc: u64) {
-        let old = lock(&self.known).insert(Arc::from(peer), inc);
-        if old.is_some_and(|o| o != inc) {
-            self.restarts_seen.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Serves an accepted connection: handshake, then register it.
+    /// Serves an accepted connection: handshake, then one connection per
+    /// peer (see the module doc for simultaneous dials).
     fn accept(self: &Arc<Self>, mut stream: TcpStream) {
         let me = Identity {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
         };
-        let info = match handshake::server(&mut stream, &me, HANDSHAKE_TIMEOUT) {
+        let mut chosen: Option<Arc<Connection>> = None;
+        let mut replaced: Option<Arc<Connection>> = None;
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let admitted = handshake::server(&mut stream, &me, deadline, |info| {
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(Refusal::Limit);
+            }
+            let mut peers = lock(&self.peers);
+            match peers.get(&info.name) {
+                Some(c) if !c.is_down() => match c.incarnation() {
+                    // Established with this very run: one connection per
+                    // pair. (If the peer thinks ours is dead, it will
+                    // soon be, and its next dial gets through.)
+                    Some(inc) if inc == info.incarnation => Err(Refusal::Busy),
+                    // Established with an earlier run: that run is gone.
+                    Some(_) => {
+                        replaced = Some(Arc::clone(c));
+                        let conn = Connection::new(
+                            info.name.clone(),
+                            self.stats_for(&info.name),
+                            self.options.max_queue,
+                        );
+                        peers.insert(info.name.clone(), Arc::clone(&conn));
+                        chosen = Some(conn);
+                        Ok(())
+                    }
+                    // We are dialing it at this moment: the dial of the
+                    // node whose name sorts first wins, on both sides.
+                    None if self.full < info.name => Err(Refusal::Busy),
+                    None => {
+                        if !c.claim() {
+                            return Err(Refusal::Busy);
+                        }
+                        chosen = Some(Arc::clone(c));
+                        Ok(())
+                    }
+                },
+                _ => {
+                    peers.retain(|_, c| !c.is_down());
+                    if peers.len() >= self.options.max_connections {
+                        return Err(Refusal::Limit);
+                    }
+                    let conn = Connection::new(
+                        info.name.clone(),
+                        self.stats_for(&info.name),
+                        self.options.max_queue,
+                    );
+                    peers.insert(info.name.clone(), Arc::clone(&conn));
+                    chosen = Some(conn);
+                    Ok(())
+                }
+            }
+        });
+        let info = match admitted {
             Ok(info) => info,
             Err(_) => {
-                // Nothing is served to a peer that did not prove the cookie.
+                // Nothing is served to a peer that did not prove the cookie
+                // or was refused.
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
             }
         };
-        if self.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        let peer = info.name.clone();
-        if let Some(old) = self.known_incarnation(&peer) {
-            if old != info.incarnation {
-                if let Some(c) = lock(&self.peers).remove(&peer) {
-                    c.mark_down();
-                }
-                self.attachments_down(&peer);
-            }
-        }
-        let conn = Connection::new(peer.clone(), self.stats_for(&peer), self.options.max_queue);
-        let inc = info.incarnation;
         let dispatch: Arc<dyn Dispatch> = Arc::clone(self) as Arc<dyn Dispatch>;
-        if conn
-            .establish(
-                stream,
-                info,
-                dispatch,
-                self.options.tick,
-                self.options.timeout,
-            )
-            .is_err()
-        {
-            conn.mark_down();
-            return;
+        if let Some(old) = replaced {
+            old.fail(&dispatch, "the peer restarted (new incarnation)");
         }
-        self.remember_incarnation(&peer, inc);
-        // Use the incoming connection for our sends too, unless we already
-        // have one (then each side keeps sending on its own, which keeps
-        // per-pair order).
-        let mut peers = lock(&self.peers);
-        let replace = peers.get(&peer).is_none_or(|c| c.is_down());
-        if replace {
-            peers.insert(peer, conn);
+        let Some(conn) = chosen else { return };
+        if let Err(e) = conn.establish(
+            stream,
+            info,
+            Arc::clone(&dispatch),
+            self.options.tick,
+            self.options.timeout,
+        ) {
+            conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
         }
     }
 
-    fn record(&self, peer: &str, agent: &Agent, remote: Arc<str>, kind: Attachment) {
-        lock(&self.attachments)
-            .entry(peer.to_owned())
-            .or_default()
-            .insert((agent.serial(), remote), (agent.clone(), kind));
-    }
-
-    fn unrecord(&self, peer: &str, serial: u64, remote: &str) -> Option<(Agent, Attachment)> {
-        let mut all = lock(&self.attachments);
-        let map = all.get_mut(peer)?;
-        let found = map.remove(&(serial, Arc::from(remote)));
-        if map.is_empty() {
-            all.remove(peer);
-        }
-        found
-    }
-
-    /// The peer is gone: tells every attached agent and fails the spawn
-    /// requests waiting for it.
-    fn peer_down(&self, peer: &str, why: &str) {
-        self.attachments_down(peer);
-        self.fail_pending(peer, why);
-    }
-
-    /// Tells every local agent attached to an agent of `peer`, once.
-    fn attachments_down(&self, peer: &str) {
-        let attached = lock(&self.attachments).remove(peer).unwrap_or_default();
-        let reason = Term::list(vec![
-            Term::keyword("noconnection"),
-            Term::Str(peer.to_owned()),
-        ]);
-        for ((_, remote), (agent, kind)) in attached {
-            agent.detach_peer(&PeerKey::Remote(Arc::clone(&remote)));
-            match kind {
-                Attachment::Watching => agent.notify(
-                    Outcome::Exited(reason.clone()).notification(Term::Str(remote.to_string())),
-                ),
-                Attachment::Bound => agent.kill(reason.clone()),
-            }
-        }
-    }
-
-    fn fail_pending(&self, peer: &str, why: &str) {
-        let failed: Vec<PendingSpawn> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| p.peer == peer)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| pending.remove(id)).collect()
+    /// Records that local `agent` is attached to `remote` over `conn`; if
+    /// the connection is already gone, the agent is told at once.
+    fn record(&self, conn: &Connection, agent: &Agent, remote: RemoteRef, kind: Attachment) {
+        let entry = Entry {
+            agent: agent.clone(),
+            remote,
+            kind,
         };
-        for p in failed {
-            let _ = p.reply.send(Err(format!("{peer} is unreachable: {why}")));
+        if let Err(entry) = conn.attached.record(entry) {
+            attachments::tell_lost(entry, &conn.peer);
         }
     }
 
-    /// Resolves the `to` field of a request (an aid of ours).
-    fn local(&self, aid: &str) -> Option<Agent> {
+    /// Resolves the `to` fields of a request: an aid of ours, in the run
+    /// `to_inc` (0: this one).
+    fn local(&self, to_inc: u64, aid: &str) -> Option<Agent> {
+        if to_inc != 0 && to_inc != self.incarnation {
+            return None;
+        }
         match target::resolve_local_aid(aid) {
             Ok(Resolved::Local(a)) => Some(a),
             _ => None,
@@ -832,36 +902,58 @@ impl NodeState {
         })
     }
 
-    /// Sends `request` to `peer`, counting a drop when that fails.
-    fn post(self: &Arc<Self>, peer: &str, request: &Request) {
-        if let Ok(conn) = self.connection(peer) {
-            let _ = conn.send(request, &**self);
+    /// The remote agent `from` of `conn`'s peer, in the peer's current run.
+    fn peer_ref(conn: &Connection, from: &str) -> RemoteRef {
+        RemoteRef {
+            id: Arc::from(from),
+            incarnation: conn.incarnation().unwrap_or(0),
         }
     }
 
-    /// Tells remote `from` that local `to` (an aid) is not there.
-    fn noproc_reply(self: &Arc<Self>, conn: &Arc<Connection>, from: &str, to: &str, monitor: bool) {
+    /// Tells remote `from` that local `to` (an aid, with the incarnation the
+    /// peer meant) is not there.
+    fn noproc_reply(
+        &self,
+        conn: &Arc<Connection>,
+        from: &str,
+        to_inc: u64,
+        to: &str,
+        monitor: bool,
+    ) {
         let Some((_, _, from_aid)) = target::split_id(from) else {
             return;
         };
         let to_id = format!("{}/{}", self.full, to);
         let reason = Term::keyword("noproc");
+        let peer_inc = conn.incarnation().unwrap_or(0);
+        // The agent the peer asked for, in the run it meant.
+        let named = if to_inc == 0 {
+            Term::Agent(AgentRef::Id(Arc::from(to_id.as_str())))
+        } else {
+            Term::Agent(AgentRef::Remote {
+                id: Arc::from(to_id.as_str()),
+                incarnation: to_inc,
+            })
+        };
         let request = if monitor {
             Request::Notice {
-                from: to_id.clone(),
+                from: to_id,
+                to_inc: peer_inc,
                 to: from_aid.to_owned(),
-                notification: Outcome::Exited(reason).notification(Term::Str(to_id)),
+                notification: Outcome::Exited(reason).notification(named),
             }
         } else {
             Request::Exit {
                 from: to_id,
+                to_inc: peer_inc,
                 to: from_aid.to_owned(),
                 reason,
             }
         };
-        let _ = conn.send(&request, &**self);
+        let _ = conn.send(&request, self);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_spawn(
         self: &Arc<Self>,
         conn: &Arc<Connection>,
@@ -871,9 +963,8 @@ impl NodeState {
         mailbox: u32,
         call: Term,
     ) {
-        let reply = |ok: bool, text: String| Request::SpawnReply { request, ok, text };
-        let prepared = call::prepare(&call);
-        let (function, args) = match prepared {
+        let reply = move |ok: bool, text: String| Request::SpawnReply { request, ok, text };
+        let (function, args) = match call::prepare(&call) {
             Ok(p) => p,
             Err(e) => {
                 let _ = conn.send(&reply(false, e.to_string()), &**self);
@@ -902,31 +993,37 @@ impl NodeState {
             );
             return;
         }
-        let options = SpawnOptions::new().mailbox_size((mailbox as usize).max(1));
-        let parent: Option<(Peer, bool)> =
-            monitor.map(|m| (Peer::Remote(Arc::from(reply_to.as_str())), m));
+        // 0 asks for the default; a peer's u32 is clamped, not trusted.
+        let mailbox = match mailbox {
+            0 => crate::mailbox::DEFAULT_MAILBOX_SIZE,
+            n => (n as usize).min(protocol::MAX_REMOTE_MAILBOX),
+        };
+        let options = SpawnOptions::new().mailbox_size(mailbox);
+        let requester = Self::peer_ref(conn, &reply_to);
+        let parent: Option<(Peer, bool)> = monitor.map(|m| (Peer::Remote(requester.clone()), m));
         let state = Arc::clone(self);
         let c = Arc::clone(conn);
+        let recorded = monitor.is_some();
         let spawned = agent::spawn_inner(
             &options,
             parent,
-            move |child| {
-                if monitor.is_some() {
+            |child| {
+                if recorded {
                     // The requester's exit (or loss) kills the child.
-                    state.record(
-                        &c.peer,
-                        child,
-                        Arc::from(reply_to.as_str()),
-                        Attachment::Bound,
-                    );
+                    self.record(conn, child, requester.clone(), Attachment::Bound);
                 }
-                // Reply before the child runs, so the reply precedes any
-                // exit notification on this connection.
-                let _ = c.send(&reply(true, format!("{:x}", child.aid())), &*state);
             },
-            move || function(&args),
+            move || {
+                // First thing on the child's own thread, so the reply goes
+                // out only if the agent really started, and before any exit
+                // notification of it on this connection.
+                let me = Agent::current();
+                let _ = c.send(&reply(true, format!("{:x}", me.aid())), &*state);
+                function(&args)
+            },
         );
         if let Err(e) = spawned {
+            // Nothing ran; the requester hears the error instead of an id.
             let _ = conn.send(&reply(false, e.to_string()), &**self);
         }
     }
@@ -936,54 +1033,118 @@ impl NodeState {
             return;
         };
         if !ok {
-            let _ = pending.reply.send(Err(text));
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(text));
+            }
             return;
         }
         if text.is_empty() || text.contains('/') {
-            let _ = pending.reply.send(Err(format!("malformed reply {text:?}")));
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(format!("malformed reply {text:?}")));
+            }
             return;
         }
-        let id: Arc<str> = Arc::from(format!("{}/{}", conn.peer, text));
-        if let Some(inc) = conn.incarnation() {
-            let mut known = lock(&self.known);
-            if known.len() >= MAX_KNOWN_IDS {
-                // Bounded memory: forget learned agent ids (peers' own
-                // incarnations, keys without an aid, stay). Forgotten ids
-                // are taken to name their node's current run.
-                known.retain(|k, _| k.matches('/').count() < 2);
+        let child = RemoteRef {
+            id: Arc::from(format!("{}/{}", conn.peer, text)),
+            incarnation: conn.incarnation().unwrap_or(0),
+        };
+        let attached = pending.attach != agent::Attach::None;
+        let Some(reply) = pending.reply else {
+            // The caller gave up waiting; the child was told it is attached
+            // to the caller, so end it rather than leave an orphan.
+            if attached {
+                self.post_exit(conn, &pending.caller, &child, abandoned_reason());
             }
-            known.insert(Arc::clone(&id), inc);
-        }
-        // Recorded here, in the reader, before any later frame of this
-        // connection (such as the child's exit notice) is handled.
-        match pending.attach {
-            agent::Attach::None => {}
-            mode => {
-                let _ = pending
-                    .caller
-                    .attach_peer(Peer::Remote(Arc::clone(&id)), false);
-                let kind = if mode == agent::Attach::Monitor {
-                    Attachment::Watching
-                } else {
-                    Attachment::Bound
-                };
-                self.record(&conn.peer, &pending.caller, Arc::clone(&id), kind);
+            return;
+        };
+        if attached {
+            // Recorded here, in the reader, before any later frame of this
+            // connection (such as the child's exit notice) is handled.
+            match pending
+                .caller
+                .attach_peer(Peer::Remote(child.clone()), false)
+            {
+                Ok(()) => {
+                    let kind = if pending.attach == agent::Attach::Monitor {
+                        Attachment::Watching
+                    } else {
+                        Attachment::Bound
+                    };
+                    self.record(conn, &pending.caller, child.clone(), kind);
+                }
+                // The caller exited meanwhile: the child goes with it, as
+                // if the attachment had been made in time.
+                Err(outcome) => {
+                    self.post_exit(conn, &pending.caller, &child, outcome.link_reason());
+                }
             }
         }
-        let _ = pending.reply.send(Ok(id.to_string()));
+        let agent = if child.incarnation == 0 {
+            AgentRef::Id(child.id)
+        } else {
+            AgentRef::Remote {
+                id: child.id,
+                incarnation: child.incarnation,
+            }
+        };
+        let _ = reply.send(Ok(agent));
     }
 
-    /// `true` if `id` was learned from an earlier run of its node.
-    fn is_stale(&self, peer: &str, id: &str) -> bool {
-        // Only a peer that restarted can make an id stale: until one has,
-        // sends skip the lookup.
-        if !self.restarts_seen.load(Ordering::Relaxed) {
-            return false;
-        }
-        let known = lock(&self.known);
-        match (known.get(id), known.get(peer)) {
-            (Some(id_inc), Some(peer_inc)) => id_inc != peer_inc,
-            _ => false,
+    /// Sends an exit signal from local `from` to remote `to` over `conn`.
+    fn post_exit(&self, conn: &Connection, from: &Agent, to: &RemoteRef, reason: Term) {
+        let Some((_, _, aid)) = target::split_id(&to.id) else {
+            return;
+        };
+        let _ = conn.send(
+            &Request::Exit {
+                from: self.full_id(from),
+                to_inc: to.incarnation,
+                to: aid.to_owned(),
+                reason,
+            },
+            self,
+        );
+    }
+
+    /// A request named an agent of an earlier run of this node: dropped and
+    /// counted.
+    fn stale(&self, conn: &Connection) {
+        self.stale_drops.fetch_add(1, Ordering::Relaxed);
+        conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection to the node of remote agent `to`, and the aid part of
+    /// its id; `None` (nothing to do) if the id is malformed or the node
+    /// cannot be reached now.
+    fn route<'a>(
+        self: &Arc<Self>,
+        to: &'a RemoteRef,
+    ) -> Result<(Arc<Connection>, &'a str), String> {
+        let (host, node, aid) =
+            target::split_id(&to.id).ok_or_else(|| format!("{:?} is not an agent id", to.id))?;
+        let peer = &to.id[..host.len() + 1 + node.len()];
+        let conn = self.connection(peer)?;
+        Ok((conn, aid))
+    }
+
+    /// `true` if `to` names an earlier run of its node than the one `conn`
+    /// is connected to.
+    fn is_stale(conn: &Connection, to: &RemoteRef) -> bool {
+        to.incarnation != 0 && conn.incarnation().is_some_and(|inc| inc != to.incarnation)
+    }
+}
+
+/// Why a dial did not give a connection.
+enum DialError {
+    Handshake(HandshakeError),
+    Other(String),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Handshake(e) => e.fmt(f),
+            DialError::Other(e) => f.write_str(e),
         }
     }
 }
@@ -993,29 +1154,30 @@ impl Dispatch for NodeState {
         &self.options.limits
     }
 
-    fn resolve(&self, aid: &str) -> Option<Agent> {
-        self.local(aid)
+    fn resolve(&self, to_inc: u64, aid: &str) -> Option<Agent> {
+        if to_inc != 0 && to_inc != self.incarnation {
+            self.stale_drops.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.local(to_inc, aid)
     }
 
     fn down(&self, conn: &Arc<Connection>, reason: &str) {
-        self.forget_connection(conn);
-        // Another live connection to the same peer (both dialed at once)
-        // means the peer is still up.
-        let other_alive = lock(&self.peers)
-            .get(&conn.peer)
-            .is_some_and(|c| !c.is_down());
-        if !other_alive {
-            self.peer_down(&conn.peer, reason);
-        }
+        self.connection_lost(conn, reason);
     }
 
     fn dispatch(&self, conn: &Arc<Connection>, request: Request) {
         let Some(me) = current_node() else { return };
         match request {
-            Request::Send { to, message } => match self.local(&to) {
+            Request::Send {
+                to_inc,
+                to,
+                message,
+            } => match self.local(to_inc, &to) {
                 Some(agent) => {
                     agent.send(message);
                 }
+                None if to_inc != 0 && to_inc != self.incarnation => self.stale(conn),
                 None => {
                     conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1030,47 +1192,58 @@ impl Dispatch for NodeState {
             Request::SpawnReply { request, ok, text } => {
                 self.handle_spawn_reply(conn, request, ok, text)
             }
-            Request::Link { from, to, monitor } => {
+            Request::Link {
+                from,
+                to_inc,
+                to,
+                monitor,
+            } => {
                 if !Self::from_peer(conn, &from) {
                     return;
                 }
-                let attached = self.local(&to).and_then(|agent| {
-                    let remote: Arc<str> = Arc::from(from.as_str());
+                let remote = Self::peer_ref(conn, &from);
+                let attached = self.local(to_inc, &to).and_then(|agent| {
                     agent
-                        .attach_peer(Peer::Remote(Arc::clone(&remote)), monitor)
+                        .attach_peer(Peer::Remote(remote.clone()), monitor)
                         .ok()
-                        .map(|()| self.record(&conn.peer, &agent, remote, Attachment::Bound))
+                        .map(|()| self.record(conn, &agent, remote, Attachment::Bound))
                 });
                 if attached.is_none() {
-                    me.noproc_reply(conn, &from, &to, monitor);
+                    self.noproc_reply(conn, &from, to_inc, &to, monitor);
                 }
             }
-            Request::Unlink { from, to } => {
-                if let Some(agent) = self.local(&to) {
+            Request::Unlink { from, to_inc, to } => {
+                if !Self::from_peer(conn, &from) {
+                    return;
+                }
+                if let Some(agent) = self.local(to_inc, &to) {
                     agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
-                    self.unrecord(&conn.peer, agent.serial(), &from);
+                    conn.attached.take(agent.serial(), &from);
                 }
             }
             Request::Exit {
-                from: _,
+                from,
+                to_inc,
                 to,
                 reason,
             } => {
                 // Links stay as they are (as Erlang's exit/2): the agent
                 // dies, and its own exit tells its peers, `from` included.
-                if let Some(agent) = self.local(&to) {
+                let _ = from;
+                if let Some(agent) = self.local(to_inc, &to) {
                     agent.kill(reason);
                 }
             }
             Request::Notice {
                 from,
+                to_inc,
                 to,
                 notification,
             } => {
-                if let Some(agent) = self.local(&to) {
+                if let Some(agent) = self.local(to_inc, &to) {
                     // Delivered only if the attachment was still recorded:
-                    // a peer-down notice may already have been given.
-                    if self.unrecord(&conn.peer, agent.serial(), &from).is_some() {
+                    // a connection-lost notice may already have been given.
+                    if conn.attached.take(agent.serial(), &from).is_some() {
                         agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
                         agent.notify(notification);
                     }
@@ -1081,90 +1254,93 @@ impl Dispatch for NodeState {
     }
 }
 
+/// The node as the agent layer's route to other nodes.
 impl Remote for NodeState {
     fn is_self(&self, host: &str, node: &str) -> bool {
         host == self.host && node == self.name
     }
 
-    fn send(&self, id: &str, message: Term) -> Result<(), SendError> {
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    fn send(&self, to: &RemoteRef, message: Term) -> Result<(), SendError> {
         let Some(me) = current_node() else {
             return Ok(());
         };
-        let Some((host, node, aid)) = target::split_id(id) else {
+        // Unreachable now: dropped (and counted by `connection`), as
+        // `send` promises no delivery.
+        let Ok((conn, aid)) = me.route(to) else {
             return Ok(());
         };
-        let peer = &id[..host.len() + 1 + node.len()];
-        if self.is_stale(peer, id) {
-            self.stale_drops.fetch_add(1, Ordering::Relaxed);
-            self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
+        if Self::is_stale(&conn, to) {
+            self.stale(&conn);
             return Ok(());
         }
-        let Ok(conn) = me.connection(peer) else {
-            return Ok(());
-        };
-        match conn.send_message(aid, &message, self) {
+        match conn.send_message(to.incarnation, aid, &message, self) {
             Ok(_) => Ok(()),
             Err(e) => Err(SendError::NotWireable(e.to_string())),
         }
     }
 
-    fn exit(&self, id: &str, reason: Term) {
-        let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(id) else {
-            return;
+    fn exit(&self, to: &RemoteRef, reason: Term) -> Result<(), LinkError> {
+        let Some(me) = current_node() else {
+            return Ok(());
         };
-        let peer = format!("{host}/{node}");
-        if self.is_stale(&peer, id) {
-            return;
+        let Ok((conn, aid)) = me.route(to) else {
+            return Ok(());
+        };
+        if Self::is_stale(&conn, to) {
+            return Ok(());
         }
-        let from = self.full_id(&Agent::current());
-        me.post(
-            &peer,
-            &Request::Exit {
-                from,
-                to: aid.to_owned(),
-                reason,
-            },
-        );
+        let request = Request::Exit {
+            from: self.full_id(&Agent::current()),
+            to_inc: to.incarnation,
+            to: aid.to_owned(),
+            reason,
+        };
+        match conn.send(&request, self) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(LinkError::Remote(format!(
+                "the exit reason cannot be sent: {e}"
+            ))),
+        }
     }
 
-    fn link(&self, from: &Agent, id: &str, monitor: bool) -> Result<(), LinkError> {
+    fn link(&self, from: &Agent, to: &RemoteRef, monitor: bool) -> Result<(), LinkError> {
         let Some(me) = current_node() else {
             return Err(LinkError::Remote("this process is not a node".into()));
         };
-        let (host, node, aid) = target::split_id(id)
-            .ok_or_else(|| LinkError::Remote(format!("{id:?} is not an agent id")))?;
-        let peer = format!("{host}/{node}");
-        if self.is_stale(&peer, id) {
-            agent::noproc(from, Term::Str(id.to_owned()), monitor);
-            return Ok(());
-        }
-        let conn = match me.connection(&peer) {
-            Ok(c) => c,
-            Err(e) => {
+        let (conn, aid) = match me.route(to) {
+            Ok(route) => route,
+            Err(_) => {
                 // Unreachable now: the same as losing the connection.
-                let reason =
-                    Term::list(vec![Term::keyword("noconnection"), Term::Str(peer.clone())]);
+                let reason = attachments::lost_reason(
+                    to.id.rsplit_once('/').map_or(&*to.id, |(peer, _)| peer),
+                );
                 if monitor {
-                    from.notify(Outcome::Exited(reason).notification(Term::Str(id.to_owned())));
+                    from.notify(Outcome::Exited(reason).notification(to.to_term()));
                 } else {
                     from.kill(reason);
                 }
-                let _ = e;
                 return Ok(());
             }
         };
-        let remote: Arc<str> = Arc::from(id);
-        let _ = from.attach_peer(Peer::Remote(Arc::clone(&remote)), false);
+        if Self::is_stale(&conn, to) {
+            agent::noproc(from, to.to_term(), monitor);
+            return Ok(());
+        }
+        let _ = from.attach_peer(Peer::Remote(to.clone()), false);
         let kind = if monitor {
             Attachment::Watching
         } else {
             Attachment::Bound
         };
-        self.record(&peer, from, remote, kind);
+        self.record(&conn, from, to.clone(), kind);
         let _ = conn.send(
             &Request::Link {
                 from: self.full_id(from),
+                to_inc: to.incarnation,
                 to: aid.to_owned(),
                 monitor,
             },
@@ -1173,47 +1349,48 @@ impl Remote for NodeState {
         Ok(())
     }
 
-    fn unlink(&self, from: &Agent, id: &str) {
+    fn unlink(&self, from: &Agent, to: &RemoteRef) {
         let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(id) else {
+        let Ok((conn, aid)) = me.route(to) else {
             return;
         };
-        let peer = format!("{host}/{node}");
-        self.unrecord(&peer, from.serial(), id);
-        me.post(
-            &peer,
+        conn.attached.take(from.serial(), &to.id);
+        let _ = conn.send(
             &Request::Unlink {
                 from: self.full_id(from),
+                to_inc: to.incarnation,
                 to: aid.to_owned(),
             },
+            self,
         );
     }
 
-    fn exit_notice(&self, from: &Agent, to: &str, monitor: bool, outcome: &Outcome) {
+    fn exit_notice(&self, from: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome) {
         let Some(me) = current_node() else { return };
-        let Some((host, node, aid)) = target::split_id(to) else {
+        let Ok((conn, aid)) = me.route(to) else {
             return;
         };
-        let peer = format!("{host}/{node}");
-        self.unrecord(&peer, from.serial(), to);
+        conn.attached.take(from.serial(), &to.id);
+        if Self::is_stale(&conn, to) {
+            return;
+        }
         let from_id = self.full_id(from);
         let make = |outcome: &Outcome| {
             if monitor {
                 Request::Notice {
                     from: from_id.clone(),
+                    to_inc: to.incarnation,
                     to: aid.to_owned(),
-                    notification: outcome.notification(Term::Str(from_id.clone())),
+                    notification: outcome.notification(from.to_term()),
                 }
             } else {
                 Request::Exit {
                     from: from_id.clone(),
+                    to_inc: to.incarnation,
                     to: aid.to_owned(),
                     reason: outcome.link_reason(),
                 }
             }
-        };
-        let Ok(conn) = me.connection(&peer) else {
-            return;
         };
         if let Err(e) = conn.send(&make(outcome), self) {
             // Return values that cannot leave this process: say so instead
@@ -1223,5 +1400,12 @@ impl Remote for NodeState {
             )));
             let _ = conn.send(&make(&fallback), self);
         }
+    }
+}
+
+/// How a failed [`Unsendable`] reads in errors.
+impl From<Unsendable> for SendError {
+    fn from(e: Unsendable) -> SendError {
+        SendError::NotWireable(e.to_string())
     }
 }

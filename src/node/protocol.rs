@@ -11,9 +11,21 @@ use std::fmt;
 pub(crate) use crate::frame::{put_str, FieldError as ProtocolFieldError, Fields};
 use crate::term::{self, AgentIds, Term};
 
+/// Room for a request's fields beside its term: two `str` fields (at most
+/// 65,537 bytes each), integers and the kind byte fit with room to spare.
+pub(crate) const FRAME_OVERHEAD: usize = 256 * 1024;
+
+/// The largest frame a node sends, and the least every node accepts: a
+/// term of the default size limit (16 MiB) plus [`FRAME_OVERHEAD`].
+pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024 + FRAME_OVERHEAD;
+
+/// Largest mailbox a SPAWN request may ask for; larger requests are
+/// clamped (a peer's `u32` is not a promise of memory).
+pub(crate) const MAX_REMOTE_MAILBOX: usize = 1 << 20;
+
 /// Frame kinds after authentication.
 pub(crate) mod kind {
-    /// Deliver a message: `to: str`, `message: term`.
+    /// Deliver a message: `to_incarnation: u64`, `to: str`, `message: term`.
     pub const SEND: u8 = 0x10;
     /// Spawn a call: `request: u64`, `reply_to: str`, `attach: u8`,
     /// `mailbox: u32`, `call: term`.
@@ -21,14 +33,16 @@ pub(crate) mod kind {
     /// Spawn result: `request: u64`, `ok: u8`, `text: str` (the new agent's
     /// aid on success, an error message otherwise).
     pub const SPAWN_REPLY: u8 = 0x12;
-    /// Attach remote `from` to local `to`: `from: str`, `to: str`,
-    /// `monitor: u8`.
+    /// Attach remote `from` to local `to`: `from: str`,
+    /// `to_incarnation: u64`, `to: str`, `monitor: u8`.
     pub const LINK: u8 = 0x13;
-    /// Detach: `from: str`, `to: str`.
+    /// Detach: `from: str`, `to_incarnation: u64`, `to: str`.
     pub const UNLINK: u8 = 0x14;
-    /// Exit signal: `from: str`, `to: str`, `reason: term`.
+    /// Exit signal: `from: str`, `to_incarnation: u64`, `to: str`,
+    /// `reason: term`.
     pub const EXIT: u8 = 0x15;
-    /// Exit notification: `from: str`, `to: str`, `notification: term`.
+    /// Exit notification: `from: str`, `to_incarnation: u64`, `to: str`,
+    /// `notification: term`.
     pub const NOTICE: u8 = 0x16;
     /// Sign of life, no payload.
     pub const HEARTBEAT: u8 = 0x17;
@@ -36,10 +50,13 @@ pub(crate) mod kind {
 
 /// A request decoded from a frame. Agent fields hold what the sender wrote:
 /// for `to`, the aid part of an id of the receiving node (`"1f"` or
-/// `":NAME"`); for `from`/`reply_to`, a full id `"host/node/aid"`.
+/// `":NAME"`) and, in `to_inc`, the receiving node's incarnation the sender
+/// means (0: whichever run is current); for `from`/`reply_to`, a full id
+/// `"host/node/aid"` of the sender's current run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Request {
     Send {
+        to_inc: u64,
         to: String,
         message: Term,
     },
@@ -57,20 +74,24 @@ pub(crate) enum Request {
     },
     Link {
         from: String,
+        to_inc: u64,
         to: String,
         monitor: bool,
     },
     Unlink {
         from: String,
+        to_inc: u64,
         to: String,
     },
     Exit {
         from: String,
+        to_inc: u64,
         to: String,
         reason: Term,
     },
     Notice {
         from: String,
+        to_inc: u64,
         to: String,
         notification: Term,
     },
@@ -117,7 +138,12 @@ pub(crate) fn encode(
     agents: &dyn AgentIds,
 ) -> Result<u8, term::EncodeError> {
     Ok(match request {
-        Request::Send { to, message } => {
+        Request::Send {
+            to_inc,
+            to,
+            message,
+        } => {
+            out.extend_from_slice(&to_inc.to_be_bytes());
             put_str(out, to);
             term::encode_into(message, out, agents)?;
             kind::SEND
@@ -142,29 +168,44 @@ pub(crate) fn encode(
             put_str(out, text);
             kind::SPAWN_REPLY
         }
-        Request::Link { from, to, monitor } => {
+        Request::Link {
+            from,
+            to_inc,
+            to,
+            monitor,
+        } => {
             put_str(out, from);
+            out.extend_from_slice(&to_inc.to_be_bytes());
             put_str(out, to);
             out.push(u8::from(*monitor));
             kind::LINK
         }
-        Request::Unlink { from, to } => {
+        Request::Unlink { from, to_inc, to } => {
             put_str(out, from);
+            out.extend_from_slice(&to_inc.to_be_bytes());
             put_str(out, to);
             kind::UNLINK
         }
-        Request::Exit { from, to, reason } => {
+        Request::Exit {
+            from,
+            to_inc,
+            to,
+            reason,
+        } => {
             put_str(out, from);
+            out.extend_from_slice(&to_inc.to_be_bytes());
             put_str(out, to);
             term::encode_into(reason, out, agents)?;
             kind::EXIT
         }
         Request::Notice {
             from,
+            to_inc,
             to,
             notification,
         } => {
             put_str(out, from);
+            out.extend_from_slice(&to_inc.to_be_bytes());
             put_str(out, to);
             term::encode_into(notification, out, agents)?;
             kind::NOTICE
@@ -173,18 +214,20 @@ pub(crate) fn encode(
     })
 }
 
-/// Decodes a SEND payload without copying its `to` field.
+/// Decodes a SEND payload without copying its `to` field: (to_incarnation,
+/// to, message).
 ///
 /// # Errors
 /// [`ProtocolError`] for a malformed payload.
 pub(crate) fn decode_send<'a>(
     payload: &'a [u8],
     limits: &term::Limits,
-) -> Result<(&'a str, Term), ProtocolError> {
+) -> Result<(u64, &'a str, Term), ProtocolError> {
     let mut f = Fields::new(payload);
+    let to_inc = f.u64("to_incarnation")?;
     let to = f.str("to")?;
     let message = term_field(&mut f, limits)?;
-    Ok((to, message))
+    Ok((to_inc, to, message))
 }
 
 /// Decodes one request frame's payload.
@@ -200,6 +243,7 @@ pub(crate) fn decode(
     let mut f = Fields::new(payload);
     let request = match kind {
         kind::SEND => Request::Send {
+            to_inc: f.u64("to_incarnation")?,
             to: f.str("to")?.to_owned(),
             message: term_field(&mut f, limits)?,
         },
@@ -217,20 +261,24 @@ pub(crate) fn decode(
         },
         kind::LINK => Request::Link {
             from: f.str("from")?.to_owned(),
+            to_inc: f.u64("to_incarnation")?,
             to: f.str("to")?.to_owned(),
             monitor: f.bool("monitor")?,
         },
         kind::UNLINK => Request::Unlink {
             from: f.str("from")?.to_owned(),
+            to_inc: f.u64("to_incarnation")?,
             to: f.str("to")?.to_owned(),
         },
         kind::EXIT => Request::Exit {
             from: f.str("from")?.to_owned(),
+            to_inc: f.u64("to_incarnation")?,
             to: f.str("to")?.to_owned(),
             reason: term_field(&mut f, limits)?,
         },
         kind::NOTICE => Request::Notice {
             from: f.str("from")?.to_owned(),
+            to_inc: f.u64("to_incarnation")?,
             to: f.str("to")?.to_owned(),
             notification: term_field(&mut f, limits)?,
         },
@@ -247,7 +295,7 @@ mod tests {
 
     struct NoIds;
     impl AgentIds for NoIds {
-        fn wire_id(&self, _: u64) -> Option<String> {
+        fn wire_id(&self, _: u64) -> Option<(String, u64)> {
             None
         }
     }
@@ -255,6 +303,7 @@ mod tests {
     fn all() -> Vec<Request> {
         vec![
             Request::Send {
+                to_inc: 0x1234,
                 to: "1f".into(),
                 message: Term::list(vec![Term::keyword("ping"), 42.into()]),
             },
@@ -272,20 +321,24 @@ mod tests {
             },
             Request::Link {
                 from: "h/n/1".into(),
+                to_inc: 0,
                 to: ":LOG".into(),
                 monitor: true,
             },
             Request::Unlink {
                 from: "h/n/1".into(),
+                to_inc: 9,
                 to: "2".into(),
             },
             Request::Exit {
                 from: "h/n/1".into(),
+                to_inc: 9,
                 to: "2".into(),
                 reason: Term::keyword("kill"),
             },
             Request::Notice {
                 from: "h/n/1".into(),
+                to_inc: 9,
                 to: "2".into(),
                 notification: Term::list(vec!["h/n/1".into(), Term::keyword("ok")]),
             },

@@ -46,8 +46,12 @@ pub mod tag {
     pub const DOTTED: u8 = 0x0C;
     /// Vector: u32 count, that many values.
     pub const VECTOR: u8 = 0x0D;
-    /// Agent reference: u32 length, UTF-8 id `host/node/aid`.
+    /// Agent reference in its node's current run (an id typed as text):
+    /// u32 length, UTF-8 id `host/node/aid`.
     pub const AGENT: u8 = 0x0E;
+    /// Agent reference to one run of its node: u64 incarnation (non-zero),
+    /// u32 length, UTF-8 id `host/node/aid`.
+    pub const AGENT_OF_RUN: u8 = 0x0F;
 }
 
 /// Limits on what [`decode`] accepts.
@@ -76,16 +80,17 @@ impl Default for Limits {
 
 /// How the node layer names this process's agents on the wire.
 pub trait AgentIds {
-    /// The id string of the local agent with this serial number, or `None`
-    /// if it cannot be named (not a node, or the agent is gone).
-    fn wire_id(&self, serial: u64) -> Option<String>;
+    /// The id string of the local agent with this serial number and the
+    /// incarnation of this node's run, or `None` if it cannot be named (not
+    /// a node, or the agent is gone).
+    fn wire_id(&self, serial: u64) -> Option<(String, u64)>;
 }
 
 /// Names no local agent: terms holding `AgentRef::Local` fail to encode.
 struct NoLocalAgents;
 
 impl AgentIds for NoLocalAgents {
-    fn wire_id(&self, _: u64) -> Option<String> {
+    fn wire_id(&self, _: u64) -> Option<(String, u64)> {
         None
     }
 }
@@ -199,6 +204,18 @@ fn put_bytes(
     Ok(())
 }
 
+fn put_agent_of_run(out: &mut Vec<u8>, id: &str, incarnation: u64) -> Result<(), EncodeError> {
+    if incarnation == 0 {
+        // 0 is not a run: say "current run" with the plain tag.
+        return put_bytes(out, tag::AGENT, id.as_bytes(), "agent id");
+    }
+    out.push(tag::AGENT_OF_RUN);
+    out.extend_from_slice(&incarnation.to_be_bytes());
+    put_len(out, id.len(), "agent id")?;
+    out.extend_from_slice(id.as_bytes());
+    Ok(())
+}
+
 /// Encodes `term` (version byte first), appending to `out`. On error `out`
 /// may hold a partial encoding: callers truncate it back to its old length.
 ///
@@ -299,11 +316,14 @@ fn encode_value(
             encode_items(items, out, agents, depth)?;
         }
         Term::Agent(AgentRef::Id(id)) => put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?,
+        Term::Agent(AgentRef::Remote { id, incarnation }) => {
+            put_agent_of_run(out, id, *incarnation)?;
+        }
         Term::Agent(AgentRef::Local(serial)) => {
-            let id = agents
+            let (id, incarnation) = agents
                 .wire_id(*serial)
                 .ok_or(EncodeError::LocalAgent(*serial))?;
-            put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?;
+            put_agent_of_run(out, &id, incarnation)?;
         }
         Term::Local(v) => return Err(EncodeError::LocalValue(v.kind().to_owned())),
     }
@@ -374,6 +394,10 @@ impl Decoder<'_> {
 
     fn u32(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u32::from_be_bytes(self.array(what)?).into())
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
@@ -506,6 +530,20 @@ impl Decoder<'_> {
                     return Err(DecodeError::Invalid("empty agent id", at));
                 }
                 Term::Agent(AgentRef::Id(Arc::from(id)))
+            }
+            tag::AGENT_OF_RUN => {
+                let incarnation = self.u64("agent incarnation")?;
+                let id = self.string("agent id")?;
+                if id.is_empty() {
+                    return Err(DecodeError::Invalid("empty agent id", at));
+                }
+                if incarnation == 0 {
+                    return Err(DecodeError::Invalid("agent incarnation 0", at));
+                }
+                Term::Agent(AgentRef::Remote {
+                    id: Arc::from(id),
+                    incarnation,
+                })
             }
             other => return Err(DecodeError::UnknownTag(other, at)),
         })

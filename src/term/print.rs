@@ -35,11 +35,9 @@ impl fmt::Display for Term {
             Term::Dotted(items, tail) => write_seq("(", items, Some(tail), f),
             Term::Vector(items) => write_seq("#(", items, None, f),
             Term::Agent(AgentRef::Local(serial)) => write!(f, "#<AGENT {serial:X}>"),
-            Term::Agent(AgentRef::Id(id)) => {
-                f.write_str("#<AGENT ")?;
-                write_string(id, f)?;
-                f.write_char('>')
-            }
+            // An id prints as the string it is written as, so the original's
+            // walkthrough output (`("localhost/b/0" :OK …)`) is unchanged.
+            Term::Agent(AgentRef::Id(id) | AgentRef::Remote { id, .. }) => write_string(id, f),
             Term::Local(v) => write!(f, "{v:?}"),
         }
     }

@@ -87,14 +87,49 @@ impl Symbol {
 ///
 /// `Local` names an agent of this process by its process-unique serial
 /// number; `Id` names any agent by its id string `"host/node/aid"` (which may
-/// turn out to be this node's own). The agent layer resolves both.
+/// turn out to be this node's own) in whatever run of that node is current;
+/// `Remote` names the agent of one particular run (incarnation) of a node,
+/// as Erlang's pids carry their node's creation: once that node restarts,
+/// the reference reaches nothing. The agent layer resolves all three.
+///
+/// `Id` and `Remote` print as the id string (`"localhost/b/0"`); `Local`
+/// prints as `#<AGENT 12>`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum AgentRef {
     /// An agent of this process, by serial number.
     Local(u64),
     /// An agent named by its id string, `"host/node/aid"` or
-    /// `"host/node/:NAME"`.
+    /// `"host/node/:NAME"`, in its node's current run (an id typed as text).
     Id(Arc<str>),
+    /// An agent of one run of its node: the id string and that run's
+    /// incarnation number (never 0). Handed out by the system (remote
+    /// spawns, agent terms received from other nodes).
+    Remote {
+        /// `"host/node/aid"`.
+        id: Arc<str>,
+        /// The incarnation of the node run the agent belongs to.
+        incarnation: u64,
+    },
+}
+
+impl AgentRef {
+    /// The id string of an `Id` or `Remote` reference.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            AgentRef::Local(_) => None,
+            AgentRef::Id(id) | AgentRef::Remote { id, .. } => Some(id),
+        }
+    }
+}
+
+impl fmt::Display for AgentRef {
+    /// `#<AGENT 12>` for a local agent, the bare id string otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentRef::Local(serial) => write!(f, "#<AGENT {serial}>"),
+            AgentRef::Id(id) | AgentRef::Remote { id, .. } => f.write_str(id),
+        }
+    }
 }
 
 /// A process-local value inside a term: compared by identity, never sent
@@ -295,8 +330,11 @@ impl fmt::Debug for Symbol {
 impl fmt::Debug for AgentRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AgentRef::Local(serial) => write!(f, "#<AGENT {serial:x}>"),
+            AgentRef::Local(serial) => write!(f, "#<AGENT {serial}>"),
             AgentRef::Id(id) => write!(f, "#<AGENT {id:?}>"),
+            AgentRef::Remote { id, incarnation } => {
+                write!(f, "#<AGENT {id:?} run {incarnation:x}>")
+            }
         }
     }
 }

@@ -1,0 +1,87 @@
+//! The one system call std does not offer: a socket write that never
+//! blocks, without switching the socket (and so its `try_clone` halves,
+//! which share the open file) to non-blocking mode. A sender on a quiet
+//! connection writes its frame itself with it; whatever the kernel does not
+//! take at once is handed to the connection's writer thread, so `send`
+//! never waits for a slow or stopped peer.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::TcpStream;
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod imp {
+    use std::io;
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+
+    // `send(2)` flags. MSG_DONTWAIT: this call alone does not block.
+    // MSG_NOSIGNAL (Linux): a closed peer gives EPIPE, not SIGPIPE.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FLAGS: i32 = 0x40 | 0x4000;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FLAGS: i32 = 0x80;
+
+    extern "C" {
+        fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+    }
+
+    pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+        let fd = stream.as_raw_fd();
+        // SAFETY: `fd` is the open socket `stream` owns for the whole call
+        // (we hold a shared borrow of it); `bytes` is a live slice, and
+        // `send` reads at most `bytes.len()` bytes from its start. The call
+        // has no other memory effects.
+        let n = unsafe { send(fd, bytes.as_ptr(), bytes.len(), FLAGS) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+mod imp {
+    use std::io;
+    use std::net::TcpStream;
+
+    /// Elsewhere every frame goes through the writer thread.
+    pub(super) fn write_now(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// Writes what the socket takes without waiting: the number of bytes
+/// written (possibly fewer than `bytes.len()`, possibly 0 as
+/// `WouldBlock`).
+///
+/// # Errors
+/// `WouldBlock` when the socket buffer is full; any other error means the
+/// connection is broken.
+pub(crate) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match imp::write_now(stream, bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
