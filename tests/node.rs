@@ -24,6 +24,11 @@ fn expect(k: &mut Proc, form: &str, expected: &str) {
     assert_eq!(out, expected, "{form}");
 }
 
+fn expect_starts(k: &mut Proc, form: &str, prefix: &str) {
+    let out = k.eval(form);
+    assert!(out.starts_with(prefix), "{form}: {out}");
+}
+
 #[test]
 fn remote_spawn_with_monitor_reports_values() {
     let cluster = Cluster::new("spawn");
@@ -192,41 +197,136 @@ fn silent_node_is_declared_down_by_heartbeat_timeout() {
 }
 
 #[test]
-fn restarted_node_makes_old_ids_stale() {
+fn restarted_node_makes_old_ids_stale_even_reused_ones() {
     let cluster = Cluster::new("restart");
     let mut b = node_b(&cluster, "b");
     let mut a = cluster.client("a");
     expect(
         &mut a,
-        "(setq old (spawn '(receive) :node \"b\"))",
+        "(setq old (spawn '(echo) :node \"b\"))",
         "\"localhost/b/0\"",
-    );
-    expect(
-        &mut a,
-        "(setq old1 (spawn '(receive) :node \"b\"))",
-        "\"localhost/b/1\"",
     );
     b.kill();
     cluster.wait_unregistered("b");
     let _b2 = node_b(&cluster, "b");
-    // A new agent on the new incarnation works...
+    // The new run hands out the very same id string to a new agent...
     expect(
         &mut a,
-        "(spawn '(+ 1 1) :node \"b\" :attach :monitor)",
+        "(setq new (spawn '(echo) :node \"b\"))",
         "\"localhost/b/0\"",
     );
-    expect(&mut a, "(receive :timeout 10)", "(\"localhost/b/0\" :OK 2)");
-    // ...while an id from the earlier run reports :NOPROC at once.
-    expect(&mut a, "(link old1 :monitor)", "T");
+    // ...which the new reference reaches,
+    expect_starts(&mut a, "(send (list :new (agent)) new)", "(:NEW");
+    expect(&mut a, "(receive :timeout 10)", ":NEW");
+    // while the old reference, printed the same, reaches nothing: a send
+    // is dropped and counted by the receiving node, a monitor is answered
+    // with :NOPROC. (Before incarnations in references, the echo answered.)
+    expect_starts(&mut a, "(send (list :old (agent)) old)", "(:OLD");
+    expect(&mut a, "(link old :monitor)", "T");
     expect(
         &mut a,
         "(receive :timeout 10)",
-        "(\"localhost/b/1\" :EXIT . :NOPROC)",
+        "(\"localhost/b/0\" :EXIT . :NOPROC)",
     );
-    // And a send to it is dropped and counted.
-    expect(&mut a, "(send 1 old1)", "1");
-    let stats = a.eval("(connection-stats)");
-    assert!(!stats.contains(":DROPPED 0"), "{stats}");
+    // The :OLD message never came: the :NOPROC notice above came after it
+    // would have, and nothing else is queued.
+    expect(&mut a, "(flush-messages)", "0");
+    // An id typed as text names the current run.
+    expect_starts(
+        &mut a,
+        "(send (list :typed (agent)) \"localhost/b/0\")",
+        "(:TYPED",
+    );
+    expect(&mut a, "(receive :timeout 10)", ":TYPED");
+}
+
+#[test]
+fn first_monitor_after_a_restart_stays_quiet() {
+    let cluster = Cluster::new("restartmon");
+    let mut b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(
+        &mut a,
+        "(setq old (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
+    b.kill();
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/0\" :EXIT :NOCONNECTION \"localhost/b\")",
+    );
+    cluster.wait_unregistered("b");
+    let _b2 = node_b(&cluster, "b");
+    // A live agent of the new run, monitored: no :NOCONNECTION for it.
+    expect(
+        &mut a,
+        "(setq live (spawn '(receive) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
+    expect(&mut a, "(link live :monitor)", "T");
+    // The positive event that must come after any spurious notice: the
+    // agent's real exit, told once per monitor... and nothing before it.
+    expect(&mut a, "(exit :done live)", "T");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/0\" :EXIT . :DONE)",
+    );
+}
+
+#[test]
+fn remote_agent_can_return_its_own_reference() {
+    let cluster = Cluster::new("selfref");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(
+        &mut a,
+        "(spawn '(agent) :node \"b\" :attach :monitor)",
+        "\"localhost/b/0\"",
+    );
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/0\" :OK \"localhost/b/0\")",
+    );
+}
+
+#[test]
+fn remote_spawn_beyond_the_agent_ceiling_is_an_error() {
+    let cluster = Cluster::new("ceiling");
+    let form = "(node :host \"localhost\" :name \"b\")";
+    // Node b may run few agent threads: the node agent and a handful.
+    let _b = cluster.kernel_with_env("b", &["-e", form], &[("ERLANGEN_MAX_THREADS", "4")]);
+    cluster.wait_registered("b");
+    let mut a = cluster.client("a");
+    let mut refused = None;
+    for i in 0..8 {
+        let out = a.eval("(spawn '(receive) :node \"b\")");
+        if out.contains("error") {
+            refused = Some((i, out));
+            break;
+        }
+        assert!(out.starts_with("\"localhost/b/"), "{out}");
+    }
+    let (i, out) = refused.expect("a spawn beyond the ceiling must fail");
+    assert!(out.contains("remote spawn failed"), "{out}");
+    assert!(i >= 1, "the first spawns fit: {out}");
+    // The connection and node b are fine: the refused agent left no
+    // notice behind, and an agent that ends frees a thread for the next.
+    expect(&mut a, "(flush-messages)", "0");
+    expect_starts(&mut a, "(exit :bye \"localhost/b/0\")", "T");
+    let mut started = false;
+    for _ in 0..50 {
+        let out = a.eval("(spawn '(+ 1 2) :node \"b\" :attach :monitor)");
+        if out.starts_with("\"localhost/b/") {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "a freed thread takes a new agent");
+    let out = a.eval("(receive :timeout 10)");
+    assert!(out.ends_with(":OK 3)"), "{out}");
 }
 
 #[test]

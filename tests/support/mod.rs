@@ -239,6 +239,11 @@ impl Cluster {
     /// A kernel in batch mode with this cluster's ports and cookie, plus
     /// `args`.
     pub fn kernel(&self, name: &str, args: &[&str]) -> Proc {
+        self.kernel_with_env(name, args, &[])
+    }
+
+    /// [`Cluster::kernel`] with extra environment variables.
+    pub fn kernel_with_env(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
         cmd.arg("-n")
             .arg("-b")
@@ -251,7 +256,8 @@ impl Cluster {
             .args(args)
             .env_remove("ERLANGEN_REGISTRY_PORT")
             .env_remove("ERLANGEN_DIRECTORY_PORT")
-            .env_remove("ERLANGEN_COOKIE_FILE");
+            .env_remove("ERLANGEN_COOKIE_FILE")
+            .envs(env.iter().copied());
         Proc::spawn(cmd, name)
     }
 
