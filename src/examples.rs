@@ -64,8 +64,8 @@ pub fn parallel_map(function: Function, vector: &[Term], level: usize) -> Result
     let options = SpawnOptions::new().attach(Attach::Monitor);
     let mut workers: Vec<Agent> = Vec::with_capacity(chunks);
     for i in 0..chunks {
-        let worker = agent::spawn_with(&options, worker)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        let worker =
+            agent::spawn_with(&options, worker).map_err(|e| CallError::Failed(e.to_string()))?;
         let start = i * chunk_size;
         let end = if i + 1 < chunks {
             start + chunk_size
@@ -186,9 +186,9 @@ fn check_element_type(result: &Term, ty: &Term) -> Result<(), CallError> {
         }
     };
     match result.as_vector().and_then(|v| v.iter().find(|t| !ok(t))) {
-        Some(bad) => Err(CallError::Exit(Term::Str(format!(
+        Some(bad) => Err(CallError::Failed(format!(
             "parallel-map: result {bad} is not of type {ty}"
-        )))),
+        ))),
         None => Ok(()),
     }
 }

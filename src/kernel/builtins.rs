@@ -48,13 +48,13 @@ fn bad(function: &str, message: impl Into<String>) -> CallError {
 fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), CallError> {
     if args.len() < min || args.len() > max {
         let expected = if min == max {
-            format!("{min}")
+            call::count_of(min, "argument")
         } else {
-            format!("{min} to {max}")
+            format!("{min} to {max} arguments")
         };
         return Err(bad(
             function,
-            format!("expected {expected} arguments, got {}", args.len()),
+            format!("expected {expected}, got {}", args.len()),
         ));
     }
     Ok(())
@@ -94,6 +94,31 @@ fn target(function: &str, t: &Term) -> Result<Target, CallError> {
             format!("{other} is not an agent (expected an agent, a :NAME or an id string)"),
         )),
     }
+}
+
+/// A target for the management functions, which see only this node's
+/// agents: an id string of another node is refused by name.
+fn local_target(function: &str, t: &Term) -> Result<Target, CallError> {
+    if let Term::Str(id) = t {
+        let mut parts = id.splitn(3, '/');
+        if let (Some(host), Some(node_name), Some(_)) = (parts.next(), parts.next(), parts.next()) {
+            let owner = format!("{host}/{node_name}");
+            match node::this_node() {
+                Some(me) if me == owner => {}
+                Some(me) => {
+                    return Err(CallError::Failed(format!(
+                        "{function}: {id:?} is an agent of node {owner}; {function} reports only on agents of this node ({me})"
+                    )))
+                }
+                None => {
+                    return Err(CallError::Failed(format!(
+                        "{function}: {id:?} is an agent of node {owner}, and this process is not a node (so it has no agent ids)"
+                    )))
+                }
+            }
+        }
+    }
+    target(function, t)
 }
 
 fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
@@ -153,7 +178,7 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
             other => other.clone(),
         };
         let id = node::spawn_on(host.as_deref(), &target_node, &call, &options)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         return Ok(Term::Str(id));
     }
     let spawned = match what {
@@ -175,7 +200,7 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
         }
     };
     let _ = ev;
-    let agent = spawned.map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+    let agent = spawned.map_err(|e| CallError::Failed(e.to_string()))?;
     if is_call_of(what, "NODE") {
         wait_for_node(&agent)?;
     }
@@ -195,16 +220,17 @@ fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
             return Ok(());
         }
         if let Some(outcome) = agent.outcome() {
-            return Err(CallError::Exit(match outcome {
-                agent::Outcome::Exited(reason) => reason,
-                agent::Outcome::Returned(_) => Term::from("the node stopped"),
+            return Err(CallError::Failed(match outcome {
+                agent::Outcome::Exited(Term::Str(reason)) => reason,
+                agent::Outcome::Exited(reason) => format!("the node's agent exited: {reason}"),
+                agent::Outcome::Returned(_) => "the node stopped".to_owned(),
             }));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(CallError::Exit(Term::from(
-        "the node did not start within 10 s",
-    )))
+    Err(CallError::Failed(
+        "the node did not start within 10 s".to_owned(),
+    ))
 }
 
 fn node_call(args: &[Term]) -> Result<Term, CallError> {
@@ -217,7 +243,7 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     if let Some(n) = keys.get("NAME") {
         options.name = Some(string_arg(name, "name", n)?);
     }
-    node::node(options).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+    node::node(options).map_err(|e| CallError::Failed(e.to_string()))?;
     Ok(Term::Nil)
 }
 
@@ -260,7 +286,7 @@ pub fn register(ev: &Evaluator) {
     call::register_function("send", |args| {
         arity("send", args, 2, 2)?;
         agent::send(args[0].clone(), target("send", &args[1])?)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(args[0].clone())
     });
     call::register_function("receive", |args| {
@@ -276,7 +302,7 @@ pub fn register(ev: &Evaluator) {
             Some(t) => target("exit", t)?,
             None => Target::from(Agent::current()),
         };
-        agent::exit(args[0].clone(), who).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        agent::exit(args[0].clone(), who).map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("link", |args| {
@@ -294,13 +320,17 @@ pub fn register(ev: &Evaluator) {
             },
         };
         agent::link(target("link", &args[0])?, mode)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("unlink", |args| {
         arity("unlink", args, 1, 1)?;
-        agent::unlink(target("unlink", &args[0])?)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        agent::unlink(target("unlink", &args[0])?).map_err(|e| match e {
+            agent::LinkError::SelfLink => {
+                CallError::Failed("an agent cannot unlink from itself".to_owned())
+            }
+            e => CallError::Failed(e.to_string()),
+        })?;
         Ok(Term::T)
     });
     call::register_function("register", |args| {
@@ -345,20 +375,21 @@ pub fn register(ev: &Evaluator) {
     call::register_function("agent-stats", |args| {
         arity("agent-stats", args, 0, 1)?;
         let who = match args.first() {
-            Some(t) => target("agent-stats", t)?,
+            Some(t) => local_target("agent-stats", t)?,
             None => Target::from(Agent::current()),
         };
         Ok(management::agent_stats(who)
-            .map_err(|e| bad("agent-stats", e.to_string()))?
+            .map_err(|e| CallError::Failed(format!("agent-stats: {e}")))?
             .to_term())
     });
     call::register_function("agent-tree", |args| {
         arity("agent-tree", args, 0, 1)?;
         let who = match args.first() {
-            Some(t) => target("agent-tree", t)?,
+            Some(t) => local_target("agent-tree", t)?,
             None => Target::from(Agent::current()),
         };
-        let tree = management::agent_tree(who).map_err(|e| bad("agent-tree", e.to_string()))?;
+        let tree = management::agent_tree(who)
+            .map_err(|e| CallError::Failed(format!("agent-tree: {e}")))?;
         print!("{tree}");
         Ok(Term::Nil)
     });

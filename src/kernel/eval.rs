@@ -96,7 +96,7 @@ impl From<EvalError> for CallError {
     fn from(e: EvalError) -> CallError {
         match e {
             EvalError::Call(c) => c,
-            other => CallError::Exit(Term::Str(other.to_string())),
+            other => CallError::Failed(other.to_string()),
         }
     }
 }
@@ -447,8 +447,8 @@ impl Evaluator {
             return Err(EvalError::Call(CallError::bad_arguments(
                 name,
                 format!(
-                    "expected {} arguments, got {}",
-                    lambda.params.len(),
+                    "expected {}, got {}",
+                    call::count_of(lambda.params.len(), "argument"),
                     args.len()
                 ),
             )));

@@ -325,3 +325,45 @@ pub fn cookie(path: &Path) -> Vec<u8> {
         .as_bytes()
         .to_vec()
 }
+
+/// Runs the kernel (`-n -b` plus `args`) on `input` to the end, killing it
+/// if it takes longer than [`WAIT`]; returns (status, stdout, stderr).
+pub fn kernel_batch(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    cmd.args(["-n", "-b"]).args(args);
+    run_bounded(cmd, input)
+}
+
+/// Runs `cmd` with `input` on stdin, killing it if it takes longer than
+/// [`WAIT`]; returns (status, stdout, stderr).
+pub fn run_bounded(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start program");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // A separate writer: a program that exits early must not block us.
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        // Killed only on timeout, so a recycled pid is never hit.
+        if finished.recv_timeout(WAIT).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let out = child.wait_with_output().expect("program output");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    let _ = writer.join();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
