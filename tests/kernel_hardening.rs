@@ -55,3 +55,76 @@ fn agent_stats_accepts_an_id_of_this_node_and_refuses_others() {
         "{other}"
     );
 }
+
+/// Runs `program args` with stdout a pipe whose reader is already gone.
+fn with_closed_stdout(program: &str, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdout(writer)
+        .stdin(std::process::Stdio::null());
+    let (status, _, err) = support::run_bounded_stdout_set(cmd);
+    (status, err)
+}
+
+#[test]
+fn a_closed_stdout_ends_every_program_quietly() {
+    let (status, err) = with_closed_stdout(
+        env!("CARGO_BIN_EXE_erlangen-kernel"),
+        &["-n", "-b", "-e", "(print 1)", "-e", "(+ 1 2)"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status, Some(0), "{err}");
+    let (status, err) = with_closed_stdout(
+        env!("CARGO_BIN_EXE_erlangen-ring-benchmark"),
+        &["10", "2", "10"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status, Some(0), "{err}");
+}
+
+#[test]
+fn every_program_prints_its_version() {
+    for (program, name) in [
+        (env!("CARGO_BIN_EXE_erlangen-kernel"), "erlangen-kernel"),
+        (
+            env!("CARGO_BIN_EXE_erlangen-ring-benchmark"),
+            "erlangen-ring-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-message-benchmark"),
+            "erlangen-message-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-spawn-benchmark"),
+            "erlangen-spawn-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-fanin-benchmark"),
+            "erlangen-fanin-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-codec-benchmark"),
+            "erlangen-codec-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-remote-benchmark"),
+            "erlangen-remote-benchmark",
+        ),
+    ] {
+        // `--version` wins over arguments the program would refuse.
+        let cmd = {
+            let mut c = std::process::Command::new(program);
+            c.args(["not-a-number", "--version", "--bogus"]);
+            c
+        };
+        let (status, out, err) = support::run_bounded(cmd, b"");
+        assert_eq!(
+            out,
+            format!("{name} {}\n", env!("CARGO_PKG_VERSION")),
+            "{err}"
+        );
+        assert_eq!(status, Some(0), "{name}: {err}");
+    }
+}

@@ -390,14 +390,15 @@ pub fn register(ev: &Evaluator) {
         };
         let tree = management::agent_tree(who)
             .map_err(|e| CallError::Failed(format!("agent-tree: {e}")))?;
-        print!("{tree}");
+        let text = tree.to_string();
+        super::print_line(format_args!("{}", text.trim_end_matches('\n')));
         Ok(Term::Nil)
     });
     call::register_function("flush-messages", |args| {
         arity("flush-messages", args, 0, 0)?;
         let messages = agent::flush_messages();
         for m in &messages {
-            println!("{m}");
+            super::print_line(format_args!("{m}"));
         }
         Ok(Term::from(messages.len()))
     });
@@ -417,13 +418,13 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("help", |_| {
         for (_, line) in HELP {
-            println!("{line}");
+            super::print_line(format_args!("{line}"));
         }
         Ok(Term::Nil)
     });
     call::register_function("print", |args| {
         arity("print", args, 1, 1)?;
-        println!("{}", args[0]);
+        super::print_line(format_args!("{}", args[0]));
         Ok(args[0].clone())
     });
     register_data_helpers();

@@ -19,6 +19,7 @@
 
 mod builtins;
 mod eval;
+mod program;
 
 use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 
 pub use builtins::HELP;
 pub use eval::{EvalError, Evaluator};
+pub use program::{exit_if_closed, print_line, version_requested};
 
 use crate::agent::Agent;
 use crate::config::{self, Config};
@@ -310,6 +312,9 @@ fn options() -> getopts::Options {
 /// `--cookie-file`) and runs the kernel. Exit codes: 0 ok, 1 a batch form
 /// failed or output failed, 2 bad command line.
 pub fn main() -> ExitCode {
+    if version_requested("erlangen-kernel") {
+        return ExitCode::SUCCESS;
+    }
     let opts = options();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let matches = match opts.parse(&args) {
@@ -320,7 +325,7 @@ pub fn main() -> ExitCode {
         }
     };
     if matches.opt_present("h") {
-        println!("{}", opts.usage(USAGE));
+        print_line(format_args!("{}", opts.usage(USAGE)));
         return ExitCode::SUCCESS;
     }
     if !matches.free.is_empty() {

@@ -337,17 +337,25 @@ pub fn kernel_batch(args: &[&str], input: &[u8]) -> (Option<i32>, String, String
 /// Runs `cmd` with `input` on stdin, killing it if it takes longer than
 /// [`WAIT`]; returns (status, stdout, stderr).
 pub fn run_bounded(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start program");
-    let mut stdin = child.stdin.take().expect("stdin");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    run_with_input(cmd, input)
+}
+
+/// As [`run_bounded`] for a command whose stdin and stdout are already
+/// set up; stdout is then not captured.
+pub fn run_bounded_stdout_set(cmd: Command) -> (Option<i32>, String, String) {
+    run_with_input(cmd, b"")
+}
+
+fn run_with_input(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start program");
+    let stdin = child.stdin.take();
     let input = input.to_vec();
     // A separate writer: a program that exits early must not block us.
     let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
     });
     let pid = child.id();
     let (done, finished) = mpsc::channel::<()>();
