@@ -3,6 +3,7 @@
 //! function (see [`crate::call`]), so it can also be spawned and called by
 //! other nodes; `(help)` lists them from [`HELP`].
 
+use std::io::Write;
 use std::time::Duration;
 
 use super::eval::Evaluator;
@@ -27,9 +28,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("node", "(node &key host name) become a node (serves until its agent is killed; spawn it)"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death"),
     ("agent-tree", "(agent-tree &optional agent) print an agent and the agents it monitors"),
-    ("flush-messages", "(flush-messages) print and drop every message waiting for the REPL"),
+    ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
     ("connection-stats", "(connection-stats) per remote node: errors, established, messages, bytes"),
-    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents"),
+    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
     ("sleep", "(sleep seconds) pause"),
     ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),
     ("vector", "(vector x…) a vector; also aref elt"),
@@ -38,8 +39,73 @@ pub const HELP: &[(&str, &str)] = &[
     ("funcall", "(funcall f x…) call a function; also apply, mapcar"),
     ("print", "(print x) print and return x"),
     ("help", "(help) this list"),
-    ("quit", "(quit) leave the kernel"),
+    ("quit", "(quit &optional status) leave the kernel with exit status 0-255 (default 0)"),
 ];
+
+/// The packages of the original's kernel: its built-ins also answer to
+/// `erlangen:spawn`, `erlangen.management:agent-tree`, … as well as to the
+/// bare names (`erlangen.examples:parallel-map` is registered by the
+/// examples).
+const PACKAGES: &[(&str, &[&str])] = &[
+    (
+        "erlangen",
+        &[
+            "spawn",
+            "send",
+            "receive",
+            "exit",
+            "link",
+            "unlink",
+            "register",
+            "unregister",
+            "registered",
+            "agent",
+            "node",
+        ],
+    ),
+    (
+        "erlangen.management",
+        &[
+            "agent-stats",
+            "agent-tree",
+            "flush-messages",
+            "connection-stats",
+        ],
+    ),
+];
+
+thread_local! {
+    /// The exit status `(quit …)` asked for on this thread. Only the REPL's
+    /// thread looks at it, so a `quit` in a spawned agent (or one another
+    /// node asked for) ends that agent, never the kernel.
+    static QUIT: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
+}
+
+/// Takes the exit status a `(quit …)` on this thread asked for.
+pub(super) fn take_quit() -> Option<u8> {
+    QUIT.with(|q| q.take())
+}
+
+fn quit(args: &[Term]) -> Result<Term, CallError> {
+    arity("quit", args, 0, 1)?;
+    let status = match args.first() {
+        None => 0,
+        Some(Term::Int(n)) => u8::try_from(*n)
+            .map_err(|_| bad("quit", format!("the exit status must be 0 to 255, got {n}")))?,
+        Some(other) => {
+            return Err(bad(
+                "quit",
+                format!("the exit status must be an integer 0 to 255, got {other}"),
+            ))
+        }
+    };
+    QUIT.with(|q| q.set(Some(status)));
+    // Unwinds the evaluation of the whole form; the REPL then sees the
+    // request. Elsewhere this is the agent's exit reason.
+    Err(CallError::Failed(format!(
+        "(quit {status}) leaves the kernel only when the REPL evaluates it"
+    )))
+}
 
 fn bad(function: &str, message: impl Into<String>) -> CallError {
     CallError::bad_arguments(function, message)
@@ -181,6 +247,15 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
             .map_err(|e| CallError::Failed(e.to_string()))?;
         return Ok(Term::Str(id));
     }
+    if is_call_of(what, "NODE") {
+        // Checked here: the spawned agent would fail at once and be
+        // returned dead, looking like a node that started.
+        if let Some(me) = node::this_node() {
+            return Err(CallError::Failed(format!(
+                "this process is already the node {me} (a process can be one node only)"
+            )));
+        }
+    }
     let spawned = match what {
         Term::List(_) => {
             let (function, args) = call::prepare(what)?;
@@ -207,8 +282,10 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
     Ok(agent.to_term())
 }
 
+/// Whether `call` is `(name …)` or `(erlangen:name …)`.
 fn is_call_of(call: &Term, name: &str) -> bool {
-    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s)) if s.package.is_none() && s.name == name)
+    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s))
+        if s.name == name && s.package.as_deref().is_none_or(|p| p == "ERLANGEN"))
 }
 
 /// `(spawn '(node …))` returns once the node is up (or failed), so the next
@@ -233,6 +310,37 @@ fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
     ))
 }
 
+thread_local! {
+    /// Whether a node started on this thread says so on stderr: set on the
+    /// REPL's thread unless `-Q`, so a kernel serving as a node shows it.
+    static ANNOUNCE_NODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes a node started by the calling thread print when it is up and
+/// when it stops.
+pub(super) fn announce_nodes() {
+    ANNOUNCE_NODE.with(|a| a.set(true));
+}
+
+/// The node while `node` serves; dropping it (also when an exit signal
+/// unwinds the serving agent) stops the node.
+struct Serving {
+    handle: Option<node::NodeHandle>,
+    announce: bool,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let name = handle.full_name().to_owned();
+            handle.stop();
+            if self.announce {
+                let _ = writeln!(std::io::stderr(), "node {name} stopped");
+            }
+        }
+    }
+}
+
 fn node_call(args: &[Term]) -> Result<Term, CallError> {
     let name = "node";
     let (_, keys) = keyword_args(name, args, 0, &["HOST", "NAME"])?;
@@ -243,8 +351,26 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     if let Some(n) = keys.get("NAME") {
         options.name = Some(string_arg(name, "name", n)?);
     }
-    node::node(options).map_err(|e| CallError::Failed(e.to_string()))?;
-    Ok(Term::Nil)
+    let handle = node::start(options)
+        .map_err(|e| CallError::Failed(format!("the node cannot start: {e}")))?;
+    let announce = ANNOUNCE_NODE.with(|a| a.get());
+    if announce {
+        let _ = writeln!(
+            std::io::stderr(),
+            "node {} listening on port {}",
+            handle.full_name(),
+            handle.port()
+        );
+    }
+    let _serving = Serving {
+        handle: Some(handle),
+        announce,
+    };
+    // Serves until the agent is killed: the exit signal unwinds from this
+    // receive and `_serving` stops the node (SPEC section 6).
+    loop {
+        let _ = agent::receive();
+    }
 }
 
 fn compare(
@@ -395,10 +521,14 @@ pub fn register(ev: &Evaluator) {
         Ok(Term::Nil)
     });
     call::register_function("flush-messages", |args| {
-        arity("flush-messages", args, 0, 0)?;
+        // :print-p as in the original's (flush-messages &key print-p).
+        let (_, keys) = keyword_args("flush-messages", args, 0, &["PRINT-P"])?;
+        let print = keys.get("PRINT-P").is_none_or(|p| p.is_true());
         let messages = agent::flush_messages();
-        for m in &messages {
-            super::print_line(format_args!("{m}"));
+        if print {
+            for m in &messages {
+                super::print_line(format_args!("{m}"));
+            }
         }
         Ok(Term::from(messages.len()))
     });
@@ -427,7 +557,15 @@ pub fn register(ev: &Evaluator) {
         super::print_line(format_args!("{}", args[0]));
         Ok(args[0].clone())
     });
+    call::register_function("quit", quit);
     register_data_helpers();
+    for (package, names) in PACKAGES {
+        for name in *names {
+            if let Ok(function) = call::lookup(&crate::term::Symbol::new(name)) {
+                call::register_function(&format!("{package}:{name}"), move |args| function(args));
+            }
+        }
+    }
 }
 
 fn register_data_helpers() {
