@@ -497,9 +497,9 @@ impl Kernel {
                     }
                 }
             });
-        if let Err(e) = reader {
-            return Err(e);
-        }
+        // The reader runs detached: it may block in a read of stdin when the
+        // REPL leaves, and the process exit ends it.
+        drop(reader?);
         let mut buffer = String::new();
         let mut number = 0;
         loop {

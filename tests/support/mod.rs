@@ -129,6 +129,14 @@ impl Proc {
         }
     }
 
+    /// The next output line if one is already there (after the process
+    /// exited, all its output is).
+    pub fn try_line(&mut self) -> Option<String> {
+        let l = self.lines.try_recv().ok()?;
+        self.seen.push(l.clone());
+        Some(l)
+    }
+
     /// Reads lines until one satisfies `pred`; returns it.
     pub fn line_matching(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
