@@ -7,25 +7,47 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-spawn-benchmark erlangen-fanin-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
-.PHONY: all programs benchmarks test check bench bench-erlang bench-floor doc clean FORCE
+.PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE
 
 all: programs benchmarks
 
 programs: $(addprefix bin/,$(PROGRAMS))
 benchmarks: $(addprefix bin/,$(BENCHMARKS))
 
+# $(call install_file,FROM,TO): copies FROM to a temporary name next to TO
+# and renames it over TO, so a running TO (a kernel serving as a node)
+# keeps its old file instead of failing with "Text file busy"; an
+# unchanged file is left alone.
+install_file = cmp -s $(1) $(2) || { cp $(1) $(2).tmp-$$$$ && mv -f $(2).tmp-$$$$ $(2); }
+
 # Always ask cargo: it knows whether anything changed.
 bin/%: FORCE
 	$(CARGO) build --release --bin $*
 	@mkdir -p bin
-	cp target/release/$* $@
+	@$(call install_file,target/release/$*,$@)
 
 FORCE:
 
 # Format, lints, docs, then every test (unit, integration, doc).
-test: check
+test: check test-install
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# install_file over a program that is running (as bin/erlangen-kernel is
+# during the walkthrough), then again with the same file: the first must
+# succeed, the second must leave the file (its inode) alone.
+test-install:
+	@d=$$(mktemp -d) && cp /bin/sleep $$d/running && cp /bin/true $$d/new && \
+	{ $$d/running 60 & pid=$$!; } && \
+	n=0; while [ "$$(readlink /proc/$$pid/exe)" != "$$d/running" ] && [ $$n -lt 500 ]; do \
+	  n=$$((n+1)); sleep 0.01; done; \
+	( $(call install_file,$$d/new,$$d/running) ) && \
+	inode=$$(stat -c %i $$d/running) && \
+	( $(call install_file,$$d/new,$$d/running) ) && \
+	[ "$$(stat -c %i $$d/running)" = "$$inode" ] && cmp -s $$d/new $$d/running; \
+	status=$$?; kill $$pid; rm -rf $$d; \
+	if [ $$status -eq 0 ]; then echo "test-install: ok"; \
+	else echo "test-install: installing over a running program failed"; exit 1; fi
 
 check:
 	$(CARGO) fmt --all -- --check

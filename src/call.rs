@@ -32,6 +32,9 @@ pub enum CallError {
     Exit(Term),
     /// A receive inside the function timed out (exit reason `:TIMEOUT`).
     Timeout,
+    /// The function could not do its work (a node is unreachable, a name
+    /// is taken, …); the message says why. Its exit reason is the message.
+    Failed(String),
 }
 
 impl CallError {
@@ -57,6 +60,7 @@ impl fmt::Display for CallError {
             }
             CallError::Exit(reason) => write!(f, "exited with reason {reason}"),
             CallError::Timeout => f.write_str("timed out waiting for a message"),
+            CallError::Failed(message) => f.write_str(message),
         }
     }
 }
@@ -127,8 +131,29 @@ pub fn lookup(symbol: &Symbol) -> Result<Function, CallError> {
         .ok_or(CallError::UnknownFunction(name))
 }
 
+/// A function with the name it prints as (`#<FUNCTION NAME>`), for
+/// [`Term::local`] values that [`function_of`] accepts.
+#[derive(Clone)]
+pub struct NamedFunction {
+    /// Upper-case name, `NAME` or `PACKAGE:NAME` (`LAMBDA` for a lambda).
+    pub name: String,
+    /// The function.
+    pub function: Function,
+}
+
+/// `n` followed by `noun`, in the plural unless `n` is 1: "1 argument",
+/// "2 arguments".
+pub fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A function designated by a term: a symbol naming a registered function,
-/// or a [`Function`] wrapped as a local term ([`Term::local`]).
+/// or a [`Function`] or [`NamedFunction`] wrapped as a local term
+/// ([`Term::local`]).
 ///
 /// # Errors
 /// [`CallError::UnknownFunction`], or `BadArguments` for any other term.
@@ -138,7 +163,13 @@ pub fn function_of(term: &Term) -> Result<Function, CallError> {
         Term::Local(_) => term
             .downcast_local::<Function>()
             .cloned()
-            .ok_or_else(|| CallError::bad_arguments("funcall", "local value is not a function")),
+            .or_else(|| {
+                term.downcast_local::<NamedFunction>()
+                    .map(|n| Arc::clone(&n.function))
+            })
+            .ok_or_else(|| {
+                CallError::bad_arguments("funcall", format!("{term} is not a function"))
+            }),
         other => Err(CallError::bad_arguments(
             "funcall",
             format!("{other} does not name a function"),
@@ -147,13 +178,24 @@ pub fn function_of(term: &Term) -> Result<Function, CallError> {
 }
 
 /// Wraps a Rust closure as a term that [`function_of`] accepts, so local
-/// code can pass closures where a function name is expected.
+/// code can pass closures where a function name is expected. It prints as
+/// `#<FUNCTION LAMBDA>`.
 pub fn function_term<F>(f: F) -> Term
 where
     F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
 {
-    let function: Function = Arc::new(f);
-    Term::local(function)
+    named_function_term("lambda", f)
+}
+
+/// As [`function_term`], printing as `#<FUNCTION NAME>`.
+pub fn named_function_term<F>(name: &str, f: F) -> Term
+where
+    F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
+{
+    Term::local(NamedFunction {
+        name: name.to_uppercase(),
+        function: Arc::new(f),
+    })
 }
 
 /// Splits a call term into its function and arguments.
@@ -195,7 +237,8 @@ pub fn keyword_args<'a>(
         return Err(CallError::bad_arguments(
             function,
             format!(
-                "expected at least {positional} arguments, got {}",
+                "expected at least {}, got {}",
+                count_of(positional, "argument"),
                 args.len()
             ),
         ));

@@ -2,6 +2,16 @@
 //! `parallel-map` (SPEC section 8) and the small arithmetic functions the
 //! walkthroughs use (`1+`, `1-`, `+`, `-`, `*`).
 //!
+//! The registered `(parallel-map function vector &key level result-type)`
+//! (also `erlangen.examples:parallel-map`) takes a vector or a list and
+//! returns a vector. `level` is the number of workers, a positive integer
+//! (default 2). `result-type` is the element type every result must have,
+//! one of exactly: `t` (the default: anything), `integer` or `fixnum`
+//! (integers), `float` or `double-float` (floats), `number` (integers and
+//! floats), `string`; names are case-insensitive and any package prefix is
+//! ignored. Another value is a bad-arguments error; a result of another
+//! type fails the call with a message naming it.
+//!
 //! ```
 //! use erlangen::examples::{parallel_map, register_functions};
 //! use erlangen::{call, Term};
@@ -64,8 +74,8 @@ pub fn parallel_map(function: Function, vector: &[Term], level: usize) -> Result
     let options = SpawnOptions::new().attach(Attach::Monitor);
     let mut workers: Vec<Agent> = Vec::with_capacity(chunks);
     for i in 0..chunks {
-        let worker = agent::spawn_with(&options, worker)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        let worker =
+            agent::spawn_with(&options, worker).map_err(|e| CallError::Failed(e.to_string()))?;
         let start = i * chunk_size;
         let end = if i + 1 < chunks {
             start + chunk_size
@@ -126,9 +136,14 @@ fn exit_reason(notice: &Term) -> Term {
 }
 
 /// The registered form: `(parallel-map function vector &key level
-/// result-type)`. `result-type` is the element type, as in the seed: `t`
-/// (default, anything), `integer`, `float`, `string`; results are checked
-/// against it.
+/// result-type)`. `vector` may also be a list; the value is a vector.
+/// `level` is the number of workers, a positive integer (default 2).
+/// `result-type` is the element type every result must have, as in the
+/// seed, one of exactly: `t` (default: anything), `integer` or `fixnum`
+/// (integers), `float` or `double-float` (floats), `number` (integers and
+/// floats), `string` (case-insensitive, any package). Another value is a
+/// `BadArguments` error; a result of another type fails the call with a
+/// message naming it.
 fn parallel_map_call(args: &[Term]) -> Result<Term, CallError> {
     let name = "parallel-map";
     let (fixed, keys) = call::keyword_args(name, args, 2, &["LEVEL", "RESULT-TYPE"])?;
@@ -186,9 +201,9 @@ fn check_element_type(result: &Term, ty: &Term) -> Result<(), CallError> {
         }
     };
     match result.as_vector().and_then(|v| v.iter().find(|t| !ok(t))) {
-        Some(bad) => Err(CallError::Exit(Term::Str(format!(
+        Some(bad) => Err(CallError::Failed(format!(
             "parallel-map: result {bad} is not of type {ty}"
-        )))),
+        ))),
         None => Ok(()),
     }
 }

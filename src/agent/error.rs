@@ -121,7 +121,7 @@ pub enum LinkError {
 impl fmt::Display for LinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LinkError::SelfLink => f.write_str("an agent cannot link to itself"),
+            LinkError::SelfLink => f.write_str("an agent cannot link to or unlink from itself"),
             LinkError::Target(e) => e.fmt(f),
             LinkError::Remote(e) => write!(f, "remote link failed: {e}"),
         }

@@ -8,6 +8,9 @@ const USAGE: &str = "usage: erlangen-fanin-benchmark [n-per-sender] [n-senders] 
   messages to one receiver; prints messages per second received.";
 
 fn main() -> std::process::ExitCode {
+    if erlangen::kernel::version_requested("erlangen-fanin-benchmark") {
+        return std::process::ExitCode::SUCCESS;
+    }
     erlangen::bench::program(
         "erlangen-fanin-benchmark",
         USAGE,
@@ -18,10 +21,10 @@ fn main() -> std::process::ExitCode {
                 .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
             let total = per * senders;
-            println!(
+            erlangen::kernel::print_line(format_args!(
                 "W4 fan-in senders={senders}: {total} messages in {s:.3} s, {:.0} msgs/s",
                 total as f64 / s
-            );
+            ));
             Ok(())
         },
     )

@@ -9,6 +9,9 @@ const USAGE: &str = "usage: erlangen-message-benchmark [n-messages] [n-pairs] [t
   second. timeout-seconds defaults to 120.";
 
 fn main() -> std::process::ExitCode {
+    if erlangen::kernel::version_requested("erlangen-message-benchmark") {
+        return std::process::ExitCode::SUCCESS;
+    }
     erlangen::bench::program(
         "erlangen-message-benchmark",
         USAGE,
@@ -19,11 +22,11 @@ fn main() -> std::process::ExitCode {
                 .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
             let total = messages * pairs;
-            println!(
+            erlangen::kernel::print_line(format_args!(
             "W2 ping-pong pairs={pairs}: {total} messages in {s:.3} s, {:.0} msgs/s, {:.2} us/msg",
             total as f64 / s,
             s * 1e6 / total as f64
-        );
+        ));
             Ok(())
         },
     )

@@ -9,6 +9,9 @@ const USAGE: &str = "usage: erlangen-ring-benchmark [n-hops] [n-agents] [timeout
   per hop. timeout-seconds defaults to 120.";
 
 fn main() -> std::process::ExitCode {
+    if erlangen::kernel::version_requested("erlangen-ring-benchmark") {
+        return std::process::ExitCode::SUCCESS;
+    }
     erlangen::bench::program(
         "erlangen-ring-benchmark",
         USAGE,
@@ -18,11 +21,11 @@ fn main() -> std::process::ExitCode {
             let t = erlangen::bench::ring(hops, agents as usize, Duration::from_secs(a[2]))
                 .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
-            println!(
+            erlangen::kernel::print_line(format_args!(
                 "W1 ring n={agents}: {hops} hops in {s:.3} s, {:.0} msgs/s, {:.2} us/hop",
                 hops as f64 / s,
                 s * 1e6 / hops as f64
-            );
+            ));
             Ok(())
         },
     )

@@ -10,6 +10,9 @@ const USAGE: &str = "usage: erlangen-spawn-benchmark [n-spawns] [n-alive] [timeo
   prints how many it reached and the resident memory per agent.";
 
 fn main() -> std::process::ExitCode {
+    if erlangen::kernel::version_requested("erlangen-spawn-benchmark") {
+        return std::process::ExitCode::SUCCESS;
+    }
     erlangen::bench::program(
         "erlangen-spawn-benchmark",
         USAGE,
@@ -18,20 +21,20 @@ fn main() -> std::process::ExitCode {
             let f = erlangen::bench::spawn_exit(a[0], a[1], Duration::from_secs(a[2]))
                 .map_err(|e| e.to_string())?;
             let s = f.elapsed.as_secs_f64();
-            println!(
+            erlangen::kernel::print_line(format_args!(
                 "W3 spawn: {} spawns+exits in {s:.3} s, {:.2} us/spawn",
                 f.count,
                 s * 1e6 / f.count.max(1) as f64
-            );
+            ));
             let mem = f
                 .bytes_per_agent
                 .map_or("unknown".to_owned(), |b| format!("{b} bytes"));
-            println!(
+            erlangen::kernel::print_line(format_args!(
                 "W3 alive: {} blocked agents at once, resident {mem}/agent",
                 f.alive
-            );
+            ));
             if let Some(limit) = f.limit {
-                println!("W3 alive: stopped early: {limit}");
+                erlangen::kernel::print_line(format_args!("W3 alive: stopped early: {limit}"));
             }
             Ok(())
         },

@@ -3,6 +3,7 @@
 //! function (see [`crate::call`]), so it can also be spawned and called by
 //! other nodes; `(help)` lists them from [`HELP`].
 
+use std::io::Write;
 use std::time::Duration;
 
 use super::eval::Evaluator;
@@ -27,9 +28,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("node", "(node &key host name) become a node (serves until its agent is killed; spawn it)"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death"),
     ("agent-tree", "(agent-tree &optional agent) print an agent and the agents it monitors"),
-    ("flush-messages", "(flush-messages) print and drop every message waiting for the REPL"),
+    ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
     ("connection-stats", "(connection-stats) per remote node: errors, established, messages, bytes"),
-    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents"),
+    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
     ("sleep", "(sleep seconds) pause"),
     ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),
     ("vector", "(vector x…) a vector; also aref elt"),
@@ -38,8 +39,73 @@ pub const HELP: &[(&str, &str)] = &[
     ("funcall", "(funcall f x…) call a function; also apply, mapcar"),
     ("print", "(print x) print and return x"),
     ("help", "(help) this list"),
-    ("quit", "(quit) leave the kernel"),
+    ("quit", "(quit &optional status) leave the kernel with exit status 0-255 (default 0)"),
 ];
+
+/// The packages of the original's kernel: its built-ins also answer to
+/// `erlangen:spawn`, `erlangen.management:agent-tree`, … as well as to the
+/// bare names (`erlangen.examples:parallel-map` is registered by the
+/// examples).
+const PACKAGES: &[(&str, &[&str])] = &[
+    (
+        "erlangen",
+        &[
+            "spawn",
+            "send",
+            "receive",
+            "exit",
+            "link",
+            "unlink",
+            "register",
+            "unregister",
+            "registered",
+            "agent",
+            "node",
+        ],
+    ),
+    (
+        "erlangen.management",
+        &[
+            "agent-stats",
+            "agent-tree",
+            "flush-messages",
+            "connection-stats",
+        ],
+    ),
+];
+
+thread_local! {
+    /// The exit status `(quit …)` asked for on this thread. Only the REPL's
+    /// thread looks at it, so a `quit` in a spawned agent (or one another
+    /// node asked for) ends that agent, never the kernel.
+    static QUIT: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
+}
+
+/// Takes the exit status a `(quit …)` on this thread asked for.
+pub(super) fn take_quit() -> Option<u8> {
+    QUIT.with(|q| q.take())
+}
+
+fn quit(args: &[Term]) -> Result<Term, CallError> {
+    arity("quit", args, 0, 1)?;
+    let status = match args.first() {
+        None => 0,
+        Some(Term::Int(n)) => u8::try_from(*n)
+            .map_err(|_| bad("quit", format!("the exit status must be 0 to 255, got {n}")))?,
+        Some(other) => {
+            return Err(bad(
+                "quit",
+                format!("the exit status must be an integer 0 to 255, got {other}"),
+            ))
+        }
+    };
+    QUIT.with(|q| q.set(Some(status)));
+    // Unwinds the evaluation of the whole form; the REPL then sees the
+    // request. Elsewhere this is the agent's exit reason.
+    Err(CallError::Failed(format!(
+        "(quit {status}) leaves the kernel only when the REPL evaluates it"
+    )))
+}
 
 fn bad(function: &str, message: impl Into<String>) -> CallError {
     CallError::bad_arguments(function, message)
@@ -48,13 +114,13 @@ fn bad(function: &str, message: impl Into<String>) -> CallError {
 fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), CallError> {
     if args.len() < min || args.len() > max {
         let expected = if min == max {
-            format!("{min}")
+            call::count_of(min, "argument")
         } else {
-            format!("{min} to {max}")
+            format!("{min} to {max} arguments")
         };
         return Err(bad(
             function,
-            format!("expected {expected} arguments, got {}", args.len()),
+            format!("expected {expected}, got {}", args.len()),
         ));
     }
     Ok(())
@@ -94,6 +160,31 @@ fn target(function: &str, t: &Term) -> Result<Target, CallError> {
             format!("{other} is not an agent (expected an agent, a :NAME or an id string)"),
         )),
     }
+}
+
+/// A target for the management functions, which see only this node's
+/// agents: an id string of another node is refused by name.
+fn local_target(function: &str, t: &Term) -> Result<Target, CallError> {
+    if let Term::Str(id) = t {
+        let mut parts = id.splitn(3, '/');
+        if let (Some(host), Some(node_name), Some(_)) = (parts.next(), parts.next(), parts.next()) {
+            let owner = format!("{host}/{node_name}");
+            match node::this_node() {
+                Some(me) if me == owner => {}
+                Some(me) => {
+                    return Err(CallError::Failed(format!(
+                        "{function}: {id:?} is an agent of node {owner}; {function} reports only on agents of this node ({me})"
+                    )))
+                }
+                None => {
+                    return Err(CallError::Failed(format!(
+                        "{function}: {id:?} is an agent of node {owner}, and this process is not a node (so it has no agent ids)"
+                    )))
+                }
+            }
+        }
+    }
+    target(function, t)
 }
 
 fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
@@ -153,8 +244,17 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
             other => other.clone(),
         };
         let id = node::spawn_on(host.as_deref(), &target_node, &call, &options)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         return Ok(Term::Agent(id));
+    }
+    if is_call_of(what, "NODE") {
+        // Checked here: the spawned agent would fail at once and be
+        // returned dead, looking like a node that started.
+        if let Some(me) = node::this_node() {
+            return Err(CallError::Failed(format!(
+                "this process is already the node {me} (a process can be one node only)"
+            )));
+        }
     }
     let spawned = match what {
         Term::List(_) => {
@@ -175,15 +275,17 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
         }
     };
     let _ = ev;
-    let agent = spawned.map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+    let agent = spawned.map_err(|e| CallError::Failed(e.to_string()))?;
     if is_call_of(what, "NODE") {
         wait_for_node(&agent)?;
     }
     Ok(agent.to_term())
 }
 
+/// Whether `call` is `(name …)` or `(erlangen:name …)`.
 fn is_call_of(call: &Term, name: &str) -> bool {
-    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s)) if s.package.is_none() && s.name == name)
+    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s))
+        if s.name == name && s.package.as_deref().is_none_or(|p| p == "ERLANGEN"))
 }
 
 /// `(spawn '(node …))` returns once the node is up (or failed), so the next
@@ -195,16 +297,48 @@ fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
             return Ok(());
         }
         if let Some(outcome) = agent.outcome() {
-            return Err(CallError::Exit(match outcome {
-                agent::Outcome::Exited(reason) => reason,
-                agent::Outcome::Returned(_) => Term::from("the node stopped"),
+            return Err(CallError::Failed(match outcome {
+                agent::Outcome::Exited(Term::Str(reason)) => reason,
+                agent::Outcome::Exited(reason) => format!("the node's agent exited: {reason}"),
+                agent::Outcome::Returned(_) => "the node stopped".to_owned(),
             }));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(CallError::Exit(Term::from(
-        "the node did not start within 10 s",
-    )))
+    Err(CallError::Failed(
+        "the node did not start within 10 s".to_owned(),
+    ))
+}
+
+thread_local! {
+    /// Whether a node started on this thread says so on stderr: set on the
+    /// REPL's thread unless `-Q`, so a kernel serving as a node shows it.
+    static ANNOUNCE_NODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes a node started by the calling thread print when it is up and
+/// when it stops.
+pub(super) fn announce_nodes() {
+    ANNOUNCE_NODE.with(|a| a.set(true));
+}
+
+/// The node while `node` serves; dropping it (also when an exit signal
+/// unwinds the serving agent) stops the node.
+struct Serving {
+    handle: Option<node::NodeHandle>,
+    announce: bool,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let name = handle.full_name().to_owned();
+            handle.stop();
+            if self.announce {
+                let _ = writeln!(std::io::stderr(), "node {name} stopped");
+            }
+        }
+    }
 }
 
 fn node_call(args: &[Term]) -> Result<Term, CallError> {
@@ -217,8 +351,26 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     if let Some(n) = keys.get("NAME") {
         options.name = Some(string_arg(name, "name", n)?);
     }
-    node::node(options).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
-    Ok(Term::Nil)
+    let handle = node::start(options)
+        .map_err(|e| CallError::Failed(format!("the node cannot start: {e}")))?;
+    let announce = ANNOUNCE_NODE.with(|a| a.get());
+    if announce {
+        let _ = writeln!(
+            std::io::stderr(),
+            "node {} listening on port {}",
+            handle.full_name(),
+            handle.port()
+        );
+    }
+    let _serving = Serving {
+        handle: Some(handle),
+        announce,
+    };
+    // Serves until the agent is killed: the exit signal unwinds from this
+    // receive and `_serving` stops the node (SPEC section 6).
+    loop {
+        let _ = agent::receive();
+    }
 }
 
 fn compare(
@@ -260,7 +412,7 @@ pub fn register(ev: &Evaluator) {
     call::register_function("send", |args| {
         arity("send", args, 2, 2)?;
         agent::send(args[0].clone(), target("send", &args[1])?)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(args[0].clone())
     });
     call::register_function("receive", |args| {
@@ -276,7 +428,7 @@ pub fn register(ev: &Evaluator) {
             Some(t) => target("exit", t)?,
             None => Target::from(Agent::current()),
         };
-        agent::exit(args[0].clone(), who).map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        agent::exit(args[0].clone(), who).map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("link", |args| {
@@ -294,13 +446,17 @@ pub fn register(ev: &Evaluator) {
             },
         };
         agent::link(target("link", &args[0])?, mode)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("unlink", |args| {
         arity("unlink", args, 1, 1)?;
-        agent::unlink(target("unlink", &args[0])?)
-            .map_err(|e| CallError::Exit(Term::Str(e.to_string())))?;
+        agent::unlink(target("unlink", &args[0])?).map_err(|e| match e {
+            agent::LinkError::SelfLink => {
+                CallError::Failed("an agent cannot unlink from itself".to_owned())
+            }
+            e => CallError::Failed(e.to_string()),
+        })?;
         Ok(Term::T)
     });
     call::register_function("register", |args| {
@@ -345,28 +501,34 @@ pub fn register(ev: &Evaluator) {
     call::register_function("agent-stats", |args| {
         arity("agent-stats", args, 0, 1)?;
         let who = match args.first() {
-            Some(t) => target("agent-stats", t)?,
+            Some(t) => local_target("agent-stats", t)?,
             None => Target::from(Agent::current()),
         };
         Ok(management::agent_stats(who)
-            .map_err(|e| bad("agent-stats", e.to_string()))?
+            .map_err(|e| CallError::Failed(format!("agent-stats: {e}")))?
             .to_term())
     });
     call::register_function("agent-tree", |args| {
         arity("agent-tree", args, 0, 1)?;
         let who = match args.first() {
-            Some(t) => target("agent-tree", t)?,
+            Some(t) => local_target("agent-tree", t)?,
             None => Target::from(Agent::current()),
         };
-        let tree = management::agent_tree(who).map_err(|e| bad("agent-tree", e.to_string()))?;
-        print!("{tree}");
+        let tree = management::agent_tree(who)
+            .map_err(|e| CallError::Failed(format!("agent-tree: {e}")))?;
+        let text = tree.to_string();
+        super::print_line(format_args!("{}", text.trim_end_matches('\n')));
         Ok(Term::Nil)
     });
     call::register_function("flush-messages", |args| {
-        arity("flush-messages", args, 0, 0)?;
+        // :print-p as in the original's (flush-messages &key print-p).
+        let (_, keys) = keyword_args("flush-messages", args, 0, &["PRINT-P"])?;
+        let print = keys.get("PRINT-P").is_none_or(|p| p.is_true());
         let messages = agent::flush_messages();
-        for m in &messages {
-            println!("{m}");
+        if print {
+            for m in &messages {
+                super::print_line(format_args!("{m}"));
+            }
         }
         Ok(Term::from(messages.len()))
     });
@@ -386,16 +548,24 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("help", |_| {
         for (_, line) in HELP {
-            println!("{line}");
+            super::print_line(format_args!("{line}"));
         }
         Ok(Term::Nil)
     });
     call::register_function("print", |args| {
         arity("print", args, 1, 1)?;
-        println!("{}", args[0]);
+        super::print_line(format_args!("{}", args[0]));
         Ok(args[0].clone())
     });
+    call::register_function("quit", quit);
     register_data_helpers();
+    for (package, names) in PACKAGES {
+        for name in *names {
+            if let Ok(function) = call::lookup(&crate::term::Symbol::new(name)) {
+                call::register_function(&format!("{package}:{name}"), move |args| function(args));
+            }
+        }
+    }
 }
 
 fn register_data_helpers() {

@@ -16,7 +16,7 @@
 //! `parallel-map` or spawned as agents; a lambda captures its lexical
 //! bindings by value and the session's globals by reference.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -31,6 +31,19 @@ const MAX_DEPTH: usize = 256;
 
 thread_local! {
     static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Set on the thread the REPL evaluates in: only that evaluation
+    /// stops for Ctrl-C, not lambdas running in other agents.
+    static REPL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Ctrl-C asked the REPL's evaluation to stop: checked at every step, so
+/// a busy loop ends too (a blocked receive is ended by killing the agent).
+pub(crate) static INTERRUPT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the calling thread as the REPL's (see [`INTERRUPT`]).
+pub(crate) fn mark_repl_thread() {
+    REPL_THREAD.with(|r| r.set(true));
 }
 
 /// Counts one level of nesting for as long as it lives.
@@ -46,6 +59,9 @@ impl Nesting {
         let guard = Nesting;
         if d > MAX_DEPTH {
             return Err(EvalError::TooDeep);
+        }
+        if INTERRUPT.load(std::sync::atomic::Ordering::Relaxed) && REPL_THREAD.with(|r| r.get()) {
+            return Err(EvalError::Interrupted);
         }
         Ok(guard)
     }
@@ -68,6 +84,8 @@ pub enum EvalError {
     Call(CallError),
     /// Evaluation nested deeper than the limit.
     TooDeep,
+    /// Ctrl-C stopped the evaluation.
+    Interrupted,
 }
 
 impl fmt::Display for EvalError {
@@ -80,6 +98,7 @@ impl fmt::Display for EvalError {
             EvalError::Syntax(s) => write!(f, "{s}"),
             EvalError::Call(e) => write!(f, "{e}"),
             EvalError::TooDeep => write!(f, "evaluation nested deeper than {MAX_DEPTH} levels"),
+            EvalError::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -96,7 +115,7 @@ impl From<EvalError> for CallError {
     fn from(e: EvalError) -> CallError {
         match e {
             EvalError::Call(c) => c,
-            other => CallError::Exit(Term::Str(other.to_string())),
+            other => CallError::Failed(other.to_string()),
         }
     }
 }
@@ -113,6 +132,9 @@ struct Lambda {
 #[derive(Default)]
 pub(crate) struct Globals {
     vars: HashMap<Symbol, Term>,
+    /// Functions this session defined with `defun` (full names): only
+    /// these may be defined again.
+    defuns: HashSet<String>,
 }
 
 /// An evaluator over shared globals. Cheap to clone.
@@ -406,8 +428,20 @@ impl Evaluator {
                     // A defun is a registered function like any other: it
                     // can be spawned, passed to parallel-map, and called
                     // by other nodes.
-                    let me = self.clone();
                     let label = fname.full_name();
+                    {
+                        let mut globals = self.globals.write().unwrap_or_else(|e| e.into_inner());
+                        // Built-ins and the program's functions are what
+                        // other nodes call: a silent redefinition would
+                        // change what they run.
+                        if !globals.defuns.contains(&label) && call::lookup(&fname).is_ok() {
+                            return Err(syntax(format!(
+                                "defun: {label} is a built-in or registered function (other nodes may call it) and cannot be redefined; choose another name"
+                            )));
+                        }
+                        globals.defuns.insert(label.clone());
+                    }
+                    let me = self.clone();
                     call::register_function(&label.clone(), move |args: &[Term]| {
                         Ok(me.apply_lambda(&label, &lambda, args, 0)?)
                     });
@@ -447,8 +481,8 @@ impl Evaluator {
             return Err(EvalError::Call(CallError::bad_arguments(
                 name,
                 format!(
-                    "expected {} arguments, got {}",
-                    lambda.params.len(),
+                    "expected {}, got {}",
+                    call::count_of(lambda.params.len(), "argument"),
                     args.len()
                 ),
             )));

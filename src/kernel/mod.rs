@@ -19,14 +19,20 @@
 
 mod builtins;
 mod eval;
+mod program;
+mod signal;
 
 use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use builtins::HELP;
 pub use eval::{EvalError, Evaluator};
+pub use program::{exit_if_closed, print_line, version_requested};
 
 use crate::agent::Agent;
 use crate::config::{self, Config};
@@ -51,7 +57,58 @@ pub struct KernelOptions {
 #[derive(Clone)]
 pub struct Kernel {
     evaluator: Evaluator,
-    errors: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    errors: Arc<AtomicUsize>,
+    /// The exit status a `(quit …)` asked for.
+    quit: Arc<Mutex<Option<u8>>>,
+    /// What the REPL's thread and the Ctrl-C and stdin threads share.
+    control: Arc<Mutex<Control>>,
+}
+
+/// The REPL's state as the Ctrl-C and stdin threads see it.
+#[derive(Default)]
+struct Control {
+    /// The REPL's agent, once the REPL runs with Ctrl-C handling.
+    agent: Option<Agent>,
+    /// A form is being evaluated.
+    evaluating: bool,
+    /// Ctrl-C ended the evaluation in progress.
+    interrupted: bool,
+    /// The REPL waits for input in its mailbox (so it also learns at once
+    /// that its agent was killed); a doorbell wakes it.
+    idle: bool,
+    /// A doorbell was rung since the REPL went idle.
+    rung: bool,
+    /// Ctrl-C presses at the idle prompt since the last input.
+    idle_interrupts: u32,
+    /// The hint for the first press was shown.
+    hinted: bool,
+}
+
+/// The doorbell: wakes the idle REPL (input arrived, Ctrl-C). A local
+/// value, so nothing from outside the process can forge it.
+struct Doorbell;
+
+fn doorbell() -> Term {
+    static BELL: std::sync::OnceLock<Term> = std::sync::OnceLock::new();
+    BELL.get_or_init(|| Term::local(Doorbell)).clone()
+}
+
+fn is_doorbell(t: &Term) -> bool {
+    t.downcast_local::<Doorbell>().is_some()
+}
+
+impl Control {
+    /// Wakes the REPL if it waits idle and no doorbell is on its way. The
+    /// doorbell goes on the mailbox's priority lane, which is unbounded: a
+    /// mailbox full of messages cannot drop it.
+    fn ring(&mut self) {
+        if self.idle && !self.rung {
+            if let Some(agent) = &self.agent {
+                self.rung = true;
+                agent.notify(doorbell());
+            }
+        }
+    }
 }
 
 impl Default for Kernel {
@@ -68,9 +125,37 @@ pub enum Evaluation {
     /// It failed; the message says why.
     Error(String),
     /// The REPL's own agent exited (killed by a link, or `(exit …)` of
-    /// itself); a fresh agent took its place.
+    /// itself); a fresh agent took its place, with the messages the old
+    /// one had not received.
     AgentExited(Term),
+    /// Ctrl-C stopped it; the REPL's agent was replaced as for
+    /// [`Evaluation::AgentExited`].
+    Interrupted,
+    /// `(quit status)`: the kernel should exit with this status.
+    Quit(u8),
 }
+
+/// One event for the REPL's thread.
+enum Input {
+    /// A line of stdin, with its newline, as bytes.
+    Line(Vec<u8>),
+    /// End of stdin.
+    End,
+    /// Reading stdin failed.
+    Failed(io::Error),
+}
+
+/// How the REPL loop ended.
+enum Leave {
+    /// End of input.
+    End,
+    /// `(quit status)`, or Ctrl-C twice at the idle prompt.
+    Quit(u8),
+}
+
+/// The exit status after Ctrl-C twice at the idle prompt (128 + SIGINT,
+/// as shells report a program ended by Ctrl-C).
+const INTERRUPT_STATUS: u8 = 130;
 
 impl Kernel {
     /// A session with the built-ins and the examples registered.
@@ -80,6 +165,8 @@ impl Kernel {
         Kernel {
             evaluator,
             errors: Default::default(),
+            quit: Default::default(),
+            control: Default::default(),
         }
     }
 
@@ -88,28 +175,75 @@ impl Kernel {
         &self.evaluator
     }
 
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The exit status `(quit …)` asked for, if a form asked.
+    pub fn quit_requested(&self) -> Option<u8> {
+        *self.quit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Evaluates one form in the calling thread's agent. A panic or an exit
     /// of the agent does not escape: it is reported as an [`Evaluation`].
     pub fn eval(&self, form: &Term) -> Evaluation {
+        self.control().evaluating = true;
         let result = panic::catch_unwind(AssertUnwindSafe(|| self.evaluator.eval(form)));
-        let outcome = match result {
-            Ok(Ok(v)) => Evaluation::Value(v),
-            Ok(Err(e)) => Evaluation::Error(e.to_string()),
-            Err(payload) => {
-                let reason = crate::agent::exit_reason(payload);
-                Agent::replace_current(reason.clone());
-                Evaluation::AgentExited(reason)
+        let interrupted = {
+            let mut control = self.control();
+            control.evaluating = false;
+            std::mem::take(&mut control.interrupted)
+        };
+        let outcome = if interrupted {
+            eval::INTERRUPT.store(false, Ordering::Relaxed);
+            // The agent was killed to end a blocked receive; whatever the
+            // form did, the agent must be replaced.
+            let _ = builtins::take_quit();
+            self.renew_agent(Term::keyword("interrupt"));
+            Evaluation::Interrupted
+        } else if let Some(status) = builtins::take_quit() {
+            *self.quit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+            if let Err(payload) = result {
+                self.renew_agent(crate::agent::exit_reason(payload));
+            }
+            Evaluation::Quit(status)
+        } else {
+            match result {
+                Ok(Ok(v)) => Evaluation::Value(v),
+                Ok(Err(e)) => Evaluation::Error(e.to_string()),
+                Err(payload) => {
+                    let reason = crate::agent::exit_reason(payload);
+                    self.renew_agent(reason.clone());
+                    Evaluation::AgentExited(reason)
+                }
             }
         };
-        if !matches!(outcome, Evaluation::Value(_)) {
-            self.errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !matches!(outcome, Evaluation::Value(_) | Evaluation::Quit(_)) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
         }
         outcome
     }
 
+    /// Ends the calling thread's agent with `reason` and gives the thread
+    /// a new one, which gets the messages the old one had not received
+    /// (in order, notifications first), so nothing waiting is lost.
+    fn renew_agent(&self, reason: Term) {
+        let kept = crate::agent::flush_messages();
+        let fresh = Agent::replace_current(reason);
+        for message in kept {
+            if !is_doorbell(&message) {
+                fresh.send(message);
+            }
+        }
+        let mut control = self.control();
+        if control.agent.is_some() {
+            control.agent = Some(fresh);
+        }
+    }
+
     /// Reads and evaluates every form of `text`, printing each result to
-    /// `out` (and errors to `err`).
+    /// `out` (and errors to `err`). Stops after a `(quit …)` (see
+    /// [`Kernel::quit_requested`]).
     ///
     /// # Errors
     /// Only I/O errors on `out`/`err`; evaluation errors are printed.
@@ -125,11 +259,14 @@ impl Kernel {
                 Ok(None) => return Ok(()),
                 Ok(Some((form, used))) => {
                     rest = &rest[used..];
-                    self.print(&self.eval(&form), out, err)?;
+                    let evaluation = self.eval(&form);
+                    self.print(&evaluation, out, err)?;
+                    if let Evaluation::Quit(_) = evaluation {
+                        return Ok(());
+                    }
                 }
                 Err(e) => {
-                    self.errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.errors.fetch_add(1, Ordering::Relaxed);
                     return writeln!(err, "error: {e}");
                 }
             }
@@ -147,8 +284,13 @@ impl Kernel {
             Evaluation::Error(e) => writeln!(err, "error: {e}")?,
             Evaluation::AgentExited(reason) => writeln!(
                 err,
-                "error: the REPL's agent exited with reason {reason}; continuing with a new agent"
+                "error: the REPL's agent exited with reason {reason}; continuing with a new agent (variables and waiting messages kept)"
             )?,
+            Evaluation::Interrupted => writeln!(
+                err,
+                "error: interrupted (Ctrl-C); continuing with a new agent (variables and waiting messages kept)"
+            )?,
+            Evaluation::Quit(_) => {}
         }
         out.flush()?;
         err.flush()
@@ -156,11 +298,77 @@ impl Kernel {
 
     /// Forms evaluated so far that failed.
     pub fn error_count(&self) -> usize {
-        self.errors.load(std::sync::atomic::Ordering::Relaxed)
+        self.errors.load(Ordering::Relaxed)
     }
 
-    /// The read-eval-print loop over `input` until end of input or `(quit)`.
-    /// A form may span lines; a reader error discards the pending input.
+    /// Adds one line of input (bytes) to `buffer` and evaluates every
+    /// complete form in it. Returns the status if a form quit.
+    fn feed(
+        &self,
+        line: &[u8],
+        number: usize,
+        buffer: &mut String,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<Option<u8>> {
+        match std::str::from_utf8(line) {
+            Ok(text) => buffer.push_str(text),
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                let pending = if buffer.trim().is_empty() {
+                    ""
+                } else {
+                    " with the unfinished form before it"
+                };
+                writeln!(
+                    err,
+                    "error: input line {number} is not valid UTF-8 (bad byte at column {}); the line{pending} was skipped",
+                    e.valid_up_to() + 1
+                )?;
+                buffer.clear();
+                return Ok(None);
+            }
+        }
+        loop {
+            match term::read_prefix(buffer) {
+                Ok(None) => {
+                    buffer.clear();
+                    return Ok(None);
+                }
+                Ok(Some((form, used))) => {
+                    buffer.drain(..used);
+                    let evaluation = self.eval(&form);
+                    self.print(&evaluation, out, err)?;
+                    if let Evaluation::Quit(status) = evaluation {
+                        return Ok(Some(status));
+                    }
+                }
+                Err(e) if e.is_incomplete() => return Ok(None),
+                Err(e) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    writeln!(err, "error: {e}")?;
+                    buffer.clear();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// At end of input: an unfinished form is an error.
+    fn finish_input(&self, buffer: &str, err: &mut dyn Write) -> io::Result<()> {
+        if !buffer.trim().is_empty() {
+            if let Err(e) = term::read_prefix(buffer) {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                writeln!(err, "error: {e}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The read-eval-print loop over `input` until end of input or
+    /// `(quit …)` (then [`Kernel::quit_requested`] has the status). A form
+    /// may span lines; a reader error discards the pending input, and a
+    /// line that is not UTF-8 is reported and skipped.
     ///
     /// # Errors
     /// I/O errors on the streams.
@@ -172,75 +380,230 @@ impl Kernel {
         prompt: bool,
     ) -> io::Result<()> {
         let mut buffer = String::new();
-        let mut line = String::new();
+        let mut line = Vec::new();
+        let mut number = 0;
         loop {
             if prompt && buffer.trim().is_empty() {
                 write!(out, "* ")?;
                 out.flush()?;
             }
             line.clear();
-            if input.read_line(&mut line)? == 0 {
-                if !buffer.trim().is_empty() {
-                    if let Err(e) = term::read_prefix(&buffer) {
-                        self.errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        writeln!(err, "error: {e}")?;
-                    }
-                }
+            if input.read_until(b'\n', &mut line)? == 0 {
+                self.finish_input(&buffer, err)?;
                 if prompt {
                     writeln!(out)?;
                 }
                 return Ok(());
             }
-            buffer.push_str(&line);
-            loop {
-                match term::read_prefix(&buffer) {
-                    Ok(None) => {
-                        buffer.clear();
-                        break;
+            number += 1;
+            if self.feed(&line, number, &mut buffer, out, err)?.is_some() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the next line of input in the REPL's mailbox, so that a
+    /// kill of the REPL's agent (a linked agent died) is reported at once,
+    /// and Ctrl-C at the idle prompt is seen.
+    fn next_input(
+        &self,
+        lines: &Receiver<Input>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+        prompt: bool,
+    ) -> io::Result<Result<Input, Leave>> {
+        loop {
+            {
+                let mut control = self.control();
+                if control.idle_interrupts >= 2 {
+                    return Ok(Err(Leave::Quit(INTERRUPT_STATUS)));
+                }
+                if control.idle_interrupts == 1 && !control.hinted {
+                    control.hinted = true;
+                    drop(control);
+                    writeln!(
+                        err,
+                        "(interrupt: Ctrl-C again leaves the kernel, as does (quit))"
+                    )?;
+                    if prompt {
+                        write!(out, "* ")?;
+                        out.flush()?;
                     }
-                    Ok(Some((form, used))) => {
-                        buffer.drain(..used);
-                        if is_quit(&form) {
-                            return Ok(());
-                        }
-                        self.print(&self.eval(&form), out, err)?;
+                    continue;
+                }
+                match lines.try_recv() {
+                    Ok(input) => {
+                        control.idle_interrupts = 0;
+                        control.hinted = false;
+                        return Ok(Ok(input));
                     }
-                    Err(e) if e.is_incomplete() => break,
-                    Err(e) => {
-                        self.errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        writeln!(err, "error: {e}")?;
-                        buffer.clear();
-                        break;
-                    }
+                    Err(TryRecvError::Disconnected) => return Ok(Ok(Input::End)),
+                    Err(TryRecvError::Empty) => {}
+                }
+                control.idle = true;
+                control.rung = false;
+            }
+            let woke = panic::catch_unwind(|| crate::agent::receive_matching(is_doorbell, None));
+            {
+                let mut control = self.control();
+                control.idle = false;
+                control.rung = false;
+            }
+            if let Err(payload) = woke {
+                let reason = crate::agent::exit_reason(payload);
+                self.renew_agent(reason.clone());
+                writeln!(
+                    err,
+                    "error: the REPL's agent was killed with reason {reason} (an agent linked to it exited?); continuing with a new agent (variables and waiting messages kept)"
+                )?;
+                if prompt {
+                    write!(out, "* ")?;
+                    out.flush()?;
                 }
             }
         }
     }
 
+    /// The interactive loop of the program: stdin is read by a thread, the
+    /// REPL waits in its mailbox, Ctrl-C interrupts.
+    fn interactive(
+        &self,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+        prompt: bool,
+    ) -> io::Result<Leave> {
+        let (send, lines) = std::sync::mpsc::channel();
+        let control = Arc::clone(&self.control);
+        let reader = std::thread::Builder::new()
+            .name("kernel-stdin".into())
+            .spawn(move || {
+                let stdin = io::stdin();
+                let mut input = stdin.lock();
+                loop {
+                    let mut line = Vec::new();
+                    let event = match input.read_until(b'\n', &mut line) {
+                        Ok(0) => Input::End,
+                        Ok(_) => Input::Line(line),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => Input::Failed(e),
+                    };
+                    let last = !matches!(event, Input::Line(_));
+                    if send.send(event).is_err() {
+                        return;
+                    }
+                    control.lock().unwrap_or_else(|e| e.into_inner()).ring();
+                    if last {
+                        return;
+                    }
+                }
+            });
+        // The reader runs detached: it may block in a read of stdin when the
+        // REPL leaves, and the process exit ends it.
+        drop(reader?);
+        let mut buffer = String::new();
+        let mut number = 0;
+        loop {
+            if prompt && buffer.trim().is_empty() {
+                write!(out, "* ")?;
+                out.flush()?;
+            }
+            match self.next_input(&lines, out, err, prompt)? {
+                Err(leave) => {
+                    if prompt {
+                        writeln!(out)?;
+                    }
+                    return Ok(leave);
+                }
+                Ok(Input::Line(line)) => {
+                    number += 1;
+                    if let Some(status) = self.feed(&line, number, &mut buffer, out, err)? {
+                        return Ok(Leave::Quit(status));
+                    }
+                }
+                Ok(Input::End) => {
+                    self.finish_input(&buffer, err)?;
+                    if prompt {
+                        writeln!(out)?;
+                    }
+                    return Ok(Leave::End);
+                }
+                Ok(Input::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Acts on Ctrl-C: ends the evaluation in progress (killing the REPL's
+    /// agent ends a blocked receive; the evaluator's check ends a busy
+    /// loop), or counts a press at the idle prompt.
+    fn interrupt(&self) {
+        let mut control = self.control();
+        if control.evaluating {
+            control.interrupted = true;
+            eval::INTERRUPT.store(true, Ordering::Relaxed);
+            if let Some(agent) = &control.agent {
+                let _ = crate::agent::exit(Term::keyword("interrupt"), agent);
+            }
+        } else {
+            control.idle_interrupts = control.idle_interrupts.saturating_add(1);
+            control.ring();
+        }
+    }
+
+    /// Starts the thread that turns Ctrl-C into [`Kernel::interrupt`].
+    fn handle_ctrl_c(&self, err: &mut dyn Write) {
+        let mut presses = match signal::install() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writeln!(err, "erlangen-kernel: Ctrl-C will end the kernel: {e}");
+                return;
+            }
+        };
+        let me = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("kernel-ctrl-c".into())
+            .spawn(move || {
+                let mut byte = [0u8; 1];
+                while let Ok(1) = io::Read::read(&mut presses, &mut byte) {
+                    me.interrupt();
+                }
+            });
+    }
+
     /// Runs the kernel as the program does: init file, `-e` forms, banner,
-    /// REPL on stdin. Returns the exit code: 0, or 1 in batch mode when a
-    /// form failed.
+    /// REPL on stdin. Returns the exit code: 0; the status of `(quit n)`;
+    /// 1 in batch mode when a form failed, or when a `-e` `(node …)` could
+    /// not start; 130 after Ctrl-C twice at the idle prompt.
     pub fn run(&self, options: &KernelOptions) -> ExitCode {
         let stdout = io::stdout();
         let stderr = io::stderr();
         let mut out = stdout.lock();
         let mut err = stderr.lock();
-        let result = (|| -> io::Result<()> {
+        eval::mark_repl_thread();
+        if !options.quiet {
+            builtins::announce_nodes();
+        }
+        self.control().agent = Some(Agent::current());
+        self.handle_ctrl_c(&mut err);
+        let result = (|| -> io::Result<Option<u8>> {
             if !options.no_init {
                 if let Some(path) = options.init_file.clone().or_else(default_init_file) {
-                    if let Ok(text) = std::fs::read_to_string(&path) {
-                        self.eval_text(&text, &mut io::sink(), &mut err)?;
+                    self.run_init_file(&path, &mut err)?;
+                    if let Some(status) = self.quit_requested() {
+                        return Ok(Some(status));
                     }
                 }
             }
             for form in &options.eval {
-                let trimmed = form.trim();
-                if trimmed == "(quit)" {
-                    return Ok(());
-                }
+                let before = self.error_count();
                 self.eval_text(form, &mut out, &mut err)?;
+                if let Some(status) = self.quit_requested() {
+                    return Ok(Some(status));
+                }
+                // A kernel meant to serve as a node must not sit there
+                // looking like one when it is not.
+                if self.error_count() > before && starts_node(form) {
+                    return Ok(Some(1));
+                }
             }
             if !options.quiet && !options.batch {
                 writeln!(
@@ -249,11 +612,13 @@ impl Kernel {
                     env!("CARGO_PKG_VERSION")
                 )?;
             }
-            let stdin = io::stdin();
-            let mut input = stdin.lock();
-            self.repl(&mut input, &mut out, &mut err, !options.batch)
+            match self.interactive(&mut out, &mut err, !options.batch)? {
+                Leave::End => Ok(None),
+                Leave::Quit(status) => Ok(Some(status)),
+            }
         })();
         match result {
+            Ok(Some(status)) => ExitCode::from(status),
             // A closed stdout (`| head`) is a normal way to stop reading.
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
                 let _ = writeln!(err, "erlangen-kernel: {e}");
@@ -263,10 +628,39 @@ impl Kernel {
             _ => ExitCode::SUCCESS,
         }
     }
+
+    /// Evaluates the init file quietly. A missing file is normal; one that
+    /// cannot be read or is not UTF-8 is named and skipped.
+    fn run_init_file(&self, path: &std::path::Path, err: &mut dyn Write) -> io::Result<()> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return writeln!(
+                    err,
+                    "erlangen-kernel: init file {} skipped: {e}",
+                    path.display()
+                )
+            }
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => self.eval_text(&text, &mut io::sink(), err),
+            Err(e) => writeln!(
+                err,
+                "erlangen-kernel: init file {} skipped: not valid UTF-8 (bad byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        }
+    }
 }
 
-fn is_quit(form: &Term) -> bool {
-    matches!(form.as_list(), Some([Term::Symbol(s)]) if s.package.is_none() && s.name == "QUIT")
+/// Whether `-e` text is a `(node …)` form.
+fn starts_node(form: &str) -> bool {
+    matches!(term::read_prefix(form), Ok(Some((t, _))) if matches!(
+        t.as_list().and_then(<[Term]>::first),
+        Some(Term::Symbol(s)) if s.name == "NODE" && s.package.as_deref().is_none_or(|p| p == "ERLANGEN")
+    ))
 }
 
 fn default_init_file() -> Option<PathBuf> {
@@ -310,6 +704,9 @@ fn options() -> getopts::Options {
 /// `--cookie-file`) and runs the kernel. Exit codes: 0 ok, 1 a batch form
 /// failed or output failed, 2 bad command line.
 pub fn main() -> ExitCode {
+    if version_requested("erlangen-kernel") {
+        return ExitCode::SUCCESS;
+    }
     let opts = options();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let matches = match opts.parse(&args) {
@@ -320,7 +717,7 @@ pub fn main() -> ExitCode {
         }
     };
     if matches.opt_present("h") {
-        println!("{}", opts.usage(USAGE));
+        print_line(format_args!("{}", opts.usage(USAGE)));
         return ExitCode::SUCCESS;
     }
     if !matches.free.is_empty() {

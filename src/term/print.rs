@@ -1,8 +1,9 @@
 //! Printing terms in Common Lisp reader syntax (the inverse of `read`).
 
 use std::fmt::{self, Write};
+use std::sync::Arc;
 
-use super::value::{AgentRef, Term};
+use super::value::{AgentRef, LocalValue, Term};
 
 impl fmt::Display for Term {
     /// Writes the term as Common Lisp text: `(#<AGENT 3> :OK #(3 5 7))`.
@@ -34,13 +35,36 @@ impl fmt::Display for Term {
             Term::List(items) => write_seq("(", items, None, f),
             Term::Dotted(items, tail) => write_seq("(", items, Some(tail), f),
             Term::Vector(items) => write_seq("#(", items, None, f),
-            Term::Agent(AgentRef::Local(serial)) => write!(f, "#<AGENT {serial:X}>"),
+            // Decimal: a bare hex number (`#<AGENT 21>` after `#<AGENT F>`)
+            // reads as decimal to a person.
+            Term::Agent(AgentRef::Local(serial)) => write!(f, "#<AGENT {serial}>"),
             // An id prints as the string it is written as, so the original's
             // walkthrough output (`("localhost/b/0" :OK …)`) is unchanged.
             Term::Agent(AgentRef::Id(id) | AgentRef::Remote { id, .. }) => write_string(id, f),
-            Term::Local(v) => write!(f, "{v:?}"),
+            Term::Local(v) => write_local(v, f),
         }
     }
+}
+
+/// A function prints as `#<FUNCTION name>`; any other local value as
+/// `#<LOCAL-VALUE n>`, `n` telling values apart (they compare by identity).
+fn write_local(v: &LocalValue, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if let Some(named) = v.0.downcast_ref::<crate::call::NamedFunction>() {
+        f.write_str("#<FUNCTION ")?;
+        // `PACKAGE:NAME` prints as the symbol it was defined as.
+        for (i, part) in named.name.splitn(2, ':').enumerate() {
+            if i > 0 {
+                f.write_char(':')?;
+            }
+            write_symbol_name(part, f)?;
+        }
+        return f.write_char('>');
+    }
+    if v.0.is::<crate::call::Function>() {
+        return f.write_str("#<FUNCTION LAMBDA>");
+    }
+    let address = Arc::as_ptr(&v.0) as *const () as usize;
+    write!(f, "#<LOCAL-VALUE {address:X}>")
 }
 
 fn write_seq(

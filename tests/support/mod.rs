@@ -129,6 +129,14 @@ impl Proc {
         }
     }
 
+    /// The next output line if one is already there (after the process
+    /// exited, all its output is).
+    pub fn try_line(&mut self) -> Option<String> {
+        let l = self.lines.try_recv().ok()?;
+        self.seen.push(l.clone());
+        Some(l)
+    }
+
     /// Reads lines until one satisfies `pred`; returns it.
     pub fn line_matching(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
@@ -330,4 +338,54 @@ pub fn cookie(path: &Path) -> Vec<u8> {
         .trim()
         .as_bytes()
         .to_vec()
+}
+
+/// Runs the kernel (`-n -b` plus `args`) on `input` to the end, killing it
+/// if it takes longer than [`WAIT`]; returns (status, stdout, stderr).
+pub fn kernel_batch(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    cmd.args(["-n", "-b"]).args(args);
+    run_bounded(cmd, input)
+}
+
+/// Runs `cmd` with `input` on stdin, killing it if it takes longer than
+/// [`WAIT`]; returns (status, stdout, stderr).
+pub fn run_bounded(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    run_with_input(cmd, input)
+}
+
+/// As [`run_bounded`] for a command whose stdin and stdout are already
+/// set up; stdout is then not captured.
+pub fn run_bounded_stdout_set(cmd: Command) -> (Option<i32>, String, String) {
+    run_with_input(cmd, b"")
+}
+
+fn run_with_input(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start program");
+    let stdin = child.stdin.take();
+    let input = input.to_vec();
+    // A separate writer: a program that exits early must not block us.
+    let writer = thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
+    });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        // Killed only on timeout, so a recycled pid is never hit.
+        if finished.recv_timeout(WAIT).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let out = child.wait_with_output().expect("program output");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    let _ = writer.join();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,36 @@
+//! What every program of the crate does the same way: `--version`, and
+//! leaving quietly when stdout is closed (`erlangen-kernel … | head`).
+
+use std::fmt;
+use std::io::{self, Write};
+
+/// If `--version` is among the command-line arguments, prints
+/// `NAME VERSION` (the crate's version) and returns `true`: the program
+/// then exits with status 0 before looking at any other argument.
+pub fn version_requested(name: &str) -> bool {
+    if std::env::args().skip(1).any(|a| a == "--version") {
+        print_line(format_args!("{name} {}", env!("CARGO_PKG_VERSION")));
+        true
+    } else {
+        false
+    }
+}
+
+/// Writes one line to stdout. If stdout is closed (its reader, such as
+/// `head`, has gone), the program ends at once with status 0 and prints
+/// nothing: nobody is left to read its output. `println!` would panic
+/// instead.
+pub fn print_line(line: fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        exit_if_closed(&e);
+    }
+}
+
+/// Ends the program quietly (status 0) if `e` says stdout's reader is
+/// gone; otherwise does nothing.
+pub fn exit_if_closed(e: &io::Error) {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+}

@@ -1,0 +1,345 @@
+//! The kernel's hardening: input it used to choke on, interrupts, nodes
+//! that say what they do, and wording. Each test drives the real program.
+
+mod support;
+
+use erlangen::term::AgentRef;
+use erlangen::Term;
+use support::{kernel_batch, Cluster};
+
+#[test]
+fn local_values_and_agents_print_readably() {
+    let (_, out, err) = kernel_batch(&[], b"(lambda (x) x)\n(defun twice (x) (* 2 x))\n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, vec!["#<FUNCTION LAMBDA>", "TWICE"], "{err}");
+    // Agent numbers are decimal: 31, not 1F.
+    assert_eq!(Term::Agent(AgentRef::Local(31)).to_string(), "#<AGENT 31>");
+    let named = erlangen::call::named_function_term("erlangen.examples:twice", |_| Ok(Term::Nil));
+    assert_eq!(named.to_string(), "#<FUNCTION ERLANGEN.EXAMPLES:TWICE>");
+}
+
+#[test]
+fn error_messages_say_what_happened() {
+    let input = "\
+(unlink (agent))
+(car 1 2)
+(defun one (x) x)
+(one 1 2)
+(spawn '(1+ 1) :node \"nowhere\")
+(agent-stats \"localhost/elsewhere/0\")
+";
+    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let errors: Vec<&str> = err.lines().collect();
+    assert_eq!(errors.len(), 5, "out: {out}\nerr: {err}");
+    assert!(errors[0].contains("cannot unlink from itself"), "{err}");
+    assert!(errors[1].contains("expected 1 argument, got 2"), "{err}");
+    assert!(errors[2].contains("expected 1 argument, got 2"), "{err}");
+    assert!(errors[3].contains("not a node"), "{err}");
+    assert!(errors[4].contains("localhost/elsewhere"), "{err}");
+    assert!(!err.contains("exited with reason"), "{err}");
+    assert!(!err.contains(" 1 arguments"), "{err}");
+}
+
+#[test]
+fn agent_stats_accepts_an_id_of_this_node_and_refuses_others() {
+    let cluster = Cluster::new("stats-id");
+    let mut k = cluster.client("stats-node");
+    // Spawning on our own node hands out an id string.
+    let id = k.eval("(spawn '(receive) :node \"stats-node\")");
+    assert!(id.starts_with("\"localhost/stats-node/"), "{id}");
+    let stats = k.eval(&format!("(agent-stats {id})"));
+    assert!(stats.starts_with("(:AGENT #<AGENT "), "{stats}");
+    let other = k.eval("(agent-stats \"localhost/other-node/0\")");
+    assert!(
+        other.starts_with("stderr: error:") && other.contains("only on agents of this node"),
+        "{other}"
+    );
+}
+
+/// Runs `program args` with stdout a pipe whose reader is already gone.
+fn with_closed_stdout(program: &str, args: &[&str]) -> (Option<i32>, String) {
+    // A socket pair stands in for a pipe (std::io::pipe is newer than
+    // the crate's minimum Rust): writes to it fail with EPIPE alike.
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    drop(reader);
+    let writer = std::os::fd::OwnedFd::from(writer);
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdout(writer)
+        .stdin(std::process::Stdio::null());
+    let (status, _, err) = support::run_bounded_stdout_set(cmd);
+    (status, err)
+}
+
+#[test]
+fn a_closed_stdout_ends_every_program_quietly() {
+    let (status, err) = with_closed_stdout(
+        env!("CARGO_BIN_EXE_erlangen-kernel"),
+        &["-n", "-b", "-e", "(print 1)", "-e", "(+ 1 2)"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status, Some(0), "{err}");
+    let (status, err) = with_closed_stdout(
+        env!("CARGO_BIN_EXE_erlangen-ring-benchmark"),
+        &["10", "2", "10"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status, Some(0), "{err}");
+}
+
+#[test]
+fn every_program_prints_its_version() {
+    for (program, name) in [
+        (env!("CARGO_BIN_EXE_erlangen-kernel"), "erlangen-kernel"),
+        (
+            env!("CARGO_BIN_EXE_erlangen-ring-benchmark"),
+            "erlangen-ring-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-message-benchmark"),
+            "erlangen-message-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-spawn-benchmark"),
+            "erlangen-spawn-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-fanin-benchmark"),
+            "erlangen-fanin-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-codec-benchmark"),
+            "erlangen-codec-benchmark",
+        ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-remote-benchmark"),
+            "erlangen-remote-benchmark",
+        ),
+    ] {
+        // `--version` wins over arguments the program would refuse.
+        let cmd = {
+            let mut c = std::process::Command::new(program);
+            c.args(["not-a-number", "--version", "--bogus"]);
+            c
+        };
+        let (status, out, err) = support::run_bounded(cmd, b"");
+        assert_eq!(
+            out,
+            format!("{name} {}\n", env!("CARGO_PKG_VERSION")),
+            "{err}"
+        );
+        assert_eq!(status, Some(0), "{name}: {err}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_and_the_session_goes_on() {
+    let (status, out, err) = kernel_batch(&[], b"(setq x 1)\n(list \xff 2)\n(+ x 1)\n");
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["1", "2"], "{err}");
+    assert!(err.contains("line 2 is not valid UTF-8"), "stderr: {err}");
+    assert_eq!(status, Some(1), "{err}");
+}
+
+#[test]
+fn an_init_file_that_is_not_utf8_is_named() {
+    let dir = support::TempDir::new("init-utf8");
+    let init = dir.path("init.lisp");
+    std::fs::write(&init, b"(setq from-init \"\xff\")\n").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    cmd.arg("-b").env("ERLANGEN_INIT", &init);
+    let (_, _, err) = support::run_bounded(cmd, b"");
+    assert!(
+        err.contains(&init.display().to_string()) && err.contains("UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quit_takes_a_status_anywhere() {
+    let (status, out, _) = kernel_batch(&[], b"(print 1)\n(when t (quit 3))\n(print 2)\n");
+    assert_eq!(out, "1\n1\n");
+    assert_eq!(status, Some(3));
+    let (status, _, _) = kernel_batch(&["-e", "(progn (quit 4))"], b"");
+    assert_eq!(status, Some(4));
+    let (status, _, _) = kernel_batch(&[], b"(defun bye () (quit 5))\n(bye)\n");
+    assert_eq!(status, Some(5));
+    let (status, _, err) = kernel_batch(&[], b"(quit 300)\n(quit)\n");
+    assert!(err.contains("0 to 255"), "{err}");
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn defun_cannot_replace_built_ins_or_registered_functions() {
+    let input = "\
+(defun spawn (x) x)
+(defun parallel-map (f v) v)
+(defun mine (x) x)
+(defun mine (x) (1+ x))
+(mine 1)
+";
+    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["MINE", "MINE", "2"],
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(errors[0].contains("SPAWN") && errors[0].contains("cannot be redefined"));
+    assert!(errors[1].contains("PARALLEL-MAP"), "{err}");
+}
+
+#[test]
+fn package_qualified_built_ins_and_print_p() {
+    let input = "\
+(erlangen:send :hello (erlangen:agent))
+(erlangen.management:flush-messages :print-p nil)
+(erlangen:send :again (agent))
+(erlangen.management:flush-messages)
+(erlangen.management:agent-stats)
+";
+    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..5],
+        [":HELLO", "1", ":AGAIN", ":AGAIN", "1"],
+        "{err}"
+    );
+    assert!(lines[5].starts_with("(:AGENT "), "{out}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn a_second_node_is_an_error() {
+    let cluster = Cluster::new("second-node");
+    let mut k = cluster.client("only-node");
+    let again = k.eval("(spawn '(node :host \"localhost\" :name \"other-name\"))");
+    assert!(
+        again.starts_with("stderr: error:")
+            && again.contains("already the node localhost/only-node"),
+        "{again}"
+    );
+    let direct = k.eval("(node :host \"localhost\" :name \"other-name\")");
+    assert!(direct.contains("already the node"), "{direct}");
+}
+
+/// A kernel in batch mode without a cluster, killed on drop.
+fn kernel(name: &str) -> support::Proc {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    cmd.args(["-n", "-b"]);
+    support::Proc::from_command(cmd, name)
+}
+
+/// Ctrl-C, as a terminal sends it.
+fn ctrl_c(p: &support::Proc) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &p.pid().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+}
+
+#[test]
+fn a_killed_repl_agent_is_reported_at_once_and_keeps_its_messages() {
+    let mut k = kernel("killed");
+    assert_eq!(k.eval("(setq keep 7)"), "7");
+    assert!(k
+        .eval("(setq w (spawn (lambda () (exit (receive))) :attach :link))")
+        .starts_with("#<AGENT "));
+    assert_eq!(k.eval("(send :waiting (agent))"), ":WAITING");
+    k.send("(send :boom w)");
+    // Both lines come without further input: the value, then the notice.
+    let mut lines = vec![k.line(), k.line()];
+    lines.sort();
+    assert_eq!(lines[0], ":BOOM");
+    assert!(
+        lines[1].starts_with("stderr: error: the REPL's agent was killed with reason :BOOM"),
+        "{lines:?}"
+    );
+    assert_eq!(k.eval("keep"), "7");
+    assert_eq!(k.eval("(receive :timeout 10)"), ":WAITING");
+}
+
+#[test]
+fn ctrl_c_interrupts_the_form_and_twice_at_the_prompt_leaves() {
+    let mut k = kernel("ctrl-c");
+    assert_eq!(k.eval("(setq keep 5)"), "5");
+    // Blocked in receive with nothing coming.
+    assert_eq!(k.eval("(progn (print :blocking) (receive))"), ":BLOCKING");
+    ctrl_c(&k);
+    assert!(k.line().starts_with("stderr: error: interrupted"));
+    assert_eq!(k.eval("keep"), "5");
+    // A busy loop.
+    assert_eq!(
+        k.eval("(progn (print :busy) (dotimes (i 1000000000000) (+ i 1)))"),
+        ":BUSY"
+    );
+    ctrl_c(&k);
+    assert!(k.line().starts_with("stderr: error: interrupted"));
+    assert_eq!(k.eval("(+ keep 1)"), "6");
+    // At the idle prompt: a hint, then the second press leaves.
+    ctrl_c(&k);
+    assert!(k.line().contains("Ctrl-C again"));
+    ctrl_c(&k);
+    let status = k.wait_exit().expect("kernel exits after a second Ctrl-C");
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn a_kernel_serving_as_a_node_says_so() {
+    let cluster = Cluster::new("announce");
+    let mut k = cluster.kernel(
+        "announced",
+        &["-e", "(node :host \"localhost\" :name \"announced\")"],
+    );
+    let up = k.line_matching(|l| l.contains("listening"));
+    assert!(
+        up.starts_with("stderr: node localhost/announced listening on port "),
+        "{up}"
+    );
+    ctrl_c(&k);
+    k.line_matching(|l| l == "stderr: node localhost/announced stopped");
+    cluster.wait_unregistered("announced");
+    k.close_stdin();
+    assert!(k.wait_exit().is_some());
+
+    // -Q: not a word.
+    let mut quiet = cluster.kernel(
+        "quiet",
+        &["-Q", "-e", "(node :host \"localhost\" :name \"quiet\")"],
+    );
+    cluster.wait_registered("quiet");
+    ctrl_c(&quiet);
+    cluster.wait_unregistered("quiet");
+    quiet.close_stdin();
+    assert!(quiet.wait_exit().is_some());
+    let rest: Vec<String> = std::iter::from_fn(|| quiet.try_line()).collect();
+    assert!(
+        rest.iter().all(|l| !l.contains("node localhost/quiet")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_node_that_cannot_start_ends_the_kernel_with_an_error() {
+    let mut cluster = Cluster::new("no-start");
+    let _taken = cluster.node("taken");
+    let mut second = cluster.kernel(
+        "second",
+        &["-e", "(node :host \"localhost\" :name \"taken\")"],
+    );
+    let status = second.wait_exit().expect("kernel exits");
+    assert_eq!(status.code(), Some(1));
+    let error = second.line_matching(|l| l.starts_with("stderr: error:"));
+    assert!(error.contains("cannot start"), "{error}");
+
+    cluster.stop_port_mapper();
+    let mut third = cluster.kernel(
+        "third",
+        &["-e", "(node :host \"localhost\" :name \"lonely\")"],
+    );
+    let status = third.wait_exit().expect("kernel exits");
+    assert_eq!(status.code(), Some(1));
+    let error = third.line_matching(|l| l.starts_with("stderr: error:"));
+    assert!(error.contains("port mapper"), "{error}");
+}
