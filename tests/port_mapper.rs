@@ -349,7 +349,8 @@ fn welcomed(addr: SocketAddr) -> TcpStream {
 /// Writes `head`, then one byte every 50 ms for as long as the server
 /// keeps the connection open (at most `WAIT`), and returns what the server
 /// said. Each byte comes well inside any per-read timeout, so only a
-/// deadline for the whole request ends this.
+/// deadline for the whole request ends this; the server must end it while
+/// bytes are still coming.
 fn trickle(mut s: TcpStream, head: &[u8]) -> String {
     s.write_all(head).unwrap();
     let mut writer = s.try_clone().unwrap();
@@ -357,16 +358,21 @@ fn trickle(mut s: TcpStream, head: &[u8]) -> String {
     let stopped = Arc::clone(&stop);
     let trickler = thread::spawn(move || {
         let end = Instant::now() + WAIT;
-        while Instant::now() < end && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            if writer.write_all(&[0]).is_err() {
-                break;
+        while Instant::now() < end {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) || writer.write_all(&[0]).is_err()
+            {
+                return true;
             }
             thread::sleep(Duration::from_millis(50));
         }
+        false
     });
     let message = error_then_close(&mut s);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    trickler.join().unwrap();
+    assert!(
+        trickler.join().unwrap(),
+        "the server waited until the client stopped sending ({message})"
+    );
     message
 }
 
