@@ -427,8 +427,9 @@ fn read(
         Ok(kind) => Ok(Some(kind)),
         Err(frame::FrameError::Closed) => Ok(None),
         Err(e) if e.is_timeout() => Err(Close::Tell(timed_out())),
-        // The socket failed: nothing more can be said on it.
-        Err(frame::FrameError::Io(_)) => Err(Close::Silent),
+        // The socket failed, or the client left mid-frame: nothing more
+        // can be said on it.
+        Err(frame::FrameError::Io(_) | frame::FrameError::Truncated { .. }) => Err(Close::Silent),
         Err(e) => Err(Close::Tell(e.to_string())),
     }
 }
