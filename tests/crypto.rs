@@ -133,3 +133,66 @@ fn cookie_is_created_private_and_reused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A private (mode 0600) cookie file with these bytes, in a fresh directory.
+fn cookie_file(tag: &str, bytes: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("erlangen-cookie-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cookie");
+    std::fs::write(&path, bytes).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    (dir, path)
+}
+
+#[test]
+fn binary_cookie_bytes_are_used_exactly_as_they_are() {
+    // Not UTF-8, whitespace inside, whitespace around: only the ASCII
+    // whitespace around goes.
+    let secret: Vec<u8> = (0..40u8)
+        .map(|i| [0xFF, 0x80, 0x00, b' ', 0xC3, b'\n', b'a', 0x0B][i as usize % 8])
+        .chain([0xFE])
+        .collect();
+    let mut content = b" \t\r\n".to_vec();
+    content.extend_from_slice(&secret);
+    content.extend_from_slice(b"\r\n\x0c ");
+    let (dir, path) = cookie_file("binary", &content);
+    assert_eq!(cookie::load_or_create(&path).unwrap(), secret);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn oversized_cookie_file_is_refused_naming_file_and_limit() {
+    let (dir, path) = cookie_file("oversized", &vec![b'x'; cookie::MAX_COOKIE_FILE_BYTES + 1]);
+    let err = cookie::load_or_create(&path).unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains(&cookie::MAX_COOKIE_FILE_BYTES.to_string()),
+        "{err}"
+    );
+    // Exactly at the limit is fine.
+    std::fs::write(&path, vec![b'x'; cookie::MAX_COOKIE_FILE_BYTES]).unwrap();
+    assert_eq!(
+        cookie::load_or_create(&path).unwrap().len(),
+        cookie::MAX_COOKIE_FILE_BYTES
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn empty_cookie_is_refused() {
+    for content in [&b""[..], b" \n\t\r\n"] {
+        let (dir, path) = cookie_file("empty", content);
+        let err = cookie::load_or_create(&path).unwrap_err();
+        assert!(
+            matches!(err, cookie::CookieError::Empty(_)),
+            "{content:?}: {err}"
+        );
+        assert!(err.to_string().contains("empty"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

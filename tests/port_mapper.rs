@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use erlangen::frame::{self, put_str};
 use erlangen::port_mapper::client::{list_nodes, query_port, register, KeepRegistered};
-use erlangen::port_mapper::server::{PortMapper, ServerConfig};
+use erlangen::port_mapper::server::{PortMapper, ServerConfig, ServerLimits};
 use erlangen::port_mapper::PortMapperError;
-use support::{Cluster, WAIT};
+use support::{Cluster, Proc, WAIT};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -282,4 +282,320 @@ fn program_help_and_bad_flags() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+fn start_with(limits: ServerLimits) -> PortMapper {
+    PortMapper::start_with(
+        ServerConfig {
+            directory_host: "127.0.0.1".into(),
+            registry_port: 0,
+            directory_port: 0,
+            log: false,
+        },
+        limits,
+    )
+    .expect("port mapper")
+}
+
+/// Limits for tests that must not be cut short by a timeout they do not
+/// test: every timeout far beyond any wait of the test.
+fn patient() -> ServerLimits {
+    ServerLimits {
+        first_request_timeout: 4 * WAIT,
+        directory_idle_timeout: 4 * WAIT,
+        write_timeout: 4 * WAIT,
+        ..ServerLimits::default()
+    }
+}
+
+/// A raw connection with a read timeout, so no test read can hang.
+fn dial(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads one frame (the socket's read timeout bounds the wait).
+fn frame_from(s: &mut TcpStream) -> Result<(u8, Vec<u8>), frame::FrameError> {
+    let mut buf = Vec::new();
+    let kind = frame::read_frame(s, 1 << 20, &mut buf)?;
+    Ok((kind, buf))
+}
+
+/// The message of an ERROR frame, which must be the next frame and be
+/// followed by the end of the stream.
+fn error_then_close(s: &mut TcpStream) -> String {
+    let (kind, payload) = frame_from(s).expect("an ERROR frame");
+    assert_eq!(kind, 0x2F, "expected ERROR, got kind {kind:#x}");
+    let len = u16::from_be_bytes([payload[0], payload[1]]) as usize;
+    let message = String::from_utf8(payload[2..2 + len].to_vec()).unwrap();
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "bytes after ERROR: {rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    message
+}
+
+/// Connects, sends HELLO and reads WELCOME.
+fn welcomed(addr: SocketAddr) -> TcpStream {
+    let mut s = dial(addr);
+    s.write_all(&hello()).unwrap();
+    let (kind, payload) = frame_from(&mut s).expect("WELCOME");
+    assert_eq!((kind, payload), (0x21, vec![1]));
+    s
+}
+
+/// Writes `head`, then one byte every 50 ms for as long as the server
+/// keeps the connection open (at most `WAIT`), and returns what the server
+/// said. Each byte comes well inside any per-read timeout, so only a
+/// deadline for the whole request ends this; the server must end it while
+/// bytes are still coming.
+fn trickle(mut s: TcpStream, head: &[u8]) -> String {
+    s.write_all(head).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let trickler = thread::spawn(move || {
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) || writer.write_all(&[0]).is_err()
+            {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let message = error_then_close(&mut s);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        trickler.join().unwrap(),
+        "the server waited until the client stopped sending ({message})"
+    );
+    message
+}
+
+#[test]
+fn first_request_deadline_covers_the_whole_request_not_each_read() {
+    let pm = start_with(ServerLimits {
+        first_request_timeout: Duration::from_millis(300),
+        ..patient()
+    });
+    // A HELLO that claims 1,000 bytes and never ends, on both services.
+    for addr in [pm.registry_addr(), pm.directory_addr()] {
+        let m = trickle(dial(addr), &[0, 0, 3, 0xE8, 0x20]);
+        assert!(m.contains("first request timeout"), "{m}");
+    }
+    // A complete HELLO, then a REGISTER that never ends: the deadline
+    // covers both.
+    let m = trickle(welcomed(pm.registry_addr()), &[0, 0, 3, 0xE8, 0x22]);
+    assert!(m.contains("first request timeout"), "{m}");
+    assert!(pm.nodes().is_empty());
+}
+
+#[test]
+fn later_directory_requests_have_a_deadline_for_the_whole_request() {
+    let pm = start_with(ServerLimits {
+        directory_idle_timeout: Duration::from_millis(300),
+        ..patient()
+    });
+    let mut s = welcomed(pm.directory_addr());
+    s.write_all(&[0, 0, 0, 1, 0x26]).unwrap();
+    assert_eq!(frame_from(&mut s).unwrap().0, 0x27, "NODES");
+    let m = trickle(s, &[0, 0, 3, 0xE8, 0x24]);
+    assert!(m.contains("directory idle timeout"), "{m}");
+}
+
+#[test]
+fn an_idle_directory_connection_gets_an_error_saying_why_then_is_closed() {
+    assert_eq!(
+        ServerLimits::default().directory_idle_timeout,
+        Duration::from_secs(5),
+        "PROTOCOL.md promises 5 s"
+    );
+    let pm = start_with(ServerLimits {
+        directory_idle_timeout: Duration::from_millis(200),
+        ..patient()
+    });
+    let _node = register(pm.registry_addr(), "idler", 4100, T).unwrap();
+    // HELLO, then silence.
+    let mut s = welcomed(pm.directory_addr());
+    let m = error_then_close(&mut s);
+    assert!(m.contains("idle timeout"), "{m}");
+    // A request answered, then silence.
+    let mut s = welcomed(pm.directory_addr());
+    let mut query = Vec::new();
+    put_str(&mut query, "idler");
+    frame::write_frame(&mut s, 0x24, &query).unwrap();
+    assert_eq!(
+        frame_from(&mut s).unwrap(),
+        (0x25, 4100u16.to_be_bytes().to_vec())
+    );
+    let m = error_then_close(&mut s);
+    assert!(m.contains("idle timeout"), "{m}");
+}
+
+#[test]
+fn registration_works_while_the_directory_is_full() {
+    let pm = start_with(ServerLimits {
+        max_directory_connections: 3,
+        ..patient()
+    });
+    // Fill the directory with idle connections (each surely accepted: it
+    // got its WELCOME).
+    let idle: Vec<TcpStream> = (0..3).map(|_| welcomed(pm.directory_addr())).collect();
+    let m = error_then_close(&mut dial(pm.directory_addr()));
+    assert!(m.contains("too many directory connections"), "{m}");
+    // The registry has its own cap: a local node still registers.
+    let _local = register(pm.registry_addr(), "local", 4200, T).unwrap();
+    assert_eq!(pm.nodes(), vec![("local".into(), 4200)]);
+    // Once the idle ones are gone, queries are served again.
+    drop(idle);
+    eventually("a directory slot", || {
+        query_port(pm.directory_addr(), "local", T).ok() == Some(4200)
+    });
+}
+
+#[test]
+fn the_registry_has_its_own_cap() {
+    let pm = start_with(ServerLimits {
+        max_registry_connections: 2,
+        ..patient()
+    });
+    let _a = register(pm.registry_addr(), "a", 1, T).unwrap();
+    let _b = register(pm.registry_addr(), "b", 2, T).unwrap();
+    let m = error_then_close(&mut dial(pm.registry_addr()));
+    assert!(m.contains("too many registry connections"), "{m}");
+    // The directory is unaffected.
+    assert_eq!(list_nodes(pm.directory_addr(), T).unwrap().len(), 2);
+}
+
+#[test]
+fn a_client_that_does_not_read_answers_cannot_pin_a_thread() {
+    let pm = start_with(ServerLimits {
+        max_directory_connections: 1,
+        write_timeout: Duration::from_millis(200),
+        ..patient()
+    });
+    // Long names make every NODES answer a few kilobytes.
+    let _nodes: Vec<_> = (0..20)
+        .map(|i| register(pm.registry_addr(), &format!("{i:0>250}"), 5000 + i, T).unwrap())
+        .collect();
+    // The only directory slot: a client that asks and asks and never reads.
+    let mut greedy = welcomed(pm.directory_addr());
+    greedy.set_write_timeout(Some(WAIT)).unwrap();
+    let asker = thread::spawn(move || {
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if greedy.write_all(&[0, 0, 0, 1, 0x26]).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    // The server gives up on the answer it cannot write, which frees the
+    // slot.
+    eventually("a directory slot", || {
+        list_nodes(pm.directory_addr(), T).is_ok_and(|n| n.len() == 20)
+    });
+    assert!(asker.join().unwrap(), "the server closed the greedy client");
+}
+
+#[test]
+fn a_second_registration_of_a_name_is_refused_and_the_first_stands() {
+    let pm = start();
+    let _first = register(pm.registry_addr(), "taken", 4300, T).unwrap();
+    let mut s = welcomed(pm.registry_addr());
+    let mut p = Vec::new();
+    put_str(&mut p, "taken");
+    p.extend_from_slice(&4400u16.to_be_bytes());
+    frame::write_frame(&mut s, 0x22, &p).unwrap();
+    let m = error_then_close(&mut s);
+    assert!(m.contains("already registered"), "{m}");
+    assert_eq!(query_port(pm.directory_addr(), "taken", T).unwrap(), 4300);
+}
+
+fn program() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"))
+}
+
+#[test]
+fn program_help_lists_only_flags_it_uses_and_version_comes_first() {
+    let out = program().arg("-h").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("--cookie-file"), "{text}");
+    assert!(text.contains("--max-directory-connections"), "{text}");
+    assert!(text.contains("--version"), "{text}");
+    // --version answers before anything else is validated.
+    for args in [
+        &["--version"][..],
+        &["--version", "--registry-port", "nope"],
+    ] {
+        let out = program().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("erlangen-port-mapper {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn program_survives_a_broken_stdout_pipe() {
+    for args in [&["--version"][..], &["-h"]] {
+        // A pipe whose reading end is closed: `cat` holds it, and is gone
+        // before the port mapper starts.
+        let mut reader = program_reader();
+        let write_end = reader.stdin.take().unwrap();
+        reader.kill().unwrap();
+        reader.wait().unwrap();
+        let out = program()
+            .args(args)
+            .stdout(std::process::Stdio::from(write_end))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
+fn program_reader() -> std::process::Child {
+    std::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn program_caps_directory_connections_by_flag() {
+    let mut cmd = program();
+    cmd.args([
+        "127.0.0.1",
+        "--registry-port",
+        "0",
+        "--directory-port",
+        "0",
+        "--max-directory-connections",
+        "1",
+    ]);
+    let mut pm = Proc::from_command(cmd, "port mapper");
+    let line = pm.line_matching(|l| l.contains("directory on"));
+    let addr = |label: &str| -> SocketAddr {
+        let at = line.find(label).unwrap() + label.len();
+        line[at..]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (registry, directory) = (addr("registry on "), addr("directory on "));
+    let _held = welcomed(directory);
+    let m = error_then_close(&mut dial(directory));
+    assert!(m.contains("at most 1"), "{m}");
+    let _r = register(registry, "flagged", 4500, T).unwrap();
 }

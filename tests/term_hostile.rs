@@ -87,7 +87,7 @@ fn random_bytes_never_panic() {
 }
 
 #[test]
-fn lengths_and_counts_beyond_the_input_fail_before_allocating() {
+fn lengths_and_counts_beyond_the_input_are_refused() {
     let limits = Limits {
         max_elements: usize::MAX,
         max_string: usize::MAX,
@@ -106,6 +106,32 @@ fn lengths_and_counts_beyond_the_input_fail_before_allocating() {
     let mut b = vec![1, 0x0D];
     b.extend_from_slice(&(2_000_000u32).to_be_bytes());
     assert!(matches!(decode(&b, &strict), Err(DecodeError::TooMany(..))));
+    // What is allocated meanwhile is measured in tests/codec_alloc.rs.
+}
+
+/// 127 nested list headers, each claiming a million elements, padded with
+/// zeros to 1 MiB: each claim alone fits the bytes left, together they
+/// cannot.
+fn nested_claims() -> Vec<u8> {
+    let mut b = vec![1u8];
+    for _ in 0..127 {
+        b.push(0x0B);
+        b.extend_from_slice(&1_000_000u32.to_be_bytes());
+    }
+    b.resize(1 << 20, 0);
+    b
+}
+
+#[test]
+fn nested_claims_beyond_the_input_are_refused() {
+    let b = nested_claims();
+    let err = decode(&b, &Limits::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Overcommitted(..)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("still expect") && text.contains("bytes remain"),
+        "{text}"
+    );
 }
 
 #[test]

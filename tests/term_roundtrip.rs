@@ -2,7 +2,8 @@
 //! the text form. The generator is a seeded splitmix64; set
 //! `ERLANGEN_TEST_SEED` to replay a failure (the seed is printed on one).
 
-use erlangen::term::{decode, encode, read, Limits};
+use erlangen::term::{decode, encode, encode_with, read, EncodeError, Limits};
+use erlangen::AgentRef;
 use erlangen::{Symbol, Term};
 
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, good enough to
@@ -161,5 +162,137 @@ fn printing_matches_common_lisp() {
     ];
     for (text, printed) in cases {
         assert_eq!(read(text).unwrap().to_string(), printed, "{text}");
+    }
+}
+
+/// `depth` vectors inside each other, the innermost empty.
+fn nested_vectors(depth: usize) -> Term {
+    let mut t = Term::Vector(Vec::new());
+    for _ in 1..depth {
+        t = Term::Vector(vec![t]);
+    }
+    t
+}
+
+#[test]
+fn the_depth_boundary_is_the_same_for_encoder_and_decoder() {
+    let limits = Limits::default();
+    assert_eq!(limits.max_depth, 128);
+    // 127 collections inside each other: sent and received.
+    for t in [
+        nested_vectors(127),
+        (0..126).fold(Term::from(1), |t, _| Term::list(vec![t, Term::T])),
+    ] {
+        let bytes = encode(&t).expect("127 levels encode");
+        assert_eq!(decode(&bytes, &limits).unwrap(), t);
+    }
+    // 128: refused at the sender, with the setting named.
+    let err = encode(&nested_vectors(128)).unwrap_err();
+    assert_eq!(err, EncodeError::TooDeep(128));
+    assert!(err.to_string().contains("max depth setting"), "{err}");
+    // A dotted list's tail counts one level deeper, as in the decoder.
+    let tail_deep = Term::dotted(vec![Term::T], nested_vectors(127));
+    assert_eq!(encode(&tail_deep), Err(EncodeError::TooDeep(128)));
+}
+
+#[test]
+fn the_encoder_refuses_each_limit_the_decoder_enforces() {
+    let small = Limits {
+        max_size: 64,
+        max_depth: 4,
+        max_elements: 3,
+        max_string: 5,
+    };
+    let cases = [
+        (Term::from("123456"), "max string setting"),
+        (Term::symbol("abcdef"), "max string setting"),
+        (Term::keyword("abcdef"), "max string setting"),
+        (Term::Bytes(vec![0; 6]), "max string setting"),
+        (
+            Term::Agent(AgentRef::Id("h/n/123".into())),
+            "max string setting",
+        ),
+        (
+            Term::Vector((0..4).map(Term::from).collect()),
+            "max elements setting",
+        ),
+        (nested_vectors(4), "max depth setting"),
+        // Three lists of three 10-byte strings: 111 bytes.
+        (
+            Term::list(vec![Term::list(vec![Term::from("12345"); 3]); 3]),
+            "max size setting",
+        ),
+    ];
+    for (t, setting) in cases {
+        let err = encode_with(&t, &small).unwrap_err();
+        assert!(err.to_string().contains(setting), "{t}: {err}");
+        let unlimited = encode(&t).unwrap();
+        assert!(decode(&unlimited, &small).is_err(), "{t}");
+    }
+    // At the defaults too: a string one byte over 16 MiB.
+    let long = Term::Str("x".repeat(16 * 1024 * 1024 + 1));
+    assert!(matches!(
+        encode(&long),
+        Err(EncodeError::StringTooLong { .. })
+    ));
+    // Shapes the decoder refuses.
+    assert_eq!(
+        encode(&Term::Agent(AgentRef::Id("".into()))),
+        Err(EncodeError::EmptyAgentId)
+    );
+    for bad in [
+        Term::Dotted(Vec::new(), Box::new(Term::T)),
+        Term::Dotted(vec![Term::T], Box::new(Term::Nil)),
+        Term::Dotted(vec![Term::T], Box::new(Term::list(vec![Term::T]))),
+    ] {
+        assert_eq!(encode(&bad), Err(EncodeError::MalformedDotted), "{bad:?}");
+    }
+}
+
+/// Encoding with some limits succeeds exactly when decoding the (unlimited)
+/// encoding with those limits does: the sender refuses what a receiver
+/// would, and nothing else.
+#[test]
+fn encode_accepts_exactly_what_decode_accepts() {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let unlimited = Limits {
+        max_size: usize::MAX,
+        max_depth: usize::MAX,
+        max_elements: usize::MAX,
+        max_string: usize::MAX,
+    };
+    for i in 0..5000 {
+        let limits = if i % 5 == 0 {
+            Limits::default()
+        } else {
+            Limits {
+                max_size: 8 + rng.below(200) as usize,
+                max_depth: 1 + rng.below(7) as usize,
+                max_elements: rng.below(6) as usize,
+                max_string: rng.below(12) as usize,
+            }
+        };
+        // Now and then a chain of nesting across the default depth limit.
+        let t = if i % 50 == 0 {
+            let depth = 120 + rng.below(16) as usize;
+            (1..depth).fold(term(&mut rng, 0), |t, _| Term::list(vec![t]))
+        } else {
+            term(&mut rng, 6)
+        };
+        let full = encode_with(&t, &unlimited)
+            .unwrap_or_else(|e| panic!("seed {seed}, term {i}: encode {t}: {e}"));
+        match (encode_with(&t, &limits), decode(&full, &limits)) {
+            (Ok(bytes), Ok(back)) => {
+                assert_eq!(bytes, full, "seed {seed}, term {i}");
+                assert_eq!(back, t, "seed {seed}, term {i}");
+            }
+            (Err(_), Err(_)) => {}
+            (e, d) => panic!(
+                "seed {seed}, term {i}: {t} with {limits:?}: encode {:?}, decode {:?}",
+                e.map(|_| ()),
+                d.map(|_| ())
+            ),
+        }
     }
 }

@@ -1,13 +1,21 @@
 //! The cookie: the shared secret nodes prove to each other (SPEC section 6).
 //! Per user by default (`~/.erlangen-cookie`), created on first use with 32
 //! random bytes, readable only by its owner.
+//!
+//! The secret (the HMAC key of the handshake) is the file's bytes exactly as
+//! they are, with leading and trailing ASCII whitespace removed: a binary
+//! cookie is used byte for byte, never decoded as text.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Shortest accepted secret, in bytes.
 pub const MIN_COOKIE_BYTES: usize = 32;
+
+/// Largest accepted cookie file, in bytes: a secret needs no more, and a
+/// path pointing at something huge must not be read into memory.
+pub const MAX_COOKIE_FILE_BYTES: usize = 4096;
 
 /// Why the cookie could not be loaded.
 #[derive(Debug)]
@@ -18,6 +26,10 @@ pub enum CookieError {
     Permissions(PathBuf, u32),
     /// The secret is shorter than [`MIN_COOKIE_BYTES`].
     TooShort(PathBuf, usize),
+    /// The file is larger than [`MAX_COOKIE_FILE_BYTES`].
+    TooLarge(PathBuf),
+    /// The file holds nothing but ASCII whitespace.
+    Empty(PathBuf),
 }
 
 impl fmt::Display for CookieError {
@@ -33,6 +45,16 @@ impl fmt::Display for CookieError {
             CookieError::TooShort(p, n) => write!(
                 f,
                 "cookie file {} holds {n} bytes; at least {MIN_COOKIE_BYTES} are needed (delete it to have a new one made)",
+                p.display()
+            ),
+            CookieError::TooLarge(p) => write!(
+                f,
+                "cookie file {} is larger than {MAX_COOKIE_FILE_BYTES} bytes, the most a cookie file may hold",
+                p.display()
+            ),
+            CookieError::Empty(p) => write!(
+                f,
+                "cookie file {} is empty (or only whitespace); delete it to have a new one made",
                 p.display()
             ),
         }
@@ -54,23 +76,35 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Loads the cookie at `path`, creating it (mode 0600, 32 random bytes as
-/// 64 hex digits) if it does not exist. The secret is the file's content
-/// with surrounding whitespace trimmed.
+/// 64 hex digits) if it does not exist. The secret is the file's bytes
+/// with leading and trailing ASCII whitespace removed (space, tab, CR, LF,
+/// form feed), used as they are: no text decoding.
 ///
 /// # Errors
 /// [`CookieError`] if the file cannot be read or created, is readable or
-/// writable by group or others, or holds fewer than 32 bytes.
+/// writable by group or others, is larger than [`MAX_COOKIE_FILE_BYTES`],
+/// is empty after trimming, or holds fewer than 32 bytes.
 pub fn load_or_create(path: &Path) -> Result<Vec<u8>, CookieError> {
     let io_err = |e| CookieError::Io(path.to_owned(), e);
-    match std::fs::read(path) {
-        Ok(content) => {
+    match std::fs::File::open(path) {
+        Ok(file) => {
             check_permissions(path)?;
-            let text = String::from_utf8_lossy(&content);
-            let secret = text.trim().as_bytes().to_vec();
+            // One byte over the limit is enough to know it is too large.
+            let mut content = Vec::new();
+            file.take(MAX_COOKIE_FILE_BYTES as u64 + 1)
+                .read_to_end(&mut content)
+                .map_err(io_err)?;
+            if content.len() > MAX_COOKIE_FILE_BYTES {
+                return Err(CookieError::TooLarge(path.to_owned()));
+            }
+            let secret = content.trim_ascii();
+            if secret.is_empty() {
+                return Err(CookieError::Empty(path.to_owned()));
+            }
             if secret.len() < MIN_COOKIE_BYTES {
                 return Err(CookieError::TooShort(path.to_owned(), secret.len()));
             }
-            Ok(secret)
+            Ok(secret.to_vec())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];

@@ -32,6 +32,8 @@ pub enum PortMapperError {
     InvalidName(String),
     /// The peer broke the protocol.
     Protocol(String),
+    /// A server setting has a value it cannot work with (which, why).
+    Setting(String),
 }
 
 impl fmt::Display for PortMapperError {
@@ -45,6 +47,7 @@ impl fmt::Display for PortMapperError {
                 "{n:?} is not a valid node name (1 to 255 printable ASCII characters, no '/' or spaces)"
             ),
             PortMapperError::Protocol(m) => write!(f, "protocol error: {m}"),
+            PortMapperError::Setting(m) => write!(f, "invalid setting: {m}"),
         }
     }
 }

@@ -4,9 +4,15 @@
 //!
 //! Decoding treats its input as hostile: every length and count is checked
 //! against the bytes that remain *before* anything is allocated (each
-//! element takes at least one byte, so a count can never claim more
-//! elements than bytes), nesting is limited, strings must be UTF-8, and
-//! nothing read is interned. Integers are big-endian.
+//! element takes at least one byte, so the elements that all open
+//! collections still expect can never outnumber the bytes left), no
+//! collection reserves more than a few thousand slots up front, nesting is
+//! limited, strings must be UTF-8, and nothing read is interned. Integers
+//! are big-endian.
+//!
+//! Encoding checks the same [`Limits`] (by default the ones decoders use
+//! by default), so a term a receiver would refuse fails at the sender with
+//! a typed [`EncodeError`] instead of being sent and dropped.
 
 use std::fmt;
 use std::sync::Arc;
@@ -54,12 +60,15 @@ pub mod tag {
     pub const AGENT_OF_RUN: u8 = 0x0F;
 }
 
-/// Limits on what [`decode`] accepts.
+/// Limits on what [`decode`] accepts and [`encode_with`] produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest encoded term in bytes (default 16 MiB).
+    /// Largest encoded term in bytes, version byte included (default
+    /// 16 MiB).
     pub max_size: usize,
-    /// Deepest nesting of lists and vectors (default 128).
+    /// Nesting of lists, dotted lists and vectors must stay *below* this
+    /// (default 128): at most `max_depth - 1` collections inside each
+    /// other, an empty vector included.
     pub max_depth: usize,
     /// Most elements in one list or vector (default 1 Mi).
     pub max_elements: usize,
@@ -104,8 +113,37 @@ pub enum EncodeError {
     LocalAgent(u64),
     /// A string or collection longer than a u32 length can say.
     TooLong(&'static str),
-    /// Nesting deeper than any receiver accepts by default.
+    /// Collections nested `max_depth` deep or more (the max depth setting).
     TooDeep(usize),
+    /// A string, name, agent id or byte vector longer than the max string
+    /// setting.
+    StringTooLong {
+        /// What it is ("string", "symbol", …).
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The max string setting.
+        max: usize,
+    },
+    /// A list or vector with more elements than the max elements setting.
+    TooManyElements {
+        /// Its number of elements.
+        len: usize,
+        /// The max elements setting.
+        max: usize,
+    },
+    /// The encoding would be larger than the max size setting.
+    TooBig {
+        /// Bytes the encoding reached before it was refused.
+        size: usize,
+        /// The max size setting.
+        max: usize,
+    },
+    /// An agent reference with an empty id.
+    EmptyAgentId,
+    /// A `Term::Dotted` without items, or with a tail that is `NIL`, a list
+    /// or a dotted list ([`Term::dotted`] builds the right shape).
+    MalformedDotted,
 }
 
 impl fmt::Display for EncodeError {
@@ -120,7 +158,27 @@ impl fmt::Display for EncodeError {
                 "agent #<AGENT {serial:X}> has no id on the wire (this process is not a node)"
             ),
             EncodeError::TooLong(what) => write!(f, "{what} longer than 4 GiB"),
-            EncodeError::TooDeep(max) => write!(f, "term nested deeper than {max} levels"),
+            EncodeError::TooDeep(max) => write!(
+                f,
+                "term nests {max} or more lists or vectors; at most {} are allowed (max depth setting {max})",
+                max.saturating_sub(1)
+            ),
+            EncodeError::StringTooLong { what, len, max } => write!(
+                f,
+                "{what} of {len} bytes exceeds the limit {max} (max string setting)"
+            ),
+            EncodeError::TooManyElements { len, max } => write!(
+                f,
+                "collection of {len} elements exceeds the limit {max} (max elements setting)"
+            ),
+            EncodeError::TooBig { size, max } => write!(
+                f,
+                "encoded term would take at least {size} bytes, over the maximum {max} (max size setting)"
+            ),
+            EncodeError::EmptyAgentId => f.write_str("agent reference with an empty id"),
+            EncodeError::MalformedDotted => f.write_str(
+                "dotted list without items or with a list or NIL as its tail (build it with Term::dotted)",
+            ),
         }
     }
 }
@@ -144,6 +202,10 @@ pub enum DecodeError {
     TooDeep(usize),
     /// A count larger than the limit or than the bytes left.
     TooMany(u64, usize),
+    /// The open collections together still expect more elements (first
+    /// number) than bytes remain (second); each element takes at least one
+    /// byte, so the input cannot hold them.
+    Overcommitted(u64, usize),
     /// A string longer than the limit or than the bytes left.
     TooLong(u64, usize),
     /// The input is larger than the size limit.
@@ -165,7 +227,15 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated(what) => write!(f, "input ends inside {what}"),
             DecodeError::UnknownTag(t, at) => write!(f, "unknown tag 0x{t:02x} at byte {at}"),
             DecodeError::Trailing(n) => write!(f, "{n} bytes after the term"),
-            DecodeError::TooDeep(max) => write!(f, "nesting deeper than {max} (max depth setting)"),
+            DecodeError::TooDeep(max) => write!(
+                f,
+                "{max} or more nested lists or vectors; at most {} are allowed (max depth setting {max})",
+                max.saturating_sub(1)
+            ),
+            DecodeError::Overcommitted(n, left) => write!(
+                f,
+                "open lists and vectors still expect {n} elements but only {left} bytes remain (each element takes at least one byte)"
+            ),
             DecodeError::TooMany(n, max) => write!(
                 f,
                 "count {n} exceeds the limit {max} (max elements setting, or bytes left)"
@@ -192,142 +262,235 @@ fn put_len(out: &mut Vec<u8>, n: usize, what: &'static str) -> Result<(), Encode
     Ok(())
 }
 
-fn put_bytes(
-    out: &mut Vec<u8>,
-    tag: u8,
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<(), EncodeError> {
-    out.push(tag);
-    put_len(out, bytes.len(), what)?;
-    out.extend_from_slice(bytes);
-    Ok(())
-}
-
-fn put_agent_of_run(out: &mut Vec<u8>, id: &str, incarnation: u64) -> Result<(), EncodeError> {
-    if incarnation == 0 {
-        // 0 is not a run: say "current run" with the plain tag.
-        return put_bytes(out, tag::AGENT, id.as_bytes(), "agent id");
-    }
-    out.push(tag::AGENT_OF_RUN);
-    out.extend_from_slice(&incarnation.to_be_bytes());
-    put_len(out, id.len(), "agent id")?;
-    out.extend_from_slice(id.as_bytes());
-    Ok(())
-}
-
-/// Encodes `term` (version byte first), appending to `out`. On error `out`
-/// may hold a partial encoding: callers truncate it back to its old length.
+/// Encodes `term` (version byte first), appending to `out`, within the
+/// default [`Limits`] (what decoders accept by default). On error `out` is
+/// left as it was.
 ///
 /// # Errors
-/// [`EncodeError`] for local values, unnamed local agents and huge values.
+/// [`EncodeError`] for local values, unnamed local agents, malformed
+/// dotted lists and anything beyond the default limits.
 pub fn encode_into(
     term: &Term,
     out: &mut Vec<u8>,
     agents: &dyn AgentIds,
 ) -> Result<(), EncodeError> {
-    out.push(VERSION);
-    encode_value(term, out, agents, 0)
+    encode_into_with(term, out, agents, &Limits::default())
 }
 
-/// Deepest nesting the encoder writes: what decoders accept by default, so
-/// an over-deep term fails at the sender (and the encoder's recursion is
-/// bounded).
-const MAX_ENCODE_DEPTH: usize = 128;
+/// Encodes `term` (version byte first), appending to `out`, refusing
+/// whatever [`decode`] with the same `limits` would refuse. On error `out`
+/// is left as it was.
+///
+/// # Errors
+/// As [`encode_into`], with `limits` instead of the defaults.
+pub fn encode_into_with(
+    term: &Term,
+    out: &mut Vec<u8>,
+    agents: &dyn AgentIds,
+    limits: &Limits,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let mut e = Encoder {
+        out,
+        start,
+        agents,
+        limits,
+    };
+    e.out.push(VERSION);
+    let result = e.value(term, 0).and_then(|()| e.check_size(0));
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
 
-/// Encodes `term` into a new buffer. Local agents cannot be named here.
+/// Encodes `term` into a new buffer within the default [`Limits`]. Local
+/// agents cannot be named here.
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn encode(term: &Term) -> Result<Vec<u8>, EncodeError> {
+    encode_with(term, &Limits::default())
+}
+
+/// Encodes `term` into a new buffer within `limits`. Local agents cannot
+/// be named here.
+///
+/// # Errors
+/// As [`encode_into_with`].
+pub fn encode_with(term: &Term, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(32);
-    encode_into(term, &mut out, &NoLocalAgents)?;
+    encode_into_with(term, &mut out, &NoLocalAgents, limits)?;
     Ok(out)
 }
 
-fn encode_items(
-    items: &[Term],
-    out: &mut Vec<u8>,
-    agents: &dyn AgentIds,
-    depth: usize,
-) -> Result<(), EncodeError> {
-    put_len(out, items.len(), "list")?;
-    for item in items {
-        encode_value(item, out, agents, depth + 1)?;
-    }
-    Ok(())
+/// One encoding in progress: the limits it must respect and where in `out`
+/// it began (the size limit counts only this term's bytes).
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    agents: &'a dyn AgentIds,
+    limits: &'a Limits,
 }
 
-fn encode_value(
-    term: &Term,
-    out: &mut Vec<u8>,
-    agents: &dyn AgentIds,
-    depth: usize,
-) -> Result<(), EncodeError> {
-    if depth >= MAX_ENCODE_DEPTH {
-        return Err(EncodeError::TooDeep(MAX_ENCODE_DEPTH));
+impl Encoder<'_> {
+    /// Fails if the encoding, with `more` bytes still to come, would pass
+    /// the size limit. Checked before every string is copied, so a huge
+    /// string is refused without being copied.
+    fn check_size(&self, more: usize) -> Result<(), EncodeError> {
+        let size = (self.out.len() - self.start).saturating_add(more);
+        if size > self.limits.max_size {
+            return Err(EncodeError::TooBig {
+                size,
+                max: self.limits.max_size,
+            });
+        }
+        Ok(())
     }
-    match term {
-        Term::Nil => out.push(tag::NIL),
-        Term::T => out.push(tag::T),
-        Term::Int(i) => {
-            if let Ok(small) = i8::try_from(*i) {
-                out.push(tag::INT8);
-                out.push(small as u8);
-            } else if let Ok(mid) = i32::try_from(*i) {
-                out.push(tag::INT32);
-                out.extend_from_slice(&mid.to_be_bytes());
-            } else {
-                out.push(tag::INT64);
-                out.extend_from_slice(&i.to_be_bytes());
+
+    /// A u32 length and the bytes of a string, name, id or byte vector.
+    fn bytes(&mut self, bytes: &[u8], what: &'static str) -> Result<(), EncodeError> {
+        if bytes.len() > self.limits.max_string {
+            return Err(EncodeError::StringTooLong {
+                what,
+                len: bytes.len(),
+                max: self.limits.max_string,
+            });
+        }
+        self.check_size(4 + bytes.len())?;
+        put_len(self.out, bytes.len(), what)?;
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// An agent reference to one run of its node (AGENT_OF_RUN), or to
+    /// the current run (AGENT) when the incarnation is 0.
+    fn agent_of_run(&mut self, id: &str, incarnation: u64) -> Result<(), EncodeError> {
+        if id.is_empty() {
+            return Err(EncodeError::EmptyAgentId);
+        }
+        if incarnation == 0 {
+            self.out.push(tag::AGENT);
+        } else {
+            self.check_size(9)?;
+            self.out.push(tag::AGENT_OF_RUN);
+            self.out.extend_from_slice(&incarnation.to_be_bytes());
+        }
+        self.bytes(id.as_bytes(), "agent id")
+    }
+
+    /// A collection's count and items; `depth` counts the collections
+    /// around this one.
+    fn items(&mut self, items: &[Term], depth: usize) -> Result<(), EncodeError> {
+        // The decoder's rule: a collection opens only while fewer than
+        // max_depth - 1 are open around it.
+        if depth + 1 >= self.limits.max_depth {
+            return Err(EncodeError::TooDeep(self.limits.max_depth));
+        }
+        if items.len() > self.limits.max_elements {
+            return Err(EncodeError::TooManyElements {
+                len: items.len(),
+                max: self.limits.max_elements,
+            });
+        }
+        self.check_size(4 + items.len())?;
+        put_len(self.out, items.len(), "list")?;
+        for item in items {
+            self.value(item, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, term: &Term, depth: usize) -> Result<(), EncodeError> {
+        let out = &mut *self.out;
+        match term {
+            Term::Nil => out.push(tag::NIL),
+            Term::T => out.push(tag::T),
+            Term::Int(i) => {
+                if let Ok(small) = i8::try_from(*i) {
+                    out.push(tag::INT8);
+                    out.push(small as u8);
+                } else if let Ok(mid) = i32::try_from(*i) {
+                    out.push(tag::INT32);
+                    out.extend_from_slice(&mid.to_be_bytes());
+                } else {
+                    out.push(tag::INT64);
+                    out.extend_from_slice(&i.to_be_bytes());
+                }
             }
+            Term::Float(x) => {
+                out.push(tag::FLOAT);
+                out.extend_from_slice(&x.to_bits().to_be_bytes());
+            }
+            Term::Str(s) => {
+                out.push(tag::STRING);
+                self.bytes(s.as_bytes(), "string")?;
+            }
+            Term::Symbol(Symbol {
+                package: None,
+                name,
+            }) => {
+                out.push(tag::SYMBOL);
+                self.bytes(name.as_bytes(), "symbol")?;
+            }
+            Term::Symbol(Symbol {
+                package: Some(p),
+                name,
+            }) => {
+                out.push(tag::QUALIFIED_SYMBOL);
+                self.bytes(p.as_bytes(), "package")?;
+                self.bytes(name.as_bytes(), "symbol")?;
+            }
+            Term::Keyword(k) => {
+                out.push(tag::KEYWORD);
+                self.bytes(k.as_bytes(), "keyword")?;
+            }
+            Term::Bytes(b) => {
+                out.push(tag::BYTES);
+                self.bytes(b, "byte vector")?;
+            }
+            Term::List(items) if items.is_empty() => out.push(tag::NIL),
+            Term::List(items) => {
+                out.push(tag::LIST);
+                self.items(items, depth)?;
+            }
+            Term::Dotted(items, tail) => {
+                // The decoder refuses these shapes; Term::dotted never
+                // builds them.
+                if items.is_empty()
+                    || matches!(**tail, Term::Nil | Term::List(_) | Term::Dotted(..))
+                {
+                    return Err(EncodeError::MalformedDotted);
+                }
+                out.push(tag::DOTTED);
+                self.items(items, depth)?;
+                self.value(tail, depth + 1)?;
+            }
+            Term::Vector(items) => {
+                out.push(tag::VECTOR);
+                self.items(items, depth)?;
+            }
+            Term::Agent(AgentRef::Id(id)) => {
+                if id.is_empty() {
+                    return Err(EncodeError::EmptyAgentId);
+                }
+                out.push(tag::AGENT);
+                self.bytes(id.as_bytes(), "agent id")?;
+            }
+            Term::Agent(AgentRef::Remote { id, incarnation }) => {
+                self.agent_of_run(id, *incarnation)?;
+            }
+            Term::Agent(AgentRef::Local(serial)) => {
+                let (id, incarnation) = self
+                    .agents
+                    .wire_id(*serial)
+                    .ok_or(EncodeError::LocalAgent(*serial))?;
+                self.agent_of_run(&id, incarnation)?;
+            }
+            Term::Local(v) => return Err(EncodeError::LocalValue(v.kind().to_owned())),
         }
-        Term::Float(x) => {
-            out.push(tag::FLOAT);
-            out.extend_from_slice(&x.to_bits().to_be_bytes());
-        }
-        Term::Str(s) => put_bytes(out, tag::STRING, s.as_bytes(), "string")?,
-        Term::Symbol(Symbol {
-            package: None,
-            name,
-        }) => put_bytes(out, tag::SYMBOL, name.as_bytes(), "symbol")?,
-        Term::Symbol(Symbol {
-            package: Some(p),
-            name,
-        }) => {
-            put_bytes(out, tag::QUALIFIED_SYMBOL, p.as_bytes(), "package")?;
-            put_len(out, name.len(), "symbol")?;
-            out.extend_from_slice(name.as_bytes());
-        }
-        Term::Keyword(k) => put_bytes(out, tag::KEYWORD, k.as_bytes(), "keyword")?,
-        Term::Bytes(b) => put_bytes(out, tag::BYTES, b, "byte vector")?,
-        Term::List(items) if items.is_empty() => out.push(tag::NIL),
-        Term::List(items) => {
-            out.push(tag::LIST);
-            encode_items(items, out, agents, depth)?;
-        }
-        Term::Dotted(items, tail) => {
-            out.push(tag::DOTTED);
-            encode_items(items, out, agents, depth)?;
-            encode_value(tail, out, agents, depth + 1)?;
-        }
-        Term::Vector(items) => {
-            out.push(tag::VECTOR);
-            encode_items(items, out, agents, depth)?;
-        }
-        Term::Agent(AgentRef::Id(id)) => put_bytes(out, tag::AGENT, id.as_bytes(), "agent id")?,
-        Term::Agent(AgentRef::Remote { id, incarnation }) => {
-            put_agent_of_run(out, id, *incarnation)?;
-        }
-        Term::Agent(AgentRef::Local(serial)) => {
-            let (id, incarnation) = agents
-                .wire_id(*serial)
-                .ok_or(EncodeError::LocalAgent(*serial))?;
-            put_agent_of_run(out, &id, incarnation)?;
-        }
-        Term::Local(v) => return Err(EncodeError::LocalValue(v.kind().to_owned())),
+        Ok(())
     }
-    Ok(())
 }
 
 struct Decoder<'a> {
@@ -418,13 +581,8 @@ impl Decoder<'_> {
 
     fn count(&mut self) -> Result<usize, DecodeError> {
         let n = self.u32("count")?;
-        // Every element takes at least one byte: a count above the bytes
-        // left is a lie, caught before allocating.
         if n > self.limits.max_elements as u64 {
             return Err(DecodeError::TooMany(n, self.limits.max_elements));
-        }
-        if n > self.left() as u64 {
-            return Err(DecodeError::Truncated("list elements"));
         }
         Ok(n as usize)
     }
@@ -434,7 +592,17 @@ impl Decoder<'_> {
     /// depth limit, never native stack.
     fn value(&mut self) -> Result<Term, DecodeError> {
         let mut open: Vec<Open> = Vec::new();
+        // Elements (and dotted tails) that the open collections declared
+        // and that have not begun yet. Each takes at least one byte, so
+        // more of them than bytes left is a lie, refused before anything
+        // is reserved for it.
+        let mut pending: u64 = 0;
         loop {
+            if !open.is_empty() {
+                // This iteration reads the next of them (never below zero:
+                // an open collection always has one pending).
+                pending = pending.saturating_sub(1);
+            }
             let at = self.pos;
             let [t] = self.array::<1>("tag")?;
             let mut done = match t {
@@ -452,10 +620,17 @@ impl Decoder<'_> {
                     if n == 0 {
                         Term::Vector(Vec::new())
                     } else {
+                        pending += n as u64 + u64::from(t == tag::DOTTED);
+                        if pending > self.left() as u64 {
+                            return Err(DecodeError::Overcommitted(pending, self.left()));
+                        }
                         open.push(Open {
                             tag: t,
                             at,
-                            items: Vec::with_capacity(n),
+                            // A count is only a claim until its elements
+                            // arrive: reserve a bounded part of it, grow
+                            // with what actually comes.
+                            items: Vec::with_capacity(n.min(PREALLOCATE)),
                             left: n,
                         });
                         continue;
@@ -550,6 +725,12 @@ impl Decoder<'_> {
     }
 }
 
+/// Most elements reserved up front for one collection (the rest grow as
+/// elements arrive): 127 open collections then reserve at most a few MiB
+/// whatever they claim, and never more slots than the pending-elements
+/// check has found bytes for.
+const PREALLOCATE: usize = 1024;
+
 /// A collection being decoded.
 struct Open {
     tag: u8,
@@ -591,14 +772,33 @@ mod tests {
         ));
     }
 
+    /// Allocation itself is observed in `tests/codec_alloc.rs`.
     #[test]
-    fn lying_counts_fail_before_allocating() {
+    fn lying_counts_are_refused() {
         let mut bytes = vec![1, tag::VECTOR, 0xff, 0xff, 0xff, 0xff];
         bytes.extend_from_slice(&[0; 10]);
         let limits = Limits {
             max_elements: usize::MAX,
             ..Limits::default()
         };
-        assert!(decode(&bytes, &limits).is_err());
+        assert_eq!(
+            decode(&bytes, &limits),
+            Err(DecodeError::Overcommitted(u32::MAX.into(), 10))
+        );
+    }
+
+    #[test]
+    fn claims_of_nested_collections_add_up() {
+        // The outer list claims two elements, the inner (its first) three:
+        // once the inner header is read, four are pending (three inner,
+        // one outer) and only three bytes remain.
+        let bytes = [1, tag::LIST, 0, 0, 0, 2, tag::LIST, 0, 0, 0, 3, 0, 0, 0];
+        assert_eq!(
+            decode(&bytes, &Limits::default()),
+            Err(DecodeError::Overcommitted(4, 3))
+        );
+        // One byte more is enough.
+        let ok = [1, tag::LIST, 0, 0, 0, 2, tag::LIST, 0, 0, 0, 3, 0, 0, 0, 0];
+        assert!(decode(&ok, &Limits::default()).is_ok());
     }
 }

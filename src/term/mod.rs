@@ -9,7 +9,8 @@ pub mod read;
 mod value;
 
 pub use codec::{
-    decode, decode_prefix, encode, encode_into, AgentIds, DecodeError, EncodeError, Limits,
+    decode, decode_prefix, encode, encode_into, encode_into_with, encode_with, AgentIds,
+    DecodeError, EncodeError, Limits,
 };
 pub use read::{read, read_all, read_prefix, read_with, ReadError, ReadLimits};
 pub use value::{AgentRef, LocalValue, Symbol, Term};
