@@ -30,7 +30,7 @@ FORCE:
 
 # Format, lints, docs, then every test (unit, integration, doc).
 test: check test-install
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
 
 # install_file over a program that is running (as bin/erlangen-kernel is

@@ -11,7 +11,7 @@
 //! (see PROTOCOL.md, "Handshake").
 //!
 //! Every local agent attached to a remote agent is recorded with the
-//! connection it was attached over ([`attachments`]), so that when the
+//! connection it was attached over (`attachments.rs`), so that when the
 //! connection is lost each of them is told exactly once: a linked agent (or
 //! one monitored by a remote agent, which the seed's two-way monitor link
 //! kills) gets an exit signal, a monitoring agent gets
@@ -543,7 +543,11 @@ pub fn spawn_on(
     if peer == state.full {
         let (function, args) = call::prepare(call)?;
         let agent = agent::spawn_with(options, move || function(&args))?;
-        return Ok(AgentRef::Local(agent.serial()));
+        // The same form as for any other node: the id of this run.
+        return Ok(AgentRef::Remote {
+            id: Arc::from(state.full_id(&agent)),
+            incarnation: state.incarnation,
+        });
     }
     let conn = state.connection(&peer).map_err(SpawnError::Remote)?;
     let caller = Agent::current();
