@@ -21,6 +21,8 @@ const HELLO: u8 = 0x01;
 const CHALLENGE: u8 = 0x02;
 const PROOF: u8 = 0x03;
 const ACCEPT: u8 = 0x04;
+const REFUSE: u8 = 0x05;
+const UNLINK: u8 = 0x14;
 const SEND: u8 = 0x10;
 /// The protocol version of PROTOCOL.md.
 const PROTOCOL_VERSION: u8 = 2;
@@ -34,12 +36,15 @@ struct Setup {
 
 /// Node "b" with an echo agent, and a client kernel "a" that uses it.
 fn setup(tag: &str) -> Setup {
+    setup_with(tag, "")
+}
+
+/// [`setup`] with more keyword arguments for node b's `(node …)`.
+fn setup_with(tag: &str, node_options: &str) -> Setup {
     let cluster = Cluster::new(tag);
     let echo = "(defun echo () (let ((m (receive))) (send (first m) (second m)) (echo)))";
-    let b = cluster.kernel(
-        "b",
-        &["-e", echo, "-e", "(node :host \"localhost\" :name \"b\")"],
-    );
+    let form = format!("(node :host \"localhost\" :name \"b\" {node_options})");
+    let b = cluster.kernel("b", &["-e", echo, "-e", &form]);
     cluster.wait_registered("b");
     let port =
         erlangen::port_mapper::client::query_port(cluster.directory(), "b", Duration::from_secs(5))
@@ -388,4 +393,174 @@ fn bad_frames_after_authentication_close_only_that_connection() {
         assert!(closed(&mut stream), "{bytes:?}");
         still_serving(&mut s, "between");
     }
+}
+
+/// The server's answer to a PROOF: (kind, refusal code if REFUSE).
+fn answer(stream: &mut TcpStream) -> (u8, Option<u8>) {
+    let mut buf = Vec::new();
+    let kind = frame::read_frame(stream, 4096, &mut buf).expect("answer");
+    if kind == REFUSE {
+        let mut f = frame::Fields::new(&buf);
+        let code = f.u8("code").expect("code");
+        let reason = f.str("reason").expect("reason");
+        assert!(!reason.is_empty());
+        f.end().expect("nothing after the reason");
+        return (kind, Some(code));
+    }
+    (kind, None)
+}
+
+#[test]
+fn one_connection_per_pair_of_nodes() {
+    let mut s = setup("onepair");
+    let (first, _) = authenticate_as(&s, "localhost/mallory");
+    // The same node again (same name, same run) while its connection is
+    // up: refused with code 1 (Busy), after proving the cookie.
+    let (mut second, _) = prove_as(&s, "localhost/mallory");
+    assert_eq!(answer(&mut second), (REFUSE, Some(1)));
+    assert!(closed(&mut second));
+    // Once the first is gone, the node may connect again.
+    drop(first);
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let (mut again, _) = prove_as(&s, "localhost/mallory");
+        match answer(&mut again) {
+            (ACCEPT, None) => break,
+            // The node has not yet seen the first connection close.
+            (REFUSE, Some(1)) => assert!(std::time::Instant::now() < deadline),
+            other => panic!("{other:?}"),
+        }
+    }
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused() {
+    // b allows two connections: client a's, and one more.
+    let mut s = setup_with("connlimit", ":max-connections 2");
+    let (_mallory, _) = authenticate_as(&s, "localhost/mallory");
+    let (mut eve, _) = prove_as(&s, "localhost/eve");
+    assert_eq!(answer(&mut eve), (REFUSE, Some(2)));
+    assert!(closed(&mut eve));
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn nodes_dialing_each_other_at_once_end_with_one_connection() {
+    let cluster = Cluster::new("crossdial");
+    // Pairs of fresh nodes spawn on each other at the same moment, so both
+    // dial at once (whether the dials really overlap is up to the
+    // scheduler; the rule must hold either way): each spawn works, and each
+    // side ends with one connection, whichever dial won.
+    for round in 0..3 {
+        let (xn, yn) = (format!("x{round}"), format!("y{round}"));
+        let mut x = cluster.client(&xn);
+        let mut y = cluster.client(&yn);
+        x.send(&format!("(spawn '(+ 1 1) :node \"{yn}\" :attach :monitor)"));
+        y.send(&format!("(spawn '(+ 2 2) :node \"{xn}\" :attach :monitor)"));
+        let xs = x.line();
+        let ys = y.line();
+        assert!(xs.starts_with(&format!("\"localhost/{yn}/")), "{xs}");
+        assert!(ys.starts_with(&format!("\"localhost/{xn}/")), "{ys}");
+        assert!(x.eval("(receive :timeout 10)").ends_with(":OK 2)"));
+        assert!(y.eval("(receive :timeout 10)").ends_with(":OK 4)"));
+        for (k, other) in [(&mut x, &yn), (&mut y, &xn)] {
+            let stats = k.eval("(connection-stats)");
+            assert_eq!(stats.matches(":NODE").count(), 1, "{stats}");
+            assert!(stats.contains(&format!("localhost/{other}")), "{stats}");
+            assert!(stats.contains(":CONNECTED T"), "{stats}");
+        }
+    }
+}
+
+#[test]
+fn trickling_handshakes_are_cut_at_the_deadline_while_a_real_node_connects() {
+    let mut s = setup("trickle");
+    // More sockets than the node has handshake slots (64), each declaring
+    // a 200-byte HELLO and sending one byte of it every 200 ms: never
+    // silent for a whole read timeout, never done. The handshake deadline
+    // covers the whole handshake, so each is cut 5 s after it connected.
+    let mut tricklers: Vec<Option<TcpStream>> = (0..70)
+        .map(|_| {
+            let mut t = connect(s.port);
+            t.write_all(&[0, 0, 0, 200, HELLO]).expect("header");
+            t.set_read_timeout(Some(Duration::from_millis(1)))
+                .expect("timeout");
+            Some(t)
+        })
+        .collect();
+    let watch = std::thread::spawn(move || {
+        // Bounded: 100 rounds of 200 ms, long before the 200 bytes are
+        // all sent (40 s).
+        for _ in 0..100 {
+            let mut open = 0;
+            for slot in tricklers.iter_mut() {
+                let Some(t) = slot else { continue };
+                let _ = t.write_all(&[0]);
+                let mut b = [0u8; 16];
+                match t.read(&mut b) {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        open += 1
+                    }
+                    // EOF or reset: the node closed it.
+                    _ => *slot = None,
+                }
+            }
+            if open == 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    });
+    // Meanwhile a real node connects: refused while the slots are full,
+    // it gets in once the deadline has freed them.
+    let mut c = s.cluster.client("c");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let out = c.eval("(spawn '(+ 1 1) :node \"b\" :attach :monitor)");
+        if out.starts_with("\"localhost/b/") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        c.eval("(receive :timeout 0.2)");
+    }
+    assert!(c.eval("(receive :timeout 10)").ends_with(":OK 2)"));
+    assert!(
+        watch.join().expect("watcher"),
+        "every trickler was cut while still trickling"
+    );
+    still_serving(&mut s, "after");
+}
+
+#[test]
+fn unlink_naming_another_nodes_agent_is_ignored() {
+    let mut s = setup("unlinkpeer");
+    // a's REPL agent (the first agent a named on the wire: aid 0) monitors
+    // the echo agent on b (aid 0).
+    assert_eq!(s.a.eval("(link e :monitor)"), "T");
+    // Mallory, authenticated, asks b to detach a's agent from the echo.
+    let (mut stream, _) = authenticate(&s);
+    let mut p = Vec::new();
+    put_str(&mut p, "localhost/a/0");
+    p.extend_from_slice(&0u64.to_be_bytes());
+    put_str(&mut p, "0");
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, UNLINK, &p).expect("frame");
+    stream.write_all(&out).expect("unlink");
+    // b ignores a request about an agent of another node; to be sure it
+    // has read it, the connection's next frame (garbage) closes it.
+    stream.write_all(&[0, 0, 0, 1, 0x7F]).expect("garbage");
+    assert!(closed(&mut stream));
+    // The monitor still holds: a hears of the echo's exit.
+    assert_eq!(s.a.eval("(exit :bye e)"), "T");
+    assert_eq!(
+        s.a.eval("(receive :timeout 10)"),
+        "(\"localhost/b/0\" :EXIT . :BYE)"
+    );
 }

@@ -25,7 +25,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
-    ("node", "(node &key host name) become a node (serves until its agent is killed; spawn it)"),
+    ("node", "(node &key host name tick timeout spawn-timeout max-connections) become a node (serves until its agent is killed; spawn it)"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death"),
     ("agent-tree", "(agent-tree &optional agent) print an agent and the agents it monitors"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
@@ -343,13 +343,45 @@ impl Drop for Serving {
 
 fn node_call(args: &[Term]) -> Result<Term, CallError> {
     let name = "node";
-    let (_, keys) = keyword_args(name, args, 0, &["HOST", "NAME"])?;
+    let (_, keys) = keyword_args(
+        name,
+        args,
+        0,
+        &[
+            "HOST",
+            "NAME",
+            "TICK",
+            "TIMEOUT",
+            "MAX-CONNECTIONS",
+            "SPAWN-TIMEOUT",
+        ],
+    )?;
     let mut options = node::NodeOptions::default();
     if let Some(h) = keys.get("HOST") {
         options.host = Some(string_arg(name, "host", h)?);
     }
     if let Some(n) = keys.get("NAME") {
         options.name = Some(string_arg(name, "name", n)?);
+    }
+    if let Some(t) = keys.get("TICK") {
+        options.tick = seconds(name, t)?;
+    }
+    if let Some(t) = keys.get("TIMEOUT") {
+        options.timeout = seconds(name, t)?;
+    }
+    if let Some(t) = keys.get("SPAWN-TIMEOUT") {
+        options.spawn_timeout = seconds(name, t)?;
+    }
+    if let Some(n) = keys.get("MAX-CONNECTIONS") {
+        options.max_connections = match n {
+            Term::Int(i) if *i >= 1 => usize::try_from(*i).unwrap_or(usize::MAX),
+            other => {
+                return Err(bad(
+                    name,
+                    format!(":max-connections expects a positive integer, got {other}"),
+                ))
+            }
+        };
     }
     let handle = node::start(options)
         .map_err(|e| CallError::Failed(format!("the node cannot start: {e}")))?;

@@ -75,6 +75,9 @@ pub struct NodeOptions {
     pub timeout: Duration,
     /// Bytes queued per peer before sends are dropped (default 1 MiB).
     pub max_queue: usize,
+    /// How long a remote spawn waits for its reply (default 10 s). A reply
+    /// that comes later ends the agent it names if it was attached.
+    pub spawn_timeout: Duration,
     /// Connections to other nodes (dialed and accepted, open or being
     /// opened) at once; each costs a reader and a writer thread. Default
     /// 256; beyond it dials fail and peers are refused.
@@ -93,6 +96,7 @@ impl Default for NodeOptions {
             timeout: Duration::from_secs(4),
             max_queue: 1024 * 1024,
             max_connections: 256,
+            spawn_timeout: Duration::from_secs(10),
             limits: term::Limits::default(),
         }
     }
@@ -127,8 +131,6 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
-/// How long a remote spawn waits for its reply.
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are closed at once.
 const MAX_HANDSHAKES: usize = 64;
 /// Time a whole handshake may take (every read and write of it).
@@ -589,7 +591,8 @@ pub fn spawn_on(
             return Err(SpawnError::Remote(format!("the call cannot be sent: {e}")));
         }
     }
-    match rx.recv_timeout(SPAWN_TIMEOUT) {
+    let waited = state.options.spawn_timeout;
+    match rx.recv_timeout(waited) {
         Ok(Ok(agent)) => Ok(agent),
         Ok(Err(e)) => Err(SpawnError::Remote(e)),
         Err(_) => {
@@ -599,7 +602,7 @@ pub fn spawn_on(
                 p.reply = None;
             }
             Err(SpawnError::Remote(format!(
-                "no reply from {peer} within {SPAWN_TIMEOUT:?}"
+                "no reply from {peer} within {waited:?} (spawn_timeout)"
             )))
         }
     }
@@ -608,6 +611,17 @@ pub fn spawn_on(
 impl AgentIds for NodeState {
     fn wire_id(&self, serial: u64) -> Option<(String, u64)> {
         target::by_serial(serial).map(|a| (self.full_id(&a), self.incarnation))
+    }
+}
+
+/// The mailbox size a SPAWN request gets: 0 asks for the default; a peer's
+/// `u32` is clamped to [`protocol::MAX_REMOTE_MAILBOX`], not trusted.
+fn remote_mailbox_size(requested: u32) -> usize {
+    match requested {
+        0 => crate::mailbox::DEFAULT_MAILBOX_SIZE,
+        n => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(protocol::MAX_REMOTE_MAILBOX),
     }
 }
 
@@ -997,12 +1011,7 @@ impl NodeState {
             );
             return;
         }
-        // 0 asks for the default; a peer's u32 is clamped, not trusted.
-        let mailbox = match mailbox {
-            0 => crate::mailbox::DEFAULT_MAILBOX_SIZE,
-            n => (n as usize).min(protocol::MAX_REMOTE_MAILBOX),
-        };
-        let options = SpawnOptions::new().mailbox_size(mailbox);
+        let options = SpawnOptions::new().mailbox_size(remote_mailbox_size(mailbox));
         let requester = Self::peer_ref(conn, &reply_to);
         let parent: Option<(Peer, bool)> = monitor.map(|m| (Peer::Remote(requester.clone()), m));
         let state = Arc::clone(self);
@@ -1411,5 +1420,37 @@ impl Remote for NodeState {
 impl From<Unsendable> for SendError {
     fn from(e: Unsendable) -> SendError {
         SendError::NotWireable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_mailbox_sizes_are_clamped() {
+        assert_eq!(remote_mailbox_size(0), crate::mailbox::DEFAULT_MAILBOX_SIZE);
+        assert_eq!(remote_mailbox_size(10), 10);
+        assert_eq!(remote_mailbox_size(u32::MAX), protocol::MAX_REMOTE_MAILBOX);
+    }
+
+    #[test]
+    fn host_names_are_printable_ascii_without_slashes() {
+        assert!(valid_host_name("localhost"));
+        assert!(valid_host_name("10.0.0.1"));
+        assert!(!valid_host_name(""));
+        assert!(!valid_host_name("a/b"));
+        assert!(!valid_host_name("a b"));
+        assert!(!valid_host_name("a\0b"));
+        assert!(!valid_host_name(&"h".repeat(256)));
+    }
+
+    #[test]
+    fn a_zero_tick_is_refused() {
+        let options = NodeOptions {
+            tick: Duration::ZERO,
+            ..NodeOptions::default()
+        };
+        assert!(matches!(start(options), Err(NodeError::Options(_))));
     }
 }
