@@ -346,6 +346,30 @@ mod tests {
         ]
     }
 
+    /// The annotated dump in PROTOCOL.md section 5, byte for byte.
+    #[test]
+    fn protocol_md_send_dump() {
+        let mut frame = Vec::new();
+        let start = crate::frame::begin_frame(&mut frame, 0);
+        let kind = encode(
+            &Request::Send {
+                to_inc: 0x0123_4567_89AB_CDEF,
+                to: "1f".into(),
+                message: Term::keyword("hi"),
+            },
+            &mut frame,
+            &NoIds,
+        )
+        .unwrap();
+        frame[start + 4] = kind;
+        crate::frame::finish_frame(&mut frame, start).unwrap();
+        let expected: &[u8] = &[
+            0x00, 0x00, 0x00, 0x15, 0x10, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x00,
+            0x02, 0x31, 0x66, 0x01, 0x09, 0x00, 0x00, 0x00, 0x02, 0x48, 0x49,
+        ];
+        assert_eq!(frame, expected);
+    }
+
     #[test]
     fn every_request_round_trips_and_every_truncation_fails() {
         let limits = term::Limits::default();
