@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::connection::Connection;
 use crate::agent::target::RemoteRef;
 use crate::agent::{Agent, Outcome, PeerKey};
 use crate::term::Term;
@@ -81,6 +82,19 @@ impl Attachments {
             .take()
             .map(|t| t.into_values().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Records that local `agent` is attached to `remote` over `conn`; if the
+/// connection is already gone, the agent is told at once.
+pub(crate) fn record(conn: &Connection, agent: &Agent, remote: RemoteRef, kind: Attachment) {
+    let entry = Entry {
+        agent: agent.clone(),
+        remote,
+        kind,
+    };
+    if let Err(entry) = conn.attached.record(entry) {
+        tell_lost(entry, &conn.peer);
     }
 }
 

@@ -1,0 +1,371 @@
+//! Requests from peers: what a node does with each frame it reads.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::attachments::{self, Attachment};
+use super::connection::{Connection, Dispatch};
+use super::protocol::{self, Request};
+use super::{lock, NodeState};
+use crate::agent::target::{self, RemoteRef, Resolved};
+use crate::agent::{self, Agent, Outcome, Peer, PeerKey, SpawnOptions};
+use crate::call;
+use crate::term::{self, AgentRef, Term};
+
+/// The node as its connections and the agent layer reach it: the one way
+/// in (`Dispatch` for frames read, `Remote` for agents of other nodes).
+pub(crate) struct Route(pub(super) Arc<NodeState>);
+
+/// The mailbox size a SPAWN request gets: 0 asks for the default; a peer's
+/// `u32` is clamped to [`protocol::MAX_REMOTE_MAILBOX`], not trusted.
+fn remote_mailbox_size(requested: u32) -> usize {
+    match requested {
+        0 => crate::mailbox::DEFAULT_MAILBOX_SIZE,
+        n => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(protocol::MAX_REMOTE_MAILBOX),
+    }
+}
+
+/// The reason an orphan of a remote spawn is ended with: its caller stopped
+/// waiting for the reply.
+fn abandoned_reason() -> Term {
+    Term::keyword("spawn-abandoned")
+}
+
+impl NodeState {
+    /// Resolves the `to` fields of a request: an aid of ours, in the run
+    /// `to_inc` (0: this one).
+    pub(super) fn local(&self, to_inc: u64, aid: &str) -> Option<Agent> {
+        if to_inc != 0 && to_inc != self.incarnation {
+            return None;
+        }
+        match target::resolve_local_aid(aid) {
+            Ok(Resolved::Local(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// `from`'s id must be on the peer that sent the request.
+    pub(super) fn from_peer(conn: &Connection, from: &str) -> bool {
+        target::split_id(from).is_some_and(|(h, n, _)| {
+            conn.peer.len() == h.len() + 1 + n.len()
+                && conn.peer.starts_with(h)
+                && conn.peer.ends_with(n)
+        })
+    }
+
+    /// The remote agent `from` of `conn`'s peer, in the peer's current run.
+    pub(super) fn peer_ref(conn: &Connection, from: &str) -> RemoteRef {
+        RemoteRef {
+            id: Arc::from(from),
+            incarnation: conn.incarnation().unwrap_or(0),
+        }
+    }
+
+    /// Tells remote `from` that local `to` (an aid, with the incarnation the
+    /// peer meant) is not there.
+    pub(super) fn noproc_reply(
+        &self,
+        conn: &Arc<Connection>,
+        from: &str,
+        to_inc: u64,
+        to: &str,
+        monitor: bool,
+    ) {
+        let Some((_, _, from_aid)) = target::split_id(from) else {
+            return;
+        };
+        let to_id = format!("{}/{}", self.full, to);
+        let reason = Term::keyword("noproc");
+        let peer_inc = conn.incarnation().unwrap_or(0);
+        // The agent the peer asked for, in the run it meant.
+        let named = if to_inc == 0 {
+            Term::Agent(AgentRef::Id(Arc::from(to_id.as_str())))
+        } else {
+            Term::Agent(AgentRef::Remote {
+                id: Arc::from(to_id.as_str()),
+                incarnation: to_inc,
+            })
+        };
+        let request = if monitor {
+            Request::Notice {
+                from: to_id,
+                to_inc: peer_inc,
+                to: from_aid.to_owned(),
+                notification: Outcome::Exited(reason).notification(named),
+            }
+        } else {
+            Request::Exit {
+                from: to_id,
+                to_inc: peer_inc,
+                to: from_aid.to_owned(),
+                reason,
+            }
+        };
+        let _ = conn.send(&request, self);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_spawn(
+        self: &Arc<Self>,
+        conn: &Arc<Connection>,
+        request: u64,
+        reply_to: String,
+        attach: u8,
+        mailbox: u32,
+        call: Term,
+    ) {
+        let reply = move |ok: bool, text: String| Request::SpawnReply { request, ok, text };
+        let (function, args) = match call::prepare(&call) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = conn.send(&reply(false, e.to_string()), &**self);
+                return;
+            }
+        };
+        let monitor = match attach {
+            0 => None,
+            1 => Some(false),
+            2 => Some(true),
+            other => {
+                let _ = conn.send(
+                    &reply(false, format!("unknown attach mode {other}")),
+                    &**self,
+                );
+                return;
+            }
+        };
+        if monitor.is_some() && !Self::from_peer(conn, &reply_to) {
+            let _ = conn.send(
+                &reply(
+                    false,
+                    "reply_to is not an agent of the requesting node".into(),
+                ),
+                &**self,
+            );
+            return;
+        }
+        let options = SpawnOptions::new().mailbox_size(remote_mailbox_size(mailbox));
+        let requester = Self::peer_ref(conn, &reply_to);
+        let parent: Option<(Peer, bool)> = monitor.map(|m| (Peer::Remote(requester.clone()), m));
+        let state = Arc::clone(self);
+        let c = Arc::clone(conn);
+        let recorded = monitor.is_some();
+        let spawned = agent::spawn_inner(
+            &options,
+            parent,
+            |child| {
+                if recorded {
+                    // The requester's exit (or loss) kills the child.
+                    attachments::record(conn, child, requester.clone(), Attachment::Bound);
+                }
+            },
+            move || {
+                // First thing on the child's own thread, so the reply goes
+                // out only if the agent really started, and before any exit
+                // notification of it on this connection.
+                let me = Agent::current();
+                let _ = c.send(&reply(true, format!("{:x}", me.aid())), &*state);
+                function(&args)
+            },
+        );
+        if let Err(e) = spawned {
+            // Nothing ran; the requester hears the error instead of an id.
+            let _ = conn.send(&reply(false, e.to_string()), &**self);
+        }
+    }
+
+    pub(super) fn handle_spawn_reply(
+        &self,
+        conn: &Arc<Connection>,
+        request: u64,
+        ok: bool,
+        text: String,
+    ) {
+        let Some(pending) = lock(&self.pending).remove(&request) else {
+            return;
+        };
+        if !ok {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(text));
+            }
+            return;
+        }
+        if text.is_empty() || text.contains('/') {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(format!("malformed reply {text:?}")));
+            }
+            return;
+        }
+        let child = RemoteRef {
+            id: Arc::from(format!("{}/{}", conn.peer, text)),
+            incarnation: conn.incarnation().unwrap_or(0),
+        };
+        let attached = pending.attach != agent::Attach::None;
+        let Some(reply) = pending.reply else {
+            // The caller gave up waiting; the child was told it is attached
+            // to the caller, so end it rather than leave an orphan.
+            if attached {
+                self.post_exit(conn, &pending.caller, &child, abandoned_reason());
+            }
+            return;
+        };
+        if attached {
+            // Recorded here, in the reader, before any later frame of this
+            // connection (such as the child's exit notice) is handled.
+            match pending
+                .caller
+                .attach_peer(Peer::Remote(child.clone()), false)
+            {
+                Ok(()) => {
+                    let kind = if pending.attach == agent::Attach::Monitor {
+                        Attachment::Watching
+                    } else {
+                        Attachment::Bound
+                    };
+                    attachments::record(conn, &pending.caller, child.clone(), kind);
+                }
+                // The caller exited meanwhile: the child goes with it, as
+                // if the attachment had been made in time.
+                Err(outcome) => {
+                    self.post_exit(conn, &pending.caller, &child, outcome.link_reason());
+                }
+            }
+        }
+        let agent = if child.incarnation == 0 {
+            AgentRef::Id(child.id)
+        } else {
+            AgentRef::Remote {
+                id: child.id,
+                incarnation: child.incarnation,
+            }
+        };
+        let _ = reply.send(Ok(agent));
+    }
+
+    /// A request named an agent of an earlier run of this node: dropped and
+    /// counted.
+    pub(super) fn stale(&self, conn: &Connection) {
+        self.stale_drops.fetch_add(1, Ordering::Relaxed);
+        conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Dispatch for Route {
+    fn limits(&self) -> &term::Limits {
+        &self.0.options.limits
+    }
+
+    fn resolve(&self, to_inc: u64, aid: &str) -> Option<Agent> {
+        let node = &self.0;
+        if to_inc != 0 && to_inc != node.incarnation {
+            node.stale_drops.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        node.local(to_inc, aid)
+    }
+
+    fn down(&self, conn: &Arc<Connection>, reason: &str) {
+        self.0.connection_lost(conn, reason);
+    }
+
+    fn dispatch(&self, conn: &Arc<Connection>, request: Request) {
+        let node = &self.0;
+        match request {
+            Request::Send {
+                to_inc,
+                to,
+                message,
+            } => match node.local(to_inc, &to) {
+                Some(agent) => {
+                    agent.send(message);
+                }
+                None if to_inc != 0 && to_inc != node.incarnation => node.stale(conn),
+                None => {
+                    conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Request::Spawn {
+                request,
+                reply_to,
+                attach,
+                mailbox,
+                call,
+            } => node.handle_spawn(conn, request, reply_to, attach, mailbox, call),
+            Request::SpawnReply { request, ok, text } => {
+                node.handle_spawn_reply(conn, request, ok, text)
+            }
+            Request::Link {
+                from,
+                to_inc,
+                to,
+                monitor,
+            } => {
+                if !NodeState::from_peer(conn, &from) {
+                    return;
+                }
+                let remote = NodeState::peer_ref(conn, &from);
+                let attached = node.local(to_inc, &to).and_then(|agent| {
+                    agent
+                        .attach_peer(Peer::Remote(remote.clone()), monitor)
+                        .ok()
+                        .map(|()| attachments::record(conn, &agent, remote, Attachment::Bound))
+                });
+                if attached.is_none() {
+                    node.noproc_reply(conn, &from, to_inc, &to, monitor);
+                }
+            }
+            Request::Unlink { from, to_inc, to } => {
+                if !NodeState::from_peer(conn, &from) {
+                    return;
+                }
+                if let Some(agent) = node.local(to_inc, &to) {
+                    agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
+                    conn.attached.take(agent.serial(), &from);
+                }
+            }
+            Request::Exit {
+                from,
+                to_inc,
+                to,
+                reason,
+            } => {
+                // Links stay as they are (as Erlang's exit/2): the agent
+                // dies, and its own exit tells its peers, `from` included.
+                let _ = from;
+                if let Some(agent) = node.local(to_inc, &to) {
+                    agent.kill(reason);
+                }
+            }
+            Request::Notice {
+                from,
+                to_inc,
+                to,
+                notification,
+            } => {
+                if let Some(agent) = node.local(to_inc, &to) {
+                    // Delivered only if the attachment was still recorded:
+                    // a connection-lost notice may already have been given.
+                    if conn.attached.take(agent.serial(), &from).is_some() {
+                        agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
+                        agent.notify(notification);
+                    }
+                }
+            }
+            Request::Heartbeat => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_mailbox_sizes_are_clamped() {
+        assert_eq!(remote_mailbox_size(0), crate::mailbox::DEFAULT_MAILBOX_SIZE);
+        assert_eq!(remote_mailbox_size(10), 10);
+        assert_eq!(remote_mailbox_size(u32::MAX), protocol::MAX_REMOTE_MAILBOX);
+    }
+}

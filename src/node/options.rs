@@ -1,0 +1,80 @@
+//! What a node is started with, and why it may not start.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::term;
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Host name the node listens on and is known by (ids start with it).
+    /// Default: the machine's host name.
+    pub host: Option<String>,
+    /// Node name, unique on the host. Default: `node-PID`.
+    pub name: Option<String>,
+    /// Port-mapper ports and cookie file.
+    pub config: Config,
+    /// Heartbeat interval on idle connections (default 1 s).
+    pub tick: Duration,
+    /// A peer silent this long is down (default 4 s; must exceed `tick`).
+    pub timeout: Duration,
+    /// Bytes queued per peer before sends are dropped (default 1 MiB).
+    pub max_queue: usize,
+    /// How long a remote spawn waits for its reply (default 10 s). A reply
+    /// that comes later ends the agent it names if it was attached.
+    pub spawn_timeout: Duration,
+    /// Connections to other nodes (dialed and accepted, open or being
+    /// opened) at once; each costs a reader and a writer thread. Default
+    /// 256; beyond it dials fail and peers are refused.
+    pub max_connections: usize,
+    /// Limits on decoded terms.
+    pub limits: term::Limits,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            host: None,
+            name: None,
+            config: crate::config::default(),
+            tick: Duration::from_secs(1),
+            timeout: Duration::from_secs(4),
+            max_queue: 1024 * 1024,
+            max_connections: 256,
+            spawn_timeout: Duration::from_secs(10),
+            limits: term::Limits::default(),
+        }
+    }
+}
+
+/// Why a node could not start or a remote operation failed.
+#[derive(Debug)]
+pub enum NodeError {
+    /// This process is already a node.
+    AlreadyRunning(String),
+    /// The listener could not be bound.
+    Bind(String, io::Error),
+    /// The cookie could not be loaded.
+    Cookie(String),
+    /// The port mapper refused or could not be reached.
+    PortMapper(String),
+    /// A bad option value.
+    Options(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::AlreadyRunning(n) => write!(f, "this process is already the node {n}"),
+            NodeError::Bind(host, e) => write!(f, "cannot listen on {host}: {e}"),
+            NodeError::Cookie(e) => write!(f, "{e}"),
+            NodeError::PortMapper(e) => write!(f, "port mapper: {e}"),
+            NodeError::Options(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}

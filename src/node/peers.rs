@@ -1,0 +1,277 @@
+//! Peers: one connection per pair of nodes, dialed on demand or accepted,
+//! and what happens when one is lost.
+
+use std::fmt;
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use super::attachments;
+use super::connection::Connection;
+use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
+use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
+use crate::port_mapper;
+
+impl NodeState {
+    /// The connection to `peer`, dialing in the background if there is
+    /// none: sends queue until the handshake is done.
+    pub(super) fn connection(self: &Arc<Self>, peer: &str) -> Result<Arc<Connection>, String> {
+        if let Some(c) = lock(&self.peers).get(peer) {
+            if !c.is_down() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        if !handshake::valid_full_name(peer) {
+            return Err(format!("{peer:?} is not a valid host/node name"));
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            return Err("this node is stopping".into());
+        }
+        if let Some(at) = lock(&self.failed_dials).get(peer) {
+            if at.elapsed() < DIAL_BACKOFF {
+                self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "{peer} is not reachable (last attempt failed just now)"
+                ));
+            }
+        }
+        let mut peers = lock(&self.peers);
+        if let Some(c) = peers.get(peer) {
+            if !c.is_down() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        peers.retain(|_, c| !c.is_down());
+        if peers.len() >= self.options.max_connections {
+            return Err(format!(
+                "cannot connect to {peer}: this node has {} connections, its limit (max_connections)",
+                peers.len()
+            ));
+        }
+        let conn = Connection::new(
+            peer.to_owned(),
+            self.stats_for(peer),
+            self.options.max_queue,
+        );
+        peers.insert(peer.to_owned(), Arc::clone(&conn));
+        drop(peers);
+        let state = Arc::clone(self);
+        let dialing = Arc::clone(&conn);
+        let spawned = thread::Builder::new()
+            .name(format!("node-dial {peer}"))
+            .spawn(move || state.dial(dialing));
+        if let Err(e) = spawned {
+            self.dial_failed(&conn, &format!("cannot start a thread: {e}"));
+            return Err(format!("cannot dial {peer}: {e}"));
+        }
+        Ok(conn)
+    }
+
+    fn dial(self: Arc<Self>, conn: Arc<Connection>) {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match self.dial_inner(&conn.peer, deadline) {
+            Ok((stream, info)) => {
+                if conn.is_claimed() || conn.is_down() {
+                    // An accepted connection from the peer took over (or
+                    // the node stopped): this one is surplus.
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+                let dispatch = self.dispatcher();
+                if let Err(e) = conn.establish(
+                    stream,
+                    info,
+                    dispatch,
+                    self.options.tick,
+                    self.options.timeout,
+                ) {
+                    self.dial_failed(&conn, &e.to_string());
+                    return;
+                }
+                lock(&self.failed_dials).remove(&conn.peer);
+            }
+            Err(DialError::Handshake(HandshakeError::Refused(Refusal::Busy, _))) => {
+                // The peer is dialing us and its dial wins: our accept of
+                // it adopts this connection (with everything queued on it).
+                if !conn.wait_claimed(deadline) {
+                    self.dial_failed(&conn, "the peer refused a second connection");
+                }
+            }
+            Err(e) => self.dial_failed(&conn, &e.to_string()),
+        }
+    }
+
+    fn dial_inner(
+        &self,
+        peer: &str,
+        deadline: Instant,
+    ) -> Result<(TcpStream, PeerInfo), DialError> {
+        let (host, node) = peer
+            .split_once('/')
+            .ok_or_else(|| DialError::Other(format!("{peer:?} is not host/node")))?;
+        let resolve = |port: u16| {
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|e| DialError::Other(format!("cannot resolve {host}: {e}")))?
+                .next()
+                .ok_or_else(|| DialError::Other(format!("cannot resolve {host}")))
+        };
+        let directory = resolve(self.options.config.directory_port)?;
+        let port = port_mapper::client::query_port(directory, node, HANDSHAKE_TIMEOUT)
+            .map_err(|e| DialError::Other(format!("cannot find {peer}: {e}")))?;
+        let addr = resolve(port)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DialError::Handshake(HandshakeError::Timeout));
+        }
+        let mut stream = TcpStream::connect_timeout(&addr, left)
+            .map_err(|e| DialError::Other(format!("cannot connect to {peer}: {e}")))?;
+        let me = Identity {
+            name: &self.full,
+            incarnation: self.incarnation,
+            cookie: &self.cookie,
+        };
+        let info =
+            handshake::client(&mut stream, &me, peer, deadline).map_err(DialError::Handshake)?;
+        Ok((stream, info))
+    }
+
+    fn dial_failed(&self, conn: &Arc<Connection>, reason: &str) {
+        conn.stats.errors.fetch_add(1, Ordering::Relaxed);
+        lock(&self.failed_dials).insert(conn.peer.clone(), Instant::now());
+        if conn.mark_down() {
+            self.connection_lost(conn, reason);
+        }
+    }
+
+    /// A connection is gone for good: forget it, tell every agent attached
+    /// over it (once), fail the spawns waiting for it.
+    pub(super) fn connection_lost(&self, conn: &Arc<Connection>, why: &str) {
+        {
+            let mut peers = lock(&self.peers);
+            if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+                peers.remove(&conn.peer);
+            }
+        }
+        for entry in conn.attached.close() {
+            attachments::tell_lost(entry, &conn.peer);
+        }
+        let failed: Vec<PendingSpawn> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| Arc::ptr_eq(&p.conn, conn))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for p in failed {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(format!("{} is unreachable: {why}", conn.peer)));
+            }
+        }
+    }
+
+    /// Serves an accepted connection: handshake, then one connection per
+    /// peer (see the module doc for simultaneous dials).
+    pub(super) fn accept(self: &Arc<Self>, mut stream: TcpStream) {
+        let me = Identity {
+            name: &self.full,
+            incarnation: self.incarnation,
+            cookie: &self.cookie,
+        };
+        let mut chosen: Option<Arc<Connection>> = None;
+        let mut replaced: Option<Arc<Connection>> = None;
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let admitted = handshake::server(&mut stream, &me, deadline, |info| {
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(Refusal::Limit);
+            }
+            let mut peers = lock(&self.peers);
+            match peers.get(&info.name) {
+                Some(c) if !c.is_down() => match c.incarnation() {
+                    // Established with this very run: one connection per
+                    // pair. (If the peer thinks ours is dead, it will
+                    // soon be, and its next dial gets through.)
+                    Some(inc) if inc == info.incarnation => Err(Refusal::Busy),
+                    // Established with an earlier run: that run is gone.
+                    Some(_) => {
+                        replaced = Some(Arc::clone(c));
+                        let conn = Connection::new(
+                            info.name.clone(),
+                            self.stats_for(&info.name),
+                            self.options.max_queue,
+                        );
+                        peers.insert(info.name.clone(), Arc::clone(&conn));
+                        chosen = Some(conn);
+                        Ok(())
+                    }
+                    // We are dialing it at this moment: the dial of the
+                    // node whose name sorts first wins, on both sides.
+                    None if self.full < info.name => Err(Refusal::Busy),
+                    None => {
+                        if !c.claim() {
+                            return Err(Refusal::Busy);
+                        }
+                        chosen = Some(Arc::clone(c));
+                        Ok(())
+                    }
+                },
+                _ => {
+                    peers.retain(|_, c| !c.is_down());
+                    if peers.len() >= self.options.max_connections {
+                        return Err(Refusal::Limit);
+                    }
+                    let conn = Connection::new(
+                        info.name.clone(),
+                        self.stats_for(&info.name),
+                        self.options.max_queue,
+                    );
+                    peers.insert(info.name.clone(), Arc::clone(&conn));
+                    chosen = Some(conn);
+                    Ok(())
+                }
+            }
+        });
+        let info = match admitted {
+            Ok(info) => info,
+            Err(_) => {
+                // Nothing is served to a peer that did not prove the cookie
+                // or was refused.
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        let dispatch = self.dispatcher();
+        if let Some(old) = replaced {
+            old.fail(&dispatch, "the peer restarted (new incarnation)");
+        }
+        let Some(conn) = chosen else { return };
+        if let Err(e) = conn.establish(
+            stream,
+            info,
+            Arc::clone(&dispatch),
+            self.options.tick,
+            self.options.timeout,
+        ) {
+            conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
+        }
+    }
+}
+
+/// Why a dial did not give a connection.
+enum DialError {
+    Handshake(HandshakeError),
+    Other(String),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Handshake(e) => e.fmt(f),
+            DialError::Other(e) => f.write_str(e),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `connection-stats`: per peer node, counters kept across reconnects.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::{current_node, lock};
+use crate::term::Term;
+
+/// Counters of the connection to one peer node (SPEC section 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// `"host/node"` of the peer.
+    pub node: String,
+    /// `true` while a connection is open.
+    pub connected: bool,
+    /// When the last connection was established.
+    pub established: Option<SystemTime>,
+    /// I/O and protocol errors seen.
+    pub errors: u64,
+    /// Requests received and sent.
+    pub messages_in: u64,
+    /// Requests sent.
+    pub messages_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Requests dropped (queue full, connection down, stale ids).
+    pub dropped: u64,
+}
+
+impl ConnectionStats {
+    /// As a property list term.
+    pub fn to_term(&self) -> Term {
+        let count = |n: u64| Term::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        Term::plist(vec![
+            ("node", Term::Str(self.node.clone())),
+            ("connected", Term::from(self.connected)),
+            (
+                "established",
+                self.established
+                    .map_or(Term::Nil, |t| Term::Str(crate::management::iso8601(t))),
+            ),
+            ("errors", count(self.errors)),
+            ("messages-in", count(self.messages_in)),
+            ("messages-out", count(self.messages_out)),
+            ("bytes-in", count(self.bytes_in)),
+            ("bytes-out", count(self.bytes_out)),
+            ("dropped", count(self.dropped)),
+        ])
+    }
+}
+
+/// Per-peer connection counters of this node (empty if not a node).
+pub fn connection_stats() -> Vec<ConnectionStats> {
+    let Some(node) = current_node() else {
+        return Vec::new();
+    };
+    let peers = lock(&node.peers);
+    let mut out: Vec<ConnectionStats> = lock(&node.stats)
+        .iter()
+        .map(|(name, s)| ConnectionStats {
+            node: name.clone(),
+            connected: peers
+                .get(name)
+                .is_some_and(|c| !c.is_down() && c.incarnation().is_some()),
+            established: *lock(&s.established),
+            errors: s.errors.load(Ordering::Relaxed),
+            messages_in: s.messages_in.load(Ordering::Relaxed),
+            messages_out: s.messages_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
+}
