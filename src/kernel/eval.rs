@@ -143,6 +143,13 @@ pub struct Evaluator {
     globals: Arc<RwLock<Globals>>,
 }
 
+/// Local bindings, innermost last.
+type Env = Vec<(Symbol, Term)>;
+
+/// A special form: the evaluator, the form's name (upper-case), its
+/// unevaluated arguments, the local bindings and the nesting depth.
+type SpecialForm = fn(&Evaluator, &str, &[Term], &mut Env, usize) -> Result<Term, EvalError>;
+
 fn syntax(msg: impl Into<String>) -> EvalError {
     EvalError::Syntax(msg.into())
 }
@@ -245,211 +252,30 @@ impl Evaluator {
             Term::Symbol(s) => s,
             other => return Err(syntax(format!("{other} is not a function name"))),
         };
+        // Special forms are bare symbols; `pkg:if` is an ordinary call.
         let name = if op.package.is_none() {
             op.name.as_str()
         } else {
             ""
         };
-        match name {
-            "QUOTE" | "FUNCTION" => match args {
-                [x] => Ok(x.clone()),
-                _ => Err(syntax(format!("{}: expected one argument", op.name))),
-            },
-            "IF" => match args {
-                [c, then] | [c, then, _] => {
-                    if self.eval_in(c, env, depth)?.is_true() {
-                        self.eval_in(then, env, depth)
-                    } else if let [_, _, otherwise] = args {
-                        self.eval_in(otherwise, env, depth)
-                    } else {
-                        Ok(Term::Nil)
-                    }
-                }
-                _ => Err(syntax("if: expected (if test then [else])")),
-            },
-            "WHEN" | "UNLESS" => {
-                let (c, body) = args
-                    .split_first()
-                    .ok_or_else(|| syntax(format!("{}: expected a test", op.name)))?;
-                let truth = self.eval_in(c, env, depth)?.is_true();
-                if truth == (name == "WHEN") {
-                    self.eval_body(body, env, depth)
-                } else {
-                    Ok(Term::Nil)
-                }
-            }
-            "PROGN" => self.eval_body(args, env, depth),
-            "DOTIMES" => {
-                // (dotimes (var count [result]) body…)
-                let (spec, body) = args
-                    .split_first()
-                    .ok_or_else(|| syntax("dotimes: expected (dotimes (var count) body…)"))?;
-                let spec = items(spec, "dotimes")?;
-                let (var, count, result) = match spec {
-                    [v, c] => (symbol_of(v, "dotimes")?, c, None),
-                    [v, c, r] => (symbol_of(v, "dotimes")?, c, Some(r)),
-                    _ => return Err(syntax("dotimes: expected (var count [result])")),
-                };
-                let n = match self.eval_in(count, env, depth)? {
-                    Term::Int(n) => n,
-                    other => {
-                        return Err(syntax(format!(
-                            "dotimes: count must be an integer, got {other}"
-                        )))
-                    }
-                };
-                let mark = env.len();
-                env.push((var, Term::Int(0)));
-                let mut outcome = Ok(());
-                for i in 0..n.max(0) {
-                    env[mark].1 = Term::Int(i);
-                    if let Err(e) = self.eval_body(body, env, depth) {
-                        outcome = Err(e);
-                        break;
-                    }
-                }
-                let value = match (outcome, result) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), Some(r)) => {
-                        env[mark].1 = Term::Int(n.max(0));
-                        self.eval_in(r, env, depth)
-                    }
-                    (Ok(()), None) => Ok(Term::Nil),
-                };
-                env.truncate(mark);
-                value
-            }
-            "AND" => {
-                let mut last = Term::T;
-                for a in args {
-                    last = self.eval_in(a, env, depth)?;
-                    if !last.is_true() {
-                        return Ok(Term::Nil);
-                    }
-                }
-                Ok(last)
-            }
-            "OR" => {
-                for a in args {
-                    let v = self.eval_in(a, env, depth)?;
-                    if v.is_true() {
-                        return Ok(v);
-                    }
-                }
-                Ok(Term::Nil)
-            }
-            "SETQ" | "SETF" => {
-                if args.len() % 2 != 0 {
-                    return Err(syntax("setq: expected (setq var value …)"));
-                }
-                let mut last = Term::Nil;
-                for pair in args.chunks(2) {
-                    let var = symbol_of(&pair[0], "setq")?;
-                    last = self.eval_in(&pair[1], env, depth)?;
-                    if let Some(slot) = env.iter_mut().rev().find(|(k, _)| *k == var) {
-                        slot.1 = last.clone();
-                    } else {
-                        self.globals
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .vars
-                            .insert(var, last.clone());
-                    }
-                }
-                Ok(last)
-            }
-            "DEFVAR" | "DEFPARAMETER" => {
-                let (var, rest) = args
-                    .split_first()
-                    .ok_or_else(|| syntax(format!("{}: expected a name", op.name)))?;
-                let var = symbol_of(var, "defvar")?;
-                let bound = self.lookup(&var, &[]).is_some();
-                if let Some(init) = rest.first() {
-                    if name == "DEFPARAMETER" || !bound {
-                        let v = self.eval_in(init, env, depth)?;
-                        self.globals
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .vars
-                            .insert(var.clone(), v);
-                    }
-                }
-                Ok(Term::Symbol(var))
-            }
-            "LET" | "LET*" => {
-                let (bindings, body) = args
-                    .split_first()
-                    .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
-                let mut new = Vec::new();
-                let mark = env.len();
-                for b in items(bindings, "let")? {
-                    let (var, value) = match b {
-                        Term::Symbol(s) => (s.clone(), Term::Nil),
-                        Term::List(pair) if pair.len() <= 2 && !pair.is_empty() => {
-                            let var = symbol_of(&pair[0], "let")?;
-                            let value = match pair.get(1) {
-                                Some(v) => self.eval_in(v, env, depth)?,
-                                None => Term::Nil,
-                            };
-                            (var, value)
-                        }
-                        other => return Err(syntax(format!("let: bad binding {other}"))),
-                    };
-                    if name == "LET*" {
-                        env.push((var, value));
-                    } else {
-                        new.push((var, value));
-                    }
-                }
-                env.extend(new);
-                let result = self.eval_body(body, env, depth);
-                env.truncate(mark);
-                result
-            }
-            "LAMBDA" => {
-                let (params, body) = args
-                    .split_first()
-                    .ok_or_else(|| syntax("lambda: expected (lambda (params…) body…)"))?;
-                let lambda = Lambda {
-                    params: self.params(params)?,
-                    body: body.to_vec(),
-                    env: env.clone(),
-                };
-                Ok(Term::local(self.function(lambda)))
-            }
-            "DEFUN" => match args {
-                [fname, params, body @ ..] => {
-                    let fname = symbol_of(fname, "defun")?;
-                    let lambda = Lambda {
-                        params: self.params(params)?,
-                        body: body.to_vec(),
-                        env: Vec::new(),
-                    };
-                    // A defun is a registered function like any other: it
-                    // can be spawned, passed to parallel-map, and called
-                    // by other nodes.
-                    let label = fname.full_name();
-                    {
-                        let mut globals = self.globals.write().unwrap_or_else(|e| e.into_inner());
-                        // Built-ins and the program's functions are what
-                        // other nodes call: a silent redefinition would
-                        // change what they run.
-                        if !globals.defuns.contains(&label) && call::lookup(&fname).is_ok() {
-                            return Err(syntax(format!(
-                                "defun: {label} is a built-in or registered function (other nodes may call it) and cannot be redefined; choose another name"
-                            )));
-                        }
-                        globals.defuns.insert(label.clone());
-                    }
-                    let me = self.clone();
-                    call::register_function(&label.clone(), move |args: &[Term]| {
-                        Ok(me.apply_lambda(&label, &lambda, args, 0)?)
-                    });
-                    Ok(Term::Symbol(fname))
-                }
-                _ => Err(syntax("defun: expected (defun name (params…) body…)")),
-            },
-            _ => {
+        let form: Option<SpecialForm> = match name {
+            "QUOTE" | "FUNCTION" => Some(Self::quote),
+            "IF" => Some(Self::if_form),
+            "WHEN" | "UNLESS" => Some(Self::when_unless),
+            "PROGN" => Some(|ev, _, args, env, depth| ev.eval_body(args, env, depth)),
+            "DOTIMES" => Some(Self::dotimes),
+            "AND" => Some(Self::and),
+            "OR" => Some(Self::or),
+            "SETQ" | "SETF" => Some(Self::setq),
+            "DEFVAR" | "DEFPARAMETER" => Some(Self::defvar),
+            "LET" | "LET*" => Some(Self::let_form),
+            "LAMBDA" => Some(Self::lambda),
+            "DEFUN" => Some(Self::defun),
+            _ => None,
+        };
+        match form {
+            Some(form) => form(self, name, args, env, depth),
+            None => {
                 let mut values = Vec::with_capacity(args.len());
                 for a in args {
                     values.push(self.eval_in(a, env, depth)?);
@@ -457,6 +283,261 @@ impl Evaluator {
                 self.apply_symbol(op, &values, depth)
             }
         }
+    }
+
+    /// `(quote x)`, `(function x)`: `x` unevaluated.
+    fn quote(&self, name: &str, args: &[Term], _: &mut Env, _: usize) -> Result<Term, EvalError> {
+        match args {
+            [x] => Ok(x.clone()),
+            _ => Err(syntax(format!(
+                "{}: expected one argument",
+                name.to_lowercase()
+            ))),
+        }
+    }
+
+    /// `(if test then [else])`.
+    fn if_form(
+        &self,
+        _: &str,
+        args: &[Term],
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
+        match args {
+            [c, then] | [c, then, _] => {
+                if self.eval_in(c, env, depth)?.is_true() {
+                    self.eval_in(then, env, depth)
+                } else if let [_, _, otherwise] = args {
+                    self.eval_in(otherwise, env, depth)
+                } else {
+                    Ok(Term::Nil)
+                }
+            }
+            _ => Err(syntax("if: expected (if test then [else])")),
+        }
+    }
+
+    /// `(when test body…)`, `(unless test body…)`.
+    fn when_unless(
+        &self,
+        name: &str,
+        args: &[Term],
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
+        let (c, body) = args
+            .split_first()
+            .ok_or_else(|| syntax(format!("{}: expected a test", name.to_lowercase())))?;
+        let truth = self.eval_in(c, env, depth)?.is_true();
+        if truth == (name == "WHEN") {
+            self.eval_body(body, env, depth)
+        } else {
+            Ok(Term::Nil)
+        }
+    }
+
+    /// `(dotimes (var count [result]) body…)`.
+    fn dotimes(
+        &self,
+        _: &str,
+        args: &[Term],
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
+        let (spec, body) = args
+            .split_first()
+            .ok_or_else(|| syntax("dotimes: expected (dotimes (var count) body…)"))?;
+        let spec = items(spec, "dotimes")?;
+        let (var, count, result) = match spec {
+            [v, c] => (symbol_of(v, "dotimes")?, c, None),
+            [v, c, r] => (symbol_of(v, "dotimes")?, c, Some(r)),
+            _ => return Err(syntax("dotimes: expected (var count [result])")),
+        };
+        let n = match self.eval_in(count, env, depth)? {
+            Term::Int(n) => n,
+            other => {
+                return Err(syntax(format!(
+                    "dotimes: count must be an integer, got {other}"
+                )))
+            }
+        };
+        let mark = env.len();
+        env.push((var, Term::Int(0)));
+        let mut outcome = Ok(());
+        for i in 0..n.max(0) {
+            env[mark].1 = Term::Int(i);
+            if let Err(e) = self.eval_body(body, env, depth) {
+                outcome = Err(e);
+                break;
+            }
+        }
+        let value = match (outcome, result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(r)) => {
+                env[mark].1 = Term::Int(n.max(0));
+                self.eval_in(r, env, depth)
+            }
+            (Ok(()), None) => Ok(Term::Nil),
+        };
+        env.truncate(mark);
+        value
+    }
+
+    /// `(and form…)`: the first false value, or the last.
+    fn and(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+        let mut last = Term::T;
+        for a in args {
+            last = self.eval_in(a, env, depth)?;
+            if !last.is_true() {
+                return Ok(Term::Nil);
+            }
+        }
+        Ok(last)
+    }
+
+    /// `(or form…)`: the first true value.
+    fn or(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+        for a in args {
+            let v = self.eval_in(a, env, depth)?;
+            if v.is_true() {
+                return Ok(v);
+            }
+        }
+        Ok(Term::Nil)
+    }
+
+    /// `(setq var value …)`: a local binding if there is one, else a
+    /// session variable.
+    fn setq(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+        if args.len() % 2 != 0 {
+            return Err(syntax("setq: expected (setq var value …)"));
+        }
+        let mut last = Term::Nil;
+        for pair in args.chunks(2) {
+            let var = symbol_of(&pair[0], "setq")?;
+            last = self.eval_in(&pair[1], env, depth)?;
+            if let Some(slot) = env.iter_mut().rev().find(|(k, _)| *k == var) {
+                slot.1 = last.clone();
+            } else {
+                self.globals
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .vars
+                    .insert(var, last.clone());
+            }
+        }
+        Ok(last)
+    }
+
+    /// `(defvar var [value])` sets only an unbound variable;
+    /// `(defparameter var value)` always.
+    fn defvar(
+        &self,
+        name: &str,
+        args: &[Term],
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
+        let (var, rest) = args
+            .split_first()
+            .ok_or_else(|| syntax(format!("{}: expected a name", name.to_lowercase())))?;
+        let var = symbol_of(var, "defvar")?;
+        let bound = self.lookup(&var, &[]).is_some();
+        if let Some(init) = rest.first() {
+            if name == "DEFPARAMETER" || !bound {
+                let v = self.eval_in(init, env, depth)?;
+                self.globals
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .vars
+                    .insert(var.clone(), v);
+            }
+        }
+        Ok(Term::Symbol(var))
+    }
+
+    /// `(let ((var value) …) body…)`; `let*` binds one after the other.
+    fn let_form(
+        &self,
+        name: &str,
+        args: &[Term],
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<Term, EvalError> {
+        let (bindings, body) = args
+            .split_first()
+            .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
+        let mut new = Vec::new();
+        let mark = env.len();
+        for b in items(bindings, "let")? {
+            let (var, value) = match b {
+                Term::Symbol(s) => (s.clone(), Term::Nil),
+                Term::List(pair) if pair.len() <= 2 && !pair.is_empty() => {
+                    let var = symbol_of(&pair[0], "let")?;
+                    let value = match pair.get(1) {
+                        Some(v) => self.eval_in(v, env, depth)?,
+                        None => Term::Nil,
+                    };
+                    (var, value)
+                }
+                other => return Err(syntax(format!("let: bad binding {other}"))),
+            };
+            if name == "LET*" {
+                env.push((var, value));
+            } else {
+                new.push((var, value));
+            }
+        }
+        env.extend(new);
+        let result = self.eval_body(body, env, depth);
+        env.truncate(mark);
+        result
+    }
+
+    /// `(lambda (params…) body…)`: a function closing over the bindings.
+    fn lambda(&self, _: &str, args: &[Term], env: &mut Env, _: usize) -> Result<Term, EvalError> {
+        let (params, body) = args
+            .split_first()
+            .ok_or_else(|| syntax("lambda: expected (lambda (params…) body…)"))?;
+        let lambda = Lambda {
+            params: self.params(params)?,
+            body: body.to_vec(),
+            env: env.clone(),
+        };
+        Ok(Term::local(self.function(lambda)))
+    }
+
+    /// `(defun name (params…) body…)`: a registered function like any
+    /// other, so it can be spawned, passed to parallel-map, and called by
+    /// other nodes.
+    fn defun(&self, _: &str, args: &[Term], _: &mut Env, _: usize) -> Result<Term, EvalError> {
+        let [fname, params, body @ ..] = args else {
+            return Err(syntax("defun: expected (defun name (params…) body…)"));
+        };
+        let fname = symbol_of(fname, "defun")?;
+        let lambda = Lambda {
+            params: self.params(params)?,
+            body: body.to_vec(),
+            env: Vec::new(),
+        };
+        let label = fname.full_name();
+        {
+            let mut globals = self.globals.write().unwrap_or_else(|e| e.into_inner());
+            // Built-ins and the program's functions are what other nodes
+            // call: a silent redefinition would change what they run.
+            if !globals.defuns.contains(&label) && call::lookup(&fname).is_ok() {
+                return Err(syntax(format!(
+                    "defun: {label} is a built-in or registered function (other nodes may call it) and cannot be redefined; choose another name"
+                )));
+            }
+            globals.defuns.insert(label.clone());
+        }
+        let me = self.clone();
+        call::register_function(&label.clone(), move |args: &[Term]| {
+            Ok(me.apply_lambda(&label, &lambda, args, 0)?)
+        });
+        Ok(Term::Symbol(fname))
     }
 
     fn params(&self, params: &Term) -> Result<Vec<Symbol>, EvalError> {
