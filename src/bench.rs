@@ -111,7 +111,7 @@ pub fn ping_pong(messages: u64, pairs: usize, timeout: Duration) -> Result<Durat
         let ponger = agent::spawn(|| loop {
             match agent::receive() {
                 Term::Local(v) => {
-                    if let Some(pinger) = v.0.downcast_ref::<Agent>() {
+                    if let Some(pinger) = v.value().downcast_ref::<Agent>() {
                         let pinger = pinger.clone();
                         loop {
                             match agent::receive() {

@@ -192,10 +192,21 @@ pub fn named_function_term<F>(name: &str, f: F) -> Term
 where
     F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
 {
-    Term::local(NamedFunction {
-        name: name.to_uppercase(),
-        function: Arc::new(f),
-    })
+    let name = name.to_uppercase();
+    // Printed as the symbol it names: `PACKAGE:NAME` with the reader's
+    // escapes where the name needs them.
+    let symbol = match name.split_once(':') {
+        Some((package, n)) => crate::term::Symbol::qualified(package, n),
+        None => crate::term::Symbol::new(&name),
+    };
+    let label = format!("FUNCTION {}", Term::Symbol(symbol));
+    Term::local_labeled(
+        &label,
+        NamedFunction {
+            name,
+            function: Arc::new(f),
+        },
+    )
 }
 
 /// Splits a call term into its function and arguments.

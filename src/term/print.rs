@@ -46,24 +46,14 @@ impl fmt::Display for Term {
     }
 }
 
-/// A function prints as `#<FUNCTION name>`; any other local value as
-/// `#<LOCAL-VALUE n>`, `n` telling values apart (they compare by identity).
+/// A labeled local value prints as `#<LABEL>` (functions label themselves
+/// `FUNCTION NAME`); any other as `#<LOCAL-VALUE n>`, `n` telling values
+/// apart (they compare by identity).
 fn write_local(v: &LocalValue, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    if let Some(named) = v.0.downcast_ref::<crate::call::NamedFunction>() {
-        f.write_str("#<FUNCTION ")?;
-        // `PACKAGE:NAME` prints as the symbol it was defined as.
-        for (i, part) in named.name.splitn(2, ':').enumerate() {
-            if i > 0 {
-                f.write_char(':')?;
-            }
-            write_symbol_name(part, f)?;
-        }
-        return f.write_char('>');
+    if let Some(label) = v.label() {
+        return write!(f, "#<{label}>");
     }
-    if v.0.is::<crate::call::Function>() {
-        return f.write_str("#<FUNCTION LAMBDA>");
-    }
-    let address = Arc::as_ptr(&v.0) as *const () as usize;
+    let address = Arc::as_ptr(v.value()) as *const () as usize;
     write!(f, "#<LOCAL-VALUE {address:X}>")
 }
 

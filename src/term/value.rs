@@ -133,11 +133,25 @@ impl fmt::Display for AgentRef {
 }
 
 /// A process-local value inside a term: compared by identity, never sent
-/// to another node.
+/// to another node. It prints as `#<LABEL>` when it has a label (a
+/// function prints as `#<FUNCTION NAME>`), as `#<LOCAL-VALUE n>` otherwise.
 #[derive(Clone)]
-pub struct LocalValue(pub Arc<dyn Any + Send + Sync>);
+pub struct LocalValue {
+    value: Arc<dyn Any + Send + Sync>,
+    label: Option<Arc<str>>,
+}
 
 impl LocalValue {
+    /// The Rust value.
+    pub fn value(&self) -> &Arc<dyn Any + Send + Sync> {
+        &self.value
+    }
+
+    /// What it prints as between `#<` and `>`, if it was given a label.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
     /// The Rust type name is not recoverable from `dyn Any`; this names the
     /// kind for error messages.
     pub fn kind(&self) -> &'static str {
@@ -202,13 +216,25 @@ impl Term {
 
     /// Wraps any Rust value as a process-local term.
     pub fn local<T: Any + Send + Sync>(value: T) -> Term {
-        Term::Local(LocalValue(Arc::new(value)))
+        Term::Local(LocalValue {
+            value: Arc::new(value),
+            label: None,
+        })
+    }
+
+    /// Wraps a Rust value as a process-local term that prints as
+    /// `#<label>` (`#<FUNCTION DOUBLE>`).
+    pub fn local_labeled<T: Any + Send + Sync>(label: &str, value: T) -> Term {
+        Term::Local(LocalValue {
+            value: Arc::new(value),
+            label: Some(Arc::from(label)),
+        })
     }
 
     /// The Rust value inside a [`Term::Local`], if it is one of type `T`.
     pub fn downcast_local<T: Any + Send + Sync>(&self) -> Option<&T> {
         match self {
-            Term::Local(LocalValue(v)) => v.downcast_ref::<T>(),
+            Term::Local(v) => v.value.downcast_ref::<T>(),
             _ => None,
         }
     }
@@ -309,7 +335,7 @@ impl PartialEq for Term {
             (List(a), List(b)) | (Vector(a), Vector(b)) => a == b,
             (Dotted(a, x), Dotted(b, y)) => a == b && x == y,
             (Agent(a), Agent(b)) => a == b,
-            (Local(LocalValue(a)), Local(LocalValue(b))) => Arc::ptr_eq(a, b),
+            (Local(a), Local(b)) => Arc::ptr_eq(&a.value, &b.value),
             _ => false,
         }
     }
@@ -341,7 +367,7 @@ impl fmt::Debug for AgentRef {
 
 impl fmt::Debug for LocalValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#<LOCAL-VALUE {:p}>", Arc::as_ptr(&self.0))
+        fmt::Display::fmt(&Term::Local(self.clone()), f)
     }
 }
 
