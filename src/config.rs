@@ -86,7 +86,7 @@ impl Config {
     ///
     /// # Errors
     /// A flag or variable that is not a port number.
-    pub fn from_matches(m: &getopts::Matches) -> Result<Config, ConfigError> {
+    pub(crate) fn from_matches(m: &getopts::Matches) -> Result<Config, ConfigError> {
         let mut c = Config::from_env()?;
         if let Some(v) = m.opt_str("registry-port") {
             c.registry_port = port("--registry-port", &v)?;
@@ -102,7 +102,7 @@ impl Config {
 }
 
 /// Adds `--registry-port`, `--directory-port` and `--cookie-file`.
-pub fn add_options(opts: &mut getopts::Options) {
+pub(crate) fn add_options(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "registry-port",

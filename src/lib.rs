@@ -82,11 +82,17 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+// `bench`, `crypto` and `frame` are implementation details, public only so
+// the programs in src/bin and the byte-level tests can reach them; they are
+// not part of the API and may change.
+#[doc(hidden)]
 pub mod bench;
 pub mod call;
 pub mod config;
+#[doc(hidden)]
 pub mod crypto;
 pub mod examples;
+#[doc(hidden)]
 pub mod frame;
 pub mod kernel;
 pub(crate) mod mailbox;

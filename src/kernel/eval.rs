@@ -505,7 +505,10 @@ impl Evaluator {
             body: body.to_vec(),
             env: env.clone(),
         };
-        Ok(Term::local_labeled("FUNCTION LAMBDA", self.function(lambda)))
+        Ok(Term::local_labeled(
+            "FUNCTION LAMBDA",
+            self.function(lambda),
+        ))
     }
 
     /// `(defun name (params…) body…)`: a registered function like any
