@@ -382,7 +382,10 @@ impl Agent {
     }
 
     pub(crate) fn aid(&self) -> u64 {
-        *self.0.aid.get_or_init(|| target::export(self))
+        match self.0.aid.get() {
+            Some(aid) => *aid,
+            None => target::export(self),
+        }
     }
 
     pub(crate) fn mailbox(&self) -> &Mailbox {
