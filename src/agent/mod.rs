@@ -8,10 +8,14 @@
 //! parent in the child's monitors and the child in the parent's links, so a
 //! parent that exits takes its monitored workers with it.
 //!
-//! Lock order: an agent's `attachments` lock may be followed by nothing but
-//! the registry lock (never another agent's lock); the mailbox lock is a
-//! leaf. Exit signals and notifications are delivered after the exiting
-//! agent's lock is released.
+//! Lock order: the registry lock, then an agent's `attachments` lock
+//! (`registry::register` and `whereis` look at agents under it); likewise
+//! the aid table lock, then an agent's lock (`target::export`). An agent's
+//! lock is a leaf: nothing is locked while it is held, never another
+//! agent's lock (so `link` attaches each side under that side's lock in
+//! turn), nor the registry (`finish` releases the name after dropping it).
+//! The mailbox lock is a leaf too. Exit signals and notifications are
+//! delivered after the exiting agent's lock is released.
 
 mod error;
 mod pool;
@@ -142,8 +146,8 @@ pub struct SpawnOptions {
     pub mailbox_size: usize,
     /// A name to register before the agent runs.
     pub name: Option<String>,
-    /// Stack size in bytes; `None` for the default (512 KiB, reused
-    /// threads).
+    /// Stack size in bytes; `None` for the default (2 MiB, Rust's own;
+    /// only agents with the default stack reuse parked threads).
     pub stack_size: Option<usize>,
 }
 
@@ -598,8 +602,9 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
     }
 }
 
-/// Runs the exit protocol once: record the outcome, close the mailbox, free
-/// the name, then tell links and monitors (no lock held while telling).
+/// Runs the exit protocol once: close the mailbox, record the outcome,
+/// free the name, tell links and monitors (no lock held while telling),
+/// and last leave the agent tables.
 fn finish(agent: &Agent, outcome: Outcome) {
     agent.0.mailbox.finish();
     let (links, monitors, named) = {
