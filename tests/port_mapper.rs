@@ -15,7 +15,7 @@ use erlangen::frame::{self, put_str};
 use erlangen::port_mapper::client::{list_nodes, query_port, register, KeepRegistered};
 use erlangen::port_mapper::server::{PortMapper, ServerConfig, ServerLimits};
 use erlangen::port_mapper::PortMapperError;
-use support::{Cluster, Proc, WAIT};
+use support::{eventually, Cluster, Proc, WAIT};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -27,17 +27,6 @@ fn start() -> PortMapper {
         log: false,
     })
     .expect("port mapper")
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what} did not happen within {WAIT:?}");
 }
 
 #[test]

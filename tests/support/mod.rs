@@ -24,6 +24,22 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Polls `check` until it holds, parking briefly between tries; panics
+/// naming `what` if it does not hold within [`WAIT`]. For conditions no
+/// event announces (a registration dropped by a port mapper, a process
+/// gone): the wait ends as soon as the condition holds, never after a
+/// fixed sleep.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
 /// A fresh directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -173,13 +189,15 @@ impl Proc {
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
             }
-            thread::sleep(Duration::from_millis(10));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::park_timeout(Duration::from_millis(10));
         }
-        None
     }
 
     pub fn pid(&self) -> u32 {
@@ -278,38 +296,30 @@ impl Cluster {
         p
     }
 
+    /// Waits until the port mapper knows `node`.
     pub fn wait_registered(&self, node: &str) {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if erlangen::port_mapper::client::query_port(
+        eventually(&format!("registration of node {node}"), || {
+            erlangen::port_mapper::client::query_port(
                 self.directory(),
                 node,
                 Duration::from_secs(2),
             )
             .is_ok()
-            {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("node {node} did not register within {WAIT:?}");
+        });
     }
 
+    /// Waits until the port mapper no longer knows `node`.
     pub fn wait_unregistered(&self, node: &str) {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Err(erlangen::port_mapper::PortMapperError::UnknownNode(_)) =
+        eventually(&format!("release of node {node}"), || {
+            matches!(
                 erlangen::port_mapper::client::query_port(
                     self.directory(),
                     node,
                     Duration::from_secs(2),
-                )
-            {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("node {node} was not released within {WAIT:?}");
+                ),
+                Err(erlangen::port_mapper::PortMapperError::UnknownNode(_))
+            )
+        });
     }
 
     /// A kernel that is itself a node named `name` (so it can reach
