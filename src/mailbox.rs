@@ -114,6 +114,11 @@ impl Drop for RunnableGuard {
     }
 }
 
+/// The current value of the runnable count.
+pub(crate) fn runnable() -> usize {
+    RUNNABLE.load(Ordering::Relaxed)
+}
+
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

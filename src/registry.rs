@@ -1,9 +1,11 @@
 //! Names: agents registered under keywords (`:LOGGER`), usable wherever an
 //! agent is (SPEC section 3). A name is freed when its agent exits.
 //!
-//! Lock order: registry lock, then an agent's lock (`register` calls
-//! `Agent::set_name` under the registry lock); an exiting agent drops its
-//! own lock before it calls `release`, so the two never wait on each other.
+//! Lock order (the same as in `agent`): registry lock, then an agent's lock
+//! (`register` calls `Agent::set_name`, and `register`, `whereis` and
+//! `registered` call `Agent::is_alive`, under the registry lock); an exiting
+//! agent drops its own lock before it calls `release`, so the two never
+//! wait on each other.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

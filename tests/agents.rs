@@ -197,15 +197,23 @@ fn link_chain_dies_together() {
     assert!(!b.is_alive() || wait_dead(&b));
 }
 
+/// Waits for `agent`'s exit itself: monitors it and takes its exit
+/// notification (`:NOPROC` if it has already exited), leaving other
+/// messages queued. False if none came within the test timeout.
 fn wait_dead(agent: &Agent) -> bool {
-    let end = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < end {
-        if !agent.is_alive() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    if link(agent, Attach::Monitor).is_err() {
+        return false;
     }
-    false
+    let about = agent.to_term();
+    receive_matching(
+        |m| match m {
+            Term::List(items) | Term::Dotted(items, _) => items.first() == Some(&about),
+            _ => false,
+        },
+        Some(WAIT),
+    )
+    .is_ok()
+        && !agent.is_alive()
 }
 
 #[test]
@@ -261,22 +269,37 @@ fn linking_to_self_is_an_error() {
 #[test]
 fn unlink_detaches_both_ways() {
     let (tx, rx) = std::sync::mpsc::channel();
+    // b answers whoever asks, then waits.
+    let b_body = || {
+        let asker = receive();
+        let _ = send(kw("alive"), asker);
+        receive()
+    };
     let a = spawn_with(&monitor(), move || -> Term {
-        let b = spawn_with(&SpawnOptions::new().attach(Attach::Link), receive).unwrap();
+        let b = spawn_with(&SpawnOptions::new().attach(Attach::Link), b_body).unwrap();
         unlink(&b).unwrap();
         tx.send(b.clone()).unwrap();
         exit_current(kw("alone"));
     })
     .unwrap();
     let b = rx.recv_timeout(WAIT).unwrap();
+    link(&b, Attach::Monitor).unwrap();
     assert_eq!(
         recv(),
         Term::dotted(vec![a.to_term(), kw("exit")], kw("alone"))
     );
-    // b survives its former partner's exit.
-    std::thread::sleep(Duration::from_millis(20));
-    assert!(b.is_alive());
+    // b survives its former partner's exit. A kill from a's exit would
+    // already be on b's priority lane (a tells its links before its
+    // monitors, this thread among them), so it would end b at the receive
+    // that takes our question, and we would get b's exit notification
+    // instead of the answer.
+    send(Agent::current().to_term(), &b).unwrap();
+    assert_eq!(recv(), kw("alive"));
     exit(kw("cleanup"), &b).unwrap();
+    assert_eq!(
+        recv(),
+        Term::dotted(vec![b.to_term(), kw("exit")], kw("cleanup"))
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use erlangen::config::Config;
 use erlangen::node::{self, NodeOptions};
 use erlangen::port_mapper::server::{PortMapper, ServerConfig};
 use erlangen::{receive_timeout, send, Agent, Attach, SpawnOptions, Term};
-use support::{Proc, TempDir};
+use support::{eventually, Proc, TempDir};
 
 #[test]
 fn library_node_spawns_sends_and_stops() {
@@ -63,20 +63,14 @@ fn library_node_spawns_sends_and_stops() {
     .arg("--cookie-file")
     .arg(&config.cookie_file);
     let _peer = Proc::from_command(cmd, "peer");
-    let deadline = std::time::Instant::now() + support::WAIT;
-    while erlangen::port_mapper::client::query_port(
-        pm.directory_addr(),
-        "peer",
-        Duration::from_secs(1),
-    )
-    .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "peer did not register"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("registration of peer", || {
+        erlangen::port_mapper::client::query_port(
+            pm.directory_addr(),
+            "peer",
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    });
 
     // Remote spawn with monitor, then a message round trip by id string.
     let call = erlangen::term::read("(+ 20 22)").unwrap();
@@ -112,15 +106,14 @@ fn library_node_spawns_sends_and_stops() {
     // Stopping the node releases its name.
     handle.stop();
     assert!(node::this_node().is_none());
-    let deadline = std::time::Instant::now() + support::WAIT;
-    while erlangen::port_mapper::client::query_port(
-        pm.directory_addr(),
-        "lib",
-        Duration::from_secs(1),
-    )
-    .is_ok()
-    {
-        assert!(std::time::Instant::now() < deadline, "lib was not released");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("release of lib", || {
+        matches!(
+            erlangen::port_mapper::client::query_port(
+                pm.directory_addr(),
+                "lib",
+                Duration::from_secs(1),
+            ),
+            Err(erlangen::port_mapper::PortMapperError::UnknownNode(_))
+        )
+    });
 }

@@ -15,7 +15,7 @@ use erlangen::frame::{self, put_str};
 use erlangen::port_mapper::client::{list_nodes, query_port, register, KeepRegistered};
 use erlangen::port_mapper::server::{PortMapper, ServerConfig, ServerLimits};
 use erlangen::port_mapper::PortMapperError;
-use support::{Cluster, Proc, WAIT};
+use support::{eventually, listening_addrs, Cluster, Proc, WAIT};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -27,17 +27,6 @@ fn start() -> PortMapper {
         log: false,
     })
     .expect("port mapper")
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what} did not happen within {WAIT:?}");
 }
 
 #[test]
@@ -584,16 +573,7 @@ fn program_caps_directory_connections_by_flag() {
     ]);
     let mut pm = Proc::from_command(cmd, "port mapper");
     let line = pm.line_matching(|l| l.contains("directory on"));
-    let addr = |label: &str| -> SocketAddr {
-        let at = line.find(label).unwrap() + label.len();
-        line[at..]
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (registry, directory) = (addr("registry on "), addr("directory on "));
+    let (registry, directory) = listening_addrs(&line).expect(&line);
     let _held = welcomed(directory);
     let m = error_then_close(&mut dial(directory));
     assert!(m.contains("at most 1"), "{m}");

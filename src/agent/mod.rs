@@ -8,10 +8,14 @@
 //! parent in the child's monitors and the child in the parent's links, so a
 //! parent that exits takes its monitored workers with it.
 //!
-//! Lock order: an agent's `attachments` lock may be followed by nothing but
-//! the registry lock (never another agent's lock); the mailbox lock is a
-//! leaf. Exit signals and notifications are delivered after the exiting
-//! agent's lock is released.
+//! Lock order: the registry lock, then an agent's `attachments` lock
+//! (`registry::register` and `whereis` look at agents under it); likewise
+//! the aid table lock, then an agent's lock (`target::export`). An agent's
+//! lock is a leaf: nothing is locked while it is held, never another
+//! agent's lock (so `link` attaches each side under that side's lock in
+//! turn), nor the registry (`finish` releases the name after dropping it).
+//! The mailbox lock is a leaf too. Exit signals and notifications are
+//! delivered after the exiting agent's lock is released.
 
 mod error;
 mod pool;
@@ -142,8 +146,8 @@ pub struct SpawnOptions {
     pub mailbox_size: usize,
     /// A name to register before the agent runs.
     pub name: Option<String>,
-    /// Stack size in bytes; `None` for the default (512 KiB, reused
-    /// threads).
+    /// Stack size in bytes; `None` for the default (2 MiB, Rust's own;
+    /// only agents with the default stack reuse parked threads).
     pub stack_size: Option<usize>,
 }
 
@@ -317,11 +321,25 @@ impl Agent {
     /// Ends the calling thread's agent with `reason` (if it has not ended
     /// yet) and gives the thread a fresh one. The REPL uses this after its
     /// agent was killed, as Erlang's shell starts a new shell process.
+    ///
+    /// On a thread started by [`spawn`] the replacement is that thread's
+    /// agent from then on: it exits with the outcome of the spawned
+    /// function when that returns.
     pub fn replace_current(reason: Term) -> Agent {
-        if let Some(old) = CURRENT.with(|c| c.borrow_mut().take()) {
-            finish(&old, Outcome::Exited(reason));
+        let old = CURRENT.with(|c| c.borrow_mut().take());
+        if let Some(old) = &old {
+            finish(old, Outcome::Exited(reason));
         }
         let adopted = ADOPTED.with(|a| a.borrow_mut().take());
+        if old.is_some() && adopted.is_none() {
+            // A spawned agent's (pooled) thread: `run` ends whatever agent
+            // is current when the job returns, and its guard already counts
+            // the thread as runnable. Adopting here would leave an agent
+            // and a runnable count behind on the pooled thread.
+            let fresh = Agent::new(mailbox::DEFAULT_MAILBOX_SIZE);
+            CURRENT.with(|c| *c.borrow_mut() = Some(fresh.clone()));
+            return fresh;
+        }
         drop(adopted);
         Agent::current()
     }
@@ -368,7 +386,10 @@ impl Agent {
     }
 
     pub(crate) fn aid(&self) -> u64 {
-        *self.0.aid.get_or_init(|| target::export(self))
+        match self.0.aid.get() {
+            Some(aid) => *aid,
+            None => target::export(self),
+        }
     }
 
     pub(crate) fn mailbox(&self) -> &Mailbox {
@@ -536,17 +557,26 @@ where
     let _runnable = RunnableGuard::enter();
     CURRENT.with(|c| *c.borrow_mut() = Some(agent.clone()));
     let result = panic::catch_unwind(AssertUnwindSafe(|| f().into_outcome()));
+    // The function may have replaced its agent (`Agent::replace_current`):
+    // the outcome then belongs to the replacement; the original has ended.
+    let current = CURRENT
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_else(|| agent.clone());
     let outcome = match result {
         // Killed while busy: the kill reason wins over the return values.
-        Ok(Outcome::Returned(values)) => match agent.0.mailbox.pending_exit() {
+        Ok(Outcome::Returned(values)) => match current.0.mailbox.pending_exit() {
             Some(reason) => Outcome::Exited(reason),
             None => Outcome::Returned(values),
         },
         Ok(exited) => exited,
         Err(payload) => Outcome::Exited(unwind_reason(payload)),
     };
-    finish(&agent, outcome);
-    CURRENT.with(|c| *c.borrow_mut() = None);
+    finish(&current, outcome);
+    // The pooled thread outlives the job: nothing adopted may stay on it
+    // (its agent would never end, its guard would keep the thread counted
+    // as runnable). `replace_current` adopts nothing here; this is the
+    // backstop.
+    drop(ADOPTED.with(|a| a.borrow_mut().take()));
 }
 
 /// The exit reason carried by an unwind out of an agent's code, as caught
@@ -572,8 +602,9 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
     }
 }
 
-/// Runs the exit protocol once: record the outcome, close the mailbox, free
-/// the name, then tell links and monitors (no lock held while telling).
+/// Runs the exit protocol once: close the mailbox, record the outcome,
+/// free the name, tell links and monitors (no lock held while telling),
+/// and last leave the agent tables.
 fn finish(agent: &Agent, outcome: Outcome) {
     agent.0.mailbox.finish();
     let (links, monitors, named) = {
@@ -758,11 +789,17 @@ pub fn link(agent: impl Into<Target>, mode: Attach) -> Result<(), LinkError> {
     match target.resolve()? {
         target::Resolved::Local(other) if other == me => Err(LinkError::SelfLink),
         target::Resolved::Local(other) => {
-            match other.attach_peer(Peer::Local(me.clone()), monitor) {
-                Ok(()) => {
-                    let _ = me.attach_peer(Peer::Local(other), false);
-                }
-                Err(_) => noproc(&me, other.to_term(), monitor),
+            // Our side first, then theirs, each under its own lock (never
+            // both: see the lock order). If `other` takes its peers after
+            // our attach, its exit protocol finds us and removes our side;
+            // if before, our attach fails and we remove our side ourselves.
+            // Either way we are told once and keep no link to a dead agent.
+            // (Recording our side second left it behind when `other`
+            // exited in between.)
+            let _ = me.attach_peer(Peer::Local(other.clone()), false);
+            if other.attach_peer(Peer::Local(me.clone()), monitor).is_err() {
+                me.detach_peer(&PeerKey::Local(other.serial()));
+                noproc(&me, other.to_term(), monitor);
             }
             Ok(())
         }
@@ -805,6 +842,13 @@ pub fn unlink(agent: impl Into<Target>) -> Result<(), LinkError> {
             Ok(())
         }
     }
+}
+
+/// Threads now counted as runnable (running an agent, not parked in a
+/// receive). For tests of the agent layer's bookkeeping; not a stable API.
+#[doc(hidden)]
+pub fn runnable_threads() -> usize {
+    mailbox::runnable()
 }
 
 /// Drains the calling agent's mailbox, notifications first, and returns

@@ -105,10 +105,14 @@ pub(crate) fn insert(agent: &Agent) {
         .insert(agent.serial(), agent.clone());
 }
 
+/// Takes `agent` out of both tables (at the very end of its exit
+/// protocol, after its outcome is set).
 pub(crate) fn remove(agent: &Agent) {
     if let Some(map) = shard(agent.serial()).as_mut() {
         map.remove(&agent.serial());
     }
+    // No aid yet means no export can still insert it: see `export`. So an
+    // agent never named to another node costs no global lock here.
     if let Some(aid) = agent.0.aid.get() {
         if let Some(map) = aids().as_mut() {
             map.remove(aid);
@@ -116,21 +120,30 @@ pub(crate) fn remove(agent: &Agent) {
     }
 }
 
-/// Hands out the next aid for `agent` (called once per agent, through
-/// `Agent::aid`). A dead agent gets an aid that resolves to nothing.
+/// The agent's aid, handed out on first use (through `Agent::aid`). A dead
+/// agent gets an aid that resolves to nothing.
+///
+/// No dead agent can stay in the table: under the `AIDS` lock, the aid is
+/// published in the agent *before* its liveness is checked (under the
+/// agent's lock), and the agent goes in only if alive. Its exit sets the
+/// outcome (agent's lock) before `remove` reads the aid. So either the
+/// check comes after the outcome was set (dead: not inserted), or it came
+/// before, and then `remove` sees the aid and takes the `AIDS` lock, which
+/// waits out the insert and removes it. (Checking, inserting and only then
+/// publishing the aid left an agent in the table when it exited in
+/// between: `remove` found no aid to remove.)
 pub(crate) fn export(agent: &Agent) -> u64 {
+    let mut aids = aids();
+    if let Some(aid) = agent.0.aid.get() {
+        // Another thread exported it while we waited for the lock.
+        return *aid;
+    }
     let aid = NEXT_AID.fetch_add(1, Ordering::Relaxed);
+    // Only ever set here, under the lock: cannot be set already.
+    let _ = agent.0.aid.set(aid);
     if agent.is_alive() {
-        aids()
-            .get_or_insert_with(HashMap::new)
+        aids.get_or_insert_with(HashMap::new)
             .insert(aid, agent.clone());
-        // It may have exited between the check and the insert; `remove`
-        // only sees aids already set, so clean up here too.
-        if !agent.is_alive() {
-            if let Some(map) = aids().as_mut() {
-                map.remove(&aid);
-            }
-        }
     }
     aid
 }
@@ -312,5 +325,56 @@ fn resolve_id(
     } else {
         let id = shared.map_or_else(|| Arc::from(id), Arc::clone);
         Ok(Resolved::Remote(remote, RemoteRef { id, incarnation }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::by_aid;
+    use crate::agent::spawn;
+
+    /// Agents are exported (given an aid) while they exit; once they have
+    /// exited, the aid table holds none of them. Exporters run on several
+    /// threads at once so that some are preempted mid-export.
+    #[test]
+    fn an_agent_exported_while_exiting_does_not_stay_in_the_aid_table() {
+        let exporters: Vec<_> = (0..4)
+            .map(|_| {
+                thread::spawn(|| {
+                    let mut exported = Vec::new();
+                    for _ in 0..1500 {
+                        let go = Arc::new(Barrier::new(2));
+                        let gate = Arc::clone(&go);
+                        let agent = spawn(move || {
+                            gate.wait();
+                        })
+                        .expect("spawn");
+                        go.wait();
+                        exported.push((agent.aid(), agent));
+                    }
+                    exported
+                })
+            })
+            .collect();
+        let exported: Vec<_> = exporters
+            .into_iter()
+            .flat_map(|t| t.join().expect("exporter"))
+            .collect();
+        // An agent leaves the table at the very end of its exit protocol:
+        // wait for that, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (aid, agent) in &exported {
+            while by_aid(*aid).is_some() || agent.is_alive() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{agent:?} (aid {aid:x}) stayed in the aid table after exiting"
+                );
+                thread::park_timeout(Duration::from_millis(5));
+            }
+        }
     }
 }

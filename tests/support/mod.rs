@@ -1,11 +1,10 @@
-//! Test harness for sockets and processes: free ports, a temporary
-//! directory per test, the port-mapper and kernel programs as child
+//! Test harness for sockets and processes: a temporary directory per test, the port-mapper and kernel programs as child
 //! processes that are killed on drop (also when a test fails), and line
 //! reading with a timeout so no test can hang.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,12 +15,20 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A port that was free a moment ago (bind to 0, read, release).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Polls `check` until it holds, parking briefly between tries; panics
+/// naming `what` if it does not hold within [`WAIT`]. For conditions no
+/// event announces (a registration dropped by a port mapper, a process
+/// gone): the wait ends as soon as the condition holds, never after a
+/// fixed sleep.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        thread::park_timeout(Duration::from_millis(10));
+    }
 }
 
 /// A fresh directory under the target dir, removed on drop.
@@ -173,13 +180,15 @@ impl Proc {
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
             }
-            thread::sleep(Duration::from_millis(10));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::park_timeout(Duration::from_millis(10));
         }
-        None
     }
 
     pub fn pid(&self) -> u32 {
@@ -193,11 +202,21 @@ impl Drop for Proc {
     }
 }
 
-/// A port mapper with a private cookie file, on free ports.
+/// A port mapper with a private cookie file.
+///
+/// No guessed free ports (a port found free and released can be taken by
+/// anyone before the program binds it): the port mapper is started with
+/// port 0 for both services, binds whatever the system gives it, and says
+/// which in its startup line, which is read back here. Restarts reuse
+/// those ports, as a real restart would.
 pub struct Cluster {
     pub dir: TempDir,
+    /// The registry's port, known once the port mapper has started.
     pub registry_port: u16,
+    /// The directory's port, known once the port mapper has started.
     pub directory_port: u16,
+    /// The address the directory listens on (`localhost` resolved).
+    directory_ip: IpAddr,
     pub port_mapper: Option<Proc>,
 }
 
@@ -206,8 +225,9 @@ impl Cluster {
         let dir = TempDir::new(tag);
         let mut c = Cluster {
             dir,
-            registry_port: free_port(),
-            directory_port: free_port(),
+            registry_port: 0,
+            directory_port: 0,
+            directory_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_mapper: None,
         };
         c.start_port_mapper();
@@ -219,22 +239,38 @@ impl Cluster {
     }
 
     pub fn directory(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.directory_port))
+        SocketAddr::new(self.directory_ip, self.directory_port)
     }
 
     pub fn registry(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.registry_port))
     }
 
+    /// Starts the port mapper: on ports of the system's choosing the first
+    /// time, on the same ports again after [`Cluster::stop_port_mapper`].
     pub fn start_port_mapper(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"));
         cmd.arg("localhost")
             .arg("--registry-port")
             .arg(self.registry_port.to_string())
             .arg("--directory-port")
-            .arg(self.directory_port.to_string());
+            .arg(self.directory_port.to_string())
+            .env_remove("ERLANGEN_REGISTRY_PORT")
+            .env_remove("ERLANGEN_DIRECTORY_PORT");
         let mut p = Proc::spawn(cmd, "port mapper");
-        p.line_matching(|l| l.contains("directory on"));
+        // The first line on stderr says where it serves, or why it could
+        // not start.
+        let line = p.line_matching(|l| l.starts_with("stderr: erlangen-port-mapper:"));
+        let (registry, directory) =
+            listening_addrs(&line).unwrap_or_else(|| panic!("port mapper did not start: {line}"));
+        assert!(
+            self.registry_port == 0
+                || (registry.port(), directory.port()) == (self.registry_port, self.directory_port),
+            "restarted port mapper moved: {line}"
+        );
+        self.registry_port = registry.port();
+        self.directory_port = directory.port();
+        self.directory_ip = directory.ip();
         self.port_mapper = Some(p);
     }
 
@@ -278,38 +314,30 @@ impl Cluster {
         p
     }
 
+    /// Waits until the port mapper knows `node`.
     pub fn wait_registered(&self, node: &str) {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if erlangen::port_mapper::client::query_port(
+        eventually(&format!("registration of node {node}"), || {
+            erlangen::port_mapper::client::query_port(
                 self.directory(),
                 node,
                 Duration::from_secs(2),
             )
             .is_ok()
-            {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("node {node} did not register within {WAIT:?}");
+        });
     }
 
+    /// Waits until the port mapper no longer knows `node`.
     pub fn wait_unregistered(&self, node: &str) {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Err(erlangen::port_mapper::PortMapperError::UnknownNode(_)) =
+        eventually(&format!("release of node {node}"), || {
+            matches!(
                 erlangen::port_mapper::client::query_port(
                     self.directory(),
                     node,
                     Duration::from_secs(2),
-                )
-            {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("node {node} was not released within {WAIT:?}");
+                ),
+                Err(erlangen::port_mapper::PortMapperError::UnknownNode(_))
+            )
+        });
     }
 
     /// A kernel that is itself a node named `name` (so it can reach
@@ -322,6 +350,20 @@ impl Cluster {
         assert!(out.starts_with("#<AGENT"), "node start: {out}");
         k
     }
+}
+
+/// The (registry, directory) addresses of a port mapper's startup line,
+/// `… registry on 127.0.0.1:P, directory on 127.0.0.1:Q`.
+pub fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let addr = |label: &str| -> Option<SocketAddr> {
+        let at = line.find(label)? + label.len();
+        line[at..]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((addr("registry on ")?, addr("directory on ")?))
 }
 
 /// Connects to a node's listening port.
