@@ -214,23 +214,22 @@ impl NodeState {
         if attached {
             // Recorded here, in the reader, before any later frame of this
             // connection (such as the child's exit notice) is handled.
-            match pending
+            // Recorded before attaching, so a caller exiting in between
+            // leaves no record behind (as for LINK).
+            let kind = if pending.attach == agent::Attach::Monitor {
+                Attachment::Watching
+            } else {
+                Attachment::Bound
+            };
+            attachments::record(conn, &pending.caller, child.clone(), kind);
+            if let Err(outcome) = pending
                 .caller
                 .attach_peer(Peer::Remote(child.clone()), false)
             {
-                Ok(()) => {
-                    let kind = if pending.attach == agent::Attach::Monitor {
-                        Attachment::Watching
-                    } else {
-                        Attachment::Bound
-                    };
-                    attachments::record(conn, &pending.caller, child.clone(), kind);
-                }
                 // The caller exited meanwhile: the child goes with it, as
                 // if the attachment had been made in time.
-                Err(outcome) => {
-                    self.post_exit(conn, &pending.caller, &child, outcome.link_reason());
-                }
+                conn.attached.take(pending.caller.serial(), &child.id);
+                self.post_exit(conn, &pending.caller, &child, outcome.link_reason());
             }
         }
         let agent = if child.incarnation == 0 {
@@ -306,13 +305,18 @@ impl Dispatch for Route {
                     return;
                 }
                 let remote = NodeState::peer_ref(conn, &from);
-                let attached = node.local(to_inc, &to).and_then(|agent| {
-                    agent
-                        .attach_peer(Peer::Remote(remote.clone()), monitor)
-                        .ok()
-                        .map(|()| attachments::record(conn, &agent, remote, Attachment::Bound))
+                // Recorded before attaching: if the agent exits in between,
+                // its exit notice finds the record and removes it, or the
+                // attach fails and we remove it; no record outlives it.
+                let attached = node.local(to_inc, &to).is_some_and(|agent| {
+                    attachments::record(conn, &agent, remote.clone(), Attachment::Bound);
+                    let ok = agent.attach_peer(Peer::Remote(remote), monitor).is_ok();
+                    if !ok {
+                        conn.attached.take(agent.serial(), &from);
+                    }
+                    ok
                 });
-                if attached.is_none() {
+                if !attached {
                     node.noproc_reply(conn, &from, to_inc, &to, monitor);
                 }
             }
