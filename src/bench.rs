@@ -15,6 +15,7 @@ use crate::term::Term;
 
 /// Why a benchmark could not finish.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum BenchError {
     /// An agent could not be spawned.
     Spawn(SpawnError),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::agent::IntoReason;
+use crate::agent::{self, Agent, IntoReason, SpawnError, SpawnOptions};
 use crate::term::{Symbol, Term};
 
 /// A registered function: takes evaluated arguments, returns a value or an
@@ -15,6 +15,7 @@ pub type Function = Arc<dyn Fn(&[Term]) -> Result<Term, CallError> + Send + Sync
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CallError {
     /// No function is registered under this name.
     UnknownFunction(String),
@@ -141,6 +142,12 @@ pub struct NamedFunction {
     pub function: Function,
 }
 
+impl fmt::Debug for NamedFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#<FUNCTION {}>", self.name)
+    }
+}
+
 /// `n` followed by `noun`, in the plural unless `n` is 1: "1 argument",
 /// "2 arguments".
 pub fn count_of(n: usize, noun: &str) -> String {
@@ -222,6 +229,47 @@ pub fn prepare(call: &Term) -> Result<(Function, Vec<Term>), CallError> {
         Term::Symbol(s) => Ok((lookup(s)?, Vec::new())),
         _ => Err(CallError::NotACall(call.to_string())),
     }
+}
+
+/// Why [`spawn_call`] could not start an agent.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpawnCallError {
+    /// The term is not a call of a registered function.
+    Call(CallError),
+    /// The agent could not be spawned.
+    Spawn(SpawnError),
+}
+
+impl fmt::Display for SpawnCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnCallError::Call(e) => write!(f, "cannot spawn: {e}"),
+            SpawnCallError::Spawn(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SpawnCallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnCallError::Call(e) => Some(e),
+            SpawnCallError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+/// Starts an agent running a call `(function argument…)` of a registered
+/// function with `options`. The function is looked up before anything
+/// starts, so an unknown name is an error here.
+///
+/// # Errors
+/// [`SpawnCallError::Call`] for an unknown function or a term that is not
+/// a call, [`SpawnCallError::Spawn`] with the errors of
+/// [`agent::spawn_with`].
+pub fn spawn_call(call: &Term, options: &SpawnOptions) -> Result<Agent, SpawnCallError> {
+    let (function, args) = prepare(call).map_err(SpawnCallError::Call)?;
+    agent::spawn_with(options, move || function(&args)).map_err(SpawnCallError::Spawn)
 }
 
 /// Runs a call now, in the calling thread.

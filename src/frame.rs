@@ -28,6 +28,7 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The connection ended cleanly before the first byte of a frame.
     Closed,
@@ -268,6 +269,12 @@ pub struct Fields<'a> {
     bytes: &'a [u8],
 }
 
+impl fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fields {{ {} bytes left }}", self.bytes.len())
+    }
+}
+
 impl<'a> Fields<'a> {
     /// Reads fields from `bytes`.
     pub fn new(bytes: &'a [u8]) -> Fields<'a> {
@@ -358,6 +365,7 @@ impl<'a> Fields<'a> {
 
 /// A field that could not be read from a frame's payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FieldError {
     /// The payload ends inside this field.
     Truncated(&'static str),

@@ -76,6 +76,7 @@
 //! [`management`] has `agent-stats` and `agent-tree`. The wire formats are
 //! in PROTOCOL.md.
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 // Denied, not forbidden: two small modules allow it, each call with a
 // SAFETY note: the kernel's SIGINT handler (kernel/signal.rs) and the
 // non-blocking socket write of node connections (node/sys.rs).
@@ -99,11 +100,13 @@ pub(crate) mod mailbox;
 pub mod management;
 pub mod node;
 pub mod port_mapper;
-pub mod registry;
 pub mod term;
+mod time;
 
+pub use agent::registry;
 pub use agent::{
     exit, flush_messages, link, receive, receive_matching, receive_timeout, send, spawn,
-    spawn_call, spawn_with, unlink, Agent, Attach, Outcome, SpawnOptions, Target, Timeout, Values,
+    spawn_with, unlink, Agent, Attach, Outcome, SpawnOptions, Target, Timeout, Values,
 };
+pub use call::spawn_call;
 pub use term::{AgentRef, Symbol, Term};

@@ -1,24 +1,26 @@
 //! Errors of the agent operations, one type per operation.
 
+use std::error::Error;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
-use crate::term::Term;
+use crate::term::{EncodeError, Term};
 
 /// Why an agent could not be spawned.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SpawnError {
-    /// The operating system refused a new thread (see README: the kernel's
-    /// thread limit, `vm.max_map_count`).
+    /// The operating system refused a new thread, or the process is at its
+    /// agent-thread ceiling (see README: `vm.max_map_count`,
+    /// `ERLANGEN_MAX_THREADS`).
     Thread(io::Error),
     /// The requested name is taken or malformed.
     Name(NameError),
-    /// The call could not be prepared (unknown function, not a call).
-    Call(crate::call::CallError),
     /// The mailbox size was zero.
     ZeroMailbox,
-    /// A remote spawn failed (the node layer's message says why).
-    Remote(String),
+    /// Spawning on another node failed.
+    Remote(RemoteError),
 }
 
 impl fmt::Display for SpawnError {
@@ -26,14 +28,22 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::Thread(e) => write!(f, "cannot start a thread for the agent: {e}"),
             SpawnError::Name(e) => write!(f, "cannot spawn: {e}"),
-            SpawnError::Call(e) => write!(f, "cannot spawn: {e}"),
             SpawnError::ZeroMailbox => f.write_str("mailbox size must be at least 1"),
             SpawnError::Remote(e) => write!(f, "remote spawn failed: {e}"),
         }
     }
 }
 
-impl std::error::Error for SpawnError {}
+impl Error for SpawnError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SpawnError::Thread(e) => Some(e),
+            SpawnError::Name(e) => Some(e),
+            SpawnError::Remote(e) => Some(e),
+            SpawnError::ZeroMailbox => None,
+        }
+    }
+}
 
 impl From<NameError> for SpawnError {
     fn from(e: NameError) -> SpawnError {
@@ -41,14 +51,75 @@ impl From<NameError> for SpawnError {
     }
 }
 
-impl From<crate::call::CallError> for SpawnError {
-    fn from(e: crate::call::CallError) -> SpawnError {
-        SpawnError::Call(e)
+impl From<RemoteError> for SpawnError {
+    fn from(e: RemoteError) -> SpawnError {
+        SpawnError::Remote(e)
+    }
+}
+
+/// Why an operation on another node (spawn, link, exit) could not be done.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// This process is not a node (call `node` first).
+    NotANode,
+    /// The node cannot be reached now: no such node, its host or port
+    /// mapper does not answer, the handshake failed, or the connection was
+    /// lost while waiting.
+    Unreachable {
+        /// `"host/node"`.
+        node: String,
+        /// What went wrong, as the node layer saw it.
+        reason: String,
+    },
+    /// The node answered with an error (an unknown function, an agent it
+    /// cannot start); its words.
+    Refused {
+        /// `"host/node"`.
+        node: String,
+        /// The other node's message.
+        reason: String,
+    },
+    /// No answer came in time.
+    NoReply {
+        /// `"host/node"`.
+        node: String,
+        /// How long the caller waited (`NodeOptions::spawn_timeout`).
+        waited: Duration,
+    },
+    /// A term of the request cannot go on the wire (a local value, one
+    /// that receivers would refuse).
+    Unsendable(EncodeError),
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteError::NotANode => f.write_str("this process is not a node (call node first)"),
+            RemoteError::Unreachable { node, reason } => {
+                write!(f, "{node} is unreachable: {reason}")
+            }
+            RemoteError::Refused { node, reason } => write!(f, "{node} answered: {reason}"),
+            RemoteError::NoReply { node, waited } => {
+                write!(f, "no reply from {node} within {waited:?} (spawn_timeout)")
+            }
+            RemoteError::Unsendable(e) => write!(f, "the request cannot be sent: {e}"),
+        }
+    }
+}
+
+impl Error for RemoteError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            RemoteError::Unsendable(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
 /// Why a term does not designate an agent.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum TargetError {
     /// No agent is registered under this name.
     UnknownName(String),
@@ -83,11 +154,14 @@ impl std::error::Error for TargetError {}
 /// message will be received (the agent may exit first, its mailbox may be
 /// full, its node may be unreachable); an `Err` means it never will be.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SendError {
     /// The destination does not designate an agent.
     Target(TargetError),
-    /// The message holds a value that cannot leave this process.
-    NotWireable(String),
+    /// The message cannot go to another node: it holds a value that only
+    /// makes sense in this process, or is deeper or bigger than receivers
+    /// accept.
+    NotWireable(EncodeError),
 }
 
 impl fmt::Display for SendError {
@@ -99,7 +173,14 @@ impl fmt::Display for SendError {
     }
 }
 
-impl std::error::Error for SendError {}
+impl Error for SendError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SendError::Target(e) => Some(e),
+            SendError::NotWireable(e) => Some(e),
+        }
+    }
+}
 
 impl From<TargetError> for SendError {
     fn from(e: TargetError) -> SendError {
@@ -109,13 +190,14 @@ impl From<TargetError> for SendError {
 
 /// Why a link, unlink or exit could not be done.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum LinkError {
     /// An agent cannot link to itself.
     SelfLink,
     /// The target does not designate an agent.
     Target(TargetError),
-    /// The remote node could not be asked (its message says why).
-    Remote(String),
+    /// The other node could not be asked.
+    Remote(RemoteError),
 }
 
 impl fmt::Display for LinkError {
@@ -123,12 +205,26 @@ impl fmt::Display for LinkError {
         match self {
             LinkError::SelfLink => f.write_str("an agent cannot link to or unlink from itself"),
             LinkError::Target(e) => e.fmt(f),
-            LinkError::Remote(e) => write!(f, "remote link failed: {e}"),
+            LinkError::Remote(e) => write!(f, "remote operation failed: {e}"),
         }
     }
 }
 
-impl std::error::Error for LinkError {}
+impl Error for LinkError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            LinkError::SelfLink => None,
+            LinkError::Target(e) => Some(e),
+            LinkError::Remote(e) => Some(e),
+        }
+    }
+}
+
+impl From<RemoteError> for LinkError {
+    fn from(e: RemoteError) -> LinkError {
+        LinkError::Remote(e)
+    }
+}
 
 impl From<TargetError> for LinkError {
     fn from(e: TargetError) -> LinkError {
@@ -138,6 +234,7 @@ impl From<TargetError> for LinkError {
 
 /// Why a name could not be registered or used.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum NameError {
     /// Another agent holds the name.
     Taken(String),

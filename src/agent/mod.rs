@@ -19,6 +19,7 @@
 
 mod error;
 mod pool;
+pub mod registry;
 pub(crate) mod target;
 
 use std::cell::RefCell;
@@ -29,7 +30,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use error::{IntoReason, LinkError, NameError, SendError, SpawnError, TargetError, Timeout};
+/// Messages a mailbox holds unless the spawn asks for another size.
+pub const DEFAULT_MAILBOX_SIZE: usize = mailbox::DEFAULT_MAILBOX_SIZE;
+
+pub use error::{
+    IntoReason, LinkError, NameError, RemoteError, SendError, SpawnError, TargetError, Timeout,
+};
 pub use target::Target;
 
 use crate::mailbox::{self, Interrupt, Mailbox, RunnableGuard, Signal};
@@ -164,26 +170,31 @@ impl Default for SpawnOptions {
 
 impl SpawnOptions {
     /// Default options.
+    #[must_use]
     pub fn new() -> SpawnOptions {
         SpawnOptions::default()
     }
     /// Sets the attach mode.
+    #[must_use]
     pub fn attach(mut self, attach: Attach) -> SpawnOptions {
         self.attach = attach;
         self
     }
     /// Sets the mailbox capacity.
+    #[must_use]
     pub fn mailbox_size(mut self, size: usize) -> SpawnOptions {
         self.mailbox_size = size;
         self
     }
     /// Registers the agent under `name` (`"logger"` or `":logger"`) before
     /// it runs.
+    #[must_use]
     pub fn name(mut self, name: &str) -> SpawnOptions {
         self.name = Some(name.to_owned());
         self
     }
     /// Sets the thread's stack size.
+    #[must_use]
     pub fn stack_size(mut self, bytes: usize) -> SpawnOptions {
         self.stack_size = Some(bytes);
         self
@@ -486,18 +497,6 @@ where
     spawn_inner(options, parent, |_| (), f)
 }
 
-/// Starts an agent running a call `(function argument…)` of a registered
-/// function (see [`crate::call`]) with `options`. The function is looked up
-/// before anything starts, so an unknown name is an error here.
-///
-/// # Errors
-/// [`SpawnError::Call`] for an unknown function or a term that is not a
-/// call, and the errors of [`spawn_with`].
-pub fn spawn_call(call: &Term, options: &SpawnOptions) -> Result<Agent, SpawnError> {
-    let (function, args) = crate::call::prepare(call)?;
-    spawn_with(options, move || function(&args))
-}
-
 /// Spawns with `parent` (a local or remote agent, and whether it monitors)
 /// attached before the agent runs; `before_start` runs after attaching and
 /// before the agent's first instruction (the node layer sends its spawn
@@ -517,7 +516,7 @@ where
     }
     let child = Agent::new(options.mailbox_size);
     if let Some(name) = &options.name {
-        if let Err(e) = crate::registry::register(name, &child) {
+        if let Err(e) = crate::agent::registry::register(name, &child) {
             target::remove(&child);
             return Err(e.into());
         }
@@ -621,7 +620,7 @@ fn finish(agent: &Agent, outcome: Outcome) {
         )
     };
     if named {
-        crate::registry::release(agent);
+        crate::agent::registry::release(agent);
     }
     let me = PeerKey::Local(agent.serial());
     let reason = outcome.link_reason();

@@ -205,7 +205,7 @@ impl From<&str> for Target {
         if s.contains('/') {
             Target::Term(Term::from(s))
         } else {
-            Target::Term(Term::Keyword(crate::registry::normalize(s)))
+            Target::Term(Term::Keyword(crate::agent::registry::normalize(s)))
         }
     }
 }
@@ -262,7 +262,7 @@ fn resolve_term(term: &Term) -> Result<Resolved, TargetError> {
         Term::Agent(AgentRef::Id(id)) => resolve_id(id, Some(id), 0),
         Term::Agent(AgentRef::Remote { id, incarnation }) => resolve_id(id, Some(id), *incarnation),
         Term::Str(id) if id.contains('/') => resolve_id(id, None, 0),
-        Term::Keyword(name) => crate::registry::whereis(name)
+        Term::Keyword(name) => crate::agent::registry::whereis(name)
             .map(Resolved::Local)
             .ok_or_else(|| TargetError::UnknownName(name.clone())),
         other => Err(TargetError::NotAnAgent(short(other))),
@@ -279,23 +279,13 @@ fn short(term: &Term) -> String {
     }
 }
 
-/// Splits `"host/node/aid"`.
-pub(crate) fn split_id(id: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = id.splitn(3, '/');
-    let host = parts.next()?;
-    let node = parts.next()?;
-    let aid = parts.next()?;
-    if host.is_empty() || node.is_empty() || aid.is_empty() || aid.contains('/') {
-        return None;
-    }
-    Some((host, node, aid))
-}
+pub(crate) use crate::term::split_id;
 
 /// Resolves the aid part of one of this node's ids: hex number or `:NAME`.
 pub(crate) fn resolve_local_aid(aid: &str) -> Result<Resolved, TargetError> {
     if let Some(name) = aid.strip_prefix(':') {
-        let name = crate::registry::normalize(name);
-        return crate::registry::whereis(&name)
+        let name = crate::agent::registry::normalize(name);
+        return crate::agent::registry::whereis(&name)
             .map(Resolved::Local)
             .ok_or(TargetError::UnknownName(name));
     }

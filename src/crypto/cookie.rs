@@ -19,6 +19,7 @@ pub const MAX_COOKIE_FILE_BYTES: usize = 4096;
 
 /// Why the cookie could not be loaded.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CookieError {
     /// Reading or creating the file failed.
     Io(PathBuf, io::Error),

@@ -11,6 +11,13 @@ pub struct HmacSha256 {
     outer: Sha256,
 }
 
+/// Shows nothing of the key-dependent state.
+impl std::fmt::Debug for HmacSha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacSha256 { .. }")
+    }
+}
+
 impl HmacSha256 {
     /// A MAC keyed with `key` (keys longer than a block are hashed first).
     pub fn new(key: &[u8]) -> HmacSha256 {

@@ -24,6 +24,12 @@ pub struct Sha256 {
     length: u64,
 }
 
+impl std::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sha256 {{ length: {} }}", self.length)
+    }
+}
+
 impl Default for Sha256 {
     fn default() -> Sha256 {
         Sha256::new()

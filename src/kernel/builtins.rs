@@ -507,19 +507,20 @@ pub fn register(ev: &Evaluator) {
                 }
             },
         };
-        crate::registry::register(&name, &who).map_err(|e| bad("register", e.to_string()))?;
+        crate::agent::registry::register(&name, &who)
+            .map_err(|e| bad("register", e.to_string()))?;
         Ok(Term::keyword(&name))
     });
     call::register_function("unregister", |args| {
         arity("unregister", args, 1, 1)?;
         let name = string_arg("unregister", "name", &args[0])?;
-        crate::registry::unregister(&name).map_err(|e| bad("unregister", e.to_string()))?;
+        crate::agent::registry::unregister(&name).map_err(|e| bad("unregister", e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("registered", |args| {
         arity("registered", args, 0, 0)?;
         Ok(Term::list(
-            crate::registry::registered()
+            crate::agent::registry::registered()
                 .iter()
                 .map(|n| Term::Keyword(n.clone()))
                 .collect(),

@@ -75,6 +75,7 @@ impl Drop for Nesting {
 
 /// An evaluation error: what went wrong, for the prompt to print.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EvalError {
     /// A symbol with no value that names no function.
     Unbound(String),
@@ -141,6 +142,18 @@ pub(crate) struct Globals {
 #[derive(Clone, Default)]
 pub struct Evaluator {
     globals: Arc<RwLock<Globals>>,
+}
+
+impl fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let globals = self.globals.read().unwrap_or_else(|e| e.into_inner());
+        write!(
+            f,
+            "Evaluator {{ {} variables, {} defuns }}",
+            globals.vars.len(),
+            globals.defuns.len()
+        )
+    }
 }
 
 /// Local bindings, innermost last.

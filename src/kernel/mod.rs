@@ -64,6 +64,14 @@ pub struct Kernel {
     control: Arc<Mutex<Control>>,
 }
 
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("evaluator", &self.evaluator)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The REPL's state as the Ctrl-C and stdin threads see it.
 #[derive(Default)]
 struct Control {

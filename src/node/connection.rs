@@ -43,33 +43,6 @@ use crate::agent::Agent;
 use crate::frame;
 use crate::term::{AgentIds, EncodeError};
 
-/// Why a request was not queued although the connection is up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Unsendable {
-    /// A term in it cannot go on the wire.
-    Encode(EncodeError),
-    /// The frame would exceed what a peer accepts.
-    TooBig { size: usize, max: usize },
-}
-
-impl std::fmt::Display for Unsendable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unsendable::Encode(e) => e.fmt(f),
-            Unsendable::TooBig { size, max } => write!(
-                f,
-                "the message makes a frame of {size} bytes; peers accept at most {max}"
-            ),
-        }
-    }
-}
-
-impl From<EncodeError> for Unsendable {
-    fn from(e: EncodeError) -> Unsendable {
-        Unsendable::Encode(e)
-    }
-}
-
 /// Counters of one peer, kept across reconnects.
 #[derive(Default)]
 pub(crate) struct PeerStats {
@@ -233,7 +206,7 @@ impl Connection {
         &self,
         request: &Request,
         agents: &dyn AgentIds,
-    ) -> Result<bool, Unsendable> {
+    ) -> Result<bool, EncodeError> {
         self.enqueue(|buf| protocol::encode(request, buf, agents))
     }
 
@@ -246,7 +219,7 @@ impl Connection {
         aid: &str,
         message: &crate::term::Term,
         agents: &dyn AgentIds,
-    ) -> Result<bool, Unsendable> {
+    ) -> Result<bool, EncodeError> {
         self.enqueue(|buf| {
             buf.extend_from_slice(&to_inc.to_be_bytes());
             frame::put_str(buf, aid);
@@ -261,7 +234,7 @@ impl Connection {
     fn enqueue(
         &self,
         write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
-    ) -> Result<bool, Unsendable> {
+    ) -> Result<bool, EncodeError> {
         let mut out = self.lock();
         if out.closed || out.buf.len() >= self.max_queue {
             drop(out);
@@ -274,7 +247,7 @@ impl Connection {
             Ok(kind) => out.buf[header + 4] = kind,
             Err(e) => {
                 out.buf.truncate(start);
-                return Err(e.into());
+                return Err(e);
             }
         }
         // Checked here, at the sender, so an oversized message is the
@@ -283,7 +256,7 @@ impl Connection {
         let size = out.buf.len() - header - 4;
         if size > protocol::MAX_FRAME {
             out.buf.truncate(start);
-            return Err(Unsendable::TooBig {
+            return Err(EncodeError::TooBig {
                 size,
                 max: protocol::MAX_FRAME,
             });

@@ -20,6 +20,7 @@ use crate::port_mapper;
 use std::collections::HashMap;
 
 /// A running node; dropping it (or [`NodeHandle::stop`]) takes the node down.
+#[must_use = "dropping the handle stops the node"]
 pub struct NodeHandle {
     state: Arc<NodeState>,
     listener: Option<thread::JoinHandle<()>>,
@@ -142,7 +143,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         )));
     }
     let cookie = crate::crypto::cookie::load_or_create(&options.config.cookie_file)
-        .map_err(|e| NodeError::Cookie(e.to_string()))?;
+        .map_err(NodeError::Cookie)?;
     let listener =
         TcpListener::bind((host.as_str(), 0)).map_err(|e| NodeError::Bind(host.clone(), e))?;
     let listen_addr = listener
@@ -151,7 +152,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     let port = listen_addr.port();
     let registry = std::net::SocketAddr::from(([127, 0, 0, 1], options.config.registry_port));
     let registration = port_mapper::client::KeepRegistered::start(registry, &name, port)
-        .map_err(|e| NodeError::PortMapper(e.to_string()))?;
+        .map_err(NodeError::PortMapper)?;
     let state = Arc::new(NodeState {
         full: format!("{host}/{name}"),
         host,
@@ -191,7 +192,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
                 registration: Some(registration),
             };
             handle.shutdown();
-            return Err(NodeError::Bind("listener thread".into(), e));
+            return Err(NodeError::Thread(e));
         }
     };
     Ok(NodeHandle {

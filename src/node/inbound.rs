@@ -8,7 +8,7 @@ use super::connection::{Connection, Dispatch};
 use super::protocol::{self, Request};
 use super::{lock, NodeState};
 use crate::agent::target::{self, RemoteRef, Resolved};
-use crate::agent::{self, Agent, Outcome, Peer, PeerKey, SpawnOptions};
+use crate::agent::{self, Agent, Outcome, Peer, PeerKey, RemoteError, SpawnOptions};
 use crate::call;
 use crate::term::{self, AgentRef, Term};
 
@@ -20,7 +20,7 @@ pub(crate) struct Route(pub(super) Arc<NodeState>);
 /// `u32` is clamped to [`protocol::MAX_REMOTE_MAILBOX`], not trusted.
 fn remote_mailbox_size(requested: u32) -> usize {
     match requested {
-        0 => crate::mailbox::DEFAULT_MAILBOX_SIZE,
+        0 => agent::DEFAULT_MAILBOX_SIZE,
         n => usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(protocol::MAX_REMOTE_MAILBOX),
@@ -48,7 +48,7 @@ impl NodeState {
 
     /// `from`'s id must be on the peer that sent the request.
     pub(super) fn from_peer(conn: &Connection, from: &str) -> bool {
-        target::split_id(from).is_some_and(|(h, n, _)| {
+        term::split_id(from).is_some_and(|(h, n, _)| {
             conn.peer.len() == h.len() + 1 + n.len()
                 && conn.peer.starts_with(h)
                 && conn.peer.ends_with(n)
@@ -73,7 +73,7 @@ impl NodeState {
         to: &str,
         monitor: bool,
     ) {
-        let Some((_, _, from_aid)) = target::split_id(from) else {
+        let Some((_, _, from_aid)) = term::split_id(from) else {
             return;
         };
         let to_id = format!("{}/{}", self.full, to);
@@ -188,13 +188,19 @@ impl NodeState {
         };
         if !ok {
             if let Some(reply) = pending.reply {
-                let _ = reply.send(Err(text));
+                let _ = reply.send(Err(RemoteError::Refused {
+                    node: conn.peer.clone(),
+                    reason: text,
+                }));
             }
             return;
         }
         if text.is_empty() || text.contains('/') {
             if let Some(reply) = pending.reply {
-                let _ = reply.send(Err(format!("malformed reply {text:?}")));
+                let _ = reply.send(Err(RemoteError::Refused {
+                    node: conn.peer.clone(),
+                    reason: format!("malformed reply {text:?}"),
+                }));
             }
             return;
         }
@@ -368,7 +374,7 @@ mod tests {
 
     #[test]
     fn remote_mailbox_sizes_are_clamped() {
-        assert_eq!(remote_mailbox_size(0), crate::mailbox::DEFAULT_MAILBOX_SIZE);
+        assert_eq!(remote_mailbox_size(0), agent::DEFAULT_MAILBOX_SIZE);
         assert_eq!(remote_mailbox_size(10), 10);
         assert_eq!(remote_mailbox_size(u32::MAX), protocol::MAX_REMOTE_MAILBOX);
     }

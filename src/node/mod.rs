@@ -65,6 +65,7 @@ use crate::term::{AgentIds, AgentRef};
 
 use connection::{Connection, PeerStats};
 
+pub use crate::crypto::cookie::CookieError;
 pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
@@ -85,7 +86,7 @@ struct PendingSpawn {
     attach: agent::Attach,
     /// `None` once the caller gave up waiting: a late success reply then
     /// ends the orphan it names (it was told it is attached to the caller).
-    reply: Option<mpsc::Sender<Result<AgentRef, String>>>,
+    reply: Option<mpsc::Sender<Result<AgentRef, agent::RemoteError>>>,
 }
 
 pub(crate) struct NodeState {

@@ -5,6 +5,8 @@ use std::io;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::crypto::cookie::CookieError;
+use crate::port_mapper::PortMapperError;
 use crate::term;
 
 /// Settings of a node.
@@ -52,15 +54,18 @@ impl Default for NodeOptions {
 
 /// Why a node could not start or a remote operation failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum NodeError {
     /// This process is already a node.
     AlreadyRunning(String),
-    /// The listener could not be bound.
+    /// The listener could not be bound to the host.
     Bind(String, io::Error),
-    /// The cookie could not be loaded.
-    Cookie(String),
-    /// The port mapper refused or could not be reached.
-    PortMapper(String),
+    /// The node's threads could not be started.
+    Thread(io::Error),
+    /// The cookie could not be loaded or created.
+    Cookie(CookieError),
+    /// The port mapper refused the name or could not be reached.
+    PortMapper(PortMapperError),
     /// A bad option value.
     Options(String),
 }
@@ -70,6 +75,7 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::AlreadyRunning(n) => write!(f, "this process is already the node {n}"),
             NodeError::Bind(host, e) => write!(f, "cannot listen on {host}: {e}"),
+            NodeError::Thread(e) => write!(f, "cannot start the node's threads: {e}"),
             NodeError::Cookie(e) => write!(f, "{e}"),
             NodeError::PortMapper(e) => write!(f, "port mapper: {e}"),
             NodeError::Options(e) => write!(f, "{e}"),
@@ -77,4 +83,13 @@ impl fmt::Display for NodeError {
     }
 }
 
-impl std::error::Error for NodeError {}
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NodeError::Bind(_, e) | NodeError::Thread(e) => Some(e),
+            NodeError::Cookie(e) => Some(e),
+            NodeError::PortMapper(e) => Some(e),
+            NodeError::AlreadyRunning(_) | NodeError::Options(_) => None,
+        }
+    }
+}

@@ -5,14 +5,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
 use super::attachments::{self, Attachment};
-use super::connection::{Connection, Unsendable};
+use super::connection::Connection;
 use super::inbound::Route;
 use super::protocol::Request;
 use super::{current_node, lock, NodeState, PendingSpawn};
-use crate::agent::target::{self, Remote, RemoteRef};
-use crate::agent::{self, Agent, LinkError, Outcome, Peer, SendError, SpawnError, SpawnOptions};
+use crate::agent::target::{Remote, RemoteRef};
+use crate::agent::{
+    self, Agent, LinkError, Outcome, Peer, RemoteError, SendError, SpawnError, SpawnOptions,
+};
 use crate::call;
-use crate::term::{AgentRef, Term};
+use crate::term::{self, AgentRef, Term};
 
 /// Spawns `call` on node `node` of `host` (default: this node's host) with
 /// `options` (attach mode and mailbox size; a name is not sent). Returns a
@@ -30,12 +32,15 @@ pub fn spawn_on(
     call: &Term,
     options: &SpawnOptions,
 ) -> Result<AgentRef, SpawnError> {
-    let state = current_node()
-        .ok_or_else(|| SpawnError::Remote("this process is not a node (call node first)".into()))?;
+    let state = current_node().ok_or(RemoteError::NotANode)?;
     let host = host.unwrap_or(&state.host);
     let peer = format!("{host}/{node}");
     if peer == state.full {
-        let (function, args) = call::prepare(call)?;
+        // What another node would answer for an unknown function.
+        let (function, args) = call::prepare(call).map_err(|e| RemoteError::Refused {
+            node: peer.clone(),
+            reason: e.to_string(),
+        })?;
         let agent = agent::spawn_with(options, move || function(&args))?;
         // The same form as for any other node: the id of this run.
         return Ok(AgentRef::Remote {
@@ -43,7 +48,7 @@ pub fn spawn_on(
             incarnation: state.incarnation,
         });
     }
-    let conn = state.connection(&peer).map_err(SpawnError::Remote)?;
+    let conn = state.connection(&peer)?;
     let caller = Agent::current();
     let request = state.next_request.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel();
@@ -76,26 +81,28 @@ pub fn spawn_on(
         Ok(true) => {}
         Ok(false) => {
             lock(&state.pending).remove(&request);
-            return Err(SpawnError::Remote(format!("{peer} is not reachable")));
+            return Err(RemoteError::Unreachable {
+                node: peer,
+                reason: "its connection is down or its queue is full".into(),
+            }
+            .into());
         }
         Err(e) => {
             lock(&state.pending).remove(&request);
-            return Err(SpawnError::Remote(format!("the call cannot be sent: {e}")));
+            return Err(RemoteError::Unsendable(e).into());
         }
     }
     let waited = state.options.spawn_timeout;
     match rx.recv_timeout(waited) {
         Ok(Ok(agent)) => Ok(agent),
-        Ok(Err(e)) => Err(SpawnError::Remote(e)),
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => {
             // Keep the entry, without a reply channel: if the reply still
             // comes, the orphan it names is told to exit.
             if let Some(p) = lock(&state.pending).get_mut(&request) {
                 p.reply = None;
             }
-            Err(SpawnError::Remote(format!(
-                "no reply from {peer} within {waited:?} (spawn_timeout)"
-            )))
+            Err(RemoteError::NoReply { node: peer, waited }.into())
         }
     }
 }
@@ -103,7 +110,7 @@ pub fn spawn_on(
 impl NodeState {
     /// Sends an exit signal from local `from` to remote `to` over `conn`.
     pub(super) fn post_exit(&self, conn: &Connection, from: &Agent, to: &RemoteRef, reason: Term) {
-        let Some((_, _, aid)) = target::split_id(&to.id) else {
+        let Some((_, _, aid)) = term::split_id(&to.id) else {
             return;
         };
         let _ = conn.send(
@@ -118,14 +125,16 @@ impl NodeState {
     }
 
     /// The connection to the node of remote agent `to`, and the aid part of
-    /// its id; `None` (nothing to do) if the id is malformed or the node
-    /// cannot be reached now.
+    /// its id; an error if the node cannot be reached now (the agent layer
+    /// only hands over well-formed ids).
     pub(super) fn route<'a>(
         self: &Arc<Self>,
         to: &'a RemoteRef,
-    ) -> Result<(Arc<Connection>, &'a str), String> {
-        let (host, node, aid) =
-            target::split_id(&to.id).ok_or_else(|| format!("{:?} is not an agent id", to.id))?;
+    ) -> Result<(Arc<Connection>, &'a str), RemoteError> {
+        let (host, node, aid) = term::split_id(&to.id).ok_or_else(|| RemoteError::Unreachable {
+            node: to.id.to_string(),
+            reason: "not an agent id host/node/aid".into(),
+        })?;
         let peer = &to.id[..host.len() + 1 + node.len()];
         let conn = self.connection(peer)?;
         Ok((conn, aid))
@@ -162,7 +171,7 @@ impl Remote for Route {
         }
         match conn.send_message(to.incarnation, aid, &message, &**node) {
             Ok(_) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(SendError::NotWireable(e)),
         }
     }
 
@@ -182,9 +191,7 @@ impl Remote for Route {
         };
         match conn.send(&request, &**node) {
             Ok(_) => Ok(()),
-            Err(e) => Err(LinkError::Remote(format!(
-                "the exit reason cannot be sent: {e}"
-            ))),
+            Err(e) => Err(RemoteError::Unsendable(e).into()),
         }
     }
 
@@ -278,12 +285,5 @@ impl Remote for Route {
             )));
             let _ = conn.send(&make(&fallback), &**node);
         }
-    }
-}
-
-/// How a failed [`Unsendable`] reads in errors.
-impl From<Unsendable> for SendError {
-    fn from(e: Unsendable) -> SendError {
-        SendError::NotWireable(e.to_string())
     }
 }

@@ -12,28 +12,35 @@ use super::attachments;
 use super::connection::Connection;
 use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
+use crate::agent::RemoteError;
 use crate::port_mapper;
 
 impl NodeState {
     /// The connection to `peer`, dialing in the background if there is
     /// none: sends queue until the handshake is done.
-    pub(super) fn connection(self: &Arc<Self>, peer: &str) -> Result<Arc<Connection>, String> {
+    pub(super) fn connection(self: &Arc<Self>, peer: &str) -> Result<Arc<Connection>, RemoteError> {
         if let Some(c) = lock(&self.peers).get(peer) {
             if !c.is_down() {
                 return Ok(Arc::clone(c));
             }
         }
+        let unreachable = |reason: String| RemoteError::Unreachable {
+            node: peer.to_owned(),
+            reason,
+        };
         if !handshake::valid_full_name(peer) {
-            return Err(format!("{peer:?} is not a valid host/node name"));
+            return Err(unreachable(
+                "not a valid host/node name (printable ASCII, no spaces)".into(),
+            ));
         }
         if self.stopping.load(Ordering::Acquire) {
-            return Err("this node is stopping".into());
+            return Err(unreachable("this node is stopping".into()));
         }
         if let Some(at) = lock(&self.failed_dials).get(peer) {
             if at.elapsed() < DIAL_BACKOFF {
                 self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(format!(
-                    "{peer} is not reachable (last attempt failed just now)"
+                return Err(unreachable(
+                    "the last attempt to connect failed just now".into(),
                 ));
             }
         }
@@ -45,10 +52,10 @@ impl NodeState {
         }
         peers.retain(|_, c| !c.is_down());
         if peers.len() >= self.options.max_connections {
-            return Err(format!(
-                "cannot connect to {peer}: this node has {} connections, its limit (max_connections)",
+            return Err(unreachable(format!(
+                "this node has {} connections, its limit (max_connections)",
                 peers.len()
-            ));
+            )));
         }
         let conn = Connection::new(
             peer.to_owned(),
@@ -64,7 +71,9 @@ impl NodeState {
             .spawn(move || state.dial(dialing));
         if let Err(e) = spawned {
             self.dial_failed(&conn, &format!("cannot start a thread: {e}"));
-            return Err(format!("cannot dial {peer}: {e}"));
+            return Err(unreachable(format!(
+                "cannot start a thread to dial it: {e}"
+            )));
         }
         Ok(conn)
     }
@@ -169,7 +178,10 @@ impl NodeState {
         };
         for p in failed {
             if let Some(reply) = p.reply {
-                let _ = reply.send(Err(format!("{} is unreachable: {why}", conn.peer)));
+                let _ = reply.send(Err(RemoteError::Unreachable {
+                    node: conn.peer.clone(),
+                    reason: why.to_owned(),
+                }));
             }
         }
     }

@@ -39,7 +39,7 @@ impl ConnectionStats {
             (
                 "established",
                 self.established
-                    .map_or(Term::Nil, |t| Term::Str(crate::management::iso8601(t))),
+                    .map_or(Term::Nil, |t| Term::Str(crate::time::iso8601(t))),
             ),
             ("errors", count(self.errors)),
             ("messages-in", count(self.messages_in)),

@@ -21,6 +21,7 @@ use std::io;
 
 /// Why a port-mapper operation failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PortMapperError {
     /// A socket operation failed (what was being done, the error).
     Io(String, io::Error),

@@ -106,6 +106,7 @@ impl AgentIds for NoLocalAgents {
 
 /// Why a term cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// A process-local value (closure, Rust value) cannot leave the process.
     LocalValue(String),
@@ -187,6 +188,7 @@ impl std::error::Error for EncodeError {}
 
 /// Why bytes are not a term.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// No bytes.
     Empty,

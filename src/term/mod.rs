@@ -13,4 +13,5 @@ pub use codec::{
     DecodeError, EncodeError, Limits,
 };
 pub use read::{read, read_all, read_prefix, read_with, ReadError, ReadLimits};
+pub(crate) use value::split_id;
 pub use value::{AgentRef, LocalValue, Symbol, Term};

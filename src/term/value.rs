@@ -122,6 +122,19 @@ impl AgentRef {
     }
 }
 
+/// Splits an agent id `"host/node/aid"` into its three parts (none empty,
+/// no `/` in the aid).
+pub(crate) fn split_id(id: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = id.splitn(3, '/');
+    let host = parts.next()?;
+    let node = parts.next()?;
+    let aid = parts.next()?;
+    if host.is_empty() || node.is_empty() || aid.is_empty() || aid.contains('/') {
+        return None;
+    }
+    Some((host, node, aid))
+}
+
 impl fmt::Display for AgentRef {
     /// `#<AGENT 12>` for a local agent, the bare id string otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
