@@ -10,8 +10,54 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::agent::async_agent as aa;
 use crate::agent::{self, Agent, Attach, SpawnError, SpawnOptions};
 use crate::term::Term;
+
+/// Which agents a workload runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Thread agents (the default).
+    Thread,
+    /// Async agents (`--async`).
+    Async,
+    /// Ping-pong between a thread agent and an async one (`--mixed`); the
+    /// other workloads run on async agents.
+    Mixed,
+}
+
+impl Mode {
+    /// The mode a benchmark program's flags ask for, and the remaining
+    /// arguments.
+    pub fn from_args(args: Vec<String>) -> (Mode, Vec<String>) {
+        let mut mode = Mode::Thread;
+        let rest = args
+            .into_iter()
+            .filter(|a| match a.as_str() {
+                "--async" => {
+                    mode = Mode::Async;
+                    false
+                }
+                "--mixed" => {
+                    mode = Mode::Mixed;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        (mode, rest)
+    }
+
+    /// `""`, `"async "` or `"mixed "`: the prefix the programs put before
+    /// their result lines, so one sitting's output tells the kinds apart.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Mode::Thread => "",
+            Mode::Async => "async ",
+            Mode::Mixed => "mixed ",
+        }
+    }
+}
 
 /// Why a benchmark could not finish.
 #[derive(Debug)]
@@ -62,12 +108,37 @@ fn kill_all(agents: &[Agent]) {
 ///
 /// # Errors
 /// [`BenchError`] if agents cannot be spawned or the run times out.
-pub fn ring(hops: u64, n_agents: usize, timeout: Duration) -> Result<Duration, BenchError> {
+pub fn ring(
+    hops: u64,
+    n_agents: usize,
+    timeout: Duration,
+    mode: Mode,
+) -> Result<Duration, BenchError> {
     let me = Agent::current();
     let n_agents = n_agents.max(1);
     let mut ring = Vec::with_capacity(n_agents);
     for _ in 0..n_agents {
         let report = me.clone();
+        if mode != Mode::Thread {
+            ring.push(aa::spawn(async move {
+                let first = aa::receive().await;
+                let Some(next) = first.downcast_local::<Agent>().cloned() else {
+                    return;
+                };
+                loop {
+                    match aa::receive().await {
+                        Term::Int(0) => {
+                            report.send(Term::keyword("done"));
+                        }
+                        Term::Int(k) => {
+                            next.send(Term::Int(k - 1));
+                        }
+                        _ => return,
+                    }
+                }
+            })?);
+            continue;
+        }
         ring.push(agent::spawn(move || {
             let first = agent::receive();
             let next = match first.downcast_local::<Agent>() {
@@ -103,12 +174,60 @@ pub fn ring(hops: u64, n_agents: usize, timeout: Duration) -> Result<Duration, B
 ///
 /// # Errors
 /// [`BenchError`] if agents cannot be spawned or the run times out.
-pub fn ping_pong(messages: u64, pairs: usize, timeout: Duration) -> Result<Duration, BenchError> {
+pub fn ping_pong(
+    messages: u64,
+    pairs: usize,
+    timeout: Duration,
+    mode: Mode,
+) -> Result<Duration, BenchError> {
     let me = Agent::current();
     let round_trips = (messages / 2).max(1) as i64;
     let mut agents = Vec::new();
     let mut pingers = Vec::new();
     for _ in 0..pairs.max(1) {
+        if mode != Mode::Thread {
+            // The ponger is async; the pinger too, or a thread (mixed).
+            let ponger = aa::spawn(async {
+                let first = aa::receive().await;
+                let Some(pinger) = first.downcast_local::<Agent>().cloned() else {
+                    return;
+                };
+                loop {
+                    match aa::receive().await {
+                        Term::Int(i) => {
+                            pinger.send(Term::Int(i));
+                        }
+                        _ => return,
+                    }
+                }
+            })?;
+            let report = me.clone();
+            let partner = ponger.clone();
+            let pinger = if mode == Mode::Async {
+                aa::spawn(async move {
+                    aa::receive().await;
+                    for i in 0..round_trips {
+                        partner.send(Term::Int(i));
+                        aa::receive().await;
+                    }
+                    report.send(Term::keyword("done"));
+                })?
+            } else {
+                agent::spawn(move || {
+                    agent::receive();
+                    for i in 0..round_trips {
+                        partner.send(Term::Int(i));
+                        agent::receive();
+                    }
+                    report.send(Term::keyword("done"));
+                })?
+            };
+            ponger.send(Term::local(pinger.clone()));
+            agents.push(ponger);
+            agents.push(pinger.clone());
+            pingers.push(pinger);
+            continue;
+        }
         let ponger = agent::spawn(|| loop {
             match agent::receive() {
                 Term::Local(v) => {
@@ -187,7 +306,11 @@ pub fn spawn_exit(
     count: u64,
     alive_target: u64,
     timeout: Duration,
+    mode: Mode,
 ) -> Result<SpawnFigures, BenchError> {
+    if mode != Mode::Thread {
+        return spawn_exit_async(count, alive_target, timeout);
+    }
     let options = SpawnOptions::new().attach(Attach::Monitor);
     let start = Instant::now();
     // Keep at most this many unacknowledged spawns in flight, so the
@@ -236,17 +359,132 @@ pub fn spawn_exit(
     })
 }
 
+/// W3 on async agents: a coordinator agent spawns `count` monitored async
+/// agents that return at once (at most 1,000 unacknowledged) and waits for
+/// their notifications; then `alive_target` async agents wait in a receive.
+fn spawn_exit_async(
+    count: u64,
+    alive_target: u64,
+    timeout: Duration,
+) -> Result<SpawnFigures, BenchError> {
+    let me = Agent::current();
+    let coordinator = aa::spawn(async move {
+        let options = SpawnOptions::new().attach(Attach::Monitor);
+        let start = Instant::now();
+        let window = 1000u64;
+        let mut outstanding = 0u64;
+        for _ in 0..count {
+            if outstanding == window {
+                aa::receive().await;
+                outstanding -= 1;
+            }
+            if let Err(e) = aa::spawn_with(&options, async {}) {
+                me.send(Term::Str(e.to_string()));
+                return;
+            }
+            outstanding += 1;
+        }
+        for _ in 0..outstanding {
+            aa::receive().await;
+        }
+        me.send(Term::Int(
+            i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX),
+        ));
+    })?;
+    let elapsed = match wait(timeout) {
+        Ok(Term::Int(nanos)) => Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)),
+        Ok(other) => {
+            kill_all(&[coordinator]);
+            return Err(BenchError::Failed(other));
+        }
+        Err(e) => {
+            kill_all(&[coordinator]);
+            return Err(e);
+        }
+    };
+
+    let before = resident_bytes();
+    let mut alive = Vec::with_capacity(usize::try_from(alive_target).unwrap_or(0));
+    let mut limit = None;
+    for _ in 0..alive_target {
+        match aa::spawn(async {
+            aa::receive().await;
+        }) {
+            Ok(a) => alive.push(a),
+            Err(e) => {
+                limit = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    // Let every one of them reach its receive before measuring.
+    let probe = aa::spawn_with(&SpawnOptions::new().attach(Attach::Monitor), async {})?;
+    let _ = wait(timeout);
+    drop(probe);
+    let after = resident_bytes();
+    let n = alive.len() as u64;
+    kill_all(&alive);
+    Ok(SpawnFigures {
+        elapsed,
+        count,
+        alive: n,
+        bytes_per_agent: match (before, after) {
+            (Some(b), Some(a)) if n > 0 => Some(a.saturating_sub(b) / n),
+            _ => None,
+        },
+        limit,
+    })
+}
+
 /// W4: `senders` agents each send `per_sender` small messages to one
 /// receiver as fast as they can. Returns the time until the receiver has
 /// them all.
 ///
 /// # Errors
 /// [`BenchError`] if agents cannot be spawned or the run times out.
-pub fn fan_in(per_sender: u64, senders: usize, timeout: Duration) -> Result<Duration, BenchError> {
+pub fn fan_in(
+    per_sender: u64,
+    senders: usize,
+    timeout: Duration,
+    mode: Mode,
+) -> Result<Duration, BenchError> {
     let me = Agent::current();
     let total = per_sender * senders as u64;
     let capacity = usize::try_from(total).unwrap_or(usize::MAX).max(1);
     let report = me.clone();
+    if mode != Mode::Thread {
+        let receiver = aa::spawn_with(&SpawnOptions::new().mailbox_size(capacity), async move {
+            for _ in 0..total {
+                aa::receive().await;
+            }
+            report.send(Term::keyword("done"));
+        })?;
+        let mut agents = vec![receiver.clone()];
+        let mut ready = Vec::new();
+        for _ in 0..senders {
+            let to = receiver.clone();
+            let sender = aa::spawn(async move {
+                aa::receive().await;
+                for i in 0..per_sender {
+                    to.send(Term::Int(i as i64));
+                    // Senders share the workers with the receiver: let it
+                    // run now and then, as a sender's time slice would.
+                    if i % 4096 == 4095 {
+                        aa::yield_now().await;
+                    }
+                }
+            })?;
+            ready.push(sender.clone());
+            agents.push(sender);
+        }
+        let start = Instant::now();
+        for s in &ready {
+            s.send(Term::keyword("go"));
+        }
+        let result = wait(timeout).map(|_| start.elapsed());
+        kill_all(&agents);
+        return result;
+    }
     let receiver = agent::spawn_with(&SpawnOptions::new().mailbox_size(capacity), move || {
         for _ in 0..total {
             agent::receive();
@@ -290,9 +528,9 @@ pub fn program(
     name: &str,
     usage: &str,
     defaults: &[u64],
-    run: impl FnOnce(&[u64]) -> Result<(), String>,
+    run: impl FnOnce(&[u64], Mode) -> Result<(), String>,
 ) -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, args) = Mode::from_args(std::env::args().skip(1).collect());
     let numbers = match parse_numbers(&args, defaults) {
         Ok(v) => v,
         Err(None) => {
@@ -304,7 +542,7 @@ pub fn program(
             return std::process::ExitCode::from(2);
         }
     };
-    match run(&numbers) {
+    match run(&numbers, mode) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e}");
@@ -348,11 +586,13 @@ mod tests {
 
     #[test]
     fn workloads_run_small() {
-        assert!(ring(1000, 10, T).is_ok());
-        assert!(ping_pong(1000, 2, T).is_ok());
-        let s = spawn_exit(2000, 50, T).unwrap();
-        assert_eq!(s.alive, 50);
-        assert!(fan_in(1000, 4, T).is_ok());
+        for mode in [Mode::Thread, Mode::Async, Mode::Mixed] {
+            assert!(ring(1000, 10, T, mode).is_ok(), "{mode:?}");
+            assert!(ping_pong(1000, 2, T, mode).is_ok(), "{mode:?}");
+            let s = spawn_exit(2000, 50, T, mode).unwrap();
+            assert_eq!(s.alive, 50, "{mode:?}");
+            assert!(fan_in(1000, 4, T, mode).is_ok(), "{mode:?}");
+        }
     }
 
     #[test]

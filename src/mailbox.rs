@@ -10,11 +10,18 @@
 //! Wake-ups dominate local latency (BENCHMARKS.md), so a sender notifies only
 //! when the receiver is actually parked, and a receiver spins briefly before
 //! parking, but only while its spins have been paying off and while no more
-//! threads are runnable than there are cores (see `Spinner`).
+//! threads are runnable than there are cores (see `spin`).
+//!
+//! An async owner does not park: [`Mailbox::poll_receive`] leaves its
+//! `Waker` in the state when nothing matches, under the same lock that
+//! deliveries take, so a delivery either is seen by that look or finds the
+//! waker and wakes it: no wake-up is lost, and a sender wakes the owner only
+//! when it is waiting.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::term::Term;
@@ -41,8 +48,11 @@ pub(crate) enum Interrupt {
 
 struct State {
     messages: VecDeque<Term>,
-    signals: VecDeque<Signal>,
-    capacity: usize,
+    signals: Vec<Signal>,
+    /// An async owner waiting for something to arrive (taken by the first
+    /// delivery that wakes it).
+    waker: Option<Waker>,
+    capacity: u32,
     /// Closed mailboxes accept no ordinary messages (signals still arrive,
     /// notably the exit signal that closed it).
     closed: bool,
@@ -54,7 +64,30 @@ struct State {
     /// The owner's batch size when it last took one: an upper bound on
     /// what it holds now, so senders usually need not read `cached` (the
     /// owner's cache line) to check the capacity.
-    cached_at_swap: usize,
+    cached_at_swap: u32,
+}
+
+/// Whom a delivery must wake, decided under the lock, done after it.
+enum Waiter {
+    Nobody,
+    /// A thread parked on `ready`.
+    Thread,
+    /// An async owner's task.
+    Task(Waker),
+}
+
+impl State {
+    /// Takes the owner's wait, if it waits: a thread stays marked parked
+    /// until it wakes; a task's waker is used once.
+    fn waiter(&mut self) -> Waiter {
+        if self.parked {
+            Waiter::Thread
+        } else if let Some(w) = self.waker.take() {
+            Waiter::Task(w)
+        } else {
+            Waiter::Nobody
+        }
+    }
 }
 
 /// A mailbox. Owned by one agent; any thread may deliver to it.
@@ -142,9 +175,12 @@ impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Mailbox {
         Mailbox {
             state: Mutex::new(State {
-                messages: VecDeque::with_capacity(capacity.min(DEFAULT_MAILBOX_SIZE)),
-                signals: VecDeque::new(),
-                capacity,
+                // Grown on demand: a million waiting async agents must not
+                // each hold room for 64 messages.
+                messages: VecDeque::new(),
+                signals: Vec::new(),
+                waker: None,
+                capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
                 closed: false,
                 parked: false,
                 finished: false,
@@ -199,22 +235,30 @@ impl Mailbox {
         }
         state.messages.push_back(message);
         self.bump_arrivals(1);
-        let wake = state.parked;
+        let waiter = state.waiter();
         drop(state);
-        if wake {
-            self.ready.notify_one();
-        }
+        self.wake(waiter);
         Ok(())
+    }
+
+    fn wake(&self, waiter: Waiter) {
+        match waiter {
+            Waiter::Nobody => {}
+            Waiter::Thread => self.ready.notify_one(),
+            Waiter::Task(w) => w.wake(),
+        }
     }
 
     /// Free places: capacity minus what is queued and what the owner holds.
     fn room(&self, state: &State) -> usize {
         let queued = state.messages.len();
-        if queued + state.cached_at_swap < state.capacity {
-            return state.capacity - queued - state.cached_at_swap;
+        let capacity = state.capacity as usize;
+        let cached_at_swap = state.cached_at_swap as usize;
+        if queued + cached_at_swap < capacity {
+            return capacity - queued - cached_at_swap;
         }
         let held = queued + self.owner.0.cached.load(Ordering::Relaxed);
-        state.capacity.saturating_sub(held)
+        capacity.saturating_sub(held)
     }
 
     /// Counts deliveries. Every writer holds the state lock, so a plain
@@ -239,14 +283,16 @@ impl Mailbox {
         if room > 0 {
             self.bump_arrivals(room as u64);
         }
-        let wake = state.parked && room > 0;
+        let waiter = if room > 0 {
+            state.waiter()
+        } else {
+            Waiter::Nobody
+        };
         drop(state);
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        if wake {
-            self.ready.notify_one();
-        }
+        self.wake(waiter);
         Ok(dropped)
     }
 
@@ -267,20 +313,18 @@ impl Mailbox {
             }
             state.closed = true;
         }
-        state.signals.push_back(signal);
+        state.signals.push(signal);
         self.signals_pending.store(true, Ordering::Release);
         self.bump_arrivals(1);
-        let wake = state.parked;
+        let waiter = state.waiter();
         drop(state);
-        if wake {
-            self.ready.notify_one();
-        }
+        self.wake(waiter);
     }
 
     /// Marks the owner exited: closes the mailbox, drops what is queued
     /// and refuses signals from now on (nobody will receive them).
     pub(crate) fn finish(&self) {
-        let (messages, signals) = {
+        let (messages, signals, waker) = {
             let mut state = self.lock();
             state.closed = true;
             state.finished = true;
@@ -288,12 +332,15 @@ impl Mailbox {
             (
                 std::mem::take(&mut state.messages),
                 std::mem::take(&mut state.signals),
+                // The waker holds the owner's task: keeping it would keep
+                // the exited agent alive.
+                state.waker.take(),
             )
         };
         let cached = std::mem::take(&mut *self.inbox());
         self.owner.0.cached.store(0, Ordering::Relaxed);
         // Dropped outside the locks: terms may be large.
-        drop((messages, signals, cached));
+        drop((messages, signals, cached, waker));
     }
 
     /// Closes the mailbox: later ordinary messages are dropped and counted.
@@ -320,7 +367,7 @@ impl Mailbox {
             match s {
                 Signal::Notice(t) => out.push(t),
                 // Exit signals stay: they must still end the agent.
-                exit @ Signal::Exit(_) => state.signals.push_back(exit),
+                exit @ Signal::Exit(_) => state.signals.push(exit),
             }
         }
         {
@@ -370,7 +417,7 @@ impl Mailbox {
         let taken = state.signals.remove(pos);
         self.signals_pending
             .store(!state.signals.is_empty(), Ordering::Release);
-        match taken? {
+        match taken {
             Signal::Exit(reason) => Some(Err(Interrupt::Exit(reason))),
             Signal::Notice(t) => Some(Ok(t)),
         }
@@ -425,7 +472,7 @@ impl Mailbox {
                     inbox.append(&mut state.messages);
                 }
                 self.owner.0.cached.store(inbox.len(), Ordering::Relaxed);
-                state.cached_at_swap = inbox.len();
+                state.cached_at_swap = u32::try_from(inbox.len()).unwrap_or(u32::MAX);
                 continue;
             }
             if let Some(found) = self.take_signal(&mut state, matches) {
@@ -468,6 +515,50 @@ impl Mailbox {
             RUNNABLE.fetch_add(1, Ordering::Relaxed);
             state.parked = false;
             spun = false;
+        }
+    }
+
+    /// The async form of [`Mailbox::receive`]: the first item that matches,
+    /// or `None` after leaving `waker` to be woken by the next delivery.
+    /// Never blocks. Called only by the owner.
+    pub(crate) fn poll_receive(
+        &self,
+        waker: &Waker,
+        matches: &mut dyn FnMut(&Term) -> bool,
+    ) -> Option<Result<Term, Interrupt>> {
+        loop {
+            if self.signals_pending.load(Ordering::Acquire) {
+                let mut state = self.lock();
+                if let Some(found) = self.take_signal(&mut state, matches) {
+                    drop(state);
+                    return Some(self.got(found));
+                }
+            }
+            if let Some(found) = self.take_cached(matches) {
+                return Some(self.got(Ok(found)));
+            }
+            let mut state = self.lock();
+            if !state.messages.is_empty() {
+                let mut inbox = self.inbox();
+                if inbox.is_empty() {
+                    std::mem::swap(&mut *inbox, &mut state.messages);
+                } else {
+                    inbox.append(&mut state.messages);
+                }
+                self.owner.0.cached.store(inbox.len(), Ordering::Relaxed);
+                state.cached_at_swap = u32::try_from(inbox.len()).unwrap_or(u32::MAX);
+                continue;
+            }
+            if let Some(found) = self.take_signal(&mut state, matches) {
+                drop(state);
+                return Some(self.got(found));
+            }
+            // Nothing: wait, under the lock deliveries take. The same task
+            // asking again keeps the waker it left (no clone per poll).
+            if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                state.waker = Some(waker.clone());
+            }
+            return None;
         }
     }
 

@@ -17,10 +17,13 @@
 //! The mailbox lock is a leaf too. Exit signals and notifications are
 //! delivered after the exiting agent's lock is released.
 
+pub mod async_agent;
 mod error;
 mod pool;
 pub mod registry;
+pub(crate) mod scheduler;
 pub(crate) mod target;
+mod task;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -236,6 +239,9 @@ struct Attachments {
 
 pub(crate) struct Cell {
     serial: u64,
+    kind: Kind,
+    /// An async agent's body and scheduling state (empty for threads).
+    task: task::TaskSlot,
     mailbox: Mailbox,
     attachments: Mutex<Attachments>,
     born: SystemTime,
@@ -301,8 +307,14 @@ struct ExitUnwind(Term);
 
 impl Agent {
     fn new(mailbox_size: usize) -> Agent {
+        Agent::with_task(mailbox_size, Kind::Thread, task::TaskSlot::none())
+    }
+
+    fn with_task(mailbox_size: usize, kind: Kind, task: task::TaskSlot) -> Agent {
         let agent = Agent(Arc::new(Cell {
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            kind,
+            task,
             mailbox: Mailbox::new(mailbox_size),
             attachments: Mutex::new(Attachments::default()),
             born: SystemTime::now(),
@@ -353,6 +365,11 @@ impl Agent {
         }
         drop(adopted);
         Agent::current()
+    }
+
+    /// Whether this is a thread agent or an async one.
+    pub fn kind(&self) -> Kind {
+        self.0.kind
     }
 
     pub(crate) fn serial(&self) -> u64 {
@@ -490,11 +507,77 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: IntoOutcome,
 {
-    let parent = match options.attach {
+    spawn_inner(options, parent_of(options), |_| (), f)
+}
+
+/// The calling agent as the parent `options` asks to attach, if any.
+fn parent_of(options: &SpawnOptions) -> Option<(Peer, bool)> {
+    match options.attach {
         Attach::None => None,
         mode => Some((Peer::Local(Agent::current()), mode == Attach::Monitor)),
-    };
-    spawn_inner(options, parent, |_| (), f)
+    }
+}
+
+/// What kind of agent this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A native thread (the original's agents): may block.
+    Thread,
+    /// An `async` body on the scheduler's workers: must not block.
+    Async,
+}
+
+impl Kind {
+    /// `:THREAD` or `:ASYNC`, for management output.
+    pub fn to_term(self) -> Term {
+        Term::keyword(match self {
+            Kind::Thread => "thread",
+            Kind::Async => "async",
+        })
+    }
+}
+
+/// A new agent, named and attached to `parent` as `options` and the caller
+/// say, not yet running. On an error nothing is left behind.
+fn new_child(
+    options: &SpawnOptions,
+    parent: &Option<(Peer, bool)>,
+    kind: Kind,
+    task: task::TaskSlot,
+) -> Result<Agent, SpawnError> {
+    if options.mailbox_size == 0 {
+        return Err(SpawnError::ZeroMailbox);
+    }
+    let child = Agent::with_task(options.mailbox_size, kind, task);
+    if let Some(name) = &options.name {
+        if let Err(e) = crate::agent::registry::register(name, &child) {
+            target::remove(&child);
+            return Err(e.into());
+        }
+    }
+    if let Some((parent, monitor)) = parent {
+        // The child cannot have exited yet: attach_peer cannot fail.
+        let _ = child.attach_peer(parent.clone(), *monitor);
+        if let Peer::Local(parent) = parent {
+            let _ = parent.attach_peer(Peer::Local(child.clone()), false);
+        }
+    }
+    Ok(child)
+}
+
+/// As [`spawn_inner`], for an async body: the agent is queued on the
+/// scheduler after `before_start`.
+pub(crate) fn spawn_async_inner(
+    options: &SpawnOptions,
+    parent: Option<(Peer, bool)>,
+    before_start: impl FnOnce(&Agent),
+    body: task::Body,
+) -> Result<Agent, SpawnError> {
+    let child = new_child(options, &parent, Kind::Async, task::TaskSlot::new(body))?;
+    before_start(&child);
+    task::start(child.clone());
+    Ok(child)
 }
 
 /// Spawns with `parent` (a local or remote agent, and whether it monitors)
@@ -511,23 +594,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: IntoOutcome,
 {
-    if options.mailbox_size == 0 {
-        return Err(SpawnError::ZeroMailbox);
-    }
-    let child = Agent::new(options.mailbox_size);
-    if let Some(name) = &options.name {
-        if let Err(e) = crate::agent::registry::register(name, &child) {
-            target::remove(&child);
-            return Err(e.into());
-        }
-    }
-    if let Some((parent, monitor)) = &parent {
-        // The child cannot have exited yet: attach_peer cannot fail.
-        let _ = child.attach_peer(parent.clone(), *monitor);
-        if let Peer::Local(parent) = parent {
-            let _ = parent.attach_peer(Peer::Local(child.clone()), false);
-        }
-    }
+    let child = new_child(options, &parent, Kind::Thread, task::TaskSlot::none())?;
     before_start(&child);
     let runner = child.clone();
     let job = Box::new(move || run(runner, f));

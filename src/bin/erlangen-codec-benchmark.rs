@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         "erlangen-codec-benchmark",
         "usage: erlangen-codec-benchmark [seconds-per-case]",
         &[2],
-        |a| {
+        |a, _| {
             let budget = Duration::from_secs(a[0].max(1));
             let small = Term::list(vec![Term::keyword("ping"), 42.into(), "x".into()]);
             case("small message", &small, budget);

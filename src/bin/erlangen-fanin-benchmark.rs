@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-const USAGE: &str = "usage: erlangen-fanin-benchmark [n-per-sender] [n-senders] [timeout-seconds]
+const USAGE: &str =
+    "usage: erlangen-fanin-benchmark [--async] [n-per-sender] [n-senders] [timeout-seconds]
   n-senders (default 4) agents each send n-per-sender (default 1000000) small
-  messages to one receiver; prints messages per second received.";
+  messages to one receiver; prints messages per second received.
+  --async runs the same workload on async agents; result lines then
+  start with \"async \".";
 
 fn main() -> std::process::ExitCode {
     if erlangen::kernel::version_requested("erlangen-fanin-benchmark") {
@@ -15,14 +18,15 @@ fn main() -> std::process::ExitCode {
         "erlangen-fanin-benchmark",
         USAGE,
         &[1_000_000, 4, 120],
-        |a| {
+        |a, mode| {
             let (per, senders) = (a[0], a[1]);
-            let t = erlangen::bench::fan_in(per, senders as usize, Duration::from_secs(a[2]))
+            let t = erlangen::bench::fan_in(per, senders as usize, Duration::from_secs(a[2]), mode)
                 .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
             let total = per * senders;
             erlangen::kernel::print_line(format_args!(
-                "W4 fan-in senders={senders}: {total} messages in {s:.3} s, {:.0} msgs/s",
+                "{}W4 fan-in senders={senders}: {total} messages in {s:.3} s, {:.0} msgs/s",
+                mode.tag(),
                 total as f64 / s
             ));
             Ok(())

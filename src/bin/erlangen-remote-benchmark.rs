@@ -215,6 +215,6 @@ fn main() -> ExitCode {
         "erlangen-remote-benchmark",
         USAGE,
         &[100_000, 1_000_000, 120],
-        |a| run(a[0], a[1], Duration::from_secs(a[2])),
+        |a, _| run(a[0], a[1], Duration::from_secs(a[2])),
     )
 }

@@ -1,0 +1,430 @@
+//! The scheduler of async agents: a fixed set of worker threads polling
+//! agents' futures, with std only.
+//!
+//! The shape follows Go's and tokio's schedulers:
+//!
+//! - **Next slot.** When a running agent wakes another (it sent it a
+//!   message), the woken one goes into this worker's `next` slot and runs
+//!   right after, on this core: a message hand-off costs no OS wake-up and
+//!   no cache miss (BENCHMARKS.md: the floor's "next" slot is what takes a
+//!   hop from microseconds to 0.09 µs). So that two agents passing a message
+//!   back and forth cannot keep the slot forever, a worker takes from it at
+//!   most `MAX_NEXT_IN_A_ROW` times in a row while other work waits.
+//! - **Run queues.** Each worker has a queue of its own (a `Mutex` its owner
+//!   almost never contends) and there is one shared injector for wake-ups
+//!   from outside the workers (thread agents, node reader threads, timers
+//!   fired while nobody runs).
+//! - **Stealing, then parking.** A worker with nothing to do takes from the
+//!   injector, then steals half of another worker's queue, and only then
+//!   parks on a `Condvar`. A worker that queues work while others are
+//!   parked wakes one of them.
+//! - **Budget.** Each poll may take at most `BUDGET` messages; a receive
+//!   past it yields (the agent goes to the back of the queue), so one agent
+//!   with a full mailbox cannot starve the rest of its worker.
+//! - **Timers.** Receive deadlines and sleeps sit in one heap; workers fire
+//!   the due ones between polls (checking the clock every
+//!   `TIMER_CHECK_EVERY` polls) and sleep no longer than the earliest.
+//!
+//! Lock rule: every lock here guards only moving tasks or timers in or out;
+//! no user code runs under one, and none is held while taking another
+//! (a queue, then the park lock, is the one nesting, and the park lock is a
+//! leaf).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::Agent;
+use crate::mailbox::RunnableGuard;
+
+/// Messages one poll of an agent may receive before its receive yields.
+pub const BUDGET: u32 = 128;
+/// Polls from the next slot in a row before the worker looks at its queue.
+const MAX_NEXT_IN_A_ROW: u32 = 32;
+/// Polls between two looks at the timer heap's earliest deadline.
+const TIMER_CHECK_EVERY: u32 = 16;
+/// Tasks taken from the injector at once (the rest go to the local queue).
+const INJECT_BATCH: usize = 32;
+
+/// One worker's run queue.
+struct Local {
+    queue: Mutex<VecDeque<Agent>>,
+    /// `queue.len()`, readable without the lock (for stealing and parking).
+    len: AtomicUsize,
+}
+
+/// A timer: wake `waker` at `at`. Ordered so the heap's top is the earliest.
+struct Timer {
+    at: Instant,
+    seq: u64,
+    waker: Waker,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Timer) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap is a max-heap.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub(crate) struct Scheduler {
+    locals: Box<[Local]>,
+    injector: Mutex<VecDeque<Agent>>,
+    injected: AtomicUsize,
+    /// Workers parked (or about to park) on `unpark`.
+    idle: AtomicUsize,
+    park: Mutex<()>,
+    unpark: Condvar,
+    timers: Mutex<BinaryHeap<Timer>>,
+    /// The earliest timer as nanoseconds since `epoch`; `u64::MAX`: none.
+    next_timer: AtomicU64,
+    timer_seq: AtomicU64,
+    epoch: Instant,
+}
+
+thread_local! {
+    /// The worker this thread is, if it is one.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The agent to run next on this worker.
+    static NEXT: RefCell<Option<Agent>> = const { RefCell::new(None) };
+    /// Messages the running poll may still receive.
+    static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
+}
+
+static SCHEDULER: OnceLock<Arc<Scheduler>> = OnceLock::new();
+static WORKERS_WANTED: AtomicUsize = AtomicUsize::new(0);
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Sets how many worker threads run async agents (default: one per core,
+/// or `ERLANGEN_WORKERS`). Takes effect only before the first async agent
+/// is spawned; returns `false` if the scheduler already runs.
+pub fn set_workers(n: usize) -> bool {
+    if STARTED.load(Ordering::Acquire) {
+        return false;
+    }
+    WORKERS_WANTED.store(n.max(1), Ordering::Release);
+    !STARTED.load(Ordering::Acquire)
+}
+
+/// How many workers run async agents (0 before the first one is spawned).
+pub fn workers() -> usize {
+    SCHEDULER.get().map_or(0, |s| s.locals.len())
+}
+
+fn worker_count() -> usize {
+    match WORKERS_WANTED.load(Ordering::Acquire) {
+        0 => std::env::var("ERLANGEN_WORKERS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
+        n => n,
+    }
+}
+
+/// The scheduler, started on first use.
+pub(crate) fn get() -> &'static Arc<Scheduler> {
+    SCHEDULER.get_or_init(|| {
+        STARTED.store(true, Ordering::Release);
+        let n = worker_count();
+        let scheduler = Arc::new(Scheduler {
+            locals: (0..n)
+                .map(|_| Local {
+                    queue: Mutex::new(VecDeque::new()),
+                    len: AtomicUsize::new(0),
+                })
+                .collect(),
+            injector: Mutex::new(VecDeque::new()),
+            injected: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            park: Mutex::new(()),
+            unpark: Condvar::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            next_timer: AtomicU64::new(u64::MAX),
+            timer_seq: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        for i in 0..n {
+            let s = Arc::clone(&scheduler);
+            // A worker that cannot start leaves its queue to be stolen
+            // from; with none at all, spawn_async fails (see `start`).
+            let _ = thread::Builder::new()
+                .name(format!("erlangen-worker-{i}"))
+                .spawn(move || s.worker_loop(i));
+        }
+        scheduler
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Gives the calling thread a fresh budget (`block_on` polls).
+pub(crate) fn reset_budget() {
+    BUDGET_LEFT.with(|b| b.set(BUDGET));
+}
+
+/// Takes one message's worth of the running poll's budget; `false` when
+/// the budget is spent and the agent should yield.
+pub(crate) fn take_budget() -> bool {
+    BUDGET_LEFT.with(|b| {
+        let left = b.get();
+        if left == 0 {
+            return false;
+        }
+        b.set(left - 1);
+        true
+    })
+}
+
+impl Scheduler {
+    /// Queues a woken agent: into the next slot when woken on a worker (by
+    /// the agent running there), else into the injector.
+    pub(crate) fn schedule(&self, agent: Agent) {
+        match WORKER.with(Cell::get) {
+            Some(i) => {
+                let displaced = NEXT.with(|n| n.borrow_mut().replace(agent));
+                if let Some(older) = displaced {
+                    self.push_local(i, older);
+                }
+            }
+            None => self.inject(agent),
+        }
+    }
+
+    /// Queues an agent at the back of worker `i`'s queue (yielded agents,
+    /// displaced next slots), waking an idle worker to steal it.
+    fn push_local(&self, i: usize, agent: Agent) {
+        let local = &self.locals[i];
+        {
+            let mut q = lock(&local.queue);
+            q.push_back(agent);
+            local.len.store(q.len(), Ordering::Release);
+        }
+        self.notify_one();
+    }
+
+    /// Queues a new or yielded agent from the running worker's side: its
+    /// own queue if this is a worker, else the injector.
+    pub(crate) fn push_back(&self, agent: Agent) {
+        match WORKER.with(Cell::get) {
+            Some(i) => self.push_local(i, agent),
+            None => self.inject(agent),
+        }
+    }
+
+    fn inject(&self, agent: Agent) {
+        {
+            let mut q = lock(&self.injector);
+            q.push_back(agent);
+            self.injected.store(q.len(), Ordering::Release);
+        }
+        self.notify_one();
+    }
+
+    /// Wakes a parked worker, if any (cheap when none is parked).
+    fn notify_one(&self) {
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.park);
+            self.unpark.notify_one();
+        }
+    }
+
+    /// Registers a timer that wakes `waker` at `at`.
+    pub(crate) fn add_timer(&self, at: Instant, waker: Waker) {
+        let nanos = self.nanos(at);
+        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.timers).push(Timer { at, seq, waker });
+        if self.next_timer.fetch_min(nanos, Ordering::AcqRel) > nanos {
+            // Earlier than every parked worker's sleep: wake one to look.
+            self.notify_one();
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Fires the timers that are due; returns the time until the next one.
+    fn fire_timers(&self) -> Option<Duration> {
+        let next = self.next_timer.load(Ordering::Acquire);
+        if next == u64::MAX {
+            return None;
+        }
+        let now = Instant::now();
+        if self.nanos(now) < next {
+            return Some(Duration::from_nanos(next - self.nanos(now)));
+        }
+        let mut due = Vec::new();
+        let left = {
+            let mut heap = lock(&self.timers);
+            while heap.peek().is_some_and(|t| t.at <= now) {
+                if let Some(t) = heap.pop() {
+                    due.push(t.waker);
+                }
+            }
+            let next = heap.peek().map_or(u64::MAX, |t| self.nanos(t.at));
+            self.next_timer.store(next, Ordering::Release);
+            heap.peek().map(|t| t.at.saturating_duration_since(now))
+        };
+        for w in due {
+            w.wake();
+        }
+        left
+    }
+
+    /// The next agent for worker `i`, or `None` if there is no work here.
+    fn next_task(&self, i: usize, in_a_row: &mut u32) -> Option<Agent> {
+        if let Some(agent) = NEXT.with(|n| n.borrow_mut().take()) {
+            let others_wait = self.locals[i].len.load(Ordering::Acquire) > 0
+                || self.injected.load(Ordering::Acquire) > 0;
+            if *in_a_row < MAX_NEXT_IN_A_ROW || !others_wait {
+                *in_a_row += 1;
+                return Some(agent);
+            }
+            // Let the queue have a turn; the hand-off pair goes behind it.
+            self.push_local(i, agent);
+        }
+        *in_a_row = 0;
+        let local = &self.locals[i];
+        if local.len.load(Ordering::Acquire) > 0 {
+            let mut q = lock(&local.queue);
+            if let Some(agent) = q.pop_front() {
+                local.len.store(q.len(), Ordering::Release);
+                return Some(agent);
+            }
+        }
+        if self.injected.load(Ordering::Acquire) > 0 {
+            let mut batch: VecDeque<Agent> = {
+                let mut q = lock(&self.injector);
+                let take = q.len().min(INJECT_BATCH);
+                let batch = q.drain(..take).collect();
+                self.injected.store(q.len(), Ordering::Release);
+                batch
+            };
+            let first = batch.pop_front();
+            if !batch.is_empty() {
+                let mut q = lock(&local.queue);
+                q.extend(batch);
+                local.len.store(q.len(), Ordering::Release);
+            }
+            if first.is_some() {
+                return first;
+            }
+        }
+        None
+    }
+
+    /// Steals half of the longest other queue.
+    fn steal(&self, i: usize) -> Option<Agent> {
+        let n = self.locals.len();
+        for k in 1..n {
+            let j = (i + k) % n;
+            let victim = &self.locals[j];
+            if victim.len.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let mut stolen: VecDeque<Agent> = {
+                let Ok(mut q) = victim.queue.try_lock() else {
+                    continue;
+                };
+                let take = q.len().div_ceil(2);
+                let split = q.len() - take;
+                let stolen = q.split_off(split);
+                victim.len.store(q.len(), Ordering::Release);
+                stolen
+            };
+            let first = stolen.pop_front();
+            if !stolen.is_empty() {
+                let mut q = lock(&self.locals[i].queue);
+                q.extend(stolen);
+                self.locals[i].len.store(q.len(), Ordering::Release);
+            }
+            if first.is_some() {
+                return first;
+            }
+        }
+        None
+    }
+
+    fn has_work(&self, i: usize) -> bool {
+        self.injected.load(Ordering::Acquire) > 0
+            || self.locals.iter().enumerate().any(|(j, l)| {
+                let len = l.len.load(Ordering::Acquire);
+                // Our own queue, or another worth stealing from.
+                len > usize::from(j != i)
+            })
+    }
+
+    fn worker_loop(self: Arc<Self>, i: usize) {
+        WORKER.with(|w| w.set(Some(i)));
+        let mut runnable = Some(RunnableGuard::enter());
+        let mut in_a_row = 0;
+        let mut polls: u32 = 0;
+        loop {
+            polls = polls.wrapping_add(1);
+            if polls % TIMER_CHECK_EVERY == 0 {
+                self.fire_timers();
+            }
+            if let Some(agent) = self.next_task(i, &mut in_a_row).or_else(|| self.steal(i)) {
+                super::task::run(&self, agent);
+                continue;
+            }
+            // Nothing queued: fire due timers (they may queue work), then
+            // park until woken or the next timer is due.
+            let sleep = self.fire_timers();
+            if NEXT.with(|n| n.borrow().is_some()) {
+                continue;
+            }
+            let guard = lock(&self.park);
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            if self.has_work(i) {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            // Recomputed under the lock: a timer added since (which would
+            // notify) is seen here or wakes us.
+            let sleep = match self.next_timer.load(Ordering::Acquire) {
+                u64::MAX => sleep,
+                next => Some(Duration::from_nanos(
+                    next.saturating_sub(self.nanos(Instant::now())),
+                )),
+            };
+            drop(runnable.take());
+            let guard = match sleep {
+                None => self.unpark.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(d) if d.is_zero() => guard,
+                Some(d) => {
+                    self.unpark
+                        .wait_timeout(guard, d)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            drop(guard);
+            runnable = Some(RunnableGuard::enter());
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Resets the running poll's budget (called before each poll).
+    pub(crate) fn start_poll(&self) {
+        BUDGET_LEFT.with(|b| b.set(BUDGET));
+    }
+}

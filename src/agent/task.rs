@@ -1,0 +1,180 @@
+//! An async agent's task: its future, the state that keeps it queued at
+//! most once, and one poll of it on a worker.
+//!
+//! The agent itself is the task: `Cell` implements `Wake`, so a waker is
+//! the agent's `Arc` and waking it queues the agent on the scheduler. States
+//! (one `AtomicU8`):
+//!
+//! ```text
+//! IDLE --wake--> SCHEDULED --worker--> RUNNING --Pending--> IDLE
+//!                    ^                    |  \--wake--> NOTIFIED --end of poll--> SCHEDULED
+//!                    |                    \--Ready/exit--> DONE
+//! ```
+//!
+//! A wake while the agent runs only marks it NOTIFIED, and the worker queues
+//! it again when the poll ends, so an agent is never in two queues nor
+//! polled by two workers at once.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::scheduler::Scheduler;
+use super::{finish, unwind_reason, Agent, Cell, Outcome, CURRENT};
+
+const IDLE: u8 = 0;
+const SCHEDULED: u8 = 1;
+const RUNNING: u8 = 2;
+const NOTIFIED: u8 = 3;
+const DONE: u8 = 4;
+
+/// An async agent's body, boxed once at spawn.
+pub(crate) type Body = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The task part of an agent (unused by thread agents, which are DONE from
+/// the start).
+pub(crate) struct TaskSlot {
+    state: AtomicU8,
+    future: Mutex<Option<Body>>,
+}
+
+impl TaskSlot {
+    /// The slot of a thread agent: never scheduled.
+    pub(crate) fn none() -> TaskSlot {
+        TaskSlot {
+            state: AtomicU8::new(DONE),
+            future: Mutex::new(None),
+        }
+    }
+
+    /// The slot of a new async agent, ready to be queued once.
+    pub(crate) fn new(body: Body) -> TaskSlot {
+        TaskSlot {
+            state: AtomicU8::new(SCHEDULED),
+            future: Mutex::new(Some(body)),
+        }
+    }
+
+    /// A wake: `true` if the caller must queue the agent.
+    fn wake(&self) -> bool {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match state {
+                IDLE => SCHEDULED,
+                RUNNING => NOTIFIED,
+                _ => return false,
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next == SCHEDULED,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// A worker starts a poll: `false` if the agent is not queued (done).
+    fn begin(&self) -> bool {
+        self.state
+            .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The poll returned `Pending`: `true` if the agent was woken meanwhile
+    /// and must be queued again.
+    fn end(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => false,
+            Err(_) => {
+                // NOTIFIED: only this worker changes it from here.
+                self.state.store(SCHEDULED, Ordering::Release);
+                true
+            }
+        }
+    }
+}
+
+impl Wake for Cell {
+    fn wake(self: Arc<Self>) {
+        if self.task.wake() {
+            super::scheduler::get().schedule(Agent(self));
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.task.wake() {
+            super::scheduler::get().schedule(Agent(Arc::clone(self)));
+        }
+    }
+}
+
+/// Queues a new async agent (its slot is SCHEDULED from birth).
+pub(crate) fn start(agent: Agent) {
+    super::scheduler::get().push_back(agent);
+}
+
+/// Polls `agent` once on this worker.
+pub(crate) fn run(scheduler: &Scheduler, agent: Agent) {
+    let cell = &agent.0;
+    if !cell.task.begin() {
+        return;
+    }
+    scheduler.start_poll();
+    let waker = Waker::from(Arc::clone(cell));
+    let mut cx = Context::from_waker(&waker);
+    let previous = CURRENT.with(|c| c.replace(Some(agent.clone())));
+    let polled = {
+        let mut slot = cell.task.future.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(body) => panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx))),
+            None => Ok(Poll::Pending),
+        }
+    };
+    CURRENT.with(|c| *c.borrow_mut() = previous);
+    match polled {
+        Ok(Poll::Pending) => {
+            if cell.task.end() {
+                scheduler.push_back(agent);
+            }
+        }
+        Ok(Poll::Ready(outcome)) => complete(&agent, outcome),
+        // A panic, or an exit (an exit signal taken by a receive, `exit`
+        // on itself): the reason rides the unwind, as for thread agents.
+        Err(payload) => complete(&agent, Outcome::Exited(unwind_reason(payload))),
+    }
+}
+
+/// The body ended: drop it (its destructors run now, before anyone hears
+/// of the exit), then run the exit protocol.
+fn complete(agent: &Agent, outcome: Outcome) {
+    let cell = &agent.0;
+    cell.task.state.store(DONE, Ordering::Release);
+    let body = cell
+        .task
+        .future
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    // Dropped with this agent current, so destructors that send or look at
+    // `Agent::current()` see it.
+    let previous = CURRENT.with(|c| c.replace(Some(agent.clone())));
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| drop(body)));
+    CURRENT.with(|c| *c.borrow_mut() = previous);
+    let outcome = match (outcome, dropped) {
+        (_, Err(payload)) => Outcome::Exited(unwind_reason(payload)),
+        // Killed while busy: the kill reason wins over the return values.
+        (Outcome::Returned(values), Ok(())) => match cell.mailbox.pending_exit() {
+            Some(reason) => Outcome::Exited(reason),
+            None => Outcome::Returned(values),
+        },
+        (exited, Ok(())) => exited,
+    };
+    finish(agent, outcome);
+}
