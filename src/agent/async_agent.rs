@@ -93,16 +93,7 @@ where
     F::Output: IntoOutcome,
 {
     let parent = super::parent_of(options);
-    super::spawn_async_inner(options, parent, |_| (), Box::pin(outcome_of(body)))
-}
-
-/// The body, with its output made an exit outcome.
-pub(crate) async fn outcome_of<F>(body: F) -> super::Outcome
-where
-    F: Future,
-    F::Output: IntoOutcome,
-{
-    body.await.into_outcome()
+    super::spawn_async_inner(options, parent, |_| (), Box::pin(body))
 }
 
 /// Receives the next message (exit notifications first), waiting as long
@@ -158,8 +149,8 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let me = Agent::current();
-        match me.0.mailbox.poll_receive(cx.waker(), &mut self.matches) {
+        let matches = &mut self.matches;
+        match super::with_current(|me| me.0.mailbox.poll_receive(cx.waker(), matches)) {
             Some(Ok(message)) => Poll::Ready(Ok(message)),
             Some(Err(Interrupt::Exit(reason))) => exit_self(reason),
             Some(Err(Interrupt::Timeout)) => Poll::Ready(Err(Timeout)),

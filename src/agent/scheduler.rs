@@ -212,12 +212,18 @@ impl Scheduler {
     /// displaced next slots), waking an idle worker to steal it.
     fn push_local(&self, i: usize, agent: Agent) {
         let local = &self.locals[i];
-        {
+        let was_empty = {
             let mut q = lock(&local.queue);
             q.push_back(agent);
             local.len.store(q.len(), Ordering::Release);
+            q.len() == 1
+        };
+        // Only the first queued agent is news to an idle worker: it steals
+        // half the queue when it wakes, and waking it for every push (a
+        // futex call each) would cost more than the work.
+        if was_empty {
+            self.notify_one();
         }
-        self.notify_one();
     }
 
     /// Queues a new or yielded agent from the running worker's side: its

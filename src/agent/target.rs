@@ -7,6 +7,7 @@
 //! resolve to it. Dependencies point one way: node → agent.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -83,13 +84,39 @@ pub(crate) fn remote_exit_notice(agent: &Agent, to: &RemoteRef, monitor: bool, o
 // turned back into its agent. Sharded: spawning from many threads would
 // otherwise contend on one lock.
 const SHARDS: usize = 16;
-static AGENTS: [Mutex<Option<HashMap<u64, Agent>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
+static AGENTS: [Mutex<Option<SerialMap>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
+
+/// Agents by serial number. Serials are handed out by this process in
+/// sequence, not by anyone outside, so a hash that only mixes bits
+/// (instead of SipHash, built to resist chosen keys) is safe and faster.
+type SerialMap = HashMap<u64, Agent, BuildHasherDefault<SerialHasher>>;
+
+/// Fibonacci hashing of a `u64` (multiply by 2^64 / phi; the high bits are
+/// well mixed, and hashbrown uses the high bits).
+#[derive(Default)]
+pub(crate) struct SerialHasher(u64);
+
+impl Hasher for SerialHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 // Agents by wire id number (aid), once named to another node.
 static AIDS: Mutex<Option<HashMap<u64, Agent>>> = Mutex::new(None);
 static NEXT_AID: AtomicU64 = AtomicU64::new(0);
 
-fn shard(serial: u64) -> MutexGuard<'static, Option<HashMap<u64, Agent>>> {
+fn shard(serial: u64) -> MutexGuard<'static, Option<SerialMap>> {
     AGENTS[(serial as usize) % SHARDS]
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -101,7 +128,7 @@ fn aids() -> MutexGuard<'static, Option<HashMap<u64, Agent>>> {
 
 pub(crate) fn insert(agent: &Agent) {
     shard(agent.serial())
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(SerialMap::default)
         .insert(agent.serial(), agent.clone());
 }
 
@@ -115,7 +142,7 @@ pub(crate) fn remove(agent: &Agent) {
     // agent never named to another node costs no global lock here.
     if let Some(aid) = agent.0.aid.get() {
         if let Some(map) = aids().as_mut() {
-            map.remove(aid);
+            map.remove(&aid);
         }
     }
 }
@@ -136,11 +163,11 @@ pub(crate) fn export(agent: &Agent) -> u64 {
     let mut aids = aids();
     if let Some(aid) = agent.0.aid.get() {
         // Another thread exported it while we waited for the lock.
-        return *aid;
+        return aid;
     }
     let aid = NEXT_AID.fetch_add(1, Ordering::Relaxed);
     // Only ever set here, under the lock: cannot be set already.
-    let _ = agent.0.aid.set(aid);
+    agent.0.aid.set(aid);
     if agent.is_alive() {
         aids.get_or_insert_with(HashMap::new)
             .insert(aid, agent.clone());

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::scheduler::Scheduler;
-use super::{finish, unwind_reason, Agent, Cell, Outcome, CURRENT};
+use super::{finish, unwind_reason, Agent, Cell, IntoOutcome, Kind, Outcome, CURRENT};
 
 const IDLE: u8 = 0;
 const SCHEDULED: u8 = 1;
@@ -31,13 +31,32 @@ const RUNNING: u8 = 2;
 const NOTIFIED: u8 = 3;
 const DONE: u8 = 4;
 
+/// An async agent's body as the scheduler sees it: a future whose output
+/// becomes the agent's exit outcome. A trait rather than a wrapping future,
+/// so the box holds the user's future and nothing more.
+pub(crate) trait AgentBody: Send {
+    fn poll_outcome(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome>;
+}
+
+impl<F> AgentBody for F
+where
+    F: Future + Send,
+    F::Output: IntoOutcome,
+{
+    fn poll_outcome(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.poll(cx).map(IntoOutcome::into_outcome)
+    }
+}
+
 /// An async agent's body, boxed once at spawn.
-pub(crate) type Body = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+pub(crate) type Body = Pin<Box<dyn AgentBody>>;
 
 /// The task part of an agent (unused by thread agents, which are DONE from
 /// the start).
 pub(crate) struct TaskSlot {
     state: AtomicU8,
+    /// Here, in the state's padding, to keep agents small.
+    kind: Kind,
     future: Mutex<Option<Body>>,
 }
 
@@ -46,14 +65,20 @@ impl TaskSlot {
     pub(crate) fn none() -> TaskSlot {
         TaskSlot {
             state: AtomicU8::new(DONE),
+            kind: Kind::Thread,
             future: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The slot of a new async agent, ready to be queued once.
     pub(crate) fn new(body: Body) -> TaskSlot {
         TaskSlot {
             state: AtomicU8::new(SCHEDULED),
+            kind: Kind::Async,
             future: Mutex::new(Some(body)),
         }
     }
@@ -133,7 +158,9 @@ pub(crate) fn run(scheduler: &Scheduler, agent: Agent) {
     let polled = {
         let mut slot = cell.task.future.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(body) => panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx))),
+            Some(body) => {
+                panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_outcome(&mut cx)))
+            }
             None => Ok(Poll::Pending),
         }
     };
