@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use crate::agent::{self, Agent, IntoReason, SpawnError, SpawnOptions};
@@ -85,7 +87,22 @@ impl IntoReason for CallError {
     }
 }
 
-static FUNCTIONS: RwLock<Option<HashMap<String, Function>>> = RwLock::new(None);
+/// A registered async function: takes its arguments, returns the future of
+/// an async agent's body (see [`register_async_function`]).
+pub type AsyncFunction = Arc<
+    dyn Fn(Vec<Term>) -> Pin<Box<dyn Future<Output = Result<Term, CallError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What a name is registered as.
+#[derive(Clone)]
+enum Registered {
+    Thread(Function),
+    Async(AsyncFunction),
+}
+
+static FUNCTIONS: RwLock<Option<HashMap<String, Registered>>> = RwLock::new(None);
 
 /// The registry key of a function name: `NAME` or `PACKAGE:NAME`, upper-case.
 fn key(name: &str) -> String {
@@ -99,11 +116,41 @@ pub fn register_function<F>(name: &str, function: F)
 where
     F: Fn(&[Term]) -> Result<Term, CallError> + Send + Sync + 'static,
 {
+    register(name, Registered::Thread(Arc::new(function)));
+}
+
+fn register(name: &str, what: Registered) {
     FUNCTIONS
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
-        .insert(key(name), Arc::new(function));
+        .insert(key(name), what);
+}
+
+/// Registers an async function under `name`: spawning a call of it
+/// (`(spawn '(name …))`, from the REPL, from Rust with [`spawn_call`] or
+/// from another node) starts an *async* agent whose body is the future
+/// `function(arguments)` returns. Called in place ([`apply`], `funcall`) it
+/// runs to completion on the calling thread ([`crate::async_agent::block_on`]).
+///
+/// ```
+/// use erlangen::{async_agent, call, Term};
+/// call::register_async_function("double-later", |args: Vec<Term>| async move {
+///     async_agent::sleep(std::time::Duration::from_millis(1)).await;
+///     Ok(Term::from(args.first().and_then(Term::as_int).unwrap_or(0) * 2))
+/// });
+/// let result = call::apply(&erlangen::term::read("(double-later 21)").unwrap());
+/// assert_eq!(result, Ok(Term::from(42)));
+/// ```
+pub fn register_async_function<F, Fut>(name: &str, function: F)
+where
+    F: Fn(Vec<Term>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Term, CallError>> + Send + 'static,
+{
+    register(
+        name,
+        Registered::Async(Arc::new(move |args| Box::pin(function(args)))),
+    );
 }
 
 /// The names of all registered functions, sorted.
@@ -123,6 +170,16 @@ pub fn functions() -> Vec<String> {
 /// # Errors
 /// [`CallError::UnknownFunction`].
 pub fn lookup(symbol: &Symbol) -> Result<Function, CallError> {
+    match registered(symbol)? {
+        Registered::Thread(f) => Ok(f),
+        // Called in place, an async function runs to completion here.
+        Registered::Async(f) => Ok(Arc::new(move |args: &[Term]| {
+            crate::agent::async_agent::block_on(f(args.to_vec()))
+        })),
+    }
+}
+
+fn registered(symbol: &Symbol) -> Result<Registered, CallError> {
     let name = symbol.full_name();
     FUNCTIONS
         .read()
@@ -130,6 +187,65 @@ pub fn lookup(symbol: &Symbol) -> Result<Function, CallError> {
         .as_ref()
         .and_then(|m| m.get(&key(&name)).cloned())
         .ok_or(CallError::UnknownFunction(name))
+}
+
+/// `true` if `symbol` names an async function (so spawning a call of it
+/// starts an async agent).
+pub fn is_async(symbol: &Symbol) -> bool {
+    matches!(registered(symbol), Ok(Registered::Async(_)))
+}
+
+/// A call ready to be spawned: the body of a thread agent or of an async
+/// agent, depending on how its function was registered.
+pub enum Prepared {
+    /// A function registered with [`register_function`], and its arguments.
+    Thread(Function, Vec<Term>),
+    /// A function registered with [`register_async_function`], and its
+    /// arguments.
+    Async(AsyncFunction, Vec<Term>),
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prepared::Thread(_, args) => write!(f, "Prepared::Thread({args:?})"),
+            Prepared::Async(_, args) => write!(f, "Prepared::Async({args:?})"),
+        }
+    }
+}
+
+impl Prepared {
+    /// Starts the agent: a thread agent or an async one.
+    ///
+    /// # Errors
+    /// [`SpawnError`] as for [`agent::spawn_with`].
+    pub fn spawn(self, options: &SpawnOptions) -> Result<Agent, SpawnError> {
+        match self {
+            Prepared::Thread(function, args) => agent::spawn_with(options, move || function(&args)),
+            Prepared::Async(function, args) => {
+                crate::agent::async_agent::spawn_with(options, function(args))
+            }
+        }
+    }
+}
+
+/// Splits a call term into what [`Prepared::spawn`] starts.
+///
+/// # Errors
+/// [`CallError::NotACall`] or [`CallError::UnknownFunction`].
+pub fn prepare_spawn(call: &Term) -> Result<Prepared, CallError> {
+    let (symbol, args) = match call {
+        Term::List(items) => match items.split_first() {
+            Some((Term::Symbol(s), args)) => (s, args.to_vec()),
+            _ => return Err(CallError::NotACall(call.to_string())),
+        },
+        Term::Symbol(s) => (s, Vec::new()),
+        _ => return Err(CallError::NotACall(call.to_string())),
+    };
+    Ok(match registered(symbol)? {
+        Registered::Thread(f) => Prepared::Thread(f, args),
+        Registered::Async(f) => Prepared::Async(f, args),
+    })
 }
 
 /// A function with the name it prints as (`#<FUNCTION NAME>`), for
@@ -260,7 +376,8 @@ impl std::error::Error for SpawnCallError {
 }
 
 /// Starts an agent running a call `(function argument…)` of a registered
-/// function with `options`. The function is looked up before anything
+/// function with `options`: an async agent if the function was registered
+/// with [`register_async_function`], a thread agent otherwise. The function is looked up before anything
 /// starts, so an unknown name is an error here.
 ///
 /// # Errors
@@ -268,8 +385,10 @@ impl std::error::Error for SpawnCallError {
 /// a call, [`SpawnCallError::Spawn`] with the errors of
 /// [`agent::spawn_with`].
 pub fn spawn_call(call: &Term, options: &SpawnOptions) -> Result<Agent, SpawnCallError> {
-    let (function, args) = prepare(call).map_err(SpawnCallError::Call)?;
-    agent::spawn_with(options, move || function(&args)).map_err(SpawnCallError::Spawn)
+    prepare_spawn(call)
+        .map_err(SpawnCallError::Call)?
+        .spawn(options)
+        .map_err(SpawnCallError::Spawn)
 }
 
 /// Runs a call now, in the calling thread.

@@ -1,6 +1,11 @@
 //! Examples of the library API that are also registered functions:
-//! `parallel-map` (SPEC section 8) and the small arithmetic functions the
-//! walkthroughs use (`1+`, `1-`, `+`, `-`, `*`).
+//! `parallel-map` (SPEC section 8; its workers are async agents), the small
+//! arithmetic functions the walkthroughs use (`1+`, `1-`, `+`, `-`, `*`),
+//! and `async-echo`.
+//!
+//! `(async-echo)` is an async registered function: spawning it starts an
+//! async agent that answers `(message target)` by sending `message` to
+//! `target`.
 //!
 //! The registered `(parallel-map function vector &key level result-type)`
 //! (also `erlangen.examples:parallel-map`) takes a vector or a list and
@@ -23,14 +28,38 @@
 //! assert_eq!(result.to_string(), "#(3 5 7)");
 //! ```
 
+use crate::agent::async_agent;
 use crate::agent::{self, Agent, Attach, SpawnOptions};
 use crate::call::{self, CallError, Function};
 use crate::term::{Symbol, Term};
 
-/// A worker of [`parallel_map`]: receives `(function vector start)`, maps
-/// the function over the vector and returns `(start results)`.
-fn worker() -> Result<Term, CallError> {
-    let job = agent::receive();
+/// `(async-echo)`, an async agent that answers `(message target)` by
+/// sending `message` to `target`, forever: the smallest server, and a
+/// registered async function, so `(spawn '(async-echo))` (locally or on
+/// another node) starts an async agent.
+pub async fn async_echo() -> Result<Term, CallError> {
+    loop {
+        let request = async_agent::receive().await;
+        match request.as_list() {
+            Some([message, target]) => {
+                let _ = agent::send(message.clone(), target);
+            }
+            _ => {
+                return Err(CallError::bad_arguments(
+                    "async-echo",
+                    format!("expected (message target), got {request}"),
+                ))
+            }
+        }
+    }
+}
+
+/// A worker of [`parallel_map`], an async agent: receives `(function
+/// vector start)`, maps the function over the vector and returns `(start
+/// results)`. The function runs on the worker thread: one that blocks (a
+/// `(receive)` inside a lambda) holds that worker until it returns.
+async fn worker() -> Result<Term, CallError> {
+    let job = async_agent::receive().await;
     let (function, chunk, start) = match job.as_list() {
         Some([f, Term::Vector(chunk), start]) => (call::function_of(f)?, chunk, start.clone()),
         _ => {
@@ -74,8 +103,8 @@ pub fn parallel_map(function: Function, vector: &[Term], level: usize) -> Result
     let options = SpawnOptions::new().attach(Attach::Monitor);
     let mut workers: Vec<Agent> = Vec::with_capacity(chunks);
     for i in 0..chunks {
-        let worker =
-            agent::spawn_with(&options, worker).map_err(|e| CallError::Failed(e.to_string()))?;
+        let worker = async_agent::spawn_with(&options, worker())
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         let start = i * chunk_size;
         let end = if i + 1 < chunks {
             start + chunk_size
@@ -263,6 +292,8 @@ fn one_arg<'a>(name: &str, args: &'a [Term]) -> Result<&'a Term, CallError> {
 pub fn register_functions() {
     call::register_function("parallel-map", parallel_map_call);
     call::register_function("erlangen.examples:parallel-map", parallel_map_call);
+    call::register_async_function("async-echo", |_| async_echo());
+    call::register_async_function("erlangen.examples:async-echo", |_| async_echo());
     call::register_function("1+", |args| {
         arith(
             "1+",

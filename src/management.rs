@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use crate::agent::{target, Agent, Peer, Target, TargetError};
+use crate::agent::{target, Agent, Kind, Peer, Target, TargetError};
 use crate::term::Term;
 
 /// Counters and times of one agent.
@@ -15,6 +15,8 @@ pub struct AgentStats {
     pub agent: Term,
     /// Registered name, if any.
     pub name: Option<String>,
+    /// A thread agent or an async one.
+    pub kind: Kind,
     /// Messages taken out of its mailbox.
     pub received: u64,
     /// Messages dropped: mailbox full or closed.
@@ -28,8 +30,8 @@ pub struct AgentStats {
 }
 
 impl AgentStats {
-    /// As a property list: `(:AGENT a :NAME n :RECEIVED r :DROPPED d :QUEUED q
-    /// :BIRTH "…" :DEATH "…"|NIL)`.
+    /// As a property list: `(:AGENT a :NAME n :KIND :THREAD|:ASYNC :RECEIVED
+    /// r :DROPPED d :QUEUED q :BIRTH "…" :DEATH "…"|NIL)`.
     pub fn to_term(&self) -> Term {
         let count = |n: u64| Term::Int(i64::try_from(n).unwrap_or(i64::MAX));
         Term::plist(vec![
@@ -38,6 +40,7 @@ impl AgentStats {
                 "name",
                 self.name.as_deref().map_or(Term::Nil, Term::keyword),
             ),
+            ("kind", self.kind.to_term()),
             ("received", count(self.received)),
             ("dropped", count(self.dropped)),
             ("queued", Term::from(self.queued)),
@@ -76,6 +79,7 @@ pub fn agent_stats(agent: impl Into<Target>) -> Result<AgentStats, TargetError> 
     Ok(AgentStats {
         agent: agent.to_term(),
         name: agent.name(),
+        kind: agent.kind(),
         received,
         dropped,
         queued,
@@ -105,10 +109,19 @@ pub fn agent_tree(agent: impl Into<Target>) -> Result<AgentTree, TargetError> {
     Ok(tree(&agent, &mut seen))
 }
 
+/// An agent as `agent-tree` shows it: the agent, then its name if it has
+/// one, then `:ASYNC` if it is an async agent.
 fn label(agent: &Agent) -> Term {
-    match agent.name() {
-        Some(n) => Term::list(vec![agent.to_term(), Term::Keyword(n)]),
-        None => agent.to_term(),
+    let mut parts = vec![agent.to_term()];
+    if let Some(n) = agent.name() {
+        parts.push(Term::Keyword(n));
+    }
+    if agent.kind() == Kind::Async {
+        parts.push(Kind::Async.to_term());
+    }
+    match parts.len() {
+        1 => agent.to_term(),
+        _ => Term::list(parts),
     }
 }
 

@@ -257,11 +257,10 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
         }
     }
     let spawned = match what {
-        Term::List(_) => {
-            let (function, args) = call::prepare(what)?;
-            agent::spawn_with(&options, move || function(&args))
-        }
-        Term::Symbol(_) | Term::Local(_) => {
+        // A call of a registered function: a thread agent, or an async one
+        // if the function is async.
+        Term::List(_) | Term::Symbol(_) => call::prepare_spawn(what)?.spawn(&options),
+        Term::Local(_) => {
             let function = call::function_of(what)?;
             agent::spawn_with(&options, move || function(&[]))
         }

@@ -117,7 +117,7 @@ impl NodeState {
         call: Term,
     ) {
         let reply = move |ok: bool, text: String| Request::SpawnReply { request, ok, text };
-        let (function, args) = match call::prepare(&call) {
+        let prepared = match call::prepare_spawn(&call) {
             Ok(p) => p,
             Err(e) => {
                 let _ = conn.send(&reply(false, e.to_string()), &**self);
@@ -152,24 +152,36 @@ impl NodeState {
         let state = Arc::clone(self);
         let c = Arc::clone(conn);
         let recorded = monitor.is_some();
-        let spawned = agent::spawn_inner(
-            &options,
-            parent,
-            |child| {
-                if recorded {
-                    // The requester's exit (or loss) kills the child.
-                    attachments::record(conn, child, requester.clone(), Attachment::Bound);
-                }
-            },
-            move || {
-                // First thing on the child's own thread, so the reply goes
-                // out only if the agent really started, and before any exit
-                // notification of it on this connection.
-                let me = Agent::current();
-                let _ = c.send(&reply(true, format!("{:x}", me.aid())), &*state);
-                function(&args)
-            },
-        );
+        let on_parent = |child: &Agent| {
+            if recorded {
+                // The requester's exit (or loss) kills the child.
+                attachments::record(conn, child, requester.clone(), Attachment::Bound);
+            }
+        };
+        // The reply is the first thing the child does when it runs, so it
+        // goes out only if the agent really started, and before any exit
+        // notification of it on this connection.
+        let reply_started = move || {
+            let me = Agent::current();
+            let _ = c.send(&reply(true, format!("{:x}", me.aid())), &*state);
+        };
+        let spawned = match prepared {
+            call::Prepared::Thread(function, args) => {
+                agent::spawn_inner(&options, parent, on_parent, move || {
+                    reply_started();
+                    function(&args)
+                })
+            }
+            call::Prepared::Async(function, args) => agent::spawn_async_inner(
+                &options,
+                parent,
+                on_parent,
+                Box::pin(async move {
+                    reply_started();
+                    function(args).await
+                }),
+            ),
+        };
         if let Err(e) = spawned {
             // Nothing ran; the requester hears the error instead of an id.
             let _ = conn.send(&reply(false, e.to_string()), &**self);

@@ -37,11 +37,12 @@ pub fn spawn_on(
     let peer = format!("{host}/{node}");
     if peer == state.full {
         // What another node would answer for an unknown function.
-        let (function, args) = call::prepare(call).map_err(|e| RemoteError::Refused {
-            node: peer.clone(),
-            reason: e.to_string(),
-        })?;
-        let agent = agent::spawn_with(options, move || function(&args))?;
+        let agent = call::prepare_spawn(call)
+            .map_err(|e| RemoteError::Refused {
+                node: peer.clone(),
+                reason: e.to_string(),
+            })?
+            .spawn(options)?;
         // The same form as for any other node: the id of this run.
         return Ok(AgentRef::Remote {
             id: Arc::from(state.full_id(&agent)),
