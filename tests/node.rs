@@ -420,3 +420,42 @@ fn killing_the_node_agent_takes_the_node_down_cleanly() {
     assert!(again.starts_with("#<AGENT"), "{again}");
     cluster.wait_registered("a");
 }
+
+#[test]
+fn async_agents_across_nodes() {
+    let cluster = Cluster::new("asyncnode");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    // A registered async function spawned on another node is an async
+    // agent there, monitored from here like any other.
+    expect(
+        &mut a,
+        "(setq e (spawn '(async-echo) :node \"b\" :attach :monitor))",
+        "\"localhost/b/0\"",
+    );
+    expect_starts(&mut a, "(send (list :hi (agent)) e)", "(:HI");
+    expect(&mut a, "(receive :timeout 10)", ":HI");
+    expect(&mut a, "(exit :bye e)", "T");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        "(\"localhost/b/0\" :EXIT . :BYE)",
+    );
+    // Linked across kinds and nodes: a thread agent here and an async one
+    // on b; the remote one's end kills the local one.
+    expect(
+        &mut a,
+        "(setq e2 (spawn '(async-echo) :node \"b\"))",
+        "\"localhost/b/1\"",
+    );
+    let l = a.eval(
+        "(setq l (let ((me (agent))) (spawn (lambda () (link e2) (send :linked me) (receive)) :attach :monitor)))",
+    );
+    expect(&mut a, "(receive :timeout 10)", ":LINKED");
+    expect(&mut a, "(exit :gone e2)", "T");
+    expect(
+        &mut a,
+        "(receive :timeout 10)",
+        &format!("({l} :EXIT . :GONE)"),
+    );
+}

@@ -216,4 +216,49 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
 
     signal(b.pid(), "CONT");
     echo_eventually(&echo, "at-the-end");
+
+    // Across kinds and nodes: an async agent here, linked to a thread
+    // agent on b, dies with it; and a remote monitor of it is told.
+    let remote = node::spawn_on(
+        None,
+        "b",
+        &erlangen::term::read("(receive)").expect("call"),
+        &SpawnOptions::new(),
+    )
+    .expect("spawn remote");
+    let watched = remote.clone();
+    let local = erlangen::async_agent::spawn_with(
+        &SpawnOptions::new().attach(Attach::Monitor),
+        async move {
+            link(watched, Attach::Link).expect("link");
+            erlangen::async_agent::receive().await
+        },
+    )
+    .expect("async agent");
+    // The link request is on its way once the agent has run: wait until it
+    // appears among the agent's links, then end the remote agent.
+    let deadline = Instant::now() + support::WAIT;
+    while erlangen::management::agent_tree(&local)
+        .map(|t| t.links.is_empty())
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "the async agent did not link");
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+    erlangen::exit(Term::keyword("gone"), &remote).expect("exit");
+    let notice = loop {
+        let m = receive_timeout(support::WAIT).expect("the async agent's end");
+        if let Term::Dotted(items, _) = &m {
+            if items.first() == Some(&local.to_term()) {
+                break m;
+            }
+        }
+    };
+    assert_eq!(
+        notice,
+        Term::dotted(
+            vec![local.to_term(), Term::keyword("exit")],
+            Term::keyword("gone")
+        )
+    );
 }
