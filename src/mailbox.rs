@@ -432,6 +432,16 @@ impl Mailbox {
     /// Takes the first message of the owner's batch that matches.
     fn take_cached(&self, matches: &mut dyn FnMut(&Term) -> bool) -> Option<Term> {
         let mut inbox = self.inbox();
+        self.take_from(&mut inbox, matches)
+    }
+
+    /// Takes the first message of `inbox` (the owner's batch, locked by
+    /// the caller) that matches.
+    fn take_from(
+        &self,
+        inbox: &mut VecDeque<Term>,
+        matches: &mut dyn FnMut(&Term) -> bool,
+    ) -> Option<Term> {
         // Fast path: the head matches (the common, non-selective case).
         let found = if matches(inbox.front()?) {
             inbox.pop_front()
@@ -446,9 +456,26 @@ impl Mailbox {
         found
     }
 
+    /// Moves everything queued in `state` into the owner's batch (one swap
+    /// when the batch is empty).
+    fn refill(&self, state: &mut State, inbox: &mut VecDeque<Term>) {
+        if inbox.is_empty() {
+            std::mem::swap(inbox, &mut state.messages);
+        } else {
+            inbox.append(&mut state.messages);
+        }
+        self.owner
+            .0
+            .cached
+            .store(len32(inbox.len()), Ordering::Relaxed);
+        state.cached_at_swap = len32(inbox.len());
+    }
+
     fn got(&self, found: Result<Term, Interrupt>) -> Result<Term, Interrupt> {
         if found.is_ok() {
-            self.owner.0.received.fetch_add(1, Ordering::Relaxed);
+            // Only the owner writes it: no locked read-modify-write.
+            let n = self.owner.0.received.load(Ordering::Relaxed);
+            self.owner.0.received.store(n + 1, Ordering::Relaxed);
         }
         found
     }
@@ -475,16 +502,10 @@ impl Mailbox {
             let mut state = self.lock();
             if !state.messages.is_empty() {
                 let mut inbox = self.inbox();
-                if inbox.is_empty() {
-                    std::mem::swap(&mut *inbox, &mut state.messages);
-                } else {
-                    inbox.append(&mut state.messages);
+                self.refill(&mut state, &mut inbox);
+                if let Some(found) = self.take_from(&mut inbox, matches) {
+                    return self.got(Ok(found));
                 }
-                self.owner
-                    .0
-                    .cached
-                    .store(len32(inbox.len()), Ordering::Relaxed);
-                state.cached_at_swap = len32(inbox.len());
                 continue;
             }
             if let Some(found) = self.take_signal(&mut state, matches) {
@@ -538,43 +559,41 @@ impl Mailbox {
         waker: &Waker,
         matches: &mut dyn FnMut(&Term) -> bool,
     ) -> Option<Result<Term, Interrupt>> {
-        loop {
-            if self.owner.0.signals_pending.load(Ordering::Acquire) {
-                let mut state = self.lock();
-                if let Some(found) = self.take_signal(&mut state, matches) {
-                    drop(state);
-                    return Some(self.got(found));
-                }
-            }
-            if let Some(found) = self.take_cached(matches) {
-                return Some(self.got(Ok(found)));
-            }
+        if self.owner.0.signals_pending.load(Ordering::Acquire) {
             let mut state = self.lock();
-            if !state.messages.is_empty() {
-                let mut inbox = self.inbox();
-                if inbox.is_empty() {
-                    std::mem::swap(&mut *inbox, &mut state.messages);
-                } else {
-                    inbox.append(&mut state.messages);
-                }
-                self.owner
-                    .0
-                    .cached
-                    .store(len32(inbox.len()), Ordering::Relaxed);
-                state.cached_at_swap = len32(inbox.len());
-                continue;
-            }
             if let Some(found) = self.take_signal(&mut state, matches) {
                 drop(state);
                 return Some(self.got(found));
             }
-            // Nothing: wait, under the lock deliveries take. The same task
-            // asking again keeps the waker it left (no clone per poll).
-            if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                state.waker = Some(waker.clone());
-            }
-            return None;
         }
+        // The batch is the owner's (only the owner locks it, so taking it
+        // inside the state lock cannot deadlock).
+        // An empty batch (known without its lock: only the owner changes
+        // it) need not be locked before the state is.
+        if self.owner.0.cached.load(Ordering::Relaxed) > 0 {
+            let mut inbox = self.inbox();
+            if let Some(found) = self.take_from(&mut inbox, matches) {
+                return Some(self.got(Ok(found)));
+            }
+        }
+        let mut state = self.lock();
+        if !state.messages.is_empty() {
+            let mut inbox = self.inbox();
+            self.refill(&mut state, &mut inbox);
+            if let Some(found) = self.take_from(&mut inbox, matches) {
+                return Some(self.got(Ok(found)));
+            }
+        }
+        if let Some(found) = self.take_signal(&mut state, matches) {
+            drop(state);
+            return Some(self.got(found));
+        }
+        // Nothing: wait, under the lock deliveries take. The same task
+        // asking again keeps the waker it left (no clone per poll).
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.waker = Some(waker.clone());
+        }
+        None
     }
 
     /// Spins while it pays: returns true if something arrived. The budget

@@ -147,27 +147,35 @@ pub(crate) fn start(agent: Agent) {
 
 /// Polls `agent` once on this worker.
 pub(crate) fn run(scheduler: &Scheduler, agent: Agent) {
-    let cell = &agent.0;
-    if !cell.task.begin() {
+    if !agent.0.task.begin() {
         return;
     }
     scheduler.start_poll();
-    let waker = Waker::from(Arc::clone(cell));
+    let waker = Waker::from(Arc::clone(&agent.0));
     let mut cx = Context::from_waker(&waker);
-    let previous = CURRENT.with(|c| c.replace(Some(agent.clone())));
-    let polled = {
-        let mut slot = cell.task.future.lock().unwrap_or_else(|e| e.into_inner());
+    // The agent is moved into CURRENT for the poll and taken back after,
+    // rather than cloned: a clone and its drop are two locked operations on
+    // the reference count, on every message hand-off.
+    let previous = CURRENT.with(|c| c.replace(Some(agent)));
+    let polled = CURRENT.with(|c| {
+        let current = c.borrow();
+        let Some(me) = current.as_ref() else {
+            return Ok(Poll::Pending);
+        };
+        let mut slot = me.0.task.future.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
             Some(body) => {
                 panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_outcome(&mut cx)))
             }
             None => Ok(Poll::Pending),
         }
+    });
+    let Some(agent) = CURRENT.with(|c| c.replace(previous)) else {
+        return;
     };
-    CURRENT.with(|c| *c.borrow_mut() = previous);
     match polled {
         Ok(Poll::Pending) => {
-            if cell.task.end() {
+            if agent.0.task.end() {
                 scheduler.push_back(agent);
             }
         }
