@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One sitting: Erlangen's benchmarks, the bare-thread floor and Erlang/OTP,
+# One sitting: Erlangen's benchmarks (thread and async agents), the
+# bare-thread floor and Erlang/OTP,
 # each REPS times (default 3), one after the other on the same machine.
 # Prints every run's lines, prefixed with the system they measure.
 set -euo pipefail
@@ -18,6 +19,17 @@ for r in $(seq "$reps"); do
     bin/erlangen-spawn-benchmark 100000 10000
     bin/erlangen-fanin-benchmark 1000000 4
     bin/erlangen-remote-benchmark 100000 1000000
+    # The same workloads on async agents (result lines start "async "),
+    # a thread agent ping-ponging with an async one ("mixed "), and a
+    # million async agents alive at once.
+    bin/erlangen-ring-benchmark --async 1000000 10
+    bin/erlangen-ring-benchmark --async 1000000 1000
+    bin/erlangen-message-benchmark --async 1000000 1
+    bin/erlangen-message-benchmark --async 1000000 2
+    bin/erlangen-message-benchmark --async 1000000 4
+    bin/erlangen-message-benchmark --mixed 1000000 1
+    bin/erlangen-spawn-benchmark --async 100000 1000000
+    bin/erlangen-fanin-benchmark --async 1000000 4
   } | sed 's/^/erlangen  /'
   target/bench-floor | sed 's/^/floor     /'
   bash bench/erlang/run.sh 1 2>/dev/null | grep '^W' | sed 's/^/erlang    /'

@@ -43,9 +43,10 @@ def main():
         if len(parts) != 2:
             continue
         system, rest = parts
-        # Async-agent lines are marked by the benchmark programs themselves.
-        if rest.startswith("async "):
-            system, rest = system + " async", rest[len("async "):]
+        # Async and mixed lines are marked by the benchmark programs.
+        for tag in ("async ", "mixed "):
+            if rest.startswith(tag):
+                system, rest = system + " " + tag.strip(), rest[len(tag):]
         for pattern, unit in FIGURES:
             m = re.search(pattern, rest)
             if m:
@@ -53,7 +54,11 @@ def main():
                 if key not in order:
                     order.append(key)
                 runs[(key, system)].append(float(m.group(2)))
-    systems = sorted({s for (_, s) in runs}, key=lambda s: ["erlangen", "floor", "erlang"].index(s.split()[0]) if s.split()[0] in ["erlangen", "floor", "erlang"] else 9)
+    order = ["erlangen", "erlangen async", "erlangen mixed", "floor", "erlang"]
+    systems = sorted(
+        {s for (_, s) in runs},
+        key=lambda s: order.index(s) if s in order else len(order),
+    )
     print("| workload | " + " | ".join(systems) + " |")
     print("|---" * (len(systems) + 1) + "|")
     for key in order:

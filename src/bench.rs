@@ -469,7 +469,7 @@ pub fn fan_in(
                     to.send(Term::Int(i as i64));
                     // Senders share the workers with the receiver: let it
                     // run now and then, as a sender's time slice would.
-                    if i % 4096 == 4095 {
+                    if i % 512 == 511 {
                         aa::yield_now().await;
                     }
                 }
