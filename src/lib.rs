@@ -1,10 +1,10 @@
 //! Erlangen: Erlang-style agents for Rust, std-only.
 //!
-//! An *agent* is a native thread with a bounded mailbox. Agents spawn,
-//! message, link to and monitor each other, in one process or across
-//! *nodes* that find each other through a per-host port mapper and talk
-//! TCP. No async runtime, no dependencies beyond `std` (and `getopts` for
-//! the programs).
+//! An *agent* is a native thread (or an async task, see below) with a
+//! bounded mailbox. Agents spawn, message, link to and monitor each other,
+//! in one process or across *nodes* that find each other through a
+//! per-host port mapper and talk TCP. No async runtime from outside, no
+//! dependencies beyond `std` (and `getopts` for the programs).
 //!
 //! # Hello, world!
 //!
@@ -66,6 +66,30 @@
 //! exit(Term::keyword("stop"), &sleeper).unwrap();
 //! let notice = receive_timeout(Duration::from_secs(5)).unwrap();
 //! assert!(notice.to_string().ends_with(":EXIT . :STOP)"));
+//! ```
+//!
+//! # Async agents
+//!
+//! [`spawn_async`] starts an agent whose body is an `async` block, run by a
+//! small scheduler of worker threads: a million fit in a process, and a
+//! message hand-off costs no OS wake-up. It awaits
+//! [`async_agent::receive`] (and the timeout and selective forms) instead
+//! of blocking, and must not block; everything else (send, links,
+//! monitors, names, exits) is as for thread agents, across kinds.
+//!
+//! ```
+//! use std::time::Duration;
+//! use erlangen::{async_agent, receive_timeout, spawn_async_with, Attach, SpawnOptions, Term};
+//!
+//! let monitor = SpawnOptions::new().attach(Attach::Monitor);
+//! let squarer = spawn_async_with(&monitor, async {
+//!     let n = async_agent::receive().await.as_int().unwrap_or(0);
+//!     Term::from(n * n)
+//! })
+//! .unwrap();
+//! squarer.send(12);
+//! let notice = receive_timeout(Duration::from_secs(5)).unwrap();
+//! assert_eq!(notice, Term::list(vec![squarer.to_term(), Term::keyword("ok"), 144.into()]));
 //! ```
 //!
 //! # Names, calls and nodes
