@@ -54,10 +54,10 @@ def main():
                 if key not in order:
                     order.append(key)
                 runs[(key, system)].append(float(m.group(2)))
-    order = ["erlangen", "erlangen async", "erlangen mixed", "floor", "erlang"]
+    rank = ["erlangen", "erlangen async", "erlangen mixed", "floor", "erlang"]
     systems = sorted(
         {s for (_, s) in runs},
-        key=lambda s: order.index(s) if s in order else len(order),
+        key=lambda s: rank.index(s) if s in rank else len(rank),
     )
     print("| workload | " + " | ".join(systems) + " |")
     print("|---" * (len(systems) + 1) + "|")
