@@ -591,6 +591,7 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("quit", quit);
     register_data_helpers();
+    super::cluster_builtins::register();
     for (package, names) in PACKAGES {
         for name in *names {
             if let Ok(function) = call::lookup(&crate::term::Symbol::new(name)) {

@@ -18,6 +18,7 @@
 //! ```
 
 mod builtins;
+mod cluster_builtins;
 mod eval;
 mod program;
 mod signal;

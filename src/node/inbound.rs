@@ -376,6 +376,35 @@ impl Dispatch for Route {
                 }
             }
             Request::Heartbeat => {}
+            Request::GroupJoin {
+                incarnation,
+                group,
+                member,
+            } => node.group_frame(conn, incarnation, vec![(group, member)], false),
+            Request::GroupLeave {
+                incarnation,
+                group,
+                member,
+            } => node.group_frame(conn, incarnation, vec![(group, member)], true),
+            Request::GroupSync {
+                incarnation,
+                entries,
+            } => node.group_frame(conn, incarnation, entries, false),
+            Request::GlobalRegister {
+                incarnation,
+                at,
+                name,
+                holder,
+            } => node.global_register(conn, incarnation, vec![(at, name, holder)]),
+            Request::GlobalUnregister {
+                incarnation,
+                name,
+                holder,
+            } => node.global_unregister(conn, incarnation, &name, &holder),
+            Request::GlobalSync {
+                incarnation,
+                entries,
+            } => node.global_register(conn, incarnation, entries),
         }
     }
 }

@@ -42,8 +42,12 @@
 //  9. attachments.rs  who is told when a connection is lost (exactly once)
 // 10. stats.rs        connection-stats
 // 11. sys.rs          the one non-blocking socket write std lacks
+// 12. groups.rs       process groups across nodes (pg); the exit watch
+// 13. global.rs       cluster-wide names (global) and their conflicts
 mod attachments;
 mod connection;
+pub mod global;
+pub mod groups;
 mod handle;
 pub(crate) mod handshake;
 mod inbound;

@@ -100,6 +100,7 @@ impl NodeState {
                     return;
                 }
                 lock(&self.failed_dials).remove(&conn.peer);
+                self.established(&conn);
             }
             Err(DialError::Handshake(HandshakeError::Refused(Refusal::Busy, _))) => {
                 // The peer is dialing us and its dial wins: our accept of
@@ -164,6 +165,8 @@ impl NodeState {
                 peers.remove(&conn.peer);
             }
         }
+        super::groups::connection_lost(conn);
+        super::global::connection_lost(conn);
         for entry in conn.attached.close() {
             attachments::tell_lost(entry, &conn.peer);
         }
@@ -269,7 +272,16 @@ impl NodeState {
             self.options.timeout,
         ) {
             conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
+            return;
         }
+        self.established(&conn);
+    }
+
+    /// A connection is up: the peer hears this node's group members and
+    /// global names (groups.rs, global.rs).
+    fn established(&self, conn: &Arc<Connection>) {
+        self.sync_groups(conn);
+        self.sync_global(conn);
     }
 }
 

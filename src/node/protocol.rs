@@ -46,7 +46,42 @@ pub(crate) mod kind {
     pub const NOTICE: u8 = 0x16;
     /// Sign of life, no payload.
     pub const HEARTBEAT: u8 = 0x17;
+    /// A local agent of the sender joined a group: `incarnation: u64`,
+    /// `group: str`, `member: str`.
+    pub const GROUP_JOIN: u8 = 0x18;
+    /// A local agent of the sender left a group (or exited):
+    /// `incarnation: u64`, `group: str`, `member: str`.
+    pub const GROUP_LEAVE: u8 = 0x19;
+    /// Part of the sender's local membership, sent after connecting:
+    /// `incarnation: u64`, `count: u32`, `count` x (`group: str`,
+    /// `member: str`).
+    pub const GROUP_SYNC: u8 = 0x1A;
+    /// A local agent of the sender holds a global name:
+    /// `incarnation: u64`, `registered_at: u64`, `name: str`, `holder: str`.
+    pub const GLOBAL_REGISTER: u8 = 0x1B;
+    /// A local agent of the sender no longer holds a global name:
+    /// `incarnation: u64`, `name: str`, `holder: str`.
+    pub const GLOBAL_UNREGISTER: u8 = 0x1C;
+    /// Part of the sender's own global names, sent after connecting:
+    /// `incarnation: u64`, `count: u32`, `count` x (`registered_at: u64`,
+    /// `name: str`, `holder: str`).
+    pub const GLOBAL_SYNC: u8 = 0x1D;
 }
+
+/// Longest group or global name, in bytes (names are 1 to this many bytes
+/// of UTF-8). A frame with a longer or empty name is malformed.
+pub(crate) const MAX_NAME: usize = 255;
+
+/// Longest member or holder id in a group or global frame, in bytes: a
+/// host and a node of 255 bytes each, two slashes and an aid (16 hex
+/// digits, or `:` and a registered name of at most 255 bytes) fit.
+pub(crate) const MAX_ID: usize = 1024;
+
+/// Most entries in one GROUP_SYNC or GLOBAL_SYNC frame; more is malformed.
+/// A sender splits its state into frames of at most this many entries: at
+/// most 4,096 x (2 + 255 + 2 + 1,024 + 8) bytes, about 5.3 MB, well under
+/// [`MAX_FRAME`].
+pub(crate) const MAX_SYNC_ENTRIES: usize = 4096;
 
 /// A request decoded from a frame. Agent fields hold what the sender wrote:
 /// for `to`, the aid part of an id of the receiving node (`"1f"` or
@@ -96,6 +131,37 @@ pub(crate) enum Request {
         notification: Term,
     },
     Heartbeat,
+    GroupJoin {
+        incarnation: u64,
+        group: String,
+        member: String,
+    },
+    GroupLeave {
+        incarnation: u64,
+        group: String,
+        member: String,
+    },
+    /// (group, member) pairs.
+    GroupSync {
+        incarnation: u64,
+        entries: Vec<(String, String)>,
+    },
+    GlobalRegister {
+        incarnation: u64,
+        at: u64,
+        name: String,
+        holder: String,
+    },
+    GlobalUnregister {
+        incarnation: u64,
+        name: String,
+        holder: String,
+    },
+    /// (registered_at, name, holder) triples.
+    GlobalSync {
+        incarnation: u64,
+        entries: Vec<(u64, String, String)>,
+    },
 }
 
 /// A frame that does not follow the protocol. The connection is closed.
@@ -104,6 +170,8 @@ pub(crate) enum ProtocolError {
     UnknownKind(u8),
     Field(ProtocolFieldError),
     Term(String),
+    /// A name, id or count outside the bounds PROTOCOL.md gives.
+    Bound(&'static str),
 }
 
 impl fmt::Display for ProtocolError {
@@ -112,6 +180,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::UnknownKind(k) => write!(f, "unknown request kind 0x{k:02x}"),
             ProtocolError::Field(e) => e.fmt(f),
             ProtocolError::Term(e) => write!(f, "bad term: {e}"),
+            ProtocolError::Bound(field) => write!(f, "{field} out of bounds"),
         }
     }
 }
@@ -125,6 +194,35 @@ impl From<ProtocolFieldError> for ProtocolError {
 /// The rest of the payload as one term (terms always come last).
 fn term_field(f: &mut Fields<'_>, limits: &term::Limits) -> Result<Term, ProtocolError> {
     term::decode(f.rest(), limits).map_err(|e| ProtocolError::Term(e.to_string()))
+}
+
+/// A group or global name: 1 to [`MAX_NAME`] bytes.
+fn name_field<'a>(f: &mut Fields<'a>, field: &'static str) -> Result<&'a str, ProtocolError> {
+    let s = f.str(field)?;
+    if s.is_empty() || s.len() > MAX_NAME {
+        return Err(ProtocolError::Bound(field));
+    }
+    Ok(s)
+}
+
+/// A member or holder id: 1 to [`MAX_ID`] bytes.
+fn id_field<'a>(f: &mut Fields<'a>, field: &'static str) -> Result<&'a str, ProtocolError> {
+    let s = f.str(field)?;
+    if s.is_empty() || s.len() > MAX_ID {
+        return Err(ProtocolError::Bound(field));
+    }
+    Ok(s)
+}
+
+/// A SYNC frame's entry count: at most [`MAX_SYNC_ENTRIES`], and no more
+/// than the bytes left could hold (`min_entry` bytes each), checked before
+/// anything is allocated for them.
+fn count_field(f: &mut Fields<'_>, min_entry: usize, left: usize) -> Result<usize, ProtocolError> {
+    let count = f.u32("count")? as usize;
+    if count > MAX_SYNC_ENTRIES || count.saturating_mul(min_entry) > left {
+        return Err(ProtocolError::Bound("count"));
+    }
+    Ok(count)
 }
 
 /// Encodes a request's payload (without the frame header) into `out`.
@@ -211,6 +309,74 @@ pub(crate) fn encode(
             kind::NOTICE
         }
         Request::Heartbeat => kind::HEARTBEAT,
+        Request::GroupJoin {
+            incarnation,
+            group,
+            member,
+        }
+        | Request::GroupLeave {
+            incarnation,
+            group,
+            member,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            put_str(out, group);
+            put_str(out, member);
+            if matches!(request, Request::GroupJoin { .. }) {
+                kind::GROUP_JOIN
+            } else {
+                kind::GROUP_LEAVE
+            }
+        }
+        Request::GroupSync {
+            incarnation,
+            entries,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&count.to_be_bytes());
+            for (group, member) in entries.iter().take(count as usize) {
+                put_str(out, group);
+                put_str(out, member);
+            }
+            kind::GROUP_SYNC
+        }
+        Request::GlobalRegister {
+            incarnation,
+            at,
+            name,
+            holder,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            out.extend_from_slice(&at.to_be_bytes());
+            put_str(out, name);
+            put_str(out, holder);
+            kind::GLOBAL_REGISTER
+        }
+        Request::GlobalUnregister {
+            incarnation,
+            name,
+            holder,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            put_str(out, name);
+            put_str(out, holder);
+            kind::GLOBAL_UNREGISTER
+        }
+        Request::GlobalSync {
+            incarnation,
+            entries,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&count.to_be_bytes());
+            for (at, name, holder) in entries.iter().take(count as usize) {
+                out.extend_from_slice(&at.to_be_bytes());
+                put_str(out, name);
+                put_str(out, holder);
+            }
+            kind::GLOBAL_SYNC
+        }
     })
 }
 
@@ -283,6 +449,58 @@ pub(crate) fn decode(
             notification: term_field(&mut f, limits)?,
         },
         kind::HEARTBEAT => Request::Heartbeat,
+        kind::GROUP_JOIN => Request::GroupJoin {
+            incarnation: f.u64("incarnation")?,
+            group: name_field(&mut f, "group")?.to_owned(),
+            member: id_field(&mut f, "member")?.to_owned(),
+        },
+        kind::GROUP_LEAVE => Request::GroupLeave {
+            incarnation: f.u64("incarnation")?,
+            group: name_field(&mut f, "group")?.to_owned(),
+            member: id_field(&mut f, "member")?.to_owned(),
+        },
+        kind::GROUP_SYNC => {
+            let incarnation = f.u64("incarnation")?;
+            // Each entry is at least two u16 lengths and two bytes.
+            let count = count_field(&mut f, 6, payload.len())?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let group = name_field(&mut f, "group")?.to_owned();
+                let member = id_field(&mut f, "member")?.to_owned();
+                entries.push((group, member));
+            }
+            Request::GroupSync {
+                incarnation,
+                entries,
+            }
+        }
+        kind::GLOBAL_REGISTER => Request::GlobalRegister {
+            incarnation: f.u64("incarnation")?,
+            at: f.u64("registered_at")?,
+            name: name_field(&mut f, "name")?.to_owned(),
+            holder: id_field(&mut f, "holder")?.to_owned(),
+        },
+        kind::GLOBAL_UNREGISTER => Request::GlobalUnregister {
+            incarnation: f.u64("incarnation")?,
+            name: name_field(&mut f, "name")?.to_owned(),
+            holder: id_field(&mut f, "holder")?.to_owned(),
+        },
+        kind::GLOBAL_SYNC => {
+            let incarnation = f.u64("incarnation")?;
+            // Each entry is at least a u64, two u16 lengths and two bytes.
+            let count = count_field(&mut f, 14, payload.len())?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let at = f.u64("registered_at")?;
+                let name = name_field(&mut f, "name")?.to_owned();
+                let holder = id_field(&mut f, "holder")?.to_owned();
+                entries.push((at, name, holder));
+            }
+            Request::GlobalSync {
+                incarnation,
+                entries,
+            }
+        }
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     f.end()?;
@@ -343,7 +561,90 @@ mod tests {
                 notification: Term::list(vec!["h/n/1".into(), Term::keyword("ok")]),
             },
             Request::Heartbeat,
+            Request::GroupJoin {
+                incarnation: 5,
+                group: "WORKERS".into(),
+                member: "h/n/1f".into(),
+            },
+            Request::GroupLeave {
+                incarnation: 5,
+                group: "w".into(),
+                member: "h/n/:LOG".into(),
+            },
+            Request::GroupSync {
+                incarnation: 5,
+                entries: vec![("a".into(), "h/n/1".into()), ("b".into(), "h/n/2".into())],
+            },
+            Request::GroupSync {
+                incarnation: 5,
+                entries: vec![],
+            },
+            Request::GlobalRegister {
+                incarnation: 5,
+                at: 1_700_000_000_000_000,
+                name: "db".into(),
+                holder: "h/n/3".into(),
+            },
+            Request::GlobalUnregister {
+                incarnation: 5,
+                name: "db".into(),
+                holder: "h/n/3".into(),
+            },
+            Request::GlobalSync {
+                incarnation: 5,
+                entries: vec![(7, "db".into(), "h/n/3".into())],
+            },
         ]
+    }
+
+    /// The annotated GROUP_JOIN dump in PROTOCOL.md section 6.
+    #[test]
+    fn protocol_md_group_join_dump() {
+        let mut out = Vec::new();
+        let k = encode(
+            &Request::GroupJoin {
+                incarnation: 0x0123_4567_89AB_CDEF,
+                group: "W".into(),
+                member: "h/n/1f".into(),
+            },
+            &mut out,
+            &NoIds,
+        )
+        .unwrap();
+        assert_eq!(k, 0x18);
+        let expected: &[u8] = &[
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x00, 0x01, b'W', 0x00, 0x06, b'h',
+            b'/', b'n', b'/', b'1', b'f',
+        ];
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn group_and_global_bounds_are_enforced() {
+        let limits = term::Limits::default();
+        // Empty and over-long names.
+        for name in ["", &"g".repeat(MAX_NAME + 1)] {
+            let mut out = 5u64.to_be_bytes().to_vec();
+            put_str(&mut out, name);
+            put_str(&mut out, "h/n/1");
+            assert_eq!(
+                decode(kind::GROUP_JOIN, &out, &limits),
+                Err(ProtocolError::Bound("group"))
+            );
+        }
+        // A count beyond the cap, and one the bytes cannot hold.
+        for count in [MAX_SYNC_ENTRIES as u32 + 1, 1000] {
+            let mut out = 5u64.to_be_bytes().to_vec();
+            out.extend_from_slice(&count.to_be_bytes());
+            assert_eq!(
+                decode(kind::GROUP_SYNC, &out, &limits),
+                Err(ProtocolError::Bound("count"))
+            );
+            assert_eq!(
+                decode(kind::GLOBAL_SYNC, &out, &limits),
+                Err(ProtocolError::Bound("count"))
+            );
+        }
     }
 
     /// The annotated dump in PROTOCOL.md section 5, byte for byte.

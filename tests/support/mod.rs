@@ -352,6 +352,46 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// [`Cluster::client`] with more keywords for `(node …)`, such as
+    /// `:tick 0.2 :timeout 1` (a quick failure detector).
+    pub fn client_with(&self, name: &str, node_options: &str) -> Proc {
+        let mut k = self.kernel(name, &[]);
+        let out = k.eval(&format!(
+            "(spawn '(node :host \"localhost\" :name \"{name}\" {node_options}))"
+        ));
+        assert!(out.starts_with("#<AGENT"), "node start: {out}");
+        k
+    }
+}
+
+/// Sends signal `sig` (`"STOP"`, `"CONT"`, …) to `process`.
+pub fn signal(process: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(process.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {}", process.pid());
+}
+
+/// Evaluates `form` in `k` until it prints `expected`, within [`WAIT`]:
+/// for state that other nodes change (group members, global names).
+pub fn eval_until(k: &mut Proc, form: &str, expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let last = k.eval(form);
+        if last == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{form} never printed {expected} within {WAIT:?}; last: {last}"
+        );
+        thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
 /// The (registry, directory) addresses of a port mapper's startup line,
 /// `… registry on 127.0.0.1:P, directory on 127.0.0.1:Q`.
 pub fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
