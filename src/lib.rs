@@ -126,6 +126,7 @@ pub mod node;
 pub mod port_mapper;
 pub mod term;
 mod time;
+pub mod timer;
 
 pub use agent::async_agent;
 pub use agent::async_agent::{spawn as spawn_async, spawn_with as spawn_async_with};
