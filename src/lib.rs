@@ -124,6 +124,8 @@ pub(crate) mod mailbox;
 pub mod management;
 pub mod node;
 pub mod port_mapper;
+pub mod server;
+pub mod supervisor;
 pub mod term;
 mod time;
 pub mod timer;
