@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+mod building_blocks;
 mod builtins;
 mod eval;
 mod program;
