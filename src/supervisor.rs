@@ -43,7 +43,7 @@
 //!
 //! let spec = SupervisorSpec::new(Strategy::OneForOne)
 //!     .intensity(3, Duration::from_secs(5))
-//!     .child(ChildSpec::thread("worker", || loop { let _ = receive(); }))
+//!     .child(ChildSpec::thread("worker", || -> () { loop { let _ = receive(); } }))
 //!     .child(ChildSpec::call("echo", erlangen::term::read("(async-echo)").unwrap())
 //!         .restart(Restart::Transient));
 //! # erlangen::examples::register_functions();

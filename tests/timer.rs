@@ -52,7 +52,11 @@ fn exit_after_kills_and_can_be_cancelled() {
     let start = Instant::now();
     let t = timer::exit_after(Duration::from_millis(10), Term::keyword("spared"), &spared);
     assert!(timer::cancel(&t));
-    timer::exit_after(Duration::from_millis(30), Term::keyword("timed-out"), &victim);
+    timer::exit_after(
+        Duration::from_millis(30),
+        Term::keyword("timed-out"),
+        &victim,
+    );
     let notice = receive_timeout(WAIT).unwrap();
     assert!(start.elapsed() >= Duration::from_millis(30));
     assert_eq!(

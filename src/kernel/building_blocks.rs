@@ -150,19 +150,20 @@ fn start_supervisor(args: &[Term]) -> Result<Term, CallError> {
         0,
         &["STRATEGY", "INTENSITY", "PERIOD", "NAME", "CHILDREN"],
     )?;
-    let strategy =
-        match keys.get("STRATEGY") {
-            None => Strategy::OneForOne,
-            Some(Term::Keyword(k)) if k == "ONE-FOR-ONE" => Strategy::OneForOne,
-            Some(Term::Keyword(k)) if k == "ONE-FOR-ALL" => Strategy::OneForAll,
-            Some(Term::Keyword(k)) if k == "REST-FOR-ONE" => Strategy::RestForOne,
-            Some(other) => return Err(bad(
+    let strategy = match keys.get("STRATEGY") {
+        None => Strategy::OneForOne,
+        Some(Term::Keyword(k)) if k == "ONE-FOR-ONE" => Strategy::OneForOne,
+        Some(Term::Keyword(k)) if k == "ONE-FOR-ALL" => Strategy::OneForAll,
+        Some(Term::Keyword(k)) if k == "REST-FOR-ONE" => Strategy::RestForOne,
+        Some(other) => {
+            return Err(bad(
                 f,
                 format!(
                     ":strategy must be :one-for-one, :one-for-all or :rest-for-one, got {other}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let intensity = match keys.get("INTENSITY") {
         None => 1,
         Some(Term::Int(n)) if *n >= 0 => u32::try_from(*n).unwrap_or(u32::MAX),
