@@ -124,8 +124,11 @@ pub(crate) mod mailbox;
 pub mod management;
 pub mod node;
 pub mod port_mapper;
+pub mod server;
+pub mod supervisor;
 pub mod term;
 mod time;
+pub mod timer;
 
 pub use agent::async_agent;
 pub use agent::async_agent::{spawn as spawn_async, spawn_with as spawn_async_with};

@@ -23,6 +23,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("management", &["agent", "term", "time"]),
     ("bench", &["agent", "term"]),
     ("examples", &["agent", "call", "term"]),
+    ("timer", &["agent", "term"]),
+    ("server", &["agent", "call", "node", "term", "timer"]),
+    (
+        "supervisor",
+        &["agent", "call", "node", "server", "term", "timer"],
+    ),
     ("port_mapper", &["config", "frame"]),
     (
         "node",
@@ -46,7 +52,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "examples",
             "management",
             "node",
+            "server",
+            "supervisor",
             "term",
+            "timer",
         ],
     ),
 ];

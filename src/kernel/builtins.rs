@@ -578,8 +578,9 @@ pub fn register(ev: &Evaluator) {
         std::thread::sleep(seconds("sleep", &args[0])?);
         Ok(Term::Nil)
     });
+    super::building_blocks::register();
     call::register_function("help", |_| {
-        for (_, line) in HELP {
+        for (_, line) in HELP.iter().chain(super::building_blocks::HELP) {
             super::print_line(format_args!("{line}"));
         }
         Ok(Term::Nil)

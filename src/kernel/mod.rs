@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+mod building_blocks;
 mod builtins;
 mod cluster_builtins;
 mod eval;

@@ -1,0 +1,548 @@
+//! Request/reply between agents, as Erlang's `gen_server:call`, and a small
+//! server helper: an agent body written as a state and handlers.
+//!
+//! # Requests
+//!
+//! [`request`] (from a thread agent) and [`request_async`] (awaited in an
+//! async agent) send a request to a server and wait for its reply, at most
+//! a timeout ([`DEFAULT_TIMEOUT`] is Erlang's 5 s). The callee is monitored
+//! for the duration of the call, so a callee that is dead, dies during the
+//! call or whose node is unreachable is an immediate error
+//! ([`RequestError::NoProc`], [`RequestError::NoConnection`],
+//! [`RequestError::Exited`]), not a timeout. Local and remote servers (an
+//! id string or reference of another node) alike.
+//!
+//! A late reply never lands in the caller's mailbox, nor does the
+//! monitor's notice: the reply address of each call is a short-lived
+//! *proxy* (an async agent) that monitors the callee, sends the request,
+//! takes the reply or the notice, detaches from the callee and ends. A
+//! reply that comes after the caller gave up goes to the proxy, which is
+//! gone (the message is dropped as for any dead agent). The proxy hands
+//! the result to the caller through a slot both share, waking the caller
+//! with one local message that the caller removes itself, also when its
+//! timeout raced with the answer.
+//!
+//! # Wire shape
+//!
+//! What a server receives and sends, so another node, a REPL session or a
+//! hand-written agent can take part:
+//!
+//! - a request: `(:CALL (from tag) request)`; `from` is the reply address
+//!   (an agent), `tag` a term unique to this call;
+//! - its reply, sent to `from`: `(:REPLY tag reply)` ([`reply`] does this
+//!   given the `(from tag)` list);
+//! - a cast (no reply): `(:CAST message)` ([`cast`]);
+//! - anything else is *info* to the server (exit notices, timer messages).
+//!
+//! # Servers
+//!
+//! [`Server`] runs that protocol around a state: `on_call(state, request)
+//! -> (reply, state)`, `on_cast(state, message) -> state`, `on_info(state,
+//! message) -> state`, as a thread agent ([`Server::spawn`]) or an async
+//! one ([`Server::spawn_async`]). A handler stops the server by exiting
+//! (`erlangen::agent::exit_current(reason)`) or panicking; a caller waiting
+//! on it then gets [`RequestError::Exited`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use erlangen::server::{self, RequestError, Server};
+//! use erlangen::{SpawnOptions, Term};
+//!
+//! // A counter: `(:add n)` adds and replies with the sum.
+//! let counter = Server::new(0i64)
+//!     .on_call(|sum, request| match request.as_list() {
+//!         Some([op, Term::Int(n)]) if op.is_keyword("ADD") => (Term::from(sum + n), sum + n),
+//!         _ => (Term::keyword("bad-request"), sum),
+//!     })
+//!     .spawn_async(&SpawnOptions::new())
+//!     .unwrap();
+//! let add = |n: i64| Term::list(vec![Term::keyword("add"), n.into()]);
+//! assert_eq!(server::request(&counter, add(2), server::DEFAULT_TIMEOUT).unwrap(), Term::from(2));
+//! assert_eq!(server::request(&counter, add(40), server::DEFAULT_TIMEOUT).unwrap(), Term::from(42));
+//!
+//! erlangen::exit(Term::keyword("stop"), &counter).unwrap();
+//! // A dead server is an error at once, not after the timeout.
+//! let dead = server::request(&counter, add(1), Duration::from_secs(60));
+//! assert!(matches!(dead, Err(RequestError::NoProc { .. }) | Err(RequestError::Exited { .. })));
+//! ```
+
+use std::error::Error;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::agent::{
+    self, async_agent, Agent, Attach, LinkError, SendError, SpawnError, SpawnOptions, Target,
+};
+use crate::term::Term;
+
+/// The timeout of a request when the caller has no better idea (Erlang's).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a proxy outlives its call's timeout before giving up on a
+/// caller that never collected the result (one that was killed): only a
+/// backstop, the caller's own timeout decides.
+const PROXY_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a request got no reply.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No reply came within the timeout.
+    Timeout(Duration),
+    /// The callee does not exist (it has exited, or the name or id names
+    /// no agent): its monitor said `:NOPROC`.
+    NoProc {
+        /// The callee as given.
+        callee: Term,
+    },
+    /// The callee's node cannot be reached, or the connection to it was
+    /// lost during the call.
+    NoConnection {
+        /// The callee as given.
+        callee: Term,
+        /// The monitor's reason, `(:NOCONNECTION "host/node")`, or the
+        /// node layer's words.
+        reason: Term,
+    },
+    /// The callee exited during the call.
+    Exited {
+        /// The callee as given.
+        callee: Term,
+        /// Its exit reason; `(:OK . values)` if it returned normally.
+        reason: Term,
+    },
+    /// The callee could not be monitored (the target is not an agent, or
+    /// another node refused).
+    Monitor(LinkError),
+    /// The request could not be sent (it holds a local-only value and the
+    /// callee is on another node).
+    Send(SendError),
+    /// The proxy agent of the call could not start.
+    Spawn(SpawnError),
+}
+
+impl RequestError {
+    /// The error as a term, as Erlang's exit reasons of `gen_server:call`:
+    /// `:TIMEOUT`, `:NOPROC`, `(:NOCONNECTION …)`, the callee's exit
+    /// reason, or a string for the rest.
+    pub fn reason(&self) -> Term {
+        match self {
+            RequestError::Timeout(_) => Term::keyword("timeout"),
+            RequestError::NoProc { .. } => Term::keyword("noproc"),
+            RequestError::NoConnection { reason, .. } | RequestError::Exited { reason, .. } => {
+                reason.clone()
+            }
+            other => Term::Str(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Timeout(t) => write!(f, "no reply within {t:?}"),
+            RequestError::NoProc { callee } => write!(f, "{callee} does not exist (noproc)"),
+            RequestError::NoConnection { callee, reason } => {
+                write!(f, "{callee} cannot be reached: {reason}")
+            }
+            RequestError::Exited { callee, reason } => {
+                write!(f, "{callee} exited during the request: {reason}")
+            }
+            RequestError::Monitor(e) => write!(f, "cannot monitor the callee: {e}"),
+            RequestError::Send(e) => write!(f, "cannot send the request: {e}"),
+            RequestError::Spawn(e) => write!(f, "cannot start the request's proxy: {e}"),
+        }
+    }
+}
+
+impl Error for RequestError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            RequestError::Monitor(e) => Some(e),
+            RequestError::Send(e) => Some(e),
+            RequestError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Sends `request` to `server` and waits at most `timeout` for the reply
+/// (see the module doc). Call from a thread agent (or `main`); in an async
+/// agent await [`request_async`] instead.
+///
+/// # Errors
+/// [`RequestError`]: a timeout, a dead or unreachable callee, one that
+/// exited during the call, a request that cannot be sent.
+pub fn request(
+    server: impl Into<Target>,
+    request: impl Into<Term>,
+    timeout: Duration,
+) -> Result<Term, RequestError> {
+    let call = Call::start(server.into(), request.into(), timeout)?;
+    let token = call.token;
+    let woken = agent::receive_matching(move |m| is_token(m, token), Some(timeout)).is_ok();
+    call.finish(woken, timeout)
+}
+
+/// [`request`] for async agents: the same call, awaited.
+///
+/// # Errors
+/// As for [`request`].
+pub async fn request_async(
+    server: impl Into<Target>,
+    request: impl Into<Term>,
+    timeout: Duration,
+) -> Result<Term, RequestError> {
+    let call = Call::start(server.into(), request.into(), timeout)?;
+    let token = call.token;
+    let woken = async_agent::receive_matching(move |m| is_token(m, token), Some(timeout))
+        .await
+        .is_ok();
+    call.finish(woken, timeout)
+}
+
+/// Sends `message` to `server` as a cast, `(:CAST message)`: no reply.
+///
+/// # Errors
+/// As for [`crate::agent::send`].
+pub fn cast(server: impl Into<Target>, message: impl Into<Term>) -> Result<(), SendError> {
+    agent::send(
+        Term::list(vec![Term::keyword("cast"), message.into()]),
+        server,
+    )
+}
+
+/// Answers a request: sends `(:REPLY tag reply)` to the `from` of a
+/// request `(:CALL from request)`, where `from` is `(address tag)`.
+/// Returns `false` if `from` is not of that shape. As any send, a reply to
+/// a caller that gave up is dropped.
+pub fn reply(from: &Term, reply: impl Into<Term>) -> bool {
+    match from.as_list() {
+        Some([address, tag]) => {
+            let message = Term::list(vec![Term::keyword("reply"), tag.clone(), reply.into()]);
+            agent::send(message, address).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// What the proxy hands to the caller.
+#[derive(Default)]
+struct Slot {
+    /// The caller stopped waiting: the proxy sends it nothing.
+    abandoned: bool,
+    result: Option<Result<Term, RequestError>>,
+}
+
+/// The wake-up message a proxy sends its caller: the call's token.
+struct Token(u64);
+
+fn is_token(message: &Term, token: u64) -> bool {
+    message
+        .downcast_local::<Token>()
+        .is_some_and(|t| t.0 == token)
+}
+
+/// What the caller sends its proxy when it gives up.
+struct Cancel;
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// One request in flight, on the caller's side. Dropping it (also when the
+/// caller is killed while waiting) tells the proxy to stop.
+struct Call {
+    token: u64,
+    slot: Arc<Mutex<Slot>>,
+    proxy: Agent,
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Call {
+    fn start(server: Target, request: Term, timeout: Duration) -> Result<Call, RequestError> {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let caller = Agent::current();
+        let proxy_slot = Arc::clone(&slot);
+        let body = async move {
+            let result = proxy(server, request, token, timeout + PROXY_GRACE).await;
+            let mut slot = lock(&proxy_slot);
+            if !slot.abandoned {
+                slot.result = Some(result);
+                // Sent under the lock: a caller that sees the result also
+                // finds this message in its mailbox (a local send is
+                // queued before it returns).
+                caller.send(Term::local_labeled("request-token", Token(token)));
+            }
+        };
+        let proxy = async_agent::spawn(body).map_err(RequestError::Spawn)?;
+        Ok(Call { token, slot, proxy })
+    }
+
+    fn finish(self, woken: bool, timeout: Duration) -> Result<Term, RequestError> {
+        let mut slot = lock(&self.slot);
+        slot.abandoned = true;
+        match slot.result.take() {
+            Some(result) => {
+                if !woken {
+                    // The answer raced with the timeout: its wake-up is
+                    // queued now; take it out so it never lands.
+                    let token = self.token;
+                    let _ =
+                        agent::receive_matching(move |m| is_token(m, token), Some(Duration::ZERO));
+                }
+                result
+            }
+            None => Err(RequestError::Timeout(timeout)),
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        lock(&self.slot).abandoned = true;
+        // A message, not an exit signal: a proxy killed while it monitors
+        // the callee would take the callee with it (a monitor is a link
+        // back, SPEC section 2). A finished proxy drops it.
+        self.proxy.send(Term::local(Cancel));
+    }
+}
+
+/// The proxy's body: monitor, send, wait for the reply or the notice,
+/// detach. Runs as an async agent, so a call costs no thread.
+async fn proxy(
+    server: Target,
+    request: Term,
+    token: u64,
+    wait: Duration,
+) -> Result<Term, RequestError> {
+    let callee = match &server {
+        Target::Agent(a) => a.to_term(),
+        Target::Term(t) => t.clone(),
+    };
+    if let Err(e) = agent::link(&server, Attach::Monitor) {
+        return Err(match e {
+            LinkError::Target(_) => RequestError::NoProc { callee },
+            LinkError::Remote(e) => RequestError::NoConnection {
+                callee,
+                reason: Term::Str(e.to_string()),
+            },
+            e => RequestError::Monitor(e),
+        });
+    }
+    let me = Agent::current();
+    let tag = Term::list(vec![
+        Term::keyword("ref"),
+        Term::Int(i64::from(std::process::id())),
+        Term::Int(i64::try_from(token).unwrap_or(i64::MAX)),
+    ]);
+    let message = Term::list(vec![
+        Term::keyword("call"),
+        Term::list(vec![me.to_term(), tag.clone()]),
+        request,
+    ]);
+    let result = match agent::send(message, &server) {
+        Err(e) => Err(RequestError::Send(e)),
+        Ok(()) => {
+            let answer = async_agent::receive_matching(
+                move |m| {
+                    m.downcast_local::<Cancel>().is_some()
+                        || is_reply(m, &tag)
+                        || notice_reason(m).is_some()
+                },
+                Some(wait),
+            )
+            .await;
+            match answer {
+                Err(_) => Err(RequestError::Timeout(wait)),
+                Ok(m) => match (m.as_list(), notice_reason(&m)) {
+                    (Some([_, _, reply]), None) => Ok(reply.clone()),
+                    (_, Some(reason)) => Err(notice_error(callee, reason)),
+                    // Cancelled: the caller has gone; nobody reads this.
+                    _ => Err(RequestError::Timeout(wait)),
+                },
+            }
+        }
+    };
+    // Detach before ending: the monitor is a link back, and ending while
+    // attached would kill the callee.
+    let _ = agent::unlink(&server);
+    result
+}
+
+fn is_reply(message: &Term, tag: &Term) -> bool {
+    matches!(message.as_list(), Some([kind, t, _]) if kind.is_keyword("REPLY") && t == tag)
+}
+
+/// The reason of an exit notice `(agent :EXIT . reason)` or `(agent :OK .
+/// values)`. The proxy monitors one agent only, so any notice is its.
+fn notice_reason(message: &Term) -> Option<Term> {
+    // A list reason is spliced into the notice: `(agent :EXIT
+    // :NOCONNECTION "host/node")` is the reason `(:NOCONNECTION …)`.
+    let (items, tail) = match message {
+        Term::Dotted(items, tail) => (items.as_slice(), (**tail).clone()),
+        Term::List(items) => (items.as_slice(), Term::Nil),
+        _ => return None,
+    };
+    match items {
+        [agent, kind, rest @ ..] if is_agentish(agent) && kind.is_keyword("EXIT") => {
+            Some(Term::dotted(rest.to_vec(), tail))
+        }
+        [agent, kind, values @ ..] if is_agentish(agent) && kind.is_keyword("OK") => Some(
+            Term::dotted(vec![Term::keyword("ok")], Term::list(values.to_vec())),
+        ),
+        _ => None,
+    }
+}
+
+fn is_agentish(t: &Term) -> bool {
+    matches!(t, Term::Agent(_) | Term::Str(_) | Term::Keyword(_))
+}
+
+fn notice_error(callee: Term, reason: Term) -> RequestError {
+    if reason.is_keyword("NOPROC") {
+        return RequestError::NoProc { callee };
+    }
+    if matches!(reason.as_list(), Some([kind, ..]) if kind.is_keyword("NOCONNECTION")) {
+        return RequestError::NoConnection { callee, reason };
+    }
+    RequestError::Exited { callee, reason }
+}
+
+type CallHandler<S> = Box<dyn FnMut(S, Term) -> (Term, S) + Send>;
+type MessageHandler<S> = Box<dyn FnMut(S, Term) -> S + Send>;
+
+/// A server: a state and the handlers of the wire shape above. Build with
+/// [`Server::new`] and the `on_*` methods; start with [`Server::spawn`] or
+/// [`Server::spawn_async`] (or run its loop yourself with
+/// [`Server::handle`]).
+///
+/// Defaults: a call is answered `(:ERROR :UNKNOWN-REQUEST request)`; casts
+/// and info are ignored.
+pub struct Server<S> {
+    state: Option<S>,
+    call: CallHandler<S>,
+    cast: MessageHandler<S>,
+    info: MessageHandler<S>,
+}
+
+impl<S> fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + 'static> Server<S> {
+    /// A server holding `state`, with the default handlers.
+    pub fn new(state: S) -> Server<S> {
+        Server {
+            state: Some(state),
+            call: Box::new(|state, request| {
+                let reply = Term::list(vec![
+                    Term::keyword("error"),
+                    Term::keyword("unknown-request"),
+                    request,
+                ]);
+                (reply, state)
+            }),
+            cast: Box::new(|state, _| state),
+            info: Box::new(|state, _| state),
+        }
+    }
+
+    /// Sets the call handler: `(state, request) -> (reply, state)`.
+    #[must_use]
+    pub fn on_call(mut self, f: impl FnMut(S, Term) -> (Term, S) + Send + 'static) -> Server<S> {
+        self.call = Box::new(f);
+        self
+    }
+
+    /// Sets the cast handler: `(state, message) -> state`.
+    #[must_use]
+    pub fn on_cast(mut self, f: impl FnMut(S, Term) -> S + Send + 'static) -> Server<S> {
+        self.cast = Box::new(f);
+        self
+    }
+
+    /// Sets the info handler (every other message): `(state, message) ->
+    /// state`.
+    #[must_use]
+    pub fn on_info(mut self, f: impl FnMut(S, Term) -> S + Send + 'static) -> Server<S> {
+        self.info = Box::new(f);
+        self
+    }
+
+    /// Handles one received message: a request (answered), a cast or info.
+    pub fn handle(&mut self, message: Term) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let state = match classify(message) {
+            Incoming::Call(from, request) => {
+                let (answer, state) = (self.call)(state, request);
+                reply(&from, answer);
+                state
+            }
+            Incoming::Cast(message) => (self.cast)(state, message),
+            Incoming::Info(message) => (self.info)(state, message),
+        };
+        self.state = Some(state);
+    }
+
+    /// Serves forever on the calling thread agent (until it is killed or a
+    /// handler exits).
+    pub fn run(mut self) {
+        loop {
+            let message = agent::receive();
+            self.handle(message);
+        }
+    }
+
+    /// Serves forever in the calling async agent.
+    pub async fn run_async(mut self) {
+        loop {
+            let message = async_agent::receive().await;
+            self.handle(message);
+        }
+    }
+
+    /// Starts the server as a thread agent.
+    ///
+    /// # Errors
+    /// As for [`crate::agent::spawn_with`].
+    pub fn spawn(self, options: &SpawnOptions) -> Result<Agent, SpawnError> {
+        agent::spawn_with(options, move || self.run())
+    }
+
+    /// Starts the server as an async agent.
+    ///
+    /// # Errors
+    /// As for [`crate::agent::async_agent::spawn_with`].
+    pub fn spawn_async(self, options: &SpawnOptions) -> Result<Agent, SpawnError> {
+        async_agent::spawn_with(options, self.run_async())
+    }
+}
+
+enum Incoming {
+    Call(Term, Term),
+    Cast(Term),
+    Info(Term),
+}
+
+fn classify(message: Term) -> Incoming {
+    match message {
+        Term::List(mut items) if items.len() == 3 && items[0].is_keyword("CALL") => {
+            let request = items.pop().unwrap_or(Term::Nil);
+            let from = items.pop().unwrap_or(Term::Nil);
+            Incoming::Call(from, request)
+        }
+        Term::List(mut items) if items.len() == 2 && items[0].is_keyword("CAST") => {
+            Incoming::Cast(items.pop().unwrap_or(Term::Nil))
+        }
+        other => Incoming::Info(other),
+    }
+}

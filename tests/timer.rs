@@ -1,0 +1,135 @@
+//! Timers (src/timer.rs): order of firing, cancellation, one service
+//! thread for all timers.
+
+use std::time::{Duration, Instant};
+
+use erlangen::{receive_timeout, timer, Agent, Attach, SpawnOptions, Term};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Many timers set with shuffled delays arrive sorted by deadline.
+#[test]
+fn timers_fire_in_deadline_order() {
+    let me = Agent::current();
+    // A fixed permutation of 0..50 (multiplying by a unit mod 50).
+    let delays: Vec<u64> = (0..50u64).map(|i| (i * 17) % 50).collect();
+    let start = Instant::now();
+    for d in &delays {
+        timer::send_after(Duration::from_millis(2 * d), Term::from(*d as i64), &me);
+    }
+    let mut got = Vec::new();
+    for _ in 0..delays.len() {
+        got.push(receive_timeout(WAIT).unwrap().as_int().unwrap());
+    }
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(got, sorted);
+    // Never early: the last one came no earlier than its delay.
+    assert!(start.elapsed() >= Duration::from_millis(2 * 49));
+}
+
+/// A cancelled timer never fires: a later timer's message comes, and the
+/// cancelled one's did not come before it.
+#[test]
+fn cancelled_timers_never_fire_and_cancel_says_so() {
+    let me = Agent::current();
+    let doomed = timer::send_after(Duration::from_millis(20), Term::keyword("doomed"), &me);
+    let later = timer::send_after(Duration::from_millis(60), Term::keyword("later"), &me);
+    assert!(timer::cancel(&doomed), "cancelled before firing");
+    assert!(!timer::cancel(&doomed), "a second cancel finds nothing");
+    assert_eq!(receive_timeout(WAIT), Ok(Term::keyword("later")));
+    assert!(!timer::cancel(&later), "it fired already");
+    assert_eq!(receive_timeout(Duration::ZERO), Err(erlangen::Timeout));
+}
+
+/// exit_after kills the agent no earlier than its delay; a cancelled one
+/// leaves it alone.
+#[test]
+fn exit_after_kills_and_can_be_cancelled() {
+    let monitor = SpawnOptions::new().attach(Attach::Monitor);
+    let spared = spawn_with_receive(&monitor);
+    let victim = spawn_with_receive(&monitor);
+    let start = Instant::now();
+    let t = timer::exit_after(Duration::from_millis(10), Term::keyword("spared"), &spared);
+    assert!(timer::cancel(&t));
+    timer::exit_after(
+        Duration::from_millis(30),
+        Term::keyword("timed-out"),
+        &victim,
+    );
+    let notice = receive_timeout(WAIT).unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(
+        notice,
+        Term::dotted(
+            vec![victim.to_term(), Term::keyword("exit")],
+            Term::keyword("timed-out")
+        )
+    );
+    assert!(spared.is_alive());
+    erlangen::exit(Term::keyword("done"), &spared).unwrap();
+    let notice = receive_timeout(WAIT).unwrap();
+    assert!(notice.to_string().ends_with(":EXIT . :DONE)"), "{notice}");
+}
+
+fn spawn_with_receive(options: &SpawnOptions) -> Agent {
+    erlangen::spawn_with(options, || {
+        let _ = erlangen::receive();
+    })
+    .unwrap()
+}
+
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 10,000 timers are heap entries of one service thread, not threads.
+#[test]
+fn ten_thousand_timers_start_no_thread_each() {
+    // Start the service first, so its own thread is not counted.
+    timer::cancel(&timer::send_after(Duration::from_secs(3600), 0, "nobody"));
+    // Room for all: the timers may fire faster than the collector reads.
+    let options = SpawnOptions::new()
+        .attach(Attach::Monitor)
+        .mailbox_size(10_000);
+    let collector = erlangen::spawn_with(&options, || {
+        let mut n = 0;
+        while n < 10_000 {
+            if receive_timeout(WAIT).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    });
+    let collector = collector.unwrap();
+    let before = threads();
+    let mut refs = Vec::new();
+    for i in 0..10_000u64 {
+        refs.push(timer::send_after(
+            Duration::from_millis(100 + i % 100),
+            Term::from(i as i64),
+            &collector,
+        ));
+    }
+    let after = threads();
+    // Other tests of this binary run in parallel and start a few threads;
+    // a thread per timer would be thousands.
+    assert!(after < before + 100, "threads {before} -> {after}");
+    assert_eq!(
+        receive_timeout(WAIT),
+        Ok(Term::list(vec![
+            collector.to_term(),
+            Term::keyword("ok"),
+            Term::from(10_000)
+        ]))
+    );
+    assert!(refs.iter().all(|r| !timer::cancel(r)));
+}
