@@ -1,0 +1,110 @@
+//! Supervisors from the REPL, with children on another node: the REPL's
+//! built-ins (`start-supervisor`, `which-children`, `request`,
+//! `pool-worker`), a remote child restarted on its node after it crashes,
+//! and after its node is killed and comes back under the same name. Every
+//! node is a kernel process, killed when the test ends; every wait is for
+//! an event with a deadline.
+
+mod support;
+
+use support::{Cluster, Proc};
+
+/// A kernel serving as node `name`, once registered.
+fn node(cluster: &Cluster, name: &str) -> Proc {
+    let form = format!("(node :host \"localhost\" :name \"{name}\")");
+    let p = cluster.kernel(name, &["-e", &form]);
+    cluster.wait_registered(name);
+    p
+}
+
+/// Evaluates `form` until its output satisfies `ok`, within the test wait.
+fn until(k: &mut Proc, form: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let out = k.eval(form);
+        if ok(&out) {
+            return out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{form}: {out}");
+        k.eval("(receive :timeout 0.05)");
+    }
+}
+
+#[test]
+fn a_remote_child_is_restarted_on_its_node_also_after_the_node_returns() {
+    let cluster = Cluster::new("suprem");
+    let mut b = node(&cluster, "b");
+    let mut a = cluster.client("a");
+    // Two children: one here, one on b, both request servers.
+    let out = a.eval(
+        "(setq sup (start-supervisor :strategy :one-for-one :intensity 10 :period 10 \
+         :children '((here (pool-worker)) (there (pool-worker) :permanent :node \"b\"))))",
+    );
+    assert!(out.starts_with("#<AGENT"), "{out}");
+    let children = a.eval("(which-children sup)");
+    assert!(children.contains("\"localhost/b/"), "{children}");
+    // Both serve requests, wherever they run.
+    assert_eq!(
+        a.eval("(mapcar (lambda (c) (request (second c) 7)) (which-children sup))"),
+        "(49 49)"
+    );
+    // The remote child crashes: restarted on b, as a new agent there.
+    let before = a.eval("(second (second (which-children sup)))");
+    let out = a.eval("(request (second (second (which-children sup))) :crash)");
+    assert!(out.contains("error"), "{out}");
+    let after = until(&mut a, "(second (second (which-children sup)))", |o| {
+        o != before && o.starts_with("\"localhost/b/")
+    });
+    assert_ne!(after, before);
+    assert_eq!(a.eval(&format!("(request {after} 6)")), "36");
+    // b is killed: the supervisor learns it (:NOCONNECTION) and keeps
+    // trying; b comes back under the same name and the child with it.
+    b.kill();
+    cluster.wait_unregistered("b");
+    let _b2 = node(&cluster, "b");
+    // The child of b's new run answers (the old one cannot: its run is
+    // gone, and a reference to it reaches nothing).
+    until(
+        &mut a,
+        "(request (second (second (which-children sup))) 5)",
+        |o| o == "25",
+    );
+    let back = a.eval("(second (second (which-children sup)))");
+    assert!(back.starts_with("\"localhost/b/"), "{back}");
+    // The local child never noticed.
+    assert_eq!(
+        a.eval("(request (second (first (which-children sup))) 3)"),
+        "9"
+    );
+}
+
+#[test]
+fn timer_and_request_built_ins_at_the_prompt() {
+    let input = "\
+(setq w (spawn '(pool-worker)))
+(request w 12)
+(setq t1 (send-after 50 :tick (agent)))
+(cancel-timer (send-after 100000 :never (agent)))
+(receive :timeout 10)
+(cancel-timer t1)
+(send :marker (agent))
+(receive :timeout 10)
+(request w :crash)
+(request w 2 :timeout 1)
+";
+    let (_, out, err) = support::kernel_batch(&[], input.as_bytes());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "144", "{out}\n{err}");
+    assert!(lines[2].starts_with("(:TIMER"), "{out}");
+    // Cancelled before it fired, then the other one's :TICK; the first
+    // cancel said T, the second (after firing) NIL; nothing else came in
+    // between (the marker is next).
+    assert_eq!(&lines[3..7], &["T", ":TICK", "NIL", ":MARKER"], "{out}");
+    assert_eq!(lines[7], ":MARKER", "{out}");
+    // A crashed server is an error at once, and so is asking it again.
+    assert!(err.contains("exited during the request"), "{err}");
+    assert!(
+        err.contains("does not exist") || err.contains("noproc"),
+        "{err}"
+    );
+}
