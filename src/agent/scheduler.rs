@@ -49,6 +49,10 @@ const MAX_NEXT_IN_A_ROW: u32 = 32;
 const TIMER_CHECK_EVERY: u32 = 16;
 /// Tasks taken from the injector at once (the rest go to the local queue).
 const INJECT_BATCH: usize = 32;
+/// Polls between two looks at the injector while the worker's own queue
+/// is never empty (agents that keep yielding would otherwise starve what
+/// threads and timers queue there; tokio uses 61 for the same reason).
+const INJECTOR_EVERY: u32 = 61;
 
 /// One worker's run queue.
 struct Local {
@@ -296,7 +300,13 @@ impl Scheduler {
     }
 
     /// The next agent for worker `i`, or `None` if there is no work here.
-    fn next_task(&self, i: usize, in_a_row: &mut u32) -> Option<Agent> {
+    /// Every `INJECTOR_EVERY` polls the injector goes first.
+    fn next_task(&self, i: usize, in_a_row: &mut u32, polls: u32) -> Option<Agent> {
+        if polls % INJECTOR_EVERY == 0 && self.injected.load(Ordering::Acquire) > 0 {
+            if let Some(agent) = self.from_injector(i) {
+                return Some(agent);
+            }
+        }
         if let Some(agent) = NEXT.with(|n| n.borrow_mut().take()) {
             let others_wait = self.locals[i].len.load(Ordering::Acquire) > 0
                 || self.injected.load(Ordering::Acquire) > 0;
@@ -317,24 +327,29 @@ impl Scheduler {
             }
         }
         if self.injected.load(Ordering::Acquire) > 0 {
-            let mut batch: VecDeque<Agent> = {
-                let mut q = lock(&self.injector);
-                let take = q.len().min(INJECT_BATCH);
-                let batch = q.drain(..take).collect();
-                self.injected.store(q.len(), Ordering::Release);
-                batch
-            };
-            let first = batch.pop_front();
-            if !batch.is_empty() {
-                let mut q = lock(&local.queue);
-                q.extend(batch);
-                local.len.store(q.len(), Ordering::Release);
-            }
-            if first.is_some() {
-                return first;
-            }
+            return self.from_injector(i);
         }
         None
+    }
+
+    /// Takes a batch from the injector: the first to run now, the rest to
+    /// worker `i`'s queue.
+    fn from_injector(&self, i: usize) -> Option<Agent> {
+        let mut batch: VecDeque<Agent> = {
+            let mut q = lock(&self.injector);
+            let take = q.len().min(INJECT_BATCH);
+            let batch = q.drain(..take).collect();
+            self.injected.store(q.len(), Ordering::Release);
+            batch
+        };
+        let first = batch.pop_front();
+        if !batch.is_empty() {
+            let local = &self.locals[i];
+            let mut q = lock(&local.queue);
+            q.extend(batch);
+            local.len.store(q.len(), Ordering::Release);
+        }
+        first
     }
 
     /// Steals half of the longest other queue.
@@ -388,7 +403,10 @@ impl Scheduler {
             if polls % TIMER_CHECK_EVERY == 0 {
                 self.fire_timers();
             }
-            if let Some(agent) = self.next_task(i, &mut in_a_row).or_else(|| self.steal(i)) {
+            if let Some(agent) = self
+                .next_task(i, &mut in_a_row, polls)
+                .or_else(|| self.steal(i))
+            {
                 super::task::run(&self, agent);
                 continue;
             }
