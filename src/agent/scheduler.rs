@@ -303,7 +303,7 @@ impl Scheduler {
     /// Every `INJECTOR_EVERY` polls the injector goes first.
     fn next_task(&self, i: usize, in_a_row: &mut u32, polls: u32) -> Option<Agent> {
         if polls % INJECTOR_EVERY == 0 && self.injected.load(Ordering::Acquire) > 0 {
-            if let Some(agent) = self.from_injector(i) {
+            if let Some(agent) = self.take_injected(i) {
                 return Some(agent);
             }
         }
@@ -327,14 +327,14 @@ impl Scheduler {
             }
         }
         if self.injected.load(Ordering::Acquire) > 0 {
-            return self.from_injector(i);
+            return self.take_injected(i);
         }
         None
     }
 
     /// Takes a batch from the injector: the first to run now, the rest to
     /// worker `i`'s queue.
-    fn from_injector(&self, i: usize) -> Option<Agent> {
+    fn take_injected(&self, i: usize) -> Option<Agent> {
         let mut batch: VecDeque<Agent> = {
             let mut q = lock(&self.injector);
             let take = q.len().min(INJECT_BATCH);
