@@ -7,7 +7,8 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-spawn-benchmark erlangen-fanin-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
-.PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE
+.PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
+	chaos chaos-test soak
 
 all: programs benchmarks
 
@@ -32,6 +33,7 @@ FORCE:
 test: check test-install
 	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
+	$(MAKE) --no-print-directory chaos-test
 
 # install_file over a program that is running (as bin/erlangen-kernel is
 # during the walkthrough), then again with the same file: the first must
@@ -48,6 +50,25 @@ test-install:
 	status=$$?; kill $$pid; rm -rf $$d; \
 	if [ $$status -eq 0 ]; then echo "test-install: ok"; \
 	else echo "test-install: installing over a running program failed"; exit 1; fi
+
+# Hostile peers (chaos/hostile.sh: every bad-input case of PROTOCOL.md
+# against a node and its port mapper on loopback, with a canary pair), as
+# the last step of `make test`. The multi-namespace soak is not built yet
+# (issue 16), so that part is reported as skipped.
+chaos-test:
+	$(CARGO) build --bins
+	bash chaos/hostile.sh target/debug all
+	@echo "chaos-test: skipped: namespace soak (not implemented yet; see RELIABILITY.md)"
+
+# The hostile-peer suite with release binaries (figures for RELIABILITY.md).
+chaos:
+	$(CARGO) build --release --bins
+	bash chaos/hostile.sh target/release all
+
+# DURATION (seconds) is for the namespace soak, which does not exist yet.
+DURATION ?= 600
+soak:
+	@echo "soak: not implemented yet (issue 16): the namespace harness and traffic checker are unfinished"; exit 2
 
 check:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,968 @@
+//! A hostile peer: speaks the node and port-mapper protocols of
+//! PROTOCOL.md badly on purpose, one case at a time, and reports how each
+//! ended (`closed`, `error "…"` from the port mapper, or `open` when the
+//! server still held the connection at the case's deadline).
+//!
+//! ```text
+//! erlangen-hostile --port N [--host IP] [--cookie-file F]
+//!     [--registry-port R] [--directory-port D] [--canary ID] [--pid P]
+//!     [--live-name host/node] [case…|all|list]
+//! ```
+//!
+//! `--port` is the node's listening port; `--host` (default 127.0.0.1)
+//! must be a loopback or private address. `--canary ID` makes this program
+//! a node itself (it needs the registry port and the cookie) that spawns
+//! `(echo)` on node `ID` (`host/node`; the target must define `echo`, an
+//! agent that answers `(x from)` with `x`), then sends `(seq self)` to it
+//! every 10 ms for the whole run and expects `seq` back; its figures are
+//! printed at the end.
+//! `--pid` samples the target node's resident memory, threads and
+//! descriptors before and after each case.
+//!
+//! One line per case: `case NAME: OUTCOME after MS ms (deadline S s) ok|FAIL`.
+//! Exit codes: 0 every case ended as expected within its deadline and the
+//! canary lost nothing; 1 a case failed or the canary lost or reordered
+//! messages; 2 bad arguments.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use erlangen::agent;
+use erlangen::config::Config;
+use erlangen::crypto::{random_bytes, HmacSha256};
+use erlangen::frame::{self, put_str};
+use erlangen::node::{self, NodeOptions};
+use erlangen::Term;
+
+const USAGE: &str = "usage: erlangen-hostile --port N [--host IP] [--cookie-file F] \
+[--registry-port R] [--directory-port D] [--canary ID] [--pid P] [--live-name host/node] \
+[case…|all|list]";
+
+const HELLO: u8 = 0x01;
+const CHALLENGE: u8 = 0x02;
+const PROOF: u8 = 0x03;
+const ACCEPT: u8 = 0x04;
+const SEND: u8 = 0x10;
+const PM_HELLO: u8 = 0x20;
+const PM_REGISTER: u8 = 0x22;
+const PM_QUERY: u8 = 0x24;
+const PM_ERROR: u8 = 0x2F;
+
+/// Every case: name, what it needs, deadline in seconds.
+const CASES: &[(&str, &str)] = &[
+    ("node-garbage", "random bytes instead of HELLO"),
+    ("node-zero-length", "a frame length of 0"),
+    ("node-oversized", "a handshake frame length of 4 GiB"),
+    ("node-half-frame", "half a HELLO, then silence"),
+    ("node-silence", "connect and send nothing"),
+    ("node-trickle", "a HELLO one byte every 250 ms"),
+    ("node-wrong-version", "HELLO with version 99"),
+    ("node-unknown-kind", "a frame of kind 0x7F first"),
+    ("node-bad-name", "HELLO with a name without host part"),
+    ("node-own-name", "HELLO claiming the server's own name"),
+    ("node-live-name", "HELLO claiming --live-name, wrong proof"),
+    (
+        "node-wrong-cookie",
+        "HELLO, then a PROOF made with another cookie",
+    ),
+    ("node-no-handshake", "a SEND frame instead of HELLO"),
+    (
+        "node-replay",
+        "an honest handshake's HELLO and PROOF replayed",
+    ),
+    (
+        "node-failed-flood",
+        "500 failed handshakes one after another",
+    ),
+    ("node-idle-1000", "1,000 idle connections at once"),
+    (
+        "codec-truncated",
+        "after ACCEPT: a SEND whose term ends early",
+    ),
+    (
+        "codec-oversized-length",
+        "after ACCEPT: a STRING of declared 4 GiB",
+    ),
+    (
+        "codec-lying-counts",
+        "after ACCEPT: nested LISTs declaring 1M elements each",
+    ),
+    (
+        "codec-bad-utf8",
+        "after ACCEPT: a SYMBOL with invalid UTF-8",
+    ),
+    ("codec-unknown-tag", "after ACCEPT: tag 0x7E"),
+    ("codec-too-deep", "after ACCEPT: 200 nested VECTORs"),
+    ("codec-trailing", "after ACCEPT: bytes after the term"),
+    (
+        "codec-frame-oversized",
+        "after ACCEPT: a frame length of 4 GiB",
+    ),
+    (
+        "codec-symbols-1e6",
+        "after ACCEPT: 10^6 distinct symbols in 100 frames",
+    ),
+    ("pm-garbage", "port mapper directory: random bytes"),
+    ("pm-wrong-magic", "HELLO with magic XXXX"),
+    ("pm-wrong-version", "HELLO with version 9"),
+    ("pm-oversized", "a frame length of 2 MiB"),
+    ("pm-zero-length", "a frame length of 0"),
+    ("pm-half-frame", "half a HELLO, then silence"),
+    ("pm-silence", "connect and send nothing"),
+    ("pm-trickle", "HELLO and QUERY one byte every 250 ms"),
+    ("pm-wrong-kind", "REGISTER sent to the directory"),
+    ("pm-bad-utf8", "QUERY with a name that is not UTF-8"),
+    (
+        "pm-squat",
+        "REGISTER --live-name's node part on the registry",
+    ),
+    ("pm-idle-1000", "1,000 idle directory connections at once"),
+];
+
+struct Ctx {
+    host: IpAddr,
+    port: u16,
+    registry: u16,
+    directory: u16,
+    cookie: Option<Vec<u8>>,
+    pid: Option<u32>,
+    live_name: Option<String>,
+    serial: Mutex<u64>,
+}
+
+#[derive(Debug)]
+enum End {
+    Closed,
+    Error(String),
+    Open,
+    Other(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed => write!(f, "closed"),
+            End::Error(m) => write!(f, "error {m:?}"),
+            End::Open => write!(f, "open"),
+            End::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_loopback() || v.is_private(),
+        IpAddr::V6(v) => v.is_loopback(),
+    }
+}
+
+fn connect(ctx: &Ctx, port: u16) -> Result<TcpStream, String> {
+    let s = TcpStream::connect_timeout(&SocketAddr::new(ctx.host, port), Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    Ok(s)
+}
+
+/// Reads until the server closes or `deadline`; an ERROR frame (port
+/// mapper) in what was read makes the outcome `Error`.
+fn await_end(s: &mut TcpStream, deadline: Instant) -> End {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return End::Open;
+        }
+        let _ = s.set_read_timeout(Some(left.min(Duration::from_millis(500))));
+        match s.read(&mut buf) {
+            Ok(0) => return classify(&got),
+            Ok(n) => {
+                if got.len() < 65_536 {
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(_) => return classify(&got),
+        }
+    }
+}
+
+fn classify(got: &[u8]) -> End {
+    let mut r = got;
+    let mut payload = Vec::new();
+    while let Ok(kind) = frame::read_frame(&mut r, 1 << 20, &mut payload) {
+        if kind == PM_ERROR {
+            let mut f = frame::Fields::new(&payload);
+            return End::Error(f.str("message").unwrap_or("?").to_owned());
+        }
+    }
+    End::Closed
+}
+
+fn frame_bytes(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = frame::encode_frame(&mut out, kind, payload);
+    out
+}
+
+fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn node_hello(name: &str, version: u8, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
+    let mut p = b"ERLN".to_vec();
+    p.push(version);
+    put_str(&mut p, name);
+    p.extend_from_slice(&incarnation.to_be_bytes());
+    p.extend_from_slice(nonce);
+    frame_bytes(HELLO, &p)
+}
+
+fn pm_hello(magic: &[u8], version: u8) -> Vec<u8> {
+    let mut p = magic.to_vec();
+    p.push(version);
+    frame_bytes(PM_HELLO, &p)
+}
+
+fn random_nonce() -> [u8; 32] {
+    let mut n = [0u8; 32];
+    let _ = random_bytes(&mut n);
+    n
+}
+
+fn own_name(ctx: &Ctx) -> String {
+    let mut n = ctx.serial.lock().unwrap_or_else(|e| e.into_inner());
+    *n += 1;
+    format!("{}/hostile-{}-{}", ctx.host, std::process::id(), *n)
+}
+
+struct Challenge {
+    name: String,
+    incarnation: u64,
+    nonce: [u8; 32],
+}
+
+fn read_challenge(s: &mut TcpStream) -> Result<Challenge, String> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(6)));
+    let mut buf = Vec::new();
+    let kind = frame::read_frame(s, 4096, &mut buf).map_err(|e| format!("challenge: {e}"))?;
+    if kind != CHALLENGE {
+        return Err(format!("kind {kind:#x} instead of CHALLENGE"));
+    }
+    let mut f = frame::Fields::new(&buf);
+    let parse = |f: &mut frame::Fields| -> Result<Challenge, frame::FieldError> {
+        f.u8("version")?;
+        let name = f.str("name")?.to_owned();
+        let incarnation = f.u64("incarnation")?;
+        let mut nonce = [0u8; 32];
+        nonce.copy_from_slice(f.take(32, "nonce")?);
+        Ok(Challenge {
+            name,
+            incarnation,
+            nonce,
+        })
+    };
+    let ch = parse(&mut f).map_err(|e| format!("challenge: {e}"))?;
+    *ctx_server_name().lock().unwrap_or_else(|e| e.into_inner()) = Some(ch.name.clone());
+    Ok(ch)
+}
+
+fn ctx_server_name() -> &'static Mutex<Option<String>> {
+    static NAME: Mutex<Option<String>> = Mutex::new(None);
+    &NAME
+}
+
+fn client_proof(cookie: &[u8], name: &str, inc: u64, nonce: &[u8; 32], ch: &Challenge) -> [u8; 32] {
+    let mut t = Vec::new();
+    put_str(&mut t, name);
+    t.extend_from_slice(&inc.to_be_bytes());
+    t.extend_from_slice(nonce);
+    put_str(&mut t, &ch.name);
+    t.extend_from_slice(&ch.incarnation.to_be_bytes());
+    t.extend_from_slice(&ch.nonce);
+    let mut m = HmacSha256::new(cookie);
+    m.update(b"erlangen client");
+    m.update(&t);
+    m.finalize()
+}
+
+/// An honest handshake; returns the stream after ACCEPT and the bytes sent.
+fn authenticate(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), String> {
+    let cookie = ctx.cookie.as_ref().ok_or("this case needs --cookie-file")?;
+    let mut s = connect(ctx, ctx.port)?;
+    let name = own_name(ctx);
+    let nonce = random_nonce();
+    let inc = u64::from(std::process::id()) << 16 | 1;
+    let mut sent = node_hello(&name, 2, inc, &nonce);
+    s.write_all(&sent).map_err(|e| format!("hello: {e}"))?;
+    let ch = read_challenge(&mut s)?;
+    let p = frame_bytes(PROOF, &client_proof(cookie, &name, inc, &nonce, &ch));
+    s.write_all(&p).map_err(|e| format!("proof: {e}"))?;
+    sent.extend_from_slice(&p);
+    let mut buf = Vec::new();
+    match frame::read_frame(&mut s, 4096, &mut buf) {
+        Ok(ACCEPT) => Ok((s, sent)),
+        Ok(k) => Err(format!("kind {k:#x} instead of ACCEPT")),
+        Err(e) => Err(format!("accept: {e}")),
+    }
+}
+
+/// A SEND frame to agent `nobody` of the current run carrying `term`
+/// (already encoded, version byte included).
+fn send_frame(term: &[u8]) -> Vec<u8> {
+    let mut p = 0u64.to_be_bytes().to_vec();
+    put_str(&mut p, "nobody");
+    p.extend_from_slice(term);
+    raw_frame(SEND, &p)
+}
+
+fn write_then_end(ctx: &Ctx, port: u16, bytes: &[u8], deadline: Instant) -> End {
+    match connect(ctx, port) {
+        Ok(mut s) => {
+            if s.write_all(bytes).is_err() {
+                return End::Closed;
+            }
+            await_end(&mut s, deadline)
+        }
+        Err(e) => End::Other(e),
+    }
+}
+
+fn after_accept(ctx: &Ctx, bytes: &[u8], deadline: Instant) -> End {
+    match authenticate(ctx) {
+        Ok((mut s, _)) => {
+            if s.write_all(bytes).is_err() {
+                return End::Closed;
+            }
+            await_end(&mut s, deadline)
+        }
+        Err(e) => End::Other(e),
+    }
+}
+
+fn trickle(ctx: &Ctx, port: u16, bytes: &[u8], deadline: Instant) -> End {
+    let mut s = match connect(ctx, port) {
+        Ok(s) => s,
+        Err(e) => return End::Other(e),
+    };
+    for b in bytes.iter().cycle() {
+        if Instant::now() >= deadline {
+            return End::Open;
+        }
+        if s.write_all(&[*b]).is_err() {
+            return End::Closed;
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_millis(250)));
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => return End::Closed,
+            Ok(n) => {
+                return match (classify(&buf[..n]), await_end(&mut s, deadline)) {
+                    (_, End::Open) => End::Open,
+                    (End::Error(m), _) => End::Error(m),
+                    (_, end) => end,
+                };
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return End::Closed,
+        }
+    }
+    End::Open
+}
+
+/// Opens `n` connections, then waits until every one is closed or the
+/// deadline; reports how many ended each way.
+fn many_idle(ctx: &Ctx, port: u16, n: usize, deadline: Instant) -> End {
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    for _ in 0..n {
+        match connect(ctx, port) {
+            Ok(s) => streams.push(s),
+            Err(_) => refused += 1,
+        }
+    }
+    let (mut closed, mut errors, mut open) = (0, 0, 0);
+    for mut s in streams {
+        match await_end(&mut s, deadline) {
+            End::Closed => closed += 1,
+            End::Error(_) => errors += 1,
+            _ => open += 1,
+        }
+    }
+    if open > 0 {
+        End::Other(format!(
+            "open: {open} of {n} still open ({closed} closed, {errors} error, {refused} refused)"
+        ))
+    } else {
+        End::Other(format!(
+            "closed: {closed} closed, {errors} error, {refused} not connected, of {n}"
+        ))
+    }
+}
+
+fn wrong_proof(ctx: &Ctx, name: &str, deadline: Instant) -> End {
+    let mut s = match connect(ctx, ctx.port) {
+        Ok(s) => s,
+        Err(e) => return End::Other(e),
+    };
+    let nonce = random_nonce();
+    if s.write_all(&node_hello(name, 2, 7, &nonce)).is_err() {
+        return End::Closed;
+    }
+    let ch = match read_challenge(&mut s) {
+        Ok(ch) => ch,
+        Err(_) => return End::Closed,
+    };
+    let proof = client_proof(
+        b"not the cookie, not the cookie, not it",
+        name,
+        7,
+        &nonce,
+        &ch,
+    );
+    if s.write_all(&frame_bytes(PROOF, &proof)).is_err() {
+        return End::Closed;
+    }
+    await_end(&mut s, deadline)
+}
+
+fn symbols(ctx: &Ctx, deadline: Instant) -> End {
+    let (mut s, _) = match authenticate(ctx) {
+        Ok(x) => x,
+        Err(e) => return End::Other(e),
+    };
+    let before = sample(ctx.pid);
+    for f in 0..100u32 {
+        let mut term = vec![1u8, 0x0D];
+        term.extend_from_slice(&10_000u32.to_be_bytes());
+        for i in 0..10_000u32 {
+            let name = format!("S{}", f * 10_000 + i);
+            term.push(0x07);
+            term.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            term.extend_from_slice(name.as_bytes());
+        }
+        if s.write_all(&send_frame(&term)).is_err() {
+            return End::Other(format!("closed after {f} frames"));
+        }
+        if Instant::now() >= deadline {
+            return End::Other(format!("deadline after {f} frames"));
+        }
+    }
+    // The node drops them (no agent `nobody`): the connection stays open and
+    // a heartbeat or other frame still comes.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut buf = [0u8; 1024];
+    let alive = matches!(s.read(&mut buf), Ok(n) if n > 0);
+    let after = sample(ctx.pid);
+    End::Other(format!(
+        "{}: 1000000 symbols sent; node before {before}, after {after}",
+        if alive { "open, dropped" } else { "closed" }
+    ))
+}
+
+/// `rss_kib threads fds` of a process, or `-` without `--pid`.
+fn sample(pid: Option<u32>) -> String {
+    let Some(pid) = pid else {
+        return "-".into();
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count().to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!(
+        "rss={}KiB threads={} fds={fds}",
+        field("VmRSS:"),
+        field("Threads:")
+    )
+}
+
+/// Runs one case; returns (outcome, passed).
+fn run_case(ctx: &Ctx, name: &str) -> (End, bool) {
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let p = ctx.port;
+    let d = ctx.directory;
+    let end = match name {
+        "node-garbage" => write_then_end(ctx, p, b"GET / HTTP/1.0\r\n\r\n\xff\xfe\x00", deadline),
+        "node-zero-length" => write_then_end(ctx, p, &[0, 0, 0, 0, 1], deadline),
+        "node-oversized" => write_then_end(ctx, p, &[0xff, 0xff, 0xff, 0xff], deadline),
+        "node-half-frame" => {
+            let h = node_hello("10.0.0.1/x", 2, 1, &random_nonce());
+            write_then_end(ctx, p, &h[..h.len() / 2], deadline)
+        }
+        "node-silence" => write_then_end(ctx, p, &[], deadline),
+        "node-trickle" => trickle(
+            ctx,
+            p,
+            &node_hello(&own_name(ctx), 2, 1, &random_nonce()),
+            deadline,
+        ),
+        "node-wrong-version" => write_then_end(
+            ctx,
+            p,
+            &node_hello(&own_name(ctx), 99, 1, &random_nonce()),
+            deadline,
+        ),
+        "node-unknown-kind" => write_then_end(ctx, p, &raw_frame(0x7F, b"hi"), deadline),
+        "node-bad-name" => write_then_end(
+            ctx,
+            p,
+            &node_hello("nohost", 2, 1, &random_nonce()),
+            deadline,
+        ),
+        "node-own-name" => {
+            let known = ctx_server_name()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let server = match known {
+                Some(n) => Some(n),
+                None => {
+                    // Learn it from one CHALLENGE.
+                    let _ = wrong_proof(ctx, &own_name(ctx), deadline);
+                    ctx_server_name()
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                }
+            };
+            match server {
+                Some(n) => write_then_end(ctx, p, &node_hello(&n, 2, 1, &random_nonce()), deadline),
+                None => End::Other("server name unknown".into()),
+            }
+        }
+        "node-live-name" => match &ctx.live_name {
+            Some(n) => wrong_proof(ctx, n, deadline),
+            None => End::Other("skipped: needs --live-name".into()),
+        },
+        "node-wrong-cookie" => wrong_proof(ctx, &own_name(ctx), deadline),
+        "node-no-handshake" => write_then_end(ctx, p, &send_frame(&[1, 0]), deadline),
+        "node-replay" => match authenticate(ctx) {
+            Ok((s, sent)) => {
+                drop(s);
+                write_then_end(ctx, p, &sent, deadline)
+            }
+            Err(e) => End::Other(e),
+        },
+        "node-failed-flood" => {
+            let started = Instant::now();
+            let (mut closed, mut other) = (0, 0);
+            for _ in 0..500 {
+                match wrong_proof(ctx, &own_name(ctx), deadline + Duration::from_secs(20)) {
+                    End::Closed => closed += 1,
+                    _ => other += 1,
+                }
+            }
+            End::Other(format!(
+                "{}: {closed} closed, {other} not, in {} ms",
+                if other == 0 { "closed" } else { "open" },
+                started.elapsed().as_millis()
+            ))
+        }
+        "node-idle-1000" => many_idle(ctx, p, 1000, Instant::now() + Duration::from_secs(30)),
+        "codec-truncated" => after_accept(ctx, &send_frame(&[1, 0x06, 0, 0, 0, 9, b'a']), deadline),
+        "codec-oversized-length" => after_accept(
+            ctx,
+            &send_frame(&[1, 0x06, 0xff, 0xff, 0xff, 0xff]),
+            deadline,
+        ),
+        "codec-lying-counts" => {
+            let mut t = vec![1u8];
+            for _ in 0..50 {
+                t.extend_from_slice(&[0x0B, 0, 0x10, 0, 0]);
+            }
+            after_accept(ctx, &send_frame(&t), deadline)
+        }
+        "codec-bad-utf8" => after_accept(
+            ctx,
+            &send_frame(&[1, 0x07, 0, 0, 0, 2, 0xC3, 0x28]),
+            deadline,
+        ),
+        "codec-unknown-tag" => after_accept(ctx, &send_frame(&[1, 0x7E]), deadline),
+        "codec-too-deep" => {
+            let mut t = vec![1u8];
+            for _ in 0..199 {
+                t.extend_from_slice(&[0x0D, 0, 0, 0, 1]);
+            }
+            t.extend_from_slice(&[0x0D, 0, 0, 0, 0]);
+            after_accept(ctx, &send_frame(&t), deadline)
+        }
+        "codec-trailing" => after_accept(ctx, &send_frame(&[1, 0x00, 0x00]), deadline),
+        "codec-frame-oversized" => after_accept(ctx, &[0xff, 0xff, 0xff, 0xff], deadline),
+        "codec-symbols-1e6" => {
+            let end = symbols(ctx, Instant::now() + Duration::from_secs(60));
+            let ok = matches!(&end, End::Other(m) if m.starts_with("open"));
+            return (end, ok);
+        }
+        "pm-garbage" => write_then_end(ctx, d, b"\x00\x00\x00\x05garbage", deadline),
+        "pm-wrong-magic" => write_then_end(ctx, d, &pm_hello(b"XXXX", 1), deadline),
+        "pm-wrong-version" => write_then_end(ctx, d, &pm_hello(b"ERPM", 9), deadline),
+        "pm-oversized" => write_then_end(ctx, d, &[0, 0x20, 0, 0, PM_HELLO], deadline),
+        "pm-zero-length" => write_then_end(ctx, d, &[0, 0, 0, 0], deadline),
+        "pm-half-frame" => {
+            let h = pm_hello(b"ERPM", 1);
+            write_then_end(ctx, d, &h[..5], deadline)
+        }
+        "pm-silence" => write_then_end(ctx, d, &[], deadline),
+        "pm-trickle" => {
+            let mut b = pm_hello(b"ERPM", 1);
+            let mut q = Vec::new();
+            put_str(&mut q, "nobody");
+            b.extend(frame_bytes(PM_QUERY, &q));
+            trickle(ctx, d, &b, deadline)
+        }
+        "pm-wrong-kind" => {
+            let mut b = pm_hello(b"ERPM", 1);
+            let mut r = Vec::new();
+            put_str(&mut r, "squat");
+            r.extend_from_slice(&4242u16.to_be_bytes());
+            b.extend(frame_bytes(PM_REGISTER, &r));
+            write_then_end(ctx, d, &b, deadline)
+        }
+        "pm-bad-utf8" => {
+            let mut b = pm_hello(b"ERPM", 1);
+            b.extend(frame_bytes(PM_QUERY, &[0, 2, 0xC3, 0x28]));
+            write_then_end(ctx, d, &b, deadline)
+        }
+        "pm-squat" => match &ctx.live_name {
+            Some(n) => {
+                let node = n.rsplit('/').next().unwrap_or(n);
+                let mut b = pm_hello(b"ERPM", 1);
+                let mut r = Vec::new();
+                put_str(&mut r, node);
+                r.extend_from_slice(&4242u16.to_be_bytes());
+                b.extend(frame_bytes(PM_REGISTER, &r));
+                let local = Ctx {
+                    host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    port: ctx.port,
+                    registry: ctx.registry,
+                    directory: ctx.directory,
+                    cookie: None,
+                    pid: None,
+                    live_name: None,
+                    serial: Mutex::new(0),
+                };
+                write_then_end(&local, ctx.registry, &b, deadline)
+            }
+            None => End::Other("skipped: needs --live-name".into()),
+        },
+        "pm-idle-1000" => many_idle(ctx, d, 1000, Instant::now() + Duration::from_secs(30)),
+        _ => End::Other("unknown case".into()),
+    };
+    let ok = match &end {
+        End::Closed | End::Error(_) => true,
+        End::Open => false,
+        End::Other(m) => m.starts_with("closed") || m.starts_with("skipped"),
+    };
+    (end, ok)
+}
+
+#[derive(Default)]
+struct Canary {
+    sent: u64,
+    received: u64,
+    reordered: u64,
+    duplicated: u64,
+    last: i64,
+    max_gap_ms: u128,
+}
+
+fn start_canary(
+    ctx: &Ctx,
+    cookie_file: &str,
+    target: String,
+    stop: Arc<AtomicBool>,
+) -> Result<(node::NodeHandle, Arc<Mutex<Canary>>), String> {
+    let handle = node::start(NodeOptions {
+        host: Some(ctx.host.to_string()),
+        name: Some(format!("canary-{}", std::process::id())),
+        config: Config {
+            registry_port: ctx.registry,
+            directory_port: ctx.directory,
+            cookie_file: cookie_file.into(),
+        },
+        ..NodeOptions::default()
+    })
+    .map_err(|e| format!("canary node: {e}"))?;
+    let stats = Arc::new(Mutex::new(Canary {
+        last: -1,
+        ..Canary::default()
+    }));
+    let st = stats.clone();
+    agent::spawn(move || {
+        let me = agent::Agent::current().to_term();
+        let (host, node_name) = target.split_once('/').unwrap_or(("", target.as_str()));
+        let call = Term::list(vec![Term::symbol("ECHO")]);
+        let until = Instant::now() + Duration::from_secs(10);
+        let echo = loop {
+            match node::spawn_on(Some(host), node_name, &call, &agent::SpawnOptions::new()) {
+                Ok(e) => break e,
+                Err(e) if Instant::now() >= until => {
+                    eprintln!("erlangen-hostile: canary: cannot spawn (echo) on {target}: {e}");
+                    return;
+                }
+                Err(_) => thread::park_timeout(Duration::from_millis(100)),
+            }
+        };
+        let mut seq: i64 = 0;
+        let mut last_reply = Instant::now();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                // Drain what is still on its way.
+                let until = Instant::now() + Duration::from_secs(3);
+                loop {
+                    {
+                        let c = st.lock().unwrap_or_else(|e| e.into_inner());
+                        if c.received + c.duplicated >= c.sent {
+                            break;
+                        }
+                    }
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if let Ok(Term::Int(n)) = agent::receive_timeout(left) {
+                        record(&st, n, &mut last_reply);
+                    }
+                }
+                return;
+            }
+            if agent::send(Term::list(vec![Term::Int(seq), me.clone()]), &echo).is_ok() {
+                st.lock().unwrap_or_else(|e| e.into_inner()).sent += 1;
+            }
+            seq += 1;
+            let until = Instant::now() + Duration::from_millis(10);
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                match agent::receive_timeout(left) {
+                    Ok(Term::Int(n)) => record(&st, n, &mut last_reply),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    })
+    .map_err(|e| format!("canary agent: {e}"))?;
+    Ok((handle, stats))
+}
+
+fn record(st: &Mutex<Canary>, n: i64, last_reply: &mut Instant) {
+    let mut c = st.lock().unwrap_or_else(|e| e.into_inner());
+    let gap = last_reply.elapsed().as_millis();
+    *last_reply = Instant::now();
+    if c.received > 0 {
+        c.max_gap_ms = c.max_gap_ms.max(gap);
+    }
+    if n == c.last {
+        c.duplicated += 1;
+        return;
+    }
+    if n < c.last {
+        c.reordered += 1;
+    }
+    c.last = c.last.max(n);
+    c.received += 1;
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (mut port, mut registry, mut directory) = (None, 10001u16, 20002u16);
+    let (mut cookie_file, mut canary, mut pid, mut live_name) = (None, None, None, None);
+    let mut cases = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let value = args.get(i + 1).cloned();
+        let takes = matches!(
+            a,
+            "--port"
+                | "--host"
+                | "--cookie-file"
+                | "--registry-port"
+                | "--directory-port"
+                | "--canary"
+                | "--pid"
+                | "--live-name"
+        );
+        if takes && value.is_none() {
+            eprintln!("erlangen-hostile: {a} needs a value\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        let v = value.unwrap_or_default();
+        let bad = |what: &str| {
+            eprintln!("erlangen-hostile: bad {what}: {v}\n{USAGE}");
+            ExitCode::from(2)
+        };
+        match a {
+            "--port" => match v.parse() {
+                Ok(p) => port = Some(p),
+                Err(_) => return bad("port"),
+            },
+            "--host" => match v.parse() {
+                Ok(h) if private(h) => host = h,
+                _ => return bad("host (loopback or private IPv4 only)"),
+            },
+            "--registry-port" => match v.parse() {
+                Ok(p) => registry = p,
+                Err(_) => return bad("registry port"),
+            },
+            "--directory-port" => match v.parse() {
+                Ok(p) => directory = p,
+                Err(_) => return bad("directory port"),
+            },
+            "--cookie-file" => cookie_file = Some(v.clone()),
+            "--canary" => canary = Some(v.clone()),
+            "--pid" => match v.parse() {
+                Ok(p) => pid = Some(p),
+                Err(_) => return bad("pid"),
+            },
+            "--live-name" => live_name = Some(v.clone()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "list" => {
+                for (n, what) in CASES {
+                    println!("{n:24} {what}");
+                }
+                return ExitCode::SUCCESS;
+            }
+            "all" => cases.extend(CASES.iter().map(|(n, _)| n.to_string())),
+            c if CASES.iter().any(|(n, _)| *n == c) => cases.push(c.to_owned()),
+            other => {
+                eprintln!("erlangen-hostile: unknown argument or case {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+        i += if takes { 2 } else { 1 };
+    }
+    let Some(port) = port else {
+        eprintln!("erlangen-hostile: --port is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    if cases.is_empty() {
+        cases.extend(CASES.iter().map(|(n, _)| n.to_string()));
+    }
+    let cookie = match &cookie_file {
+        Some(f) => match erlangen::crypto::cookie::load_or_create(std::path::Path::new(f)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("erlangen-hostile: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let ctx = Ctx {
+        host,
+        port,
+        registry,
+        directory,
+        cookie,
+        pid,
+        live_name,
+        serial: Mutex::new(0),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let canary_state = match (&canary, &cookie_file) {
+        (Some(target), Some(f)) => match start_canary(&ctx, f, target.clone(), stop.clone()) {
+            Ok(x) => {
+                // Wait (bounded) for the first echo before attacking.
+                let until = Instant::now() + Duration::from_secs(10);
+                while x.1.lock().unwrap_or_else(|e| e.into_inner()).received == 0
+                    && Instant::now() < until
+                {
+                    thread::park_timeout(Duration::from_millis(20));
+                }
+                Some(x)
+            }
+            Err(e) => {
+                eprintln!("erlangen-hostile: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (Some(_), None) => {
+            eprintln!("erlangen-hostile: --canary needs --cookie-file\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
+    let mut failed = 0;
+    for c in &cases {
+        let started = Instant::now();
+        let (end, ok) = run_case(&ctx, c);
+        if !ok {
+            failed += 1;
+        }
+        let canary_now = canary_state.as_ref().map(|(_, st)| {
+            let s = st.lock().unwrap_or_else(|e| e.into_inner());
+            format!(" canary sent={} received={}", s.sent, s.received)
+        });
+        println!(
+            "case {c}: {end} after {} ms {}{} node {}",
+            started.elapsed().as_millis(),
+            if ok { "ok" } else { "FAIL" },
+            canary_now.unwrap_or_default(),
+            sample(ctx.pid)
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut canary_bad = false;
+    if let Some((_handle, st)) = canary_state {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            {
+                let c = st.lock().unwrap_or_else(|e| e.into_inner());
+                let done = c.received + c.duplicated >= c.sent;
+                if done || Instant::now() >= until {
+                    let lost = c.sent.saturating_sub(c.received);
+                    println!(
+                        "canary: sent={} received={} lost={lost} duplicated={} reordered={} longest-gap-ms={}",
+                        c.sent, c.received, c.duplicated, c.reordered, c.max_gap_ms
+                    );
+                    canary_bad = lost > 0 || c.duplicated > 0 || c.reordered > 0 || c.received == 0;
+                    break;
+                }
+            }
+            thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+    println!(
+        "hostile: {} cases, {} failed{}",
+        cases.len(),
+        failed,
+        if canary_bad {
+            ", canary lost messages"
+        } else {
+            ""
+        }
+    );
+    if failed > 0 || canary_bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
