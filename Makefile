@@ -8,7 +8,7 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
 .PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
-	chaos chaos-test soak
+	chaos chaos-test
 
 all: programs benchmarks
 
@@ -53,22 +53,15 @@ test-install:
 
 # Hostile peers (chaos/hostile.sh: every bad-input case of PROTOCOL.md
 # against a node and its port mapper on loopback, with a canary pair), as
-# the last step of `make test`. The multi-namespace soak is not built yet
-# (issue 16), so that part is reported as skipped.
+# the last step of `make test`.
 chaos-test:
 	$(CARGO) build --bins
 	bash chaos/hostile.sh target/debug all
-	@echo "chaos-test: skipped: namespace soak (not implemented yet; see RELIABILITY.md)"
 
 # The hostile-peer suite with release binaries (figures for RELIABILITY.md).
 chaos:
 	$(CARGO) build --release --bins
 	bash chaos/hostile.sh target/release all
-
-# DURATION (seconds) is for the namespace soak, which does not exist yet.
-DURATION ?= 600
-soak:
-	@echo "soak: not implemented yet (issue 16): the namespace harness and traffic checker are unfinished"; exit 2
 
 check:
 	$(CARGO) fmt --all -- --check
