@@ -8,7 +8,9 @@
 //! else `ERLANGEN_LOG`, else `info`.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 pub use crate::config::LogLevel;
@@ -63,7 +65,21 @@ pub(crate) fn event(level: LogLevel, node: &str, message: std::fmt::Arguments<'_
         crate::time::iso8601(SystemTime::now()),
         level.name()
     );
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    // Not through `std::io::stderr()`: the kernel's REPL holds its lock
+    // for as long as it runs, and a node thread must never wait for it. A
+    // duplicate of descriptor 2 takes no lock; one `write` per line keeps
+    // lines whole.
+    static STDERR: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    let file = STDERR.get_or_init(|| {
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from)
+    });
+    if let Some(mut file) = file.as_ref() {
+        let _ = file.write_all(line.as_bytes());
+    }
 }
 
 /// `true` the first time this process connects to `peer` (later
