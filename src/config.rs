@@ -123,6 +123,79 @@ pub(crate) fn add_options(opts: &mut getopts::Options) {
     );
 }
 
+/// How much a node's event log (connections, refusals, names) writes to
+/// stderr: `--log-level` on the kernel, `ERLANGEN_LOG` in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Nothing.
+    Off = 0,
+    /// Errors only.
+    Error = 1,
+    /// Errors and warnings: refused handshakes, lost connections.
+    Warn = 2,
+    /// Also connections made and names registered and released (the
+    /// default).
+    Info = 3,
+    /// Everything.
+    Debug = 4,
+}
+
+/// A log level that is none of `error`, `warn`, `info`, `debug`, `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevelError(pub String);
+
+impl fmt::Display for LogLevelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the log level must be error, warn, info, debug or off, got {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LogLevelError {}
+
+impl std::str::FromStr for LogLevel {
+    type Err = LogLevelError;
+
+    fn from_str(s: &str) -> Result<LogLevel, LogLevelError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(LogLevel::Off),
+            "error" => Ok(LogLevel::Error),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            _ => Err(LogLevelError(s.to_owned())),
+        }
+    }
+}
+
+impl LogLevel {
+    /// The level `ERLANGEN_LOG` names, if it is set (a bad value is an
+    /// error).
+    ///
+    /// # Errors
+    /// The variable is set to something that is not a level.
+    pub fn from_env() -> Result<Option<LogLevel>, LogLevelError> {
+        match std::env::var("ERLANGEN_LOG") {
+            Ok(v) => v.parse().map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Its name as lines of the log show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
 static DEFAULT: RwLock<Option<Config>> = RwLock::new(None);
 
 /// Sets the process-wide configuration `node` uses when given none.

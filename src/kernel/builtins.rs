@@ -26,10 +26,13 @@ pub const HELP: &[(&str, &str)] = &[
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
     ("node", "(node &key host name tick timeout spawn-timeout max-connections) become a node (serves until its agent is killed; spawn it)"),
-    ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death"),
-    ("agent-tree", "(agent-tree &optional agent) print an agent and the agents it monitors"),
+    ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
+    ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
-    ("connection-stats", "(connection-stats) per remote node: errors, established, messages, bytes"),
+    ("connection-stats", "(connection-stats &key node) per remote node: errors, established, messages, bytes (of node x with :node \"x\")"),
+    ("nodes", "(nodes) the connected nodes with incarnation, uptime and round-trip time in ms"),
+    ("node-info", "(node-info &key node) agents by kind, threads, resident memory, uptime of this node or node x"),
+    ("top", "(top &key node refreshes) a live view redrawn every second until Enter: agents by mailbox depth, connections, totals"),
     ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
     ("sleep", "(sleep seconds) pause"),
     ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),
@@ -187,6 +190,27 @@ fn local_target(function: &str, t: &Term) -> Result<Target, CallError> {
     target(function, t)
 }
 
+/// `(agent-stats "host/node/aid")` for an agent of another node (this
+/// process being a node): asks that node. `None` for anything else.
+fn remote_agent_stats(who: Option<&Term>) -> Option<Result<Term, CallError>> {
+    let Some(Term::Str(id)) = who else {
+        return None;
+    };
+    let (host, node_name, _) = crate::term::split_id(id)?;
+    let owner = format!("{host}/{node_name}");
+    let me = node::this_node()?;
+    if me == owner {
+        return None;
+    }
+    Some(
+        super::remote::query(&owner, "agent-stats", vec![Term::Str(id.clone())]).map_err(|e| {
+            CallError::Failed(format!(
+                "agent-stats: {id:?} is an agent of node {owner}, which cannot be asked ({e}); without it agent-stats reports only on agents of this node ({me})"
+            ))
+        }),
+    )
+}
+
 fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
     t.as_list()
         .or_else(|| t.as_vector())
@@ -282,7 +306,7 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
 }
 
 /// Whether `call` is `(name …)` or `(erlangen:name …)`.
-fn is_call_of(call: &Term, name: &str) -> bool {
+pub(super) fn is_call_of(call: &Term, name: &str) -> bool {
     matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s))
         if s.name == name && s.package.as_deref().is_none_or(|p| p == "ERLANGEN"))
 }
@@ -532,6 +556,9 @@ pub fn register(ev: &Evaluator) {
     call::register_function("node", node_call);
     call::register_function("agent-stats", |args| {
         arity("agent-stats", args, 0, 1)?;
+        if let Some(answer) = remote_agent_stats(args.first()) {
+            return answer;
+        }
         let who = match args.first() {
             Some(t) => local_target("agent-stats", t)?,
             None => Target::from(Agent::current()),
@@ -541,6 +568,15 @@ pub fn register(ev: &Evaluator) {
             .to_term())
     });
     call::register_function("agent-tree", |args| {
+        if matches!(args.first(), Some(Term::Keyword(k)) if k == "NODE") {
+            let node = super::remote::node_key("agent-tree", args)?.unwrap_or_default();
+            let text = super::remote::query(&node, "agent-tree", Vec::new())?;
+            super::print_line(format_args!(
+                "{}",
+                text.as_str().unwrap_or_default().trim_end_matches('\n')
+            ));
+            return Ok(Term::Nil);
+        }
         arity("agent-tree", args, 0, 1)?;
         let who = match args.first() {
             Some(t) => local_target("agent-tree", t)?,
@@ -565,7 +601,9 @@ pub fn register(ev: &Evaluator) {
         Ok(Term::from(messages.len()))
     });
     call::register_function("connection-stats", |args| {
-        arity("connection-stats", args, 0, 0)?;
+        if let Some(node) = super::remote::node_key("connection-stats", args)? {
+            return super::remote::query(&node, "connection-stats", Vec::new());
+        }
         Ok(Term::list(
             node::connection_stats()
                 .iter()
@@ -593,6 +631,8 @@ pub fn register(ev: &Evaluator) {
     call::register_function("quit", quit);
     register_data_helpers();
     super::cluster_builtins::register();
+    super::remote::register();
+    call::register_function("top", super::top::top);
     for (package, names) in PACKAGES {
         for name in *names {
             if let Ok(function) = call::lookup(&crate::term::Symbol::new(name)) {

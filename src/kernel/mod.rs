@@ -22,7 +22,9 @@ mod builtins;
 mod cluster_builtins;
 mod eval;
 mod program;
+mod remote;
 mod signal;
+mod top;
 
 use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
@@ -35,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use builtins::HELP;
 pub use eval::{EvalError, Evaluator};
 pub use program::{exit_if_closed, print_line, version_requested};
+pub use remote::{allow_remote_shell, run_remote};
 
 use crate::agent::Agent;
 use crate::config::{self, Config};
@@ -174,6 +177,17 @@ impl Kernel {
         builtins::register(&evaluator);
         Kernel {
             evaluator,
+            errors: Default::default(),
+            quit: Default::default(),
+            control: Default::default(),
+        }
+    }
+
+    /// A session for a remote shell on this node: a fresh evaluator over
+    /// the built-ins the kernel already registered.
+    fn session() -> Kernel {
+        Kernel {
+            evaluator: Evaluator::new(),
             errors: Default::default(),
             quit: Default::default(),
             control: Default::default(),
@@ -498,6 +512,7 @@ impl Kernel {
                         Err(e) => Input::Failed(e),
                     };
                     let last = !matches!(event, Input::Line(_));
+                    top::INPUT_LINES.fetch_add(1, Ordering::Relaxed);
                     if send.send(event).is_err() {
                         return;
                     }
@@ -665,6 +680,33 @@ impl Kernel {
     }
 }
 
+/// The event log's level: `--log-level` beats `-Q` (off), which beats
+/// `ERLANGEN_LOG`; batch mode (`-b`) defaults to off (its stderr is for
+/// the errors of its forms), the interactive kernel to info.
+/// A remote shell defaults to warn (its own node coming and going is no
+/// news).
+fn log_level(
+    m: &getopts::Matches,
+    remote: bool,
+) -> Result<config::LogLevel, config::LogLevelError> {
+    if let Some(v) = m.opt_str("log-level") {
+        return v.parse();
+    }
+    if m.opt_present("Q") {
+        return Ok(config::LogLevel::Off);
+    }
+    if let Some(level) = config::LogLevel::from_env()? {
+        return Ok(level);
+    }
+    Ok(if m.opt_present("b") {
+        config::LogLevel::Off
+    } else if remote {
+        config::LogLevel::Warn
+    } else {
+        config::LogLevel::Info
+    })
+}
+
 /// Whether `-e` text is a `(node …)` form.
 fn starts_node(form: &str) -> bool {
     matches!(term::read_prefix(form), Ok(Some((t, _))) if matches!(
@@ -705,13 +747,31 @@ fn options() -> getopts::Options {
         "batch mode: no prompt, exit at end of input (status 1 if a form failed)",
     );
     opts.optflag("h", "help", "print this help");
+    opts.optopt(
+        "",
+        "remote",
+        "remote shell: evaluate every form on node NODE (\"host/node\" or a node of this host), joining the cluster as node remsh-PID",
+        "NODE",
+    );
+    opts.optflag(
+        "",
+        "no-remote-shell",
+        "refuse remote shells (--remote) from other nodes",
+    );
+    opts.optopt(
+        "",
+        "log-level",
+        "node event log on stderr: error, warn, info, debug or off (default info, off with -Q or -b; env ERLANGEN_LOG)",
+        "LEVEL",
+    );
     config::add_options(&mut opts);
     opts
 }
 
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
 /// `-Q`, `-b`, `-h`, `--registry-port`, `--directory-port`,
-/// `--cookie-file`) and runs the kernel. Exit codes: 0 ok, 1 a batch form
+/// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--remote NODE`)
+/// and runs the kernel (or, with `--remote`, a remote shell). Exit codes: 0 ok, 1 a batch form
 /// failed or output failed, 2 bad command line.
 pub fn main() -> ExitCode {
     if version_requested("erlangen-kernel") {
@@ -746,6 +806,20 @@ pub fn main() -> ExitCode {
         }
     };
     config::set_default(config);
+    let level = match log_level(&matches, matches.opt_present("remote")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("erlangen-kernel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::node::eventlog::set_level(level);
+    if matches.opt_present("no-remote-shell") {
+        allow_remote_shell(false);
+    }
+    if let Some(target) = matches.opt_str("remote") {
+        return run_remote(&target, matches.opt_present("Q"), matches.opt_present("b"));
+    }
     let options = KernelOptions {
         eval: matches.opt_strs("e"),
         no_init: matches.opt_present("n"),

@@ -69,7 +69,13 @@ impl NodeHandle {
                 let _ = l.join();
             }
         }
-        drop(self.registration.take());
+        if self.registration.take().is_some() {
+            super::eventlog::event(
+                super::eventlog::LogLevel::Info,
+                &state.full,
+                format_args!("name {} released", state.name),
+            );
+        }
         {
             let mut slot = NODE.write().unwrap_or_else(|e| e.into_inner());
             if slot.as_ref().is_some_and(|n| Arc::ptr_eq(n, state)) {
@@ -195,6 +201,11 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
             return Err(NodeError::Thread(e));
         }
     };
+    super::eventlog::event(
+        super::eventlog::LogLevel::Info,
+        &state.full,
+        format_args!("name {} registered, port {}", state.name, state.port),
+    );
     Ok(NodeHandle {
         state,
         listener: Some(listener_thread),

@@ -44,8 +44,10 @@
 // 11. sys.rs          the one non-blocking socket write std lacks
 // 12. groups.rs       process groups across nodes (pg); the exit watch
 // 13. global.rs       cluster-wide names (global) and their conflicts
+// 14. eventlog.rs     one stderr line per connection event, by level
 mod attachments;
 mod connection;
+pub mod eventlog;
 pub mod global;
 pub mod groups;
 mod handle;
@@ -73,7 +75,7 @@ pub use crate::crypto::cookie::CookieError;
 pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
-pub use stats::{connection_stats, ConnectionStats};
+pub use stats::{connected_peers, connection_stats, this_incarnation, ConnectionStats};
 
 /// Handshakes in progress at once; more connections are closed at once.
 const MAX_HANDSHAKES: usize = 64;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::attachments;
 use super::connection::Connection;
+use super::eventlog::{self, LogLevel};
 use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
 use crate::agent::RemoteError;
@@ -159,6 +160,24 @@ impl NodeState {
     /// A connection is gone for good: forget it, tell every agent attached
     /// over it (once), fail the spawns waiting for it.
     pub(super) fn connection_lost(&self, conn: &Arc<Connection>, why: &str) {
+        if conn.incarnation().is_some() {
+            let level = if self.stopping.load(Ordering::Acquire) {
+                LogLevel::Info
+            } else {
+                LogLevel::Warn
+            };
+            eventlog::event(
+                level,
+                &self.full,
+                format_args!("peer {} down: {why}", conn.peer),
+            );
+        } else {
+            eventlog::event(
+                LogLevel::Warn,
+                &self.full,
+                format_args!("cannot connect to {}: {why}", conn.peer),
+            );
+        }
         {
             let mut peers = lock(&self.peers);
             if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
@@ -252,7 +271,15 @@ impl NodeState {
         });
         let info = match admitted {
             Ok(info) => info,
-            Err(_) => {
+            Err(e) => {
+                let from = stream
+                    .peer_addr()
+                    .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+                eventlog::event(
+                    LogLevel::Warn,
+                    &self.full,
+                    format_args!("handshake from {from} refused: {e}"),
+                );
                 // Nothing is served to a peer that did not prove the cookie
                 // or was refused.
                 let _ = stream.shutdown(Shutdown::Both);
@@ -280,6 +307,21 @@ impl NodeState {
     /// A connection is up: the peer hears this node's group members and
     /// global names (groups.rs, global.rs).
     fn established(&self, conn: &Arc<Connection>) {
+        let again = !eventlog::first_connection(&conn.peer);
+        eventlog::event(
+            LogLevel::Info,
+            &self.full,
+            format_args!(
+                "{} {} (incarnation {})",
+                if again {
+                    "reconnected to"
+                } else {
+                    "connected to"
+                },
+                conn.peer,
+                conn.incarnation().unwrap_or(0)
+            ),
+        );
         self.sync_groups(conn);
         self.sync_global(conn);
     }

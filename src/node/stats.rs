@@ -76,3 +76,23 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
     out.sort_by(|a, b| a.node.cmp(&b.node));
     out
 }
+
+/// The incarnation of this node's run (a fresh random number at each
+/// start), if this process is a node.
+pub fn this_incarnation() -> Option<u64> {
+    current_node().map(|n| n.incarnation)
+}
+
+/// The peers connected now, as `("host/node", incarnation)`, sorted.
+pub fn connected_peers() -> Vec<(String, u64)> {
+    let Some(node) = current_node() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u64)> = lock(&node.peers)
+        .iter()
+        .filter(|(_, c)| !c.is_down())
+        .filter_map(|(name, c)| Some((name.clone(), c.incarnation()?)))
+        .collect();
+    out.sort();
+    out
+}

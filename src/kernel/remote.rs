@@ -1,0 +1,729 @@
+//! Looking into and working on other nodes: the remote management
+//! functions (`(agent-stats "host/node/aid")`, `(agent-tree :node …)`,
+//! `(connection-stats :node …)`, `(nodes)`, `(node-info …)`) and the
+//! remote shell (`erlangen-kernel --remote NODE`).
+//!
+//! Both use remote spawn, no frame of their own: the asking agent spawns a
+//! registered function on the target node ([`QUERY`] or [`SESSION`]) with
+//! its own agent as an argument; that function computes on the target
+//! and sends the answer back as an ordinary message. A dead node fails the
+//! spawn at once, with the reason, and that is the error the user sees.
+//!
+//! The query reply is `(:OPS-REPLY token (:OK value))` or
+//! `(:OPS-REPLY token (:ERROR "text"))`. The shell session answers
+//! `(:SHELL-READY token agent)` or `(:SHELL-REFUSED token "why")` first,
+//! then one `(:SHELL-RESULT token n "printed lines" status text agent)` per
+//! `(:SHELL-EVAL token n "form")`, where status is `:VALUE`, `:ERROR` or
+//! `:QUIT`.
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{Evaluation, Kernel};
+use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
+use crate::call::{self, keyword_args, CallError};
+use crate::management;
+use crate::node;
+use crate::term::{self, Term};
+
+/// The registered function that answers a management query.
+pub const QUERY: &str = "ops-query";
+/// The registered function that runs a remote shell's session.
+pub const SESSION: &str = "remote-shell-session";
+
+/// How long a query waits for its answer once the spawn succeeded.
+const QUERY_WAIT: Duration = Duration::from_secs(10);
+/// How long a remote shell tries to reach (or reach again) its node.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+
+static ALLOW_REMOTE_SHELL: AtomicBool = AtomicBool::new(true);
+static TOKENS: AtomicI64 = AtomicI64::new(1);
+
+/// Whether this process accepts remote shells (`--no-remote-shell` turns
+/// it off). A cookie holder can still spawn any registered function here.
+pub fn allow_remote_shell(allow: bool) {
+    ALLOW_REMOTE_SHELL.store(allow, Ordering::Relaxed);
+}
+
+/// When this process started counting (the kernel's start): what
+/// `node-info` and `(nodes)` report as uptime.
+pub(super) fn started() -> Instant {
+    static STARTED: OnceLock<Instant> = OnceLock::new();
+    *STARTED.get_or_init(Instant::now)
+}
+
+fn token() -> Term {
+    Term::Int(TOKENS.fetch_add(1, Ordering::Relaxed))
+}
+
+fn failed(message: String) -> CallError {
+    CallError::Failed(message)
+}
+
+fn is_tagged(m: &Term, tag: &str, token: &Term) -> bool {
+    matches!(m.as_list(), Some([Term::Keyword(k), t, ..]) if k == tag && t == token)
+}
+
+/// `"host/node"` or `"node"` (this node's host) as (host, node, full name).
+fn split_node(target: &str) -> Result<(Option<String>, String, String), CallError> {
+    let me = node::this_node();
+    let (host, name) = match target.split_once('/') {
+        Some((h, n)) => (Some(h.to_owned()), n.to_owned()),
+        None => (None, target.to_owned()),
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(failed(format!(
+            "{target:?} is not a node name (\"node\" or \"host/node\")"
+        )));
+    }
+    let host_shown = host
+        .clone()
+        .or_else(|| {
+            me.as_ref()
+                .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
+        })
+        .unwrap_or_else(node::host_name);
+    let full = format!("{host_shown}/{name}");
+    Ok((host, name, full))
+}
+
+/// Asks node `target` (`"host/node"` or `"node"`) for `kind` with `args`,
+/// by spawning [`QUERY`] there; returns its answer.
+pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, CallError> {
+    let (host, name, full) = split_node(target)?;
+    if node::this_node().is_none() {
+        return Err(failed(format!(
+            "node {full} can be asked only from a node: start one first, e.g. (spawn '(node))"
+        )));
+    }
+    if node::this_node().as_deref() == Some(full.as_str()) {
+        return answer(kind, &args).map_err(failed);
+    }
+    let token = token();
+    let mut call = vec![
+        Term::symbol(QUERY),
+        Term::Str(kind.to_owned()),
+        Agent::current().to_term(),
+        token.clone(),
+    ];
+    call.extend(args);
+    node::spawn_on(
+        host.as_deref(),
+        &name,
+        &Term::list(call),
+        &SpawnOptions::new(),
+    )
+    .map_err(|e| failed(format!("node {full} cannot be asked: {e}")))?;
+    let reply = agent::receive_matching(|m| is_tagged(m, "OPS-REPLY", &token), Some(QUERY_WAIT))
+        .map_err(|_| {
+            failed(format!(
+                "node {full} did not answer within {} s (did it go down?)",
+                QUERY_WAIT.as_secs()
+            ))
+        })?;
+    match reply.as_list() {
+        Some([_, _, Term::List(result)]) => match result.as_slice() {
+            [Term::Keyword(k), value] if k == "OK" => Ok(value.clone()),
+            [Term::Keyword(k), Term::Str(e)] if k == "ERROR" => {
+                Err(failed(format!("node {full}: {e}")))
+            }
+            _ => Err(failed(format!("node {full} answered {reply}"))),
+        },
+        _ => Err(failed(format!("node {full} answered {reply}"))),
+    }
+}
+
+/// `(ops-query kind reply-to token arg…)` on the target: computes and
+/// sends the answer.
+fn serve_query(args: &[Term]) -> Result<Term, CallError> {
+    let [Term::Str(kind), reply_to, token, rest @ ..] = args else {
+        return Err(CallError::bad_arguments(
+            QUERY,
+            "expected a kind, an agent to answer and a token",
+        ));
+    };
+    let result = match answer(kind, rest) {
+        Ok(v) => Term::list(vec![Term::keyword("ok"), v]),
+        Err(e) => Term::list(vec![Term::keyword("error"), Term::Str(e)]),
+    };
+    let reply = Term::list(vec![Term::keyword("ops-reply"), token.clone(), result]);
+    agent::send(reply, Target::from(reply_to)).map_err(|e| failed(e.to_string()))?;
+    Ok(Term::Nil)
+}
+
+/// The answer to a query, computed on this node.
+pub(super) fn answer(kind: &str, args: &[Term]) -> Result<Term, String> {
+    match kind {
+        "agent-stats" => {
+            let who = args.first().ok_or("agent-stats needs an agent")?;
+            management::agent_stats(Target::from(who))
+                .map(|s| s.to_term())
+                .map_err(|e| format!("agent-stats: {e}"))
+        }
+        "agent-tree" => Ok(Term::Str(tree_text(args.first())?)),
+        "connection-stats" => Ok(Term::list(
+            node::connection_stats()
+                .iter()
+                .map(|s| s.to_term())
+                .collect(),
+        )),
+        "node-info" => Ok(node_info()),
+        "top" => Ok(super::top::snapshot()),
+        other => Err(format!("unknown query {other:?}")),
+    }
+}
+
+/// The agent tree of `who`, or of every agent no other local agent
+/// monitors, as text.
+fn tree_text(who: Option<&Term>) -> Result<String, String> {
+    if let Some(who) = who {
+        return management::agent_tree(Target::from(who))
+            .map(|t| t.to_string())
+            .map_err(|e| format!("agent-tree: {e}"));
+    }
+    let all = management::agents();
+    let monitored: std::collections::HashSet<u64> = all
+        .iter()
+        .flat_map(|a| {
+            let me = agent::PeerKey::Local(a.serial());
+            a.peers().0.into_iter().filter_map(move |p| match p {
+                agent::Peer::Local(child) if child.peers().1.iter().any(|m| m.key() == me) => {
+                    Some(child.serial())
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    let mut text = String::new();
+    for a in all.iter().filter(|a| !monitored.contains(&a.serial())) {
+        if let Ok(t) = management::agent_tree(a.clone()) {
+            text.push_str(&t.to_string());
+        }
+    }
+    Ok(text)
+}
+
+/// Reads `field:` (a number, the first word after it) of
+/// `/proc/self/status`.
+fn proc_status(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `(:NODE "h/n" :INCARNATION i :UPTIME s :AGENTS n :THREAD-AGENTS t
+/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k)` of this process.
+pub(super) fn node_info() -> Term {
+    let agents = management::agents();
+    let threads = agents
+        .iter()
+        .filter(|a| a.kind() == agent::Kind::Thread)
+        .count();
+    let opt = |v: Option<u64>| v.map_or(Term::Nil, |n| Term::Int(n as i64));
+    Term::plist(vec![
+        ("node", node::this_node().map_or(Term::Nil, Term::Str)),
+        ("incarnation", opt(node::this_incarnation())),
+        ("uptime", Term::Int(started().elapsed().as_secs() as i64)),
+        ("agents", Term::from(agents.len())),
+        ("thread-agents", Term::from(threads)),
+        ("async-agents", Term::from(agents.len() - threads)),
+        ("threads", opt(proc_status("Threads"))),
+        ("resident-kb", opt(proc_status("VmRSS"))),
+    ])
+}
+
+/// The value of key `key` in property list `plist`.
+pub(super) fn getf<'a>(plist: &'a Term, key: &str) -> Option<&'a Term> {
+    plist
+        .as_list()?
+        .chunks(2)
+        .find(|c| matches!(&c[0], Term::Keyword(k) if k == key))
+        .and_then(|c| c.get(1))
+}
+
+/// The `:node` keyword argument as a string, if given.
+pub(super) fn node_key(function: &str, args: &[Term]) -> Result<Option<String>, CallError> {
+    let (_, keys) = keyword_args(function, args, 0, &["NODE"])?;
+    keys.get("NODE")
+        .map(|n| match n {
+            Term::Str(s) => Ok(s.clone()),
+            Term::Keyword(k) => Ok(k.to_lowercase()),
+            Term::Symbol(s) => Ok(s.name.to_lowercase()),
+            other => Err(CallError::bad_arguments(
+                function,
+                format!(":node expects a string, got {other}"),
+            )),
+        })
+        .transpose()
+}
+
+/// `(nodes)`: every connected node with its incarnation, uptime and the
+/// round-trip time of asking it.
+fn nodes(args: &[Term]) -> Result<Term, CallError> {
+    if !args.is_empty() {
+        return Err(CallError::bad_arguments("nodes", "expected no arguments"));
+    }
+    let mut out = Vec::new();
+    for (peer, incarnation) in node::connected_peers() {
+        let asked = Instant::now();
+        let info = query(&peer, "node-info", Vec::new());
+        let rtt = asked.elapsed();
+        let mut plist = vec![
+            ("node", Term::Str(peer)),
+            ("incarnation", Term::Int(incarnation as i64)),
+        ];
+        match info {
+            Ok(info) => {
+                plist.push((
+                    "uptime",
+                    getf(&info, "UPTIME").cloned().unwrap_or(Term::Nil),
+                ));
+                plist.push(("rtt-ms", Term::Float(rtt.as_secs_f64() * 1000.0)));
+            }
+            Err(e) => plist.push(("error", Term::Str(e.to_string()))),
+        }
+        out.push(Term::plist(plist));
+    }
+    Ok(Term::list(out))
+}
+
+/// Registers the query and session functions and the remote management
+/// built-ins that are not extensions of older ones.
+pub(super) fn register() {
+    let _ = started();
+    call::register_function(QUERY, serve_query);
+    call::register_function(SESSION, session);
+    call::register_function("nodes", nodes);
+    call::register_function("node-info", |args| match node_key("node-info", args)? {
+        Some(n) => query(&n, "node-info", Vec::new()),
+        None => Ok(node_info()),
+    });
+}
+
+// The remote shell: the session on the target, then the client.
+
+/// `(remote-shell-session client token)` on the target: evaluates each
+/// form the client sends, in this agent, and sends back the result.
+fn session(args: &[Term]) -> Result<Term, CallError> {
+    let [client, token] = args else {
+        return Err(CallError::bad_arguments(
+            SESSION,
+            "expected the client agent and a token",
+        ));
+    };
+    let me = node::this_node().unwrap_or_default();
+    let send = |items: Vec<Term>| {
+        agent::send(Term::list(items), Target::from(client)).map_err(|e| failed(e.to_string()))
+    };
+    if !ALLOW_REMOTE_SHELL.load(Ordering::Relaxed) {
+        send(vec![
+            Term::keyword("shell-refused"),
+            token.clone(),
+            Term::Str(format!(
+                "node {me} does not accept remote shells (it runs with --no-remote-shell)"
+            )),
+        ])?;
+        return Ok(Term::Nil);
+    }
+    let kernel = Kernel::session();
+    send(vec![
+        Term::keyword("shell-ready"),
+        token.clone(),
+        Agent::current().to_term(),
+    ])?;
+    loop {
+        let request = agent::receive_matching(|m| is_tagged(m, "SHELL-EVAL", token), None)
+            .map_err(|_| failed("the session stopped waiting".into()))?;
+        let (n, text) = match request.as_list() {
+            Some([_, _, n, Term::Str(text)]) => (n.clone(), text.clone()),
+            _ => continue,
+        };
+        let (evaluation, printed) =
+            super::program::capture_output(|| match term::read_prefix(&text) {
+                Ok(Some((form, _))) => kernel.eval(&form),
+                Ok(None) => Evaluation::Value(Term::Nil),
+                Err(e) => Evaluation::Error(e.to_string()),
+            });
+        let (status, shown) = match &evaluation {
+            // Sent as a term, so agents print as their ids there.
+            Evaluation::Value(v) => ("value", v.clone()),
+            Evaluation::Error(e) => ("error", Term::Str(e.clone())),
+            Evaluation::AgentExited(reason) => (
+                "error",
+                Term::Str(format!("the session's agent exited with reason {reason}; continuing with a new agent (variables and waiting messages kept)")),
+            ),
+            Evaluation::Interrupted => ("error", Term::Str("interrupted".to_owned())),
+            Evaluation::Quit(status) => ("quit", Term::Int(i64::from(*status))),
+        };
+        let reply = |shown: Term| {
+            vec![
+                Term::keyword("shell-result"),
+                token.clone(),
+                n.clone(),
+                Term::Str(printed.clone()),
+                Term::keyword(status),
+                shown,
+                Agent::current().to_term(),
+            ]
+        };
+        if send(reply(shown.clone())).is_err() {
+            // A value that cannot leave this process: its printed form.
+            send(reply(Term::Str(shown.to_string())))?;
+        }
+        if status == "quit" {
+            return Ok(Term::Nil);
+        }
+    }
+}
+
+/// The client's view of its session on the target.
+struct Shell {
+    host: Option<String>,
+    name: String,
+    full: String,
+    token: Term,
+    /// The session agent, while there is one.
+    session: Option<Term>,
+    next: i64,
+}
+
+/// What came back for one form.
+enum Outcome {
+    Done(Option<u8>),
+    Lost(String),
+}
+
+impl Shell {
+    /// Starts a session on the target, retrying for [`CONNECT_WAIT`]
+    /// while the node cannot be reached.
+    fn connect(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + CONNECT_WAIT;
+        loop {
+            let call = Term::list(vec![
+                Term::symbol(SESSION),
+                Agent::current().to_term(),
+                self.token.clone(),
+            ]);
+            let options = SpawnOptions::new().attach(Attach::Monitor);
+            match node::spawn_on(self.host.as_deref(), &self.name, &call, &options) {
+                Ok(_) => break,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("cannot open a shell on node {}: {e}", self.full))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let token = self.token.clone();
+        let answer = agent::receive_matching(
+            |m| is_tagged(m, "SHELL-READY", &token) || is_tagged(m, "SHELL-REFUSED", &token),
+            Some(CONNECT_WAIT),
+        )
+        .map_err(|_| format!("node {} did not start a shell session", self.full))?;
+        match answer.as_list() {
+            Some([Term::Keyword(k), _, agent]) if k == "SHELL-READY" => {
+                self.session = Some(agent.clone());
+                Ok(())
+            }
+            Some([_, _, Term::Str(why)]) => Err(why.clone()),
+            _ => Err(format!("node {} answered {answer}", self.full)),
+        }
+    }
+
+    /// An exit notice of the current session waiting in the mailbox.
+    fn lost_notice(&self, m: &Term) -> bool {
+        matches!((m.as_list(), &self.session), (Some([who, Term::Keyword(k), ..]), Some(s))
+            if (k == "EXIT" || k == "OK") && who.to_string() == s.to_string())
+    }
+
+    fn check_lost(&mut self) -> Option<String> {
+        let notice = agent::receive_matching(|m| self.lost_notice(m), Some(Duration::ZERO)).ok()?;
+        self.session = None;
+        Some(describe_loss(&self.full, &notice))
+    }
+
+    /// Sends one form's text and waits for its result (or the loss of the
+    /// session).
+    fn eval(
+        &mut self,
+        text: &str,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<Outcome> {
+        let Some(session) = self.session.clone() else {
+            return Ok(Outcome::Lost("no session".into()));
+        };
+        self.next += 1;
+        let n = Term::Int(self.next);
+        let request = Term::list(vec![
+            Term::keyword("shell-eval"),
+            self.token.clone(),
+            n.clone(),
+            Term::Str(text.to_owned()),
+        ]);
+        if let Err(e) = agent::send(request, Target::from(&session)) {
+            return Ok(Outcome::Lost(e.to_string()));
+        }
+        let token = self.token.clone();
+        let reply = agent::receive_matching(
+            |m| {
+                matches!(m.as_list(), Some([Term::Keyword(k), t, m_n, ..]) if k == "SHELL-RESULT" && *t == token && *m_n == n)
+                    || self.lost_notice(m)
+            },
+            None,
+        );
+        let Ok(reply) = reply else {
+            return Ok(Outcome::Lost("the wait ended".into()));
+        };
+        let Some([_, _, _, Term::Str(printed), Term::Keyword(status), shown, agent]) =
+            reply.as_list()
+        else {
+            self.session = None;
+            return Ok(Outcome::Lost(describe_loss(&self.full, &reply)));
+        };
+        out.write_all(printed.as_bytes())?;
+        match status.as_str() {
+            "VALUE" => writeln!(out, "{shown}")?,
+            "QUIT" => {
+                let status = shown.as_int().and_then(|n| u8::try_from(n).ok());
+                return Ok(Outcome::Done(Some(status.unwrap_or(0))));
+            }
+            _ => writeln!(err, "error: {}", shown.as_str().unwrap_or_default())?,
+        }
+        if Some(agent) != self.session.as_ref() {
+            // The session's agent was replaced (it exited): watch the new one.
+            let _ = agent::link(Target::from(agent), Attach::Monitor);
+            self.session = Some(agent.clone());
+        }
+        out.flush()?;
+        err.flush()?;
+        Ok(Outcome::Done(None))
+    }
+}
+
+fn describe_loss(full: &str, notice: &Term) -> String {
+    match notice.as_list() {
+        Some([_, _, Term::List(reason)]) if matches!(reason.first(), Some(Term::Keyword(k)) if k == "NOCONNECTION") =>
+        {
+            format!("the connection to node {full} was lost (the node went down or restarted)")
+        }
+        Some([_, _, reason, ..]) => format!("the shell session on node {full} ended: {reason}"),
+        _ => format!("the shell session on node {full} ended"),
+    }
+}
+
+/// `erlangen-kernel --remote TARGET`: becomes the node `remsh-PID` and
+/// evaluates every form read from stdin on `TARGET` (`"host/node"` or
+/// `"node"`), printing results and errors here. End of input leaves; the
+/// target keeps running.
+pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let (host, name, _) = match split_node(target) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "erlangen-kernel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = node::NodeOptions {
+        host: host.clone(),
+        name: Some(format!("remsh-{}", std::process::id())),
+        ..node::NodeOptions::default()
+    };
+    let _handle = match node::start(options) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "erlangen-kernel: the remote shell cannot start its node: {e}"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let full = match &host {
+        Some(h) => format!("{h}/{name}"),
+        None => format!(
+            "{}/{name}",
+            node::this_node()
+                .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
+                .unwrap_or_default()
+        ),
+    };
+    let mut shell = Shell {
+        host,
+        name,
+        full: full.clone(),
+        token: token(),
+        session: None,
+        next: 0,
+    };
+    if let Err(e) = shell.connect() {
+        let _ = writeln!(err, "erlangen-kernel: {e}");
+        return ExitCode::from(1);
+    }
+    if !quiet && !batch {
+        let _ = writeln!(
+            out,
+            "Remote shell on node {full}: forms are evaluated there. End of input (Ctrl-D) leaves; the node keeps running."
+        );
+    }
+    let result = remote_loop(&mut shell, &mut out, &mut err, !batch);
+    match result {
+        Ok(Some(status)) => ExitCode::from(status),
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(err, "erlangen-kernel: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn remote_loop(
+    shell: &mut Shell,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    prompt: bool,
+) -> io::Result<Option<u8>> {
+    // A reader thread, so that `(top)` sees Enter while it runs.
+    let (send, lines) = std::sync::mpsc::channel::<io::Result<Vec<u8>>>();
+    let reader = std::thread::Builder::new()
+        .name("remote-shell-stdin".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            let mut input = stdin.lock();
+            loop {
+                let mut line = Vec::new();
+                let read = input.read_until(b'\n', &mut line);
+                let last = !matches!(read, Ok(n) if n > 0);
+                super::top::INPUT_LINES.fetch_add(1, Ordering::Relaxed);
+                if send.send(read.map(|_| line)).is_err() || last {
+                    return;
+                }
+            }
+        });
+    drop(reader?);
+    let mut buffer = String::new();
+    loop {
+        if prompt && buffer.trim().is_empty() {
+            write!(out, "{}* ", shell.full)?;
+            out.flush()?;
+        }
+        let line = match lines.recv() {
+            Ok(Ok(line)) if !line.is_empty() => line,
+            Ok(Err(e)) => return Err(e),
+            _ => {
+                if prompt {
+                    writeln!(out)?;
+                }
+                return Ok(None);
+            }
+        };
+        match std::str::from_utf8(&line) {
+            Ok(text) => buffer.push_str(text),
+            Err(_) => {
+                writeln!(err, "error: the input line is not valid UTF-8; skipped")?;
+                buffer.clear();
+                continue;
+            }
+        }
+        loop {
+            match term::read_prefix(&buffer) {
+                Ok(None) => {
+                    buffer.clear();
+                    break;
+                }
+                Ok(Some((form, used))) => {
+                    let text: String = buffer.drain(..used).collect();
+                    if let Some(status) = shell_form(shell, &form, &text, out, err)? {
+                        return Ok(Some(status));
+                    }
+                }
+                Err(e) if e.is_incomplete() => break,
+                Err(e) => {
+                    writeln!(err, "error: {e}")?;
+                    buffer.clear();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Evaluates one form on the target (a `(top …)` runs here, watching the
+/// target); reconnects first if the session was lost.
+fn shell_form(
+    shell: &mut Shell,
+    form: &Term,
+    text: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<Option<u8>> {
+    if let Some(why) = shell.check_lost() {
+        writeln!(err, "error: {why}")?;
+    }
+    if shell.session.is_none() {
+        match shell.connect() {
+            Ok(()) => writeln!(
+                err,
+                "reconnected to node {}: a new session (the old session's variables and agents are gone)",
+                shell.full
+            )?,
+            Err(e) => {
+                writeln!(err, "error: {e}")?;
+                return Ok(None);
+            }
+        }
+    }
+    if super::builtins::is_call_of(form, "TOP") {
+        let mut args = form.as_list().map(|l| l[1..].to_vec()).unwrap_or_default();
+        args.extend([Term::keyword("node"), Term::Str(shell.full.clone())]);
+        if let Err(e) = super::top::top(&args) {
+            writeln!(err, "error: {e}")?;
+        }
+        return Ok(None);
+    }
+    match shell.eval(text, out, err)? {
+        Outcome::Done(status) => Ok(status),
+        Outcome::Lost(why) => {
+            writeln!(
+                err,
+                "error: {why}; the form's result is unknown. The next form opens a new session."
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_split() {
+        let (host, name, full) = split_node("h/n").unwrap();
+        assert_eq!(
+            (host.as_deref(), name.as_str(), full.as_str()),
+            (Some("h"), "n", "h/n")
+        );
+        assert!(split_node("h/").is_err());
+        assert!(split_node("a/b/c").is_err());
+    }
+
+    #[test]
+    fn plist_lookup() {
+        let p = Term::plist(vec![("a", Term::Int(1)), ("b", Term::Int(2))]);
+        assert_eq!(getf(&p, "B"), Some(&Term::Int(2)));
+        assert_eq!(getf(&p, "C"), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! `erlangen-kernel --remote NODE`: forms are evaluated on the target node,
+//! the shell survives the target's restart, and a node can refuse it.
+mod support;
+
+use support::{Cluster, Proc};
+
+fn shell(cluster: &Cluster, target: &str) -> Proc {
+    cluster.kernel(
+        &format!("shell to {target}"),
+        &["--remote", &format!("localhost/{target}")],
+    )
+}
+
+#[test]
+fn a_remote_shell_evaluates_on_the_target() {
+    let cluster = Cluster::new("remsh-eval");
+    let _target = cluster.node("rs-target");
+    let mut sh = shell(&cluster, "rs-target");
+    // (agent) names an agent of the target node.
+    let me = sh.eval("(agent)");
+    assert!(me.starts_with("\"localhost/rs-target/"), "{me}");
+    // An agent spawned from the shell lives there.
+    let spawned = sh.eval("(spawn '(receive) :name \"held\")");
+    assert!(spawned.starts_with("\"localhost/rs-target/"), "{spawned}");
+    let info = sh.eval("(node-info)");
+    assert!(info.starts_with("(:NODE \"localhost/rs-target\""), "{info}");
+    // Variables live in the session; errors come back as errors.
+    sh.send("(defvar *x* 41)");
+    sh.line();
+    assert_eq!(sh.eval("(1+ *x*)"), "42");
+    let error = sh.eval("(car 5)");
+    assert!(error.starts_with("stderr: error:"), "{error}");
+    // (receive) acts on the session's agent there.
+    assert_eq!(sh.eval("(send :ping (agent))"), ":PING");
+    assert_eq!(sh.eval("(receive)"), ":PING");
+    // End of input leaves the shell; the target keeps running.
+    sh.close_stdin();
+    let status = sh.wait_exit().expect("the shell leaves at end of input");
+    assert!(status.success(), "{status:?}");
+    cluster.wait_registered("rs-target");
+}
+
+#[test]
+fn a_remote_shell_survives_the_targets_restart() {
+    let cluster = Cluster::new("remsh-restart");
+    let mut target = cluster.node("rs-again");
+    let mut sh = shell(&cluster, "rs-again");
+    assert!(sh.eval("(agent)").starts_with("\"localhost/rs-again/"));
+    target.kill();
+    cluster.wait_unregistered("rs-again");
+    let _target = cluster.node("rs-again");
+    let mut told = false;
+    let mut answered = false;
+    'ask: for _ in 0..5 {
+        sh.send("(agent)");
+        // Messages about the loss and the new session, then the value (or
+        // word that this form's result is unknown: then ask again).
+        loop {
+            let line = sh.line_matching(|l| {
+                l.contains("was lost")
+                    || l.contains("reconnected to node")
+                    || l.starts_with("\"localhost/rs-again/")
+                    || l.contains("result is unknown")
+                    || l.contains("cannot open a shell")
+            });
+            if line.starts_with('"') {
+                answered = true;
+                break 'ask;
+            }
+            if line.contains("result is unknown") || line.contains("cannot open a shell") {
+                continue 'ask;
+            }
+            told = true;
+        }
+    }
+    assert!(answered, "the shell never evaluated on the restarted node");
+    assert!(told, "the shell did not say the node went away");
+}
+
+#[test]
+fn a_node_can_refuse_remote_shells() {
+    let cluster = Cluster::new("remsh-refuse");
+    let _target = cluster.kernel(
+        "closed",
+        &[
+            "--no-remote-shell",
+            "-e",
+            "(node :host \"localhost\" :name \"rs-closed\")",
+        ],
+    );
+    cluster.wait_registered("rs-closed");
+    let mut sh = shell(&cluster, "rs-closed");
+    let line = sh.line();
+    assert!(line.contains("does not accept remote shells"), "{line}");
+    let status = sh.wait_exit().expect("a refused shell exits");
+    assert_eq!(status.code(), Some(1));
+}
