@@ -682,9 +682,8 @@ impl Kernel {
 
 /// The event log's level: `--log-level` beats `-Q` (off), which beats
 /// `ERLANGEN_LOG`; batch mode (`-b`) defaults to off (its stderr is for
-/// the errors of its forms), the interactive kernel to info.
-/// A remote shell defaults to warn (its own node coming and going is no
-/// news).
+/// the errors of its forms), a kernel serving as a node (`-e '(node …)'`)
+/// to info, an interactive prompt and a remote shell to warn.
 fn log_level(
     m: &getopts::Matches,
     remote: bool,
@@ -698,9 +697,12 @@ fn log_level(
     if let Some(level) = config::LogLevel::from_env()? {
         return Ok(level);
     }
+    let serves_node = m.opt_strs("e").iter().any(|form| starts_node(form));
     Ok(if m.opt_present("b") {
         config::LogLevel::Off
-    } else if remote {
+    } else if remote || !serves_node {
+        // At an interactive prompt, connections come and go as the person
+        // uses other nodes: only what goes wrong is news there.
         config::LogLevel::Warn
     } else {
         config::LogLevel::Info
