@@ -95,3 +95,23 @@ fn a_node_can_refuse_remote_shells() {
     let status = sh.wait_exit().expect("a refused shell exits");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn a_node_started_without_remote_shells_refuses_them() {
+    // The same refusal from the node's own options (`NodeOptions::
+    // remote_shell`, here the kernel's `(node … :remote-shell nil)`).
+    let cluster = Cluster::new("remsh-option");
+    let _target = cluster.kernel(
+        "closed2",
+        &[
+            "-e",
+            "(node :host \"localhost\" :name \"rs-closed2\" :remote-shell nil)",
+        ],
+    );
+    cluster.wait_registered("rs-closed2");
+    let mut sh = shell(&cluster, "rs-closed2");
+    let line = sh.line();
+    assert!(line.contains("does not accept remote shells"), "{line}");
+    let status = sh.wait_exit().expect("a refused shell exits");
+    assert_eq!(status.code(), Some(1));
+}

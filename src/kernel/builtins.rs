@@ -25,7 +25,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
-    ("node", "(node &key host name tick timeout spawn-timeout max-connections) become a node (serves until its agent is killed; spawn it)"),
+    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell) become a node (serves until its agent is killed; spawn it)"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
@@ -377,6 +377,7 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
             "TIMEOUT",
             "MAX-CONNECTIONS",
             "SPAWN-TIMEOUT",
+            "REMOTE-SHELL",
         ],
     )?;
     let mut options = node::NodeOptions::default();
@@ -394,6 +395,9 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     }
     if let Some(t) = keys.get("SPAWN-TIMEOUT") {
         options.spawn_timeout = seconds(name, t)?;
+    }
+    if let Some(allow) = keys.get("REMOTE-SHELL") {
+        options.remote_shell = allow.is_true();
     }
     if let Some(n) = keys.get("MAX-CONNECTIONS") {
         options.max_connections = match n {

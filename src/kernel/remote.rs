@@ -323,7 +323,7 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
     let send = |items: Vec<Term>| {
         agent::send(Term::list(items), Target::from(client)).map_err(|e| failed(e.to_string()))
     };
-    if !ALLOW_REMOTE_SHELL.load(Ordering::Relaxed) {
+    if !ALLOW_REMOTE_SHELL.load(Ordering::Relaxed) || !node::remote_shells_allowed() {
         send(vec![
             Term::keyword("shell-refused"),
             token.clone(),

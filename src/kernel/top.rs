@@ -137,8 +137,8 @@ fn render(where_: &str, refresh: usize, snap: &Term, prev: Option<(&Term, f64)>)
     let _ = writeln!(s, "\nCONNECTIONS");
     let _ = writeln!(
         s,
-        "{:<28} {:<4} {:>10} {:>10} {:>9} {:>9} {:>8}",
-        "NODE", "UP", "IN B/S", "OUT B/S", "IN MSG/S", "OUT MSG/S", "DROPPED"
+        "{:<28} {:<4} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "NODE", "UP", "IN B/S", "OUT B/S", "IN MSG/S", "OUT MSG/S", "QUEUED B", "DROPPED"
     );
     for c in items(Some(snap), "CONNECTIONS") {
         let node = getf(&c, "NODE").map_or(String::new(), |n| {
@@ -155,11 +155,12 @@ fn render(where_: &str, refresh: usize, snap: &Term, prev: Option<(&Term, f64)>)
         };
         let _ = writeln!(
             s,
-            "{node:<28} {up:<4} {:>10} {:>10} {:>9} {:>9} {:>8}",
+            "{node:<28} {up:<4} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8}",
             r("BYTES-IN"),
             r("BYTES-OUT"),
             r("MESSAGES-IN"),
             r("MESSAGES-OUT"),
+            int(getf(&c, "QUEUED")),
             int(getf(&c, "DROPPED"))
         );
     }

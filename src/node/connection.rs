@@ -194,6 +194,11 @@ impl Connection {
         self.info.get().map(|i| i.incarnation)
     }
 
+    /// Bytes queued for the peer and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock().buf.len()
+    }
+
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }

@@ -128,6 +128,12 @@ fn current_node() -> Option<Arc<NodeState>> {
     NODE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// `false` if this process is a node started with
+/// `NodeOptions::remote_shell` off (true when it is not a node).
+pub fn remote_shells_allowed() -> bool {
+    current_node().is_none_or(|n| n.options.remote_shell)
+}
+
 /// `"host/node"` of this process's node, if it is one.
 pub fn this_node() -> Option<String> {
     current_node().map(|n| n.full.clone())

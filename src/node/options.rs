@@ -32,6 +32,10 @@ pub struct NodeOptions {
     /// opened) at once; each costs a reader and a writer thread. Default
     /// 256; beyond it dials fail and peers are refused.
     pub max_connections: usize,
+    /// Whether a remote shell (`erlangen-kernel --remote`) may open a
+    /// session on this node (default true). The node only records it; the
+    /// kernel's session function asks [`crate::node::remote_shells_allowed`].
+    pub remote_shell: bool,
     /// Limits on decoded terms.
     pub limits: term::Limits,
 }
@@ -47,6 +51,7 @@ impl Default for NodeOptions {
             max_queue: 1024 * 1024,
             max_connections: 256,
             spawn_timeout: Duration::from_secs(10),
+            remote_shell: true,
             limits: term::Limits::default(),
         }
     }

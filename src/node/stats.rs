@@ -27,6 +27,9 @@ pub struct ConnectionStats {
     pub bytes_out: u64,
     /// Requests dropped (queue full, connection down, stale ids).
     pub dropped: u64,
+    /// Bytes queued for the peer now, not yet written (bounded by
+    /// `NodeOptions::max_queue`).
+    pub queued: u64,
 }
 
 impl ConnectionStats {
@@ -47,6 +50,7 @@ impl ConnectionStats {
             ("bytes-in", count(self.bytes_in)),
             ("bytes-out", count(self.bytes_out)),
             ("dropped", count(self.dropped)),
+            ("queued", count(self.queued)),
         ])
     }
 }
@@ -71,6 +75,9 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            queued: peers
+                .get(name)
+                .map_or(0, |c| u64::try_from(c.queued_bytes()).unwrap_or(u64::MAX)),
         })
         .collect();
     out.sort_by(|a, b| a.node.cmp(&b.node));
