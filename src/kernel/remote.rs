@@ -273,6 +273,10 @@ fn nodes(args: &[Term]) -> Result<Term, CallError> {
     }
     let mut out = Vec::new();
     for (peer, incarnation) in node::connected_peers() {
+        // Remote shells are hidden, as Erlang's are: connected, not listed.
+        if is_remote_shell(&peer) {
+            continue;
+        }
         let asked = Instant::now();
         let info = query(&peer, "node-info", Vec::new());
         let rtt = asked.elapsed();
@@ -293,6 +297,12 @@ fn nodes(args: &[Term]) -> Result<Term, CallError> {
         out.push(Term::plist(plist));
     }
     Ok(Term::list(out))
+}
+
+/// `true` for the node a remote shell joins as (`host/remsh-PID`).
+fn is_remote_shell(peer: &str) -> bool {
+    peer.split_once('/')
+        .is_some_and(|(_, name)| name.starts_with("remsh-"))
 }
 
 /// Registers the query and session functions and the remote management
