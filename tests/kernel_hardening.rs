@@ -343,3 +343,35 @@ fn a_node_that_cannot_start_ends_the_kernel_with_an_error() {
     let error = third.line_matching(|l| l.starts_with("stderr: error:"));
     assert!(error.contains("port mapper"), "{error}");
 }
+
+#[test]
+fn a_session_function_loops_by_recursion_in_tail_position() {
+    // Far past the nesting limit: each tail call reuses the frame.
+    let input = "\
+(defun count-down (n) (if (= n 0) :done (count-down (- n 1))))
+(count-down 100000)
+(defun echo () (let ((m (receive))) (send (cdr m) (car m)) (echo)))
+(setq e (spawn (lambda () (echo))))
+(let ((sum 0)) (dotimes (i 2000) (send (cons (agent) i) e) (setq sum (+ sum (receive :timeout 10)))) sum)
+(defun deep (n) (if (= n 0) 0 (+ 1 (deep (- n 1)))))
+(deep 100000)
+";
+    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"COUNT-DOWN"), "out: {out}\nerr: {err}");
+    assert_eq!(lines.get(1), Some(&":DONE"), "out: {out}\nerr: {err}");
+    assert_eq!(lines.get(4), Some(&"1999000"), "out: {out}\nerr: {err}");
+    // A call that is not in tail position still meets the nesting limit,
+    // as an error rather than a crash.
+    assert!(err.contains("nest"), "out: {out}\nerr: {err}");
+}
+
+#[test]
+fn ctrl_c_interrupts_a_tail_recursive_loop() {
+    let mut k = kernel("tail-spin");
+    assert_eq!(k.eval("(defun spin () (spin))"), "SPIN");
+    assert_eq!(k.eval("(progn (print :spinning) (spin))"), ":SPINNING");
+    ctrl_c(&k);
+    assert!(k.line().starts_with("stderr: error: interrupted"));
+    assert_eq!(k.eval("(+ 1 2)"), "3");
+}

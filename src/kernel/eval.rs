@@ -16,7 +16,7 @@
 //! `parallel-map` or spawned as agents; a lambda captures its lexical
 //! bindings by value and the session's globals by reference.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -133,9 +133,41 @@ struct Lambda {
 #[derive(Default)]
 pub(crate) struct Globals {
     vars: HashMap<Symbol, Term>,
-    /// Functions this session defined with `defun` (full names): only
-    /// these may be defined again.
-    defuns: HashSet<String>,
+    /// Functions this session defined with `defun`, by full name: only
+    /// these may be defined again, and a call of one in tail position
+    /// runs in the same frame (see [`Evaluator::apply_lambda`]).
+    defuns: HashMap<String, Lambda>,
+}
+
+/// The special forms (their names are never calls of user functions).
+fn is_special(name: &str) -> bool {
+    matches!(
+        name,
+        "QUOTE"
+            | "FUNCTION"
+            | "IF"
+            | "WHEN"
+            | "UNLESS"
+            | "PROGN"
+            | "DOTIMES"
+            | "AND"
+            | "OR"
+            | "SETQ"
+            | "SETF"
+            | "DEFVAR"
+            | "DEFPARAMETER"
+            | "LET"
+            | "LET*"
+            | "LAMBDA"
+            | "DEFUN"
+    )
+}
+
+/// What the last form of a function body comes to: a value, or a call of
+/// a session function to make in the caller's frame (a tail call).
+enum Tail {
+    Value(Term),
+    Call(String, Lambda, Vec<Term>),
 }
 
 /// An evaluator over shared globals. Cheap to clone.
@@ -481,8 +513,24 @@ impl Evaluator {
         let (bindings, body) = args
             .split_first()
             .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
-        let mut new = Vec::new();
         let mark = env.len();
+        let result = self
+            .bind_let(name == "LET*", bindings, env, depth)
+            .and_then(|()| self.eval_body(body, env, depth));
+        env.truncate(mark);
+        result
+    }
+
+    /// Pushes the bindings of a `let` (in parallel) or `let*` (in turn) onto
+    /// `env`; the caller truncates `env` back afterwards.
+    fn bind_let(
+        &self,
+        sequential: bool,
+        bindings: &Term,
+        env: &mut Env,
+        depth: usize,
+    ) -> Result<(), EvalError> {
+        let mut new = Vec::new();
         for b in items(bindings, "let")? {
             let (var, value) = match b {
                 Term::Symbol(s) => (s.clone(), Term::Nil),
@@ -496,16 +544,14 @@ impl Evaluator {
                 }
                 other => return Err(syntax(format!("let: bad binding {other}"))),
             };
-            if name == "LET*" {
+            if sequential {
                 env.push((var, value));
             } else {
                 new.push((var, value));
             }
         }
         env.extend(new);
-        let result = self.eval_body(body, env, depth);
-        env.truncate(mark);
-        result
+        Ok(())
     }
 
     /// `(lambda (params…) body…)`: a function closing over the bindings.
@@ -542,12 +588,12 @@ impl Evaluator {
             let mut globals = self.globals.write().unwrap_or_else(|e| e.into_inner());
             // Built-ins and the program's functions are what other nodes
             // call: a silent redefinition would change what they run.
-            if !globals.defuns.contains(&label) && call::lookup(&fname).is_ok() {
+            if !globals.defuns.contains_key(&label) && call::lookup(&fname).is_ok() {
                 return Err(syntax(format!(
                     "defun: {label} is a built-in or registered function (other nodes may call it) and cannot be redefined; choose another name"
                 )));
             }
-            globals.defuns.insert(label.clone());
+            globals.defuns.insert(label.clone(), lambda.clone());
         }
         let me = self.clone();
         call::register_function(&label.clone(), move |args: &[Term]| {
@@ -567,6 +613,11 @@ impl Evaluator {
         Ok(call::lookup(op)?(args)?)
     }
 
+    /// Calls a user function. A call of a session function (`defun`) in
+    /// tail position (the last form of the body, through `if`, `when`,
+    /// `unless`, `progn`, `let`) reuses this frame instead of nesting, so a
+    /// server written as a recursive loop, `(defun serve () (receive …)
+    /// (serve))`, runs forever instead of hitting the nesting limit.
     fn apply_lambda(
         &self,
         name: &str,
@@ -574,19 +625,115 @@ impl Evaluator {
         args: &[Term],
         depth: usize,
     ) -> Result<Term, EvalError> {
-        if args.len() != lambda.params.len() {
-            return Err(EvalError::Call(CallError::bad_arguments(
-                name,
-                format!(
-                    "expected {}, got {}",
-                    call::count_of(lambda.params.len(), "argument"),
-                    args.len()
-                ),
-            )));
+        let mut name = name.to_owned();
+        let mut lambda = lambda.clone();
+        let mut args = args.to_vec();
+        loop {
+            // Each iteration is a fresh call: checked for Ctrl-C, so a
+            // `(defun spin () (spin))` loop can still be interrupted.
+            let _nesting = Nesting::enter()?;
+            if args.len() != lambda.params.len() {
+                return Err(EvalError::Call(CallError::bad_arguments(
+                    &name,
+                    format!(
+                        "expected {}, got {}",
+                        call::count_of(lambda.params.len(), "argument"),
+                        args.len()
+                    ),
+                )));
+            }
+            let mut env = lambda.env.clone();
+            env.extend(lambda.params.iter().cloned().zip(args.drain(..)));
+            let Some((last, init)) = lambda.body.split_last() else {
+                return Ok(Term::Nil);
+            };
+            for f in init {
+                self.eval_in(f, &mut env, depth + 1)?;
+            }
+            match self.eval_tail(last, &mut env, depth + 1)? {
+                Tail::Value(v) => return Ok(v),
+                Tail::Call(next_name, next, next_args) => {
+                    name = next_name;
+                    lambda = next;
+                    args = next_args;
+                }
+            }
         }
-        let mut env = lambda.env.clone();
-        env.extend(lambda.params.iter().cloned().zip(args.iter().cloned()));
-        self.eval_body(&lambda.body, &mut env, depth + 1)
+    }
+
+    /// Evaluates `form` in tail position: a call of a session function
+    /// comes back as [`Tail::Call`] (arguments evaluated) for the caller's
+    /// loop to make; anything else is evaluated as usual.
+    fn eval_tail(&self, form: &Term, env: &mut Env, depth: usize) -> Result<Tail, EvalError> {
+        let Term::List(list) = form else {
+            return self.eval_in(form, env, depth).map(Tail::Value);
+        };
+        let Some((Term::Symbol(op), args)) = list.split_first() else {
+            return self.eval_in(form, env, depth).map(Tail::Value);
+        };
+        let special = if op.package.is_none() {
+            op.name.as_str()
+        } else {
+            ""
+        };
+        match (special, args) {
+            ("IF", [c, then]) | ("IF", [c, then, _]) => {
+                if self.eval_in(c, env, depth)?.is_true() {
+                    self.eval_tail(then, env, depth)
+                } else if let [_, _, otherwise] = args {
+                    self.eval_tail(otherwise, env, depth)
+                } else {
+                    Ok(Tail::Value(Term::Nil))
+                }
+            }
+            ("PROGN", body) => self.body_tail(body, env, depth),
+            ("WHEN" | "UNLESS", [c, body @ ..]) => {
+                let truth = self.eval_in(c, env, depth)?.is_true();
+                if truth == (special == "WHEN") {
+                    self.body_tail(body, env, depth)
+                } else {
+                    Ok(Tail::Value(Term::Nil))
+                }
+            }
+            ("LET" | "LET*", [bindings, body @ ..]) => {
+                let mark = env.len();
+                let bound = self.bind_let(special == "LET*", bindings, env, depth);
+                let result = bound.and_then(|()| self.body_tail(body, env, depth));
+                env.truncate(mark);
+                result
+            }
+            _ => {
+                // Not shadowed by a local binding (a local function value
+                // is called as usual), and defined by this session.
+                let lambda = if env.iter().any(|(k, _)| k == op) {
+                    None
+                } else {
+                    let globals = self.globals.read().unwrap_or_else(|e| e.into_inner());
+                    globals.defuns.get(&op.full_name()).cloned()
+                };
+                match lambda {
+                    Some(lambda) if !is_special(special) => {
+                        let mut values = Vec::with_capacity(args.len());
+                        for a in args {
+                            values.push(self.eval_in(a, env, depth)?);
+                        }
+                        Ok(Tail::Call(op.full_name(), lambda, values))
+                    }
+                    _ => self.eval_in(form, env, depth).map(Tail::Value),
+                }
+            }
+        }
+    }
+
+    /// A body whose last form is in tail position.
+    fn body_tail(&self, body: &[Term], env: &mut Env, depth: usize) -> Result<Tail, EvalError> {
+        let Some((last, init)) = body.split_last() else {
+            return Ok(Tail::Value(Term::Nil));
+        };
+        for f in init {
+            self.eval_in(f, env, depth)?;
+        }
+        self.eval_tail(last, env, depth)
     }
 
     fn function(&self, lambda: Lambda) -> Function {
