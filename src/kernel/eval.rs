@@ -195,6 +195,10 @@ type Env = Vec<(Symbol, Term)>;
 /// unevaluated arguments, the local bindings and the nesting depth.
 type SpecialForm = fn(&Evaluator, &str, &[Term], &mut Env, usize) -> Result<Term, EvalError>;
 
+/// A special form whose last step may be a tail call (`if`, `when`,
+/// `unless`, `progn`, `let`, `let*`): same arguments, a [`Tail`] back.
+type TailForm = fn(&Evaluator, &str, &[Term], &mut Env, usize) -> Result<Tail, EvalError>;
+
 fn syntax(msg: impl Into<String>) -> EvalError {
     EvalError::Syntax(msg.into())
 }
@@ -303,17 +307,21 @@ impl Evaluator {
         } else {
             ""
         };
+        if let Some(form) = Self::tail_form(name) {
+            return match form(self, name, args, env, depth)? {
+                Tail::Value(v) => Ok(v),
+                Tail::Call(name, lambda, values) => {
+                    self.apply_lambda(&name, &lambda, &values, depth)
+                }
+            };
+        }
         let form: Option<SpecialForm> = match name {
             "QUOTE" | "FUNCTION" => Some(Self::quote),
-            "IF" => Some(Self::if_form),
-            "WHEN" | "UNLESS" => Some(Self::when_unless),
-            "PROGN" => Some(|ev, _, args, env, depth| ev.eval_body(args, env, depth)),
             "DOTIMES" => Some(Self::dotimes),
             "AND" => Some(Self::and),
             "OR" => Some(Self::or),
             "SETQ" | "SETF" => Some(Self::setq),
             "DEFVAR" | "DEFPARAMETER" => Some(Self::defvar),
-            "LET" | "LET*" => Some(Self::let_form),
             "LAMBDA" => Some(Self::lambda),
             "DEFUN" => Some(Self::defun),
             _ => None,
@@ -348,15 +356,15 @@ impl Evaluator {
         args: &[Term],
         env: &mut Env,
         depth: usize,
-    ) -> Result<Term, EvalError> {
+    ) -> Result<Tail, EvalError> {
         match args {
             [c, then] | [c, then, _] => {
                 if self.eval_in(c, env, depth)?.is_true() {
-                    self.eval_in(then, env, depth)
+                    self.eval_tail(then, env, depth)
                 } else if let [_, _, otherwise] = args {
-                    self.eval_in(otherwise, env, depth)
+                    self.eval_tail(otherwise, env, depth)
                 } else {
-                    Ok(Term::Nil)
+                    Ok(Tail::Value(Term::Nil))
                 }
             }
             _ => Err(syntax("if: expected (if test then [else])")),
@@ -370,15 +378,15 @@ impl Evaluator {
         args: &[Term],
         env: &mut Env,
         depth: usize,
-    ) -> Result<Term, EvalError> {
+    ) -> Result<Tail, EvalError> {
         let (c, body) = args
             .split_first()
             .ok_or_else(|| syntax(format!("{}: expected a test", name.to_lowercase())))?;
         let truth = self.eval_in(c, env, depth)?.is_true();
         if truth == (name == "WHEN") {
-            self.eval_body(body, env, depth)
+            self.body_tail(body, env, depth)
         } else {
-            Ok(Term::Nil)
+            Ok(Tail::Value(Term::Nil))
         }
     }
 
@@ -509,14 +517,14 @@ impl Evaluator {
         args: &[Term],
         env: &mut Env,
         depth: usize,
-    ) -> Result<Term, EvalError> {
+    ) -> Result<Tail, EvalError> {
         let (bindings, body) = args
             .split_first()
             .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
         let mark = env.len();
         let result = self
             .bind_let(name == "LET*", bindings, env, depth)
-            .and_then(|()| self.eval_body(body, env, depth));
+            .and_then(|()| self.body_tail(body, env, depth));
         env.truncate(mark);
         result
     }
@@ -644,13 +652,7 @@ impl Evaluator {
             }
             let mut env = lambda.env.clone();
             env.extend(lambda.params.iter().cloned().zip(args.drain(..)));
-            let Some((last, init)) = lambda.body.split_last() else {
-                return Ok(Term::Nil);
-            };
-            for f in init {
-                self.eval_in(f, &mut env, depth + 1)?;
-            }
-            match self.eval_tail(last, &mut env, depth + 1)? {
+            match self.body_tail(&lambda.body, &mut env, depth + 1)? {
                 Tail::Value(v) => return Ok(v),
                 Tail::Call(next_name, next, next_args) => {
                     name = next_name;
@@ -665,64 +667,48 @@ impl Evaluator {
     /// comes back as [`Tail::Call`] (arguments evaluated) for the caller's
     /// loop to make; anything else is evaluated as usual.
     fn eval_tail(&self, form: &Term, env: &mut Env, depth: usize) -> Result<Tail, EvalError> {
-        let Term::List(list) = form else {
-            return self.eval_in(form, env, depth).map(Tail::Value);
-        };
-        let Some((Term::Symbol(op), args)) = list.split_first() else {
-            return self.eval_in(form, env, depth).map(Tail::Value);
-        };
-        let special = if op.package.is_none() {
-            op.name.as_str()
-        } else {
-            ""
-        };
-        match (special, args) {
-            ("IF", [c, then]) | ("IF", [c, then, _]) => {
-                if self.eval_in(c, env, depth)?.is_true() {
-                    self.eval_tail(then, env, depth)
-                } else if let [_, _, otherwise] = args {
-                    self.eval_tail(otherwise, env, depth)
-                } else {
-                    Ok(Tail::Value(Term::Nil))
-                }
-            }
-            ("PROGN", body) => self.body_tail(body, env, depth),
-            ("WHEN" | "UNLESS", [c, body @ ..]) => {
-                let truth = self.eval_in(c, env, depth)?.is_true();
-                if truth == (special == "WHEN") {
-                    self.body_tail(body, env, depth)
-                } else {
-                    Ok(Tail::Value(Term::Nil))
-                }
-            }
-            ("LET" | "LET*", [bindings, body @ ..]) => {
-                let mark = env.len();
-                let bound = self.bind_let(special == "LET*", bindings, env, depth);
-                let result = bound.and_then(|()| self.body_tail(body, env, depth));
-                env.truncate(mark);
-                result
-            }
-            _ => {
-                // Not shadowed by a local binding (a local function value
-                // is called as usual), and defined by this session.
-                let lambda = if env.iter().any(|(k, _)| k == op) {
-                    None
-                } else {
-                    let globals = self.globals.read().unwrap_or_else(|e| e.into_inner());
-                    globals.defuns.get(&op.full_name()).cloned()
-                };
-                match lambda {
-                    Some(lambda) if !is_special(special) => {
-                        let mut values = Vec::with_capacity(args.len());
-                        for a in args {
-                            values.push(self.eval_in(a, env, depth)?);
-                        }
-                        Ok(Tail::Call(op.full_name(), lambda, values))
+        if let Term::List(list) = form {
+            if let Some((Term::Symbol(op), args)) = list.split_first() {
+                if op.package.is_none() {
+                    if let Some(form) = Self::tail_form(&op.name) {
+                        let _nesting = Nesting::enter()?;
+                        return form(self, &op.name, args, env, depth);
                     }
-                    _ => self.eval_in(form, env, depth).map(Tail::Value),
+                }
+                if let Some((name, lambda)) = self.session_function(op, env) {
+                    let mut values = Vec::with_capacity(args.len());
+                    for a in args {
+                        values.push(self.eval_in(a, env, depth)?);
+                    }
+                    return Ok(Tail::Call(name, lambda, values));
                 }
             }
         }
+        self.eval_in(form, env, depth).map(Tail::Value)
+    }
+
+    /// The special forms that pass tail position on to a sub-form.
+    fn tail_form(name: &str) -> Option<TailForm> {
+        match name {
+            "IF" => Some(Self::if_form),
+            "WHEN" | "UNLESS" => Some(Self::when_unless),
+            "PROGN" => Some(|ev, _, body, env, depth| ev.body_tail(body, env, depth)),
+            "LET" | "LET*" => Some(Self::let_form),
+            _ => None,
+        }
+    }
+
+    /// The session function (`defun`) `op` calls, with its full name:
+    /// none for a special form or a name bound locally (a local function
+    /// value is called as usual).
+    fn session_function(&self, op: &Symbol, env: &Env) -> Option<(String, Lambda)> {
+        if (op.package.is_none() && is_special(&op.name)) || env.iter().any(|(k, _)| k == op) {
+            return None;
+        }
+        let name = op.full_name();
+        let globals = self.globals.read().unwrap_or_else(|e| e.into_inner());
+        let lambda = globals.defuns.get(&name)?.clone();
+        Some((name, lambda))
     }
 
     /// A body whose last form is in tail position.
