@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::builtins::{arity, bad, seconds};
 use crate::agent::SpawnOptions;
 use crate::call::{self, keyword_args, CallError};
 use crate::server::{self, Server};
@@ -24,10 +25,6 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("pool-worker", "(pool-worker) a server: a number n is answered with n*n, :crash crashes it, anything else is echoed"),
 ];
 
-fn bad(function: &str, message: impl Into<String>) -> CallError {
-    CallError::bad_arguments(function, message)
-}
-
 fn failed(function: &str, e: impl std::fmt::Display) -> CallError {
     CallError::Failed(format!("{function}: {e}"))
 }
@@ -37,20 +34,6 @@ fn millis(function: &str, t: &Term) -> Result<Duration, CallError> {
         Term::Int(n) if *n >= 0 => Ok(Duration::from_millis(u64::try_from(*n).unwrap_or(0))),
         other => Err(bad(function, format!("expected milliseconds, got {other}"))),
     }
-}
-
-fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
-    let secs = match t {
-        Term::Int(i) if *i >= 0 => *i as f64,
-        Term::Float(f) if *f >= 0.0 && f.is_finite() => *f,
-        other => {
-            return Err(bad(
-                function,
-                format!("expected a number of seconds, got {other}"),
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(secs.min(1e9)))
 }
 
 fn agent_arg(function: &str, t: &Term) -> Result<Term, CallError> {
@@ -63,37 +46,21 @@ fn agent_arg(function: &str, t: &Term) -> Result<Term, CallError> {
     }
 }
 
-fn exact(function: &str, args: &[Term], n: usize) -> Result<(), CallError> {
-    if args.len() == n {
-        Ok(())
-    } else {
-        Err(bad(
-            function,
-            format!(
-                "expected {}, got {}",
-                call::count_of(n, "argument"),
-                args.len()
-            ),
-        ))
-    }
-}
-
-/// Registers the built-ins of this module.
 pub(super) fn register() {
     call::register_function("send-after", |args| {
-        exact("send-after", args, 3)?;
+        arity("send-after", args, 3, 3)?;
         let delay = millis("send-after", &args[0])?;
         let to = agent_arg("send-after", &args[2])?;
         Ok(timer::send_after(delay, args[1].clone(), to).to_term())
     });
     call::register_function("exit-after", |args| {
-        exact("exit-after", args, 3)?;
+        arity("exit-after", args, 3, 3)?;
         let delay = millis("exit-after", &args[0])?;
         let to = agent_arg("exit-after", &args[2])?;
         Ok(timer::exit_after(delay, args[1].clone(), to).to_term())
     });
     call::register_function("cancel-timer", |args| {
-        exact("cancel-timer", args, 1)?;
+        arity("cancel-timer", args, 1, 1)?;
         let t = TimerRef::from_term(&args[0])
             .ok_or_else(|| bad("cancel-timer", format!("{} is not a timer", args[0])))?;
         Ok(Term::from(timer::cancel(&t)))
@@ -108,14 +75,14 @@ pub(super) fn register() {
         server::request(to, fixed[1].clone(), timeout).map_err(|e| failed("request", e))
     });
     call::register_function("cast", |args| {
-        exact("cast", args, 2)?;
+        arity("cast", args, 2, 2)?;
         server::cast(agent_arg("cast", &args[0])?, args[1].clone())
             .map_err(|e| failed("cast", e))?;
         Ok(Term::T)
     });
     call::register_function("start-supervisor", start_supervisor);
     call::register_function("which-children", |args| {
-        exact("which-children", args, 1)?;
+        arity("which-children", args, 1, 1)?;
         let sup = agent_arg("which-children", &args[0])?;
         let children = supervisor::which_children(sup, server::DEFAULT_TIMEOUT)
             .map_err(|e| failed("which-children", e))?;

@@ -110,11 +110,16 @@ fn quit(args: &[Term]) -> Result<Term, CallError> {
     )))
 }
 
-fn bad(function: &str, message: impl Into<String>) -> CallError {
+pub(super) fn bad(function: &str, message: impl Into<String>) -> CallError {
     CallError::bad_arguments(function, message)
 }
 
-fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), CallError> {
+pub(super) fn arity(
+    function: &str,
+    args: &[Term],
+    min: usize,
+    max: usize,
+) -> Result<(), CallError> {
     if args.len() < min || args.len() > max {
         let expected = if min == max {
             call::count_of(min, "argument")
@@ -129,7 +134,7 @@ fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), Ca
     Ok(())
 }
 
-fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
+pub(super) fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
     let secs = match t {
         Term::Int(i) if *i >= 0 => *i as f64,
         Term::Float(f) if *f >= 0.0 && f.is_finite() => *f,
