@@ -296,6 +296,32 @@ pub struct SpawnFigures {
     pub limit: Option<String>,
 }
 
+impl SpawnFigures {
+    /// Reads resident memory with `alive` still running (against `before`,
+    /// read before the first spawn), then kills them.
+    fn measure(
+        elapsed: Duration,
+        count: u64,
+        alive: &[Agent],
+        before: Option<u64>,
+        limit: Option<String>,
+    ) -> SpawnFigures {
+        let after = resident_bytes();
+        let n = alive.len() as u64;
+        kill_all(alive);
+        SpawnFigures {
+            elapsed,
+            count,
+            alive: n,
+            bytes_per_agent: match (before, after) {
+                (Some(b), Some(a)) if n > 0 => Some(a.saturating_sub(b) / n),
+                _ => None,
+            },
+            limit,
+        }
+    }
+}
+
 /// W3: spawns `count` monitored agents that return at once and waits for
 /// their notifications; then keeps up to `alive_target` agents blocked in a
 /// receive at once, measuring resident memory.
@@ -344,19 +370,7 @@ pub fn spawn_exit(
             }
         }
     }
-    let after = resident_bytes();
-    let n = alive.len() as u64;
-    kill_all(&alive);
-    Ok(SpawnFigures {
-        elapsed,
-        count,
-        alive: n,
-        bytes_per_agent: match (before, after) {
-            (Some(b), Some(a)) if n > 0 => Some(a.saturating_sub(b) / n),
-            _ => None,
-        },
-        limit,
-    })
+    Ok(SpawnFigures::measure(elapsed, count, &alive, before, limit))
 }
 
 /// W3 on async agents: a coordinator agent spawns `count` monitored async
@@ -421,19 +435,7 @@ fn spawn_exit_async(
     let probe = aa::spawn_with(&SpawnOptions::new().attach(Attach::Monitor), async {})?;
     let _ = wait(timeout);
     drop(probe);
-    let after = resident_bytes();
-    let n = alive.len() as u64;
-    kill_all(&alive);
-    Ok(SpawnFigures {
-        elapsed,
-        count,
-        alive: n,
-        bytes_per_agent: match (before, after) {
-            (Some(b), Some(a)) if n > 0 => Some(a.saturating_sub(b) / n),
-            _ => None,
-        },
-        limit,
-    })
+    Ok(SpawnFigures::measure(elapsed, count, &alive, before, limit))
 }
 
 /// W4: `senders` agents each send `per_sender` small messages to one
