@@ -343,21 +343,25 @@ fn welcomed(addr: SocketAddr) -> TcpStream {
 fn trickle(mut s: TcpStream, head: &[u8]) -> String {
     s.write_all(head).unwrap();
     let mut writer = s.try_clone().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = Arc::clone(&stop);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let trickler = thread::spawn(move || {
         let end = Instant::now() + WAIT;
         while Instant::now() < end {
-            if stopped.load(std::sync::atomic::Ordering::Relaxed) || writer.write_all(&[0]).is_err()
+            if writer.write_all(&[0]).is_err() {
+                return true;
+            }
+            // One byte per 50 ms, ending as soon as the reader saw the
+            // server close (or gave up: the sender is dropped).
+            if stopped.recv_timeout(Duration::from_millis(50))
+                != Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             {
                 return true;
             }
-            thread::sleep(Duration::from_millis(50));
         }
         false
     });
     let message = error_then_close(&mut s);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stop);
     assert!(
         trickler.join().unwrap(),
         "the server waited until the client stopped sending ({message})"

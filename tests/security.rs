@@ -473,6 +473,18 @@ fn nodes_dialing_each_other_at_once_end_with_one_connection() {
     }
 }
 
+/// Whether the node closed `t` (EOF, reset, or its error and then EOF)
+/// within `wait`; a read that times out means it is still open.
+fn closed_within(t: &mut TcpStream, wait: Duration) -> bool {
+    t.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .expect("timeout");
+    let mut b = [0u8; 16];
+    !matches!(
+        t.read(&mut b),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    )
+}
+
 #[test]
 fn trickling_handshakes_are_cut_at_the_deadline_while_a_real_node_connects() {
     let mut s = setup("trickle");
@@ -484,37 +496,31 @@ fn trickling_handshakes_are_cut_at_the_deadline_while_a_real_node_connects() {
         .map(|_| {
             let mut t = connect(s.port);
             t.write_all(&[0, 0, 0, 200, HELLO]).expect("header");
-            t.set_read_timeout(Some(Duration::from_millis(1)))
-                .expect("timeout");
             Some(t)
         })
         .collect();
     let watch = std::thread::spawn(move || {
-        // Bounded: 100 rounds of 200 ms, long before the 200 bytes are
-        // all sent (40 s).
-        for _ in 0..100 {
-            let mut open = 0;
+        // Bounded: 150 rounds of at most 200 ms, fewer bytes than the 200
+        // declared. Each round sends a byte on every open socket, then
+        // spends the rest of its 200 ms waiting for the first open one to
+        // be closed by the node, so closures end the wait, not a timer.
+        for _ in 0..150 {
+            let round_end = std::time::Instant::now() + Duration::from_millis(200);
             for slot in tricklers.iter_mut() {
-                let Some(t) = slot else { continue };
-                let _ = t.write_all(&[0]);
-                let mut b = [0u8; 16];
-                match t.read(&mut b) {
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        open += 1
-                    }
-                    // EOF or reset: the node closed it.
-                    _ => *slot = None,
+                if slot.as_mut().is_some_and(|t| {
+                    let _ = t.write_all(&[0]);
+                    closed_within(t, Duration::from_millis(1))
+                }) {
+                    *slot = None;
                 }
             }
-            if open == 0 {
+            let Some(pacer) = tricklers.iter_mut().find(|slot| slot.is_some()) else {
                 return true;
+            };
+            let rest = round_end.saturating_duration_since(std::time::Instant::now());
+            if pacer.as_mut().is_some_and(|t| closed_within(t, rest)) {
+                *pacer = None;
             }
-            std::thread::sleep(Duration::from_millis(200));
         }
         false
     });
