@@ -1,5 +1,8 @@
 //! Mailboxes: a bounded FIFO of messages plus an unbounded priority lane for
-//! exit signals and exit notifications, on one `Mutex` and one `Condvar`.
+//! exit signals, on one `Mutex` and one `Condvar`. Exit notifications join
+//! the FIFO in arrival order but past its bound (they are never dropped):
+//! an agent hears of an exit, or of a lost connection, after the messages
+//! that arrived before it, as in Erlang.
 //!
 //! Lock rule: the mailbox lock is held only to move items in or out of the
 //! queues. Nothing blocks, runs user code, or takes another lock while
@@ -33,8 +36,6 @@ pub const DEFAULT_MAILBOX_SIZE: usize = 64;
 pub(crate) enum Signal {
     /// Ends the receiving agent with this reason at its next receive.
     Exit(Term),
-    /// An exit notification: an ordinary term delivered before messages.
-    Notice(Term),
 }
 
 /// What a receive can return besides a message.
@@ -306,17 +307,30 @@ impl Mailbox {
         if state.finished {
             return;
         }
-        if let Signal::Exit(_) = signal {
-            // The first exit signal decides how the agent ends; later ones
-            // change nothing, so they are not kept (a flood of them from
-            // other agents or nodes costs no memory).
-            if state.signals.iter().any(|s| matches!(s, Signal::Exit(_))) {
-                return;
-            }
-            state.closed = true;
+        // The first exit signal decides how the agent ends; later ones
+        // change nothing, so they are not kept (a flood of them from other
+        // agents or nodes costs no memory).
+        if !state.signals.is_empty() {
+            return;
         }
+        state.closed = true;
         state.signals.push_back(signal);
         self.owner.0.signals_pending.store(true, Ordering::Release);
+        self.bump_arrivals(1);
+        let waiter = state.waiter();
+        drop(state);
+        self.wake(waiter);
+    }
+
+    /// Delivers an exit notification: behind the messages already queued,
+    /// never refused for room (a full mailbox must still hear of an exit),
+    /// dropped only once the owner has exited.
+    pub(crate) fn notice(&self, notice: Term) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        state.messages.push_back(notice);
         self.bump_arrivals(1);
         let waiter = state.waiter();
         drop(state);
@@ -354,24 +368,17 @@ impl Mailbox {
     /// that was killed finishes before its next receive).
     pub(crate) fn pending_exit(&self) -> Option<Term> {
         let state = self.lock();
-        state.signals.iter().find_map(|s| match s {
-            Signal::Exit(reason) => Some(reason.clone()),
-            Signal::Notice(_) => None,
-        })
+        state
+            .signals
+            .front()
+            .map(|Signal::Exit(reason)| reason.clone())
     }
 
-    /// Takes everything queued (notices first), for `flush-messages`.
+    /// Takes every message queued, for `flush-messages` (an exit signal
+    /// stays: it must still end the agent).
     pub(crate) fn drain(&self) -> Vec<Term> {
         let mut state = self.lock();
         let mut out: Vec<Term> = Vec::with_capacity(state.messages.len());
-        let signals = std::mem::take(&mut state.signals);
-        for s in signals {
-            match s {
-                Signal::Notice(t) => out.push(t),
-                // Exit signals stay: they must still end the agent.
-                exit @ Signal::Exit(_) => state.signals.push_back(exit),
-            }
-        }
         {
             let mut inbox = self.inbox();
             out.extend(inbox.drain(..));
@@ -408,25 +415,18 @@ impl Mailbox {
         self.owner.0.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the first signal that matches (an exit signal always does).
+    /// Takes the pending exit signal, if any.
     fn take_signal(
         &self,
         state: &mut State,
-        matches: &mut dyn FnMut(&Term) -> bool,
+        _matches: &mut dyn FnMut(&Term) -> bool,
     ) -> Option<Result<Term, Interrupt>> {
-        let pos = state.signals.iter().position(|s| match s {
-            Signal::Exit(_) => true,
-            Signal::Notice(t) => matches(t),
-        })?;
-        let taken = state.signals.remove(pos)?;
+        let Signal::Exit(reason) = state.signals.pop_front()?;
         self.owner
             .0
             .signals_pending
             .store(!state.signals.is_empty(), Ordering::Release);
-        match taken {
-            Signal::Exit(reason) => Some(Err(Interrupt::Exit(reason))),
-            Signal::Notice(t) => Some(Ok(t)),
-        }
+        Some(Err(Interrupt::Exit(reason)))
     }
 
     /// Takes the first message of the owner's batch that matches.
@@ -675,11 +675,14 @@ mod tests {
     }
 
     #[test]
-    fn signals_come_first_and_close() {
-        let m = Mailbox::new(4);
+    fn notices_keep_their_order_exit_signals_come_first_and_close() {
+        let m = Mailbox::new(1);
         m.deliver(1.into());
-        m.signal(Signal::Notice(2.into()));
+        // Past the bound, behind the message that came first.
+        m.notice(2.into());
+        assert_eq!(m.receive(None, &mut |_| true).unwrap(), Term::from(1));
         assert_eq!(m.receive(None, &mut |_| true).unwrap(), Term::from(2));
+        m.deliver(4.into());
         m.signal(Signal::Exit(Term::keyword("kill")));
         assert!(!m.deliver(3.into()));
         assert!(matches!(

@@ -76,7 +76,7 @@ fn monitor_racing_exit_is_told_once_and_keeps_no_dead_link() {
             link(&t, Attach::Monitor).unwrap();
             let notice = receive_timeout(WAIT).map_err(|_| kw("no-notice"))?;
             // A marker sent after the notice: nothing may come before it
-            // (notices overtake messages, so a second notice would).
+            // (a second notice, queued before the marker, would).
             Agent::current().send(kw("marker"));
             let next = receive_timeout(WAIT).map_err(|_| kw("no-marker"))?;
             let links = agent_tree(Agent::current())

@@ -449,7 +449,7 @@ kind_pairs! {
                 Term::Nil
             })
             .unwrap();
-        // a's exit notice may come first (notices take the priority lane).
+        // a's exit notice comes after the message a sent before exiting.
         let b = receive_matching(|m| matches!(m, Term::Agent(_)), Some(WAIT)).unwrap();
         link(b.clone(), Attach::Monitor).unwrap();
         assert_eq!(recv(), exited(&a, kw("alone")));
@@ -743,4 +743,37 @@ both_kinds! {
         assert!(stats.death.is_some());
         assert!(stats.death.unwrap() >= stats.birth);
     }
+}
+
+/// An exit notification joins the mailbox behind what arrived before it,
+/// as in Erlang: everything an agent sent before it exited is received
+/// before the notice of its exit, even at a mailbox filled past its bound.
+#[test]
+fn exit_notice_comes_after_the_messages_sent_before_the_exit() {
+    let me = Agent::current();
+    let options = SpawnOptions::new().attach(Attach::Monitor);
+    let sender = erlangen::spawn_with(&options, move || {
+        for i in 0..1000 {
+            me.send(i);
+        }
+        Term::keyword("sent")
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    let notice = loop {
+        let m = recv();
+        match m.as_int() {
+            Some(i) => got.push(i),
+            None => break m,
+        }
+    };
+    assert_eq!(
+        notice,
+        Term::list(vec![sender.to_term(), kw("ok"), kw("sent")])
+    );
+    // The mailbox (64) dropped what did not fit, but nothing came after the
+    // notice, and what came kept its order.
+    assert!(!got.is_empty());
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(receive_timeout(Duration::ZERO), Err(Timeout));
 }

@@ -26,7 +26,7 @@
 //! doubler.send(21);
 //! let wait = Some(Duration::from_secs(5));
 //! assert_eq!(receive_matching(|m| m.as_int().is_some(), wait), Ok(Term::from(42)));
-//! // Exit notifications come before messages; this one came after the 42.
+//! // Exit notifications arrive in order with messages: this one after the 42.
 //! let notice = receive_timeout(Duration::from_secs(5)).unwrap();
 //! assert!(notice.to_string().ends_with(":OK :DONE)"));
 //! ```

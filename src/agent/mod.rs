@@ -561,9 +561,9 @@ impl Agent {
         self.0.mailbox.signal(Signal::Exit(reason));
     }
 
-    /// Delivers an exit notification on the priority lane.
+    /// Delivers an exit notification, behind the messages already queued.
     pub(crate) fn notify(&self, notice: Term) {
-        self.0.mailbox.signal(Signal::Notice(notice));
+        self.0.mailbox.notice(notice);
     }
 
     /// Adds `peer` to this agent's links (`monitor == false`) or monitors.

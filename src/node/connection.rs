@@ -126,6 +126,22 @@ pub(crate) struct Connection {
     /// over: simultaneous dials end with one connection (see `node`).
     claimed: Mutex<bool>,
     claimed_cv: Condvar,
+    /// Held while the reader hands what it read to agents, and taken to
+    /// mark the connection down: whatever this connection delivers is
+    /// delivered before anyone is told it is down, and nothing after
+    /// (bytes still buffered when another thread takes it down, say a
+    /// writer that found the socket broken, are dropped and counted).
+    delivery: Mutex<()>,
+    /// The reader thread, which may take the connection down while it
+    /// holds `delivery` itself.
+    reader: OnceLock<std::thread::ThreadId>,
+    /// Set once the node has told everyone attached over this connection
+    /// that it is down (`loss_handled`).
+    lost: Mutex<bool>,
+    lost_cv: Condvar,
+    /// The connection to the same peer this one replaces, while that one's
+    /// loss may still be being told: this one delivers nothing before.
+    predecessor: Mutex<Option<Arc<Connection>>>,
 }
 
 impl Connection {
@@ -149,6 +165,11 @@ impl Connection {
             attached: Attachments::new(),
             claimed: Mutex::new(false),
             claimed_cv: Condvar::new(),
+            delivery: Mutex::new(()),
+            reader: OnceLock::new(),
+            lost: Mutex::new(false),
+            lost_cv: Condvar::new(),
+            predecessor: Mutex::new(None),
         })
     }
 
@@ -424,6 +445,8 @@ impl Connection {
     }
 
     fn read_loop(self: Arc<Self>, stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
+        let _ = self.reader.set(std::thread::current().id());
+        self.wait_for_predecessor();
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
         let mut payload = Vec::new();
         let max = dispatch
@@ -490,6 +513,11 @@ impl Connection {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                    let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.is_down() {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     dispatch.dispatch(&self, request);
                 }
                 Err(e) => {
@@ -511,6 +539,14 @@ impl Connection {
         batch: &mut Batch,
     ) {
         if batch.messages.is_empty() {
+            return;
+        }
+        let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_down() {
+            self.stats
+                .dropped
+                .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+            batch.messages.clear();
             return;
         }
         let key = (batch.to_inc, std::mem::take(&mut batch.to));
@@ -553,11 +589,67 @@ impl Connection {
     /// Marks the connection down once: closes the socket, stops the writer,
     /// and tells the node.
     pub(crate) fn fail(self: &Arc<Self>, dispatch: &Arc<dyn Dispatch>, reason: &str) {
-        if self.down.swap(true, Ordering::AcqRel) {
+        if !self.set_down() {
             return;
         }
         self.close_socket();
         dispatch.down(self, reason);
+    }
+
+    /// Makes this connection deliver nothing before everyone attached over
+    /// `old` (the previous connection to the same peer) has been told it is
+    /// down: a receiver hears of the loss before anything of the new
+    /// connection.
+    pub(crate) fn follows(&self, old: Arc<Connection>) {
+        *self.predecessor.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
+    }
+
+    /// Everyone attached over this connection has been told it is down.
+    pub(crate) fn loss_handled(&self) {
+        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.lost_cv.notify_all();
+    }
+
+    /// Down, and the node is still telling those attached over it.
+    pub(crate) fn loss_pending(&self) -> bool {
+        self.is_down() && !*self.lost.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (at most 10 s, a bound in case the old one is never handled)
+    /// until the predecessor's loss has been told.
+    fn wait_for_predecessor(&self) {
+        let Some(old) = self
+            .predecessor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut lost = old.lost.lock().unwrap_or_else(|e| e.into_inner());
+        while !*lost && old.is_down() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            lost = old
+                .lost_cv
+                .wait_timeout(lost, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Marks the connection down, between two deliveries of the reader
+    /// (see `delivery`); `true` the first time.
+    fn set_down(&self) -> bool {
+        if self.reader.get() == Some(&std::thread::current().id()) {
+            // The reader itself, holding `delivery` or between frames.
+            return !self.down.swap(true, Ordering::AcqRel);
+        }
+        let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        !self.down.swap(true, Ordering::AcqRel)
     }
 
     /// Closes without telling anyone (used by `fail` and at node stop).
@@ -575,7 +667,7 @@ impl Connection {
 
     /// Marks down without a socket (a dial that failed).
     pub(crate) fn mark_down(&self) -> bool {
-        let first = !self.down.swap(true, Ordering::AcqRel);
+        let first = self.set_down();
         self.close_socket();
         first
     }

@@ -51,7 +51,8 @@ impl NodeState {
                 return Ok(Arc::clone(c));
             }
         }
-        peers.retain(|_, c| !c.is_down());
+        let predecessor = peers.get(peer).cloned();
+        peers.retain(|_, c| !c.is_down() || c.loss_pending());
         if peers.len() >= self.options.max_connections {
             return Err(unreachable(format!(
                 "this node has {} connections, its limit (max_connections)",
@@ -63,6 +64,9 @@ impl NodeState {
             self.stats_for(peer),
             self.options.max_queue,
         );
+        if let Some(old) = predecessor {
+            conn.follows(old);
+        }
         peers.insert(peer.to_owned(), Arc::clone(&conn));
         drop(peers);
         let state = Arc::clone(self);
@@ -178,12 +182,6 @@ impl NodeState {
                 format_args!("cannot connect to {}: {why}", conn.peer),
             );
         }
-        {
-            let mut peers = lock(&self.peers);
-            if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
-                peers.remove(&conn.peer);
-            }
-        }
         super::groups::connection_lost(conn);
         super::global::connection_lost(conn);
         for entry in conn.attached.close() {
@@ -206,6 +204,16 @@ impl NodeState {
                 }));
             }
         }
+        // Forgotten only now, and a connection that replaced it delivers
+        // only now (`Connection::follows`): whoever was attached over this
+        // one hears of its loss before anything of the next.
+        {
+            let mut peers = lock(&self.peers);
+            if peers.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+                peers.remove(&conn.peer);
+            }
+        }
+        conn.loss_handled();
     }
 
     /// Serves an accepted connection: handshake, then one connection per
@@ -238,6 +246,7 @@ impl NodeState {
                             self.stats_for(&info.name),
                             self.options.max_queue,
                         );
+                        conn.follows(Arc::clone(c));
                         peers.insert(info.name.clone(), Arc::clone(&conn));
                         chosen = Some(conn);
                         Ok(())
@@ -254,7 +263,8 @@ impl NodeState {
                     }
                 },
                 _ => {
-                    peers.retain(|_, c| !c.is_down());
+                    let predecessor = peers.get(&info.name).cloned();
+                    peers.retain(|_, c| !c.is_down() || c.loss_pending());
                     if peers.len() >= self.options.max_connections {
                         return Err(Refusal::Limit);
                     }
@@ -263,6 +273,9 @@ impl NodeState {
                         self.stats_for(&info.name),
                         self.options.max_queue,
                     );
+                    if let Some(old) = predecessor {
+                        conn.follows(old);
+                    }
                     peers.insert(info.name.clone(), Arc::clone(&conn));
                     chosen = Some(conn);
                     Ok(())

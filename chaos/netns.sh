@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The multi-host harness: NODES network namespaces (PREFIX-n1 … at
+# 10.77.0.k/24) joined by veth pairs to a bridge in a hub namespace
+# (10.77.0.254), then `erlangen-chaos run` inside the hub, which starts a
+# port mapper and a node in every namespace, injects faults and checks the
+# results. Everything (processes, namespaces, links) is removed on every
+# exit path: normal end, failure, Ctrl-C, TERM.
+#
+# usage: chaos/netns.sh BIN_DIR NODES [erlangen-chaos run options…]
+#   e.g. chaos/netns.sh target/release 5 --scenario faults
+# Needs root and `ip netns`; without them it prints why and exits 0
+# (exit 1 instead when CHAOS_REQUIRED=1). Without iptables the faults that
+# need it are skipped (said in the report). The run's directory (event
+# logs, report.txt) is kept when the run fails or CHAOS_KEEP=1.
+set -u
+BIN=$(cd "${1:-target/release}" && pwd) || exit 1
+NODES=${2:-5}
+shift 2 || true
+PREFIX="ec$(( $$ % 100000 ))"
+HUB="$PREFIX-hub"
+CREATED=()
+DIR=$(mktemp -d /tmp/erlangen-chaos.XXXXXX)
+STATUS=1
+
+skip() {
+  echo "chaos: skipped: $1"
+  if [ "${CHAOS_REQUIRED:-0}" = 1 ]; then exit 1; fi
+  STATUS=0
+  exit 0
+}
+
+cleanup() {
+  for ns in "${CREATED[@]}"; do
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    # shellcheck disable=SC2086
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+  done
+  for ns in "${CREATED[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  if [ "$STATUS" = 0 ] && [ "${CHAOS_KEEP:-0}" != 1 ]; then
+    rm -rf "$DIR"
+  else
+    echo "chaos: logs kept in $DIR"
+  fi
+}
+trap cleanup EXIT
+trap 'echo "chaos: interrupted"; exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || skip "network namespaces need root"
+command -v ip >/dev/null || skip "the ip command (iproute2) is missing"
+ip netns add "$HUB" 2>/dev/null || skip "cannot create network namespaces here"
+CREATED+=("$HUB")
+
+set -e
+ip -n "$HUB" link set lo up
+ip -n "$HUB" link add br0 type bridge
+ip -n "$HUB" addr add 10.77.0.254/24 dev br0
+ip -n "$HUB" link set br0 up
+for k in $(seq 1 "$NODES"); do
+  ns="$PREFIX-n$k"
+  ip netns add "$ns"
+  CREATED+=("$ns")
+  ip link add "${PREFIX}h$k" type veth peer name "${PREFIX}n$k"
+  ip link set "${PREFIX}h$k" netns "$HUB"
+  ip link set "${PREFIX}n$k" netns "$ns"
+  ip -n "$HUB" link set "${PREFIX}h$k" master br0 up
+  ip -n "$ns" link set "${PREFIX}n$k" name eth0
+  ip -n "$ns" addr add "10.77.0.$k/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+done
+set +e
+
+EXTRA=()
+if ! command -v iptables >/dev/null || ! ip netns exec "$PREFIX-n1" iptables -w -t nat -L -n >/dev/null 2>&1; then
+  EXTRA+=(--no-iptables)
+fi
+echo "chaos: $NODES namespaces ($PREFIX-n1..n$NODES) on bridge br0 in $HUB; logs in $DIR"
+ip netns exec "$HUB" "$BIN/erlangen-chaos" run --dir "$DIR" --prefix "$PREFIX" \
+  --nodes "$NODES" --bin-dir "$BIN" "${EXTRA[@]}" "$@"
+STATUS=$?
+exit $STATUS
