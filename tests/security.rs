@@ -198,11 +198,17 @@ fn prove_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
 #[test]
 fn bad_peer_names_are_refused_and_leak_no_handshake_slot() {
     let mut s = setup("badname");
-    // More attempts than the node has handshake slots (64): each used to
-    // panic its handshake thread (a NUL in a thread name) and keep its
-    // slot, until no node could connect at all.
-    for i in 0..70 {
-        let bad = if i % 2 == 0 {
+    // More handshakes than the node has slots (64): each used to panic its
+    // handshake thread (a NUL in a thread name) and keep its slot, until no
+    // node could connect at all. Each bad name costs this address a token
+    // of the node's throttle (32 in a burst, one back every 125 ms), so an
+    // attempt the throttle closed unread (the node's count went up) is
+    // made again once a token is back: 70 reach the handshake.
+    let mut throttled = throttled_count(&mut s);
+    let mut handshakes = 0;
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while handshakes < 70 {
+        let bad = if handshakes % 2 == 0 {
             "localhost/mal\0lory"
         } else {
             "local host/mallory"
@@ -212,7 +218,7 @@ fn bad_peer_names_are_refused_and_leak_no_handshake_slot() {
         let secret = cookie(&s.cluster.cookie_file());
         let mut stream = connect(s.port);
         let nonce = [8u8; 32];
-        stream.write_all(&hello(bad, 1, &nonce)).expect("hello");
+        let _ = stream.write_all(&hello(bad, 1, &nonce));
         let mut buf = Vec::new();
         if let Ok(CHALLENGE) = frame::read_frame(&mut stream, 4096, &mut buf) {
             let ch = parse_challenge(&buf);
@@ -220,17 +226,44 @@ fn bad_peer_names_are_refused_and_leak_no_handshake_slot() {
             let _ = stream.write_all(&proof_frame(&mac(&secret, b"erlangen client", &t)));
         }
         assert!(closed(&mut stream), "{bad:?}");
+        let now = throttled_count(&mut s);
+        if now == throttled {
+            handshakes += 1;
+        } else {
+            throttled = now;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{handshakes} bad names reached the handshake"
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
     }
-    // A new node still gets in, and the old pair still works.
+    // A new node still gets in (from the same address, once a token is
+    // back), and the old pair still works.
     let mut c = s.cluster.client("c");
-    assert_eq!(
-        c.eval("(send (list :fresh (agent)) (spawn '(echo) :node \"b\"))")
-            .split(' ')
-            .next(),
-        Some("(:FRESH")
-    );
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let out = c.eval("(send (list :fresh (agent)) (spawn '(echo) :node \"b\"))");
+        if out.starts_with("(:FRESH") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        c.eval("(receive :timeout 0.1)");
+    }
     assert_eq!(c.eval("(receive :timeout 10)"), ":FRESH");
     still_serving(&mut s, "after");
+}
+
+/// How many connections node b closed at accept because this address had
+/// used up its failed handshakes (`:THROTTLED` of its `node-info`, asked
+/// over client a's established connection).
+fn throttled_count(s: &mut Setup) -> u64 {
+    let info = s.a.eval("(node-info :node \"b\")");
+    info.split(":THROTTLED ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ')']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no :THROTTLED in {info}"))
 }
 
 #[test]
@@ -311,7 +344,9 @@ fn reflected_challenge_is_refused() {
     assert!(closed(&mut stream), "a client named like the server");
     // Names that are not host/node (a NUL, a space, no slash) likewise,
     // and the node keeps its handshake slots (a thread name with a NUL
-    // used to panic the handshake thread and leak its slot).
+    // used to panic the handshake thread and leak its slot). After the
+    // first 30 or so, the throttle of failed handshakes closes most of
+    // them unread: closed all the same.
     for bad in ["local\0host/m", "localhost/m\0x", "localhost/m x", "nohost"] {
         for _ in 0..70 {
             let mut stream = connect(s.port);
@@ -471,6 +506,93 @@ fn nodes_dialing_each_other_at_once_end_with_one_connection() {
             assert!(stats.contains(":CONNECTED T"), "{stats}");
         }
     }
+}
+
+/// Connects and sends HELLO as `name`: the stream and the CHALLENGE, or
+/// `None` if the node closed the connection without writing anything (its
+/// throttle of failed handshakes).
+fn try_hello(s: &Setup, name: &str, nonce: &[u8; 32]) -> (TcpStream, Option<Challenge>) {
+    let mut stream = connect(s.port);
+    // A write may fail when the node closed first; the read tells.
+    let _ = stream.write_all(&hello(name, 1, nonce));
+    let mut buf = Vec::new();
+    match frame::read_frame(&mut stream, 4096, &mut buf) {
+        Ok(CHALLENGE) => (stream, Some(parse_challenge(&buf))),
+        Ok(kind) => panic!("frame kind {kind:#x} instead of CHALLENGE"),
+        Err(e) => {
+            assert!(
+                matches!(&e, frame::FrameError::Closed)
+                    || matches!(&e, frame::FrameError::Io(io)
+                        if io.kind() == std::io::ErrorKind::ConnectionReset),
+                "the node must close a throttled connection without a word: {e}"
+            );
+            (stream, None)
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_failed_handshakes_from_one_address_is_throttled() {
+    let mut s = setup("throttle");
+    let before = throttled_count(&mut s);
+    // Wrong cookies from 127.0.0.1 as fast as they go, until ten
+    // connections in all were closed unread. Client a's connection to b
+    // is established from the same address.
+    let (mut served, mut refused) = (0u32, 0u32);
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while refused < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{served} wrong cookies served, {refused} closed unread"
+        );
+        let nonce = [9u8; 32];
+        match try_hello(&s, "localhost/mallory", &nonce) {
+            (mut stream, Some(ch)) => {
+                let t = transcript("localhost/mallory", 1, &nonce, &ch);
+                let wrong = mac(b"not the cookie, not the cookie", b"erlangen client", &t);
+                stream.write_all(&proof_frame(&wrong)).expect("proof");
+                assert!(closed(&mut stream), "wrong cookie must be refused");
+                served += 1;
+            }
+            (_, None) => refused += 1,
+        }
+    }
+    eprintln!("{served} wrong cookies served, then {refused} connections closed unread");
+    // The bucket holds 32 failures; tokens only come back, never go early.
+    assert!(served >= 32, "throttled after {served} failed handshakes");
+    assert!(throttled_count(&mut s) >= before + 10);
+    // The established connection from the throttled address keeps working.
+    still_serving(&mut s, "during");
+    // Once a token is back, a correct handshake from the same address
+    // succeeds (retried until then; a closed attempt costs nothing) ...
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let secret = cookie(&s.cluster.cookie_file());
+    let _honest = loop {
+        let nonce = [10u8; 32];
+        if let (mut stream, Some(ch)) = try_hello(&s, "localhost/honest", &nonce) {
+            let t = transcript("localhost/honest", 1, &nonce, &ch);
+            stream
+                .write_all(&proof_frame(&mac(&secret, b"erlangen client", &t)))
+                .expect("proof");
+            assert_eq!(answer(&mut stream), (ACCEPT, None));
+            break stream;
+        }
+        assert!(std::time::Instant::now() < deadline, "never let in again");
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    // ... and a real node from the same address gets in.
+    let mut c = s.cluster.client("c");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let out = c.eval("(spawn '(+ 1 1) :node \"b\" :attach :monitor)");
+        if out.starts_with("\"localhost/b/") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        c.eval("(receive :timeout 0.1)");
+    }
+    assert!(c.eval("(receive :timeout 10)").ends_with(":OK 2)"));
+    still_serving(&mut s, "after");
 }
 
 /// Whether the node closed `t` (EOF, reset, or its error and then EOF)

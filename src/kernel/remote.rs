@@ -220,7 +220,8 @@ fn proc_status(field: &str) -> Option<u64> {
 }
 
 /// `(:NODE "h/n" :INCARNATION i :UPTIME s :AGENTS n :THREAD-AGENTS t
-/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k)` of this process.
+/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k :THROTTLED c)` of this
+/// process (`c`: connections closed by the failed-handshake throttle).
 pub(super) fn node_info() -> Term {
     let agents = management::agents();
     let threads = agents
@@ -237,6 +238,10 @@ pub(super) fn node_info() -> Term {
         ("async-agents", Term::from(agents.len() - threads)),
         ("threads", opt(proc_status("Threads"))),
         ("resident-kb", opt(proc_status("VmRSS"))),
+        (
+            "throttled",
+            Term::Int(i64::try_from(node::throttled_connections()).unwrap_or(i64::MAX)),
+        ),
     ])
 }
 

@@ -1,15 +1,18 @@
 //! Starting and stopping a node: the listener, the port-mapper
-//! registration, the accept loop and its handshake slots.
+//! registration, the accept loop with its per-address throttle of failed
+//! handshakes and its handshake slots.
 
 use std::fmt;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::connection::Connection;
+use super::eventlog::{self, LogLevel};
 use super::inbound::Route;
+use super::throttle::{self, Admission, Throttle};
 use super::{
     current_node, host_name, lock, valid_host_name, NodeError, NodeOptions, NodeState,
     MAX_HANDSHAKES, NODE,
@@ -70,8 +73,8 @@ impl NodeHandle {
             }
         }
         if self.registration.take().is_some() {
-            super::eventlog::event(
-                super::eventlog::LogLevel::Info,
+            eventlog::event(
+                LogLevel::Info,
                 &state.full,
                 format_args!("name {} released", state.name),
             );
@@ -174,6 +177,8 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         handshakes: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         stale_drops: AtomicU64::new(0),
+        throttle: Mutex::new(Throttle::default()),
+        throttled: AtomicU64::new(0),
         port,
         listen_addr,
     });
@@ -201,8 +206,8 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
             return Err(NodeError::Thread(e));
         }
     };
-    super::eventlog::event(
-        super::eventlog::LogLevel::Info,
+    eventlog::event(
+        LogLevel::Info,
         &state.full,
         format_args!("name {} registered, port {}", state.name, state.port),
     );
@@ -258,6 +263,34 @@ fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
             return;
         }
         let Ok(stream) = stream else { continue };
+        // Without an address (the peer is already gone) there is nothing
+        // to throttle or charge; the handshake fails on its own.
+        let from = stream.peer_addr().ok().map(|a| a.ip());
+        if let Some(ip) = from {
+            // The lock is released before the close and the log line.
+            let admission = lock(&state.throttle).admit(ip, Instant::now());
+            if let Admission::Refuse { first } = admission {
+                // Counted before the close, so whoever sees the close sees
+                // the count.
+                state.throttled.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.shutdown(Shutdown::Both);
+                drop(stream);
+                if first {
+                    eventlog::event(
+                        LogLevel::Warn,
+                        &state.full,
+                        format_args!(
+                            "throttling {ip}: it used up its {} failed handshakes; \
+                             its new connections are closed unread until a token is back \
+                             (one every {} ms)",
+                            throttle::CAPACITY,
+                            throttle::REFILL.as_millis()
+                        ),
+                    );
+                }
+                continue;
+            }
+        }
         let Some(slot) = HandshakeSlot::take(&state) else {
             let _ = stream.shutdown(Shutdown::Both);
             continue;
@@ -267,7 +300,7 @@ fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
         let _ = thread::Builder::new()
             .name(format!("node-handshake {}", state.full))
             .spawn(move || {
-                slot.0.accept(stream);
+                slot.0.accept(stream, from);
                 drop(slot);
             });
     }

@@ -45,6 +45,7 @@
 // 12. groups.rs       process groups across nodes (pg); the exit watch
 // 13. global.rs       cluster-wide names (global) and their conflicts
 // 14. eventlog.rs     one stderr line per connection event, by level
+// 15. throttle.rs     failed handshakes throttled per source address
 mod attachments;
 mod connection;
 pub mod eventlog;
@@ -59,6 +60,7 @@ mod peers;
 pub(crate) mod protocol;
 mod stats;
 mod sys;
+mod throttle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -75,7 +77,9 @@ pub use crate::crypto::cookie::CookieError;
 pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
-pub use stats::{connected_peers, connection_stats, this_incarnation, ConnectionStats};
+pub use stats::{
+    connected_peers, connection_stats, this_incarnation, throttled_connections, ConnectionStats,
+};
 
 /// Handshakes in progress at once; more connections are closed at once.
 const MAX_HANDSHAKES: usize = 64;
@@ -113,6 +117,10 @@ pub(crate) struct NodeState {
     stopping: AtomicBool,
     /// Requests dropped because they named an agent of an earlier run.
     stale_drops: AtomicU64,
+    /// Failed handshakes per source address (throttle.rs).
+    throttle: Mutex<throttle::Throttle>,
+    /// Connections closed at accept by the throttle.
+    throttled: AtomicU64,
     port: u16,
     /// Where the listener is bound (to wake its accept loop at shutdown).
     listen_addr: std::net::SocketAddr,

@@ -2,7 +2,7 @@
 //! and what happens when one is lost.
 
 use std::fmt;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
@@ -216,9 +216,11 @@ impl NodeState {
         conn.loss_handled();
     }
 
-    /// Serves an accepted connection: handshake, then one connection per
-    /// peer (see the module doc for simultaneous dials).
-    pub(super) fn accept(self: &Arc<Self>, mut stream: TcpStream) {
+    /// Serves a connection accepted from address `from`: handshake, then
+    /// one connection per peer (see the module doc for simultaneous
+    /// dials). A handshake that fails before the peer proved the cookie
+    /// costs `from` a token of its throttle (throttle.rs).
+    pub(super) fn accept(self: &Arc<Self>, mut stream: TcpStream, from: Option<IpAddr>) {
         let me = Identity {
             name: &self.full,
             incarnation: self.incarnation,
@@ -285,13 +287,18 @@ impl NodeState {
         let info = match admitted {
             Ok(info) => info,
             Err(e) => {
-                let from = stream
+                // A peer that did not prove the cookie costs its address a
+                // token (throttle.rs); one refused after proving it does not.
+                if let (Some(ip), false) = (from, matches!(e, HandshakeError::Refused(..))) {
+                    lock(&self.throttle).failed(ip, Instant::now());
+                }
+                let addr = stream
                     .peer_addr()
                     .map_or_else(|_| "?".to_owned(), |a| a.to_string());
                 eventlog::event(
                     LogLevel::Warn,
                     &self.full,
-                    format_args!("handshake from {from} refused: {e}"),
+                    format_args!("handshake from {addr} refused: {e}"),
                 );
                 // Nothing is served to a peer that did not prove the cookie
                 // or was refused.

@@ -1,4 +1,5 @@
-//! `connection-stats`: per peer node, counters kept across reconnects.
+//! `connection-stats`: per peer node, counters kept across reconnects;
+//! and the node's own counters.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -88,6 +89,14 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
 /// start), if this process is a node.
 pub fn this_incarnation() -> Option<u64> {
     current_node().map(|n| n.incarnation)
+}
+
+/// Connections this node closed at accept, unread, because their source
+/// address had used up its failed handshakes (PROTOCOL.md, "Node
+/// handshake"; 32 in a burst, then 8 a second). 0 if this process is not a
+/// node; counted from the node's start.
+pub fn throttled_connections() -> u64 {
+    current_node().map_or(0, |n| n.throttled.load(Ordering::Relaxed))
 }
 
 /// The peers connected now, as `("host/node", incarnation)`, sorted.
