@@ -788,7 +788,7 @@ impl<'a> Cluster<'a> {
                 if registered.is_none() {
                     self.fail(format!("{label}: n{a} did not register again"));
                 }
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(Duration::from_secs(2));
                 let kept = self.check_unaffected(&HashSet::new(), &[], start, now_ms(), &label);
                 let _ = write!(
                     line,
@@ -962,6 +962,7 @@ fn drive(c: &mut Cluster) -> ExitCode {
             "chaos: iptables not available: partitions, one-way partitions and latency are skipped",
         );
     }
+    let booted = now_ms();
     for k in 1..=n {
         if !c.start_port_mapper(k) || !c.start_node(k) {
             return finish(c);
@@ -970,13 +971,14 @@ fn drive(c: &mut Cluster) -> ExitCode {
     let all: Vec<(usize, usize)> = (1..=n)
         .flat_map(|a| (1..=n).filter(move |&b| b != a).map(move |b| (a, b)))
         .collect();
-    let Some(mesh) = c.wait_up(&all, 0, "full mesh") else {
+    let Some(mesh) = c.wait_up(&all, booted, "full mesh") else {
         return finish(c);
     };
     c.note(&format!(
-        "chaos: full mesh of {} connections up {mesh} ms after the start",
+        "chaos: full mesh of {} connections up {mesh} ms after the first port mapper was started",
         all.len() / 2
     ));
+    let _ = fs::write(args.dir.join("traffic"), "");
     let started = Instant::now();
     match args.scenario.as_str() {
         "faults" => {
@@ -1043,8 +1045,18 @@ fn cycles(c: &mut Cluster) {
         .as_ref()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let errors: Vec<String> = out
+        .as_ref()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .take(3)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     if !out.as_ref().is_ok_and(|o| o.status.success()) {
-        c.fail(format!("cycles failed: {text}"));
+        c.fail(format!("cycles failed: {text} {}", errors.join(" | ")));
     }
     // The target closes its side when it reads the close: wait for its
     // descriptors to come back (or the deadline), then compare.
@@ -1122,7 +1134,7 @@ fn traffic_summary(c: &mut Cluster) {
         "recv",
         "lost",
         "lostnotice",
-        "lostearly",
+        "midway",
         "dup",
         "reord",
         "extra",
@@ -1212,12 +1224,12 @@ fn traffic_summary(c: &mut Cluster) {
     c.note(&format!(
         "traffic: {runs} node runs; sent {}, received {}; lost without a notice {}, duplicated {}, \
          reordered {}, notices nobody expected {}; missing from sequences after a notice to the \
-         receiver (connection lost) {}, missing before a new sender run's first message (dropped \
-         by its node while no connection was up) {}; dropped by senders' nodes (their counter) {}, \
+         receiver (connection lost) {}; streams first heard mid-sequence (a restarted receiver, or \
+         a new sender run whose node dropped its first messages while no connection was up) {}; dropped by senders' nodes (their counter) {}, \
          send errors {}; {streams} streams of cleanly ended runs checked at the end, \
          {tail_missing} messages missing at their tails",
         t("sent"), t("recv"), t("lost"), t("dup"), t("reord"), t("extra"), t("lostnotice"),
-        t("lostearly"), t("dropped"), t("senderr")
+        t("midway"), t("dropped"), t("senderr")
     ));
     for k in ["lost", "dup", "reord", "extra"] {
         if t(k) != 0 {

@@ -56,15 +56,29 @@ pub fn run(args: &CycleArgs) -> ExitCode {
     let mut after_first = (0, 0);
     let mut failures = 0usize;
     for i in 0..args.count {
-        let handle = match node::start(NodeOptions {
-            host: Some(args.host.clone()),
-            name: Some("cycler".into()),
-            config: Config {
-                cookie_file: args.dir.join("cookie"),
-                ..erlangen::config::default()
-            },
-            ..NodeOptions::default()
-        }) {
+        // The port mapper frees the name when it sees the last run's
+        // registration connection close, which can come a moment after
+        // `stop` returned: retry a refused name for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let started = loop {
+            match node::start(NodeOptions {
+                host: Some(args.host.clone()),
+                name: Some("cycler".into()),
+                config: Config {
+                    cookie_file: args.dir.join("cookie"),
+                    ..erlangen::config::default()
+                },
+                ..NodeOptions::default()
+            }) {
+                Ok(h) => break Ok(h),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let handle = match started {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("cycles: cycle {i}: {e}");

@@ -19,10 +19,12 @@
 //!   time each notice arrived, and re-attaches until it succeeds (`up`:
 //!   the reconnect time).
 //!
-//! Everything lands in `DIR/events-NAME.log` (see `events.rs`); a stats
-//! line every second. The node stops when `DIR/stop` appears: it stops
-//! sending, lets what is in flight arrive, logs every stream's last
-//! sequence (`sent`, `recvd`) and exits 0.
+//! Traffic starts when `DIR/traffic` appears (the controller writes it once
+//! the full mesh is up; a restarted node finds it at once). Everything
+//! lands in `DIR/events-NAME.log` (see `events.rs`); a stats line every
+//! second. The node stops when `DIR/stop` appears: it stops sending, lets
+//! what is in flight arrive, logs every stream's last sequence (`sent`,
+//! `recvd`) and exits 0.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,9 +92,11 @@ struct Counters {
     lost: AtomicU64,
     /// Gaps after a notice about the sender (the connection broke).
     lost_after_notice: AtomicU64,
-    /// Sequence numbers missing before a stream's first message (sent
-    /// while no connection was up; the receiver was not attached yet).
-    lost_before_attach: AtomicU64,
+    /// Streams whose first message here was not the sender's first: a
+    /// restarted receiver (the earlier ones went to its last run) or a new
+    /// sender run whose first messages its node dropped while no
+    /// connection was up (counted in its `dropped`).
+    joined_midway: AtomicU64,
     duplicated: AtomicU64,
     reordered: AtomicU64,
     notices: AtomicU64,
@@ -102,7 +106,9 @@ struct Counters {
     finals: AtomicUsize,
 }
 
-static SENDING: AtomicBool = AtomicBool::new(true);
+/// Traffic flows once the controller says the full mesh is up (the file
+/// `DIR/traffic`), and stops at `DIR/stop`.
+static SENDING: AtomicBool = AtomicBool::new(false);
 static FINAL: AtomicBool = AtomicBool::new(false);
 
 fn wait_for_file(path: &Path, stop: &Path) -> bool {
@@ -173,7 +179,7 @@ pub fn run(args: &NodeArgs) -> ExitCode {
         received: AtomicU64::new(0),
         lost: AtomicU64::new(0),
         lost_after_notice: AtomicU64::new(0),
-        lost_before_attach: AtomicU64::new(0),
+        joined_midway: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
         reordered: AtomicU64::new(0),
         notices: AtomicU64::new(0),
@@ -201,7 +207,13 @@ pub fn run(args: &NodeArgs) -> ExitCode {
 
     // Stats every second until told to stop.
     let mut next_stats = Instant::now();
+    let traffic = args.dir.join("traffic");
+    let mut sending = false;
     while !stop.exists() {
+        if !sending && traffic.exists() {
+            sending = true;
+            SENDING.store(true, Ordering::SeqCst);
+        }
         if Instant::now() >= next_stats {
             log_stats(&log, &peers, &counters);
             next_stats += Duration::from_secs(1);
@@ -210,6 +222,7 @@ pub fn run(args: &NodeArgs) -> ExitCode {
     }
     // Stop sending, let in-flight messages arrive, then the finals.
     SENDING.store(false, Ordering::SeqCst);
+    log.log("quiet", "");
     std::thread::sleep(Duration::from_secs(2));
     FINAL.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -229,14 +242,14 @@ pub fn run(args: &NodeArgs) -> ExitCode {
 fn log_stats(log: &EventLog, peers: &[String], c: &Counters) {
     let dropped: u64 = node::connection_stats().iter().map(|s| s.dropped).sum();
     let mut line = format!(
-        "sent={} senderr={} recv={} lost={} lostnotice={} lostearly={} dup={} reord={} \
+        "sent={} senderr={} recv={} lost={} lostnotice={} midway={} dup={} reord={} \
          notices={} extra={} dropped={dropped}",
         c.sent.load(Ordering::Relaxed),
         c.send_errors.load(Ordering::Relaxed),
         c.received.load(Ordering::Relaxed),
         c.lost.load(Ordering::Relaxed),
         c.lost_after_notice.load(Ordering::Relaxed),
-        c.lost_before_attach.load(Ordering::Relaxed),
+        c.joined_midway.load(Ordering::Relaxed),
         c.duplicated.load(Ordering::Relaxed),
         c.reordered.load(Ordering::Relaxed),
         c.notices.load(Ordering::Relaxed),
@@ -343,9 +356,13 @@ fn traffic(j: usize, peers: &[String], interval: Duration, log: &EventLog, c: &C
                 next_send = now + interval;
             }
         }
-        let wait = next_send
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+        let wait = if SENDING.load(Ordering::Relaxed) {
+            next_send
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        } else {
+            Duration::from_millis(100)
+        };
         let Ok(message) = receive_timeout(wait) else {
             continue;
         };
@@ -390,7 +407,7 @@ fn traffic(j: usize, peers: &[String], interval: Duration, log: &EventLog, c: &C
         });
         match s.last {
             None if seq > 0 => {
-                c.lost_before_attach.fetch_add(seq, Ordering::Relaxed);
+                c.joined_midway.fetch_add(1, Ordering::Relaxed);
                 log.log("early", &format!("{j} {key} first={seq}"));
             }
             None => {}
