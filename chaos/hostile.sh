@@ -39,7 +39,7 @@ wait_for "$DIR/pm.log" "directory on" || exit 1
 REG=$(grep -o 'registry on [0-9.]*:[0-9]*' "$DIR/pm.log" | sed 's/.*://')
 DIRP=$(grep -o 'directory on [0-9.]*:[0-9]*' "$DIR/pm.log" | sed 's/.*://')
 # `echo` loops with dotimes: a recursive defun would grow the stack per message.
-"$BIN/erlangen-kernel" -n -b --registry-port "$REG" --directory-port "$DIRP" \
+"$BIN/erlangen-kernel" -n -b --log-level warn --registry-port "$REG" --directory-port "$DIRP" \
   --cookie-file "$DIR/cookie" \
   -e "(defun echo () (dotimes (i 1000000000) (let ((m (receive))) (send (first m) (second m)))))" \
   -e '(node :host "127.0.0.1" :name "b")' </dev/null >"$DIR/b.log" 2>&1 &
@@ -50,4 +50,4 @@ PORT=$(grep -o 'listening on port [0-9]*' "$DIR/b.log" | awk '{print $4}')
 # shellcheck disable=SC2086
 timeout 600 "$BIN/erlangen-hostile" --port "$PORT" --registry-port "$REG" \
   --directory-port "$DIRP" --cookie-file "$DIR/cookie" --canary 127.0.0.1/b \
-  --pid "$B" --live-name 127.0.0.1/b $CASES
+  --pid "$B" --live-name 127.0.0.1/b --node-log "$DIR/b.log" --pm-log "$DIR/pm.log" $CASES

@@ -79,6 +79,14 @@ fn remote_management_against_a_live_and_a_dead_node() {
         "{info}"
     );
     assert!(info.contains(":RESIDENT-KB "), "{info}");
+    for counter in [
+        ":THROTTLED 0",
+        ":REFUSED-HANDSHAKES 0",
+        ":SLOTS-FULL 0",
+        ":CONNECTION-ERRORS 0",
+    ] {
+        assert!(info.contains(counter), "{counter} in {info}");
+    }
     let conns = k.eval("(connection-stats :node \"mg-target\")");
     assert!(
         conns.contains(":NODE \"localhost/mg-asker\" :CONNECTED T"),

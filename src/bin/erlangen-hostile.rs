@@ -6,7 +6,7 @@
 //! ```text
 //! erlangen-hostile --port N [--host IP] [--cookie-file F]
 //!     [--registry-port R] [--directory-port D] [--canary ID] [--pid P]
-//!     [--live-name host/node] [case…|all|list]
+//!     [--live-name host/node] [--node-log F] [--pm-log F] [case…|all|list]
 //! ```
 //!
 //! `--port` is the node's listening port; `--host` (default 127.0.0.1)
@@ -26,7 +26,14 @@
 //! cases that need an honest handshake retry it (at most 10 s) while the
 //! node closes this address's connections unread.
 //!
-//! One line per case: `case NAME: OUTCOME after MS ms (deadline S s) ok|FAIL`.
+//! `--node-log F` and `--pm-log F` name the target's and its port mapper's
+//! logs: each case then says how many lines each gained. With a canary,
+//! each case also says how the target's counters moved (`refused-
+//! handshakes`, `connection-errors`, `throttled` of its `node-info`, asked
+//! through the canary node with the kernel's `ops-query`).
+//!
+//! One line per case: `case NAME: OUTCOME after MS ms ok|FAIL`, then the
+//! canary's figures, the target's sample, log lines and counters.
 //! Exit codes: 0 every case ended as expected within its deadline and the
 //! canary lost nothing; 1 a case failed or the canary lost or reordered
 //! messages; 2 bad arguments.
@@ -48,7 +55,7 @@ use erlangen::Term;
 
 const USAGE: &str = "usage: erlangen-hostile --port N [--host IP] [--cookie-file F] \
 [--registry-port R] [--directory-port D] [--canary ID] [--pid P] [--live-name host/node] \
-[case…|all|list]";
+[--node-log F] [--pm-log F] [case…|all|list]";
 
 const HELLO: u8 = 0x01;
 const CHALLENGE: u8 = 0x02;
@@ -612,6 +619,71 @@ fn symbols(ctx: &Ctx, deadline: Instant) -> End {
     ))
 }
 
+/// Lines in a log file (0 without one).
+fn log_lines(path: Option<&str>) -> usize {
+    path.and_then(|p| std::fs::read(p).ok())
+        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+/// Lines in a log file once it stopped growing (the server logs a case
+/// as it closes the connection, which the case may see first): no new
+/// line for 100 ms, at most 1 s.
+fn settled_lines(path: Option<&str>) -> usize {
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut last = log_lines(path);
+    let mut stable_since = Instant::now();
+    while path.is_some() && Instant::now() < until {
+        thread::park_timeout(Duration::from_millis(20));
+        let now = log_lines(path);
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(100) {
+            break;
+        }
+    }
+    last
+}
+
+/// `[refused handshakes, connection errors, throttled, slots full]` of node `target`
+/// (`host/node`), from its `node-info`, asked with the kernel's
+/// `ops-query` (a remote spawn; the answer comes back as a message).
+fn node_counters(target: &str) -> Option<[i64; 4]> {
+    static TOKEN: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    let (host, name) = target.split_once('/')?;
+    let token = Term::Int(TOKEN.fetch_add(1, Ordering::Relaxed));
+    let call = Term::list(vec![
+        Term::symbol("ops-query"),
+        Term::Str("node-info".into()),
+        agent::Agent::current().to_term(),
+        token.clone(),
+    ]);
+    node::spawn_on(Some(host), name, &call, &agent::SpawnOptions::new()).ok()?;
+    let reply = agent::receive_matching(
+        |m| matches!(m.as_list(), Some([k, t, _]) if k.is_keyword("ops-reply") && *t == token),
+        Some(Duration::from_secs(5)),
+    )
+    .ok()?;
+    let info = match reply.as_list()? {
+        [_, _, result] => result.as_list()?.get(1)?.clone(),
+        _ => return None,
+    };
+    let items = info.as_list()?;
+    let get = |key: &str| -> Option<i64> {
+        items
+            .chunks(2)
+            .find(|c| c[0].is_keyword(key))
+            .and_then(|c| c.get(1))
+            .and_then(Term::as_int)
+    };
+    Some([
+        get("refused-handshakes")?,
+        get("connection-errors")?,
+        get("throttled")?,
+        get("slots-full")?,
+    ])
+}
+
 /// `rss_kib threads fds` of a process, or `-` without `--pid`.
 fn sample(pid: Option<u32>) -> String {
     let Some(pid) = pid else {
@@ -914,6 +986,7 @@ fn main() -> ExitCode {
     let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (mut port, mut registry, mut directory) = (None, 10001u16, 20002u16);
     let (mut cookie_file, mut canary, mut pid, mut live_name) = (None, None, None, None);
+    let (mut node_log, mut pm_log): (Option<String>, Option<String>) = (None, None);
     let mut cases = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -929,6 +1002,8 @@ fn main() -> ExitCode {
                 | "--canary"
                 | "--pid"
                 | "--live-name"
+                | "--node-log"
+                | "--pm-log"
         );
         if takes && value.is_none() {
             eprintln!("erlangen-hostile: {a} needs a value\n{USAGE}");
@@ -963,6 +1038,8 @@ fn main() -> ExitCode {
                 Err(_) => return bad("pid"),
             },
             "--live-name" => live_name = Some(v.clone()),
+            "--node-log" => node_log = Some(v.clone()),
+            "--pm-log" => pm_log = Some(v.clone()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -1034,9 +1111,26 @@ fn main() -> ExitCode {
         _ => None,
     };
     let mut failed = 0;
+    // The target's counters are asked through the canary node.
+    let counters_of = canary.as_deref().filter(|_| canary_state.is_some());
     for c in &cases {
+        let logs_before = (log_lines(node_log.as_deref()), log_lines(pm_log.as_deref()));
+        let counters_before = counters_of.and_then(node_counters);
         let started = Instant::now();
         let (end, ok) = run_case(&ctx, c);
+        let elapsed = started.elapsed().as_millis();
+        let node_lines = settled_lines(node_log.as_deref()).saturating_sub(logs_before.0);
+        let pm_lines = settled_lines(pm_log.as_deref()).saturating_sub(logs_before.1);
+        let counted = match (counters_before, counters_of.and_then(node_counters)) {
+            (Some(b), Some(a)) => format!(
+                " counters refused-handshakes+{} connection-errors+{} throttled+{} slots-full+{}",
+                a[0] - b[0],
+                a[1] - b[1],
+                a[2] - b[2],
+                a[3] - b[3]
+            ),
+            _ => String::new(),
+        };
         if !ok {
             failed += 1;
         }
@@ -1045,8 +1139,8 @@ fn main() -> ExitCode {
             format!(" canary sent={} received={}", s.sent, s.received)
         });
         println!(
-            "case {c}: {end} after {} ms {}{} node {}",
-            started.elapsed().as_millis(),
+            "case {c}: {end} after {elapsed} ms {}{} node {} log lines node+{node_lines} \
+             port-mapper+{pm_lines}{counted}",
             if ok { "ok" } else { "FAIL" },
             canary_now.unwrap_or_default(),
             sample(ctx.pid)

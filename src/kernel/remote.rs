@@ -220,8 +220,12 @@ fn proc_status(field: &str) -> Option<u64> {
 }
 
 /// `(:NODE "h/n" :INCARNATION i :UPTIME s :AGENTS n :THREAD-AGENTS t
-/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k :THROTTLED c)` of this
-/// process (`c`: connections closed by the failed-handshake throttle).
+/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k :THROTTLED c
+/// :REFUSED-HANDSHAKES r :SLOTS-FULL f :CONNECTION-ERRORS e)` of this
+/// process (`c`: connections closed by the failed-handshake throttle; `r`:
+/// handshakes that failed or were refused; `f`: connections closed at
+/// accept because every handshake slot was busy; `e`: I/O and protocol
+/// errors on established connections, summed over peers).
 pub(super) fn node_info() -> Term {
     let agents = management::agents();
     let threads = agents
@@ -241,6 +245,26 @@ pub(super) fn node_info() -> Term {
         (
             "throttled",
             Term::Int(i64::try_from(node::throttled_connections()).unwrap_or(i64::MAX)),
+        ),
+        (
+            "refused-handshakes",
+            Term::Int(i64::try_from(node::refused_handshakes()).unwrap_or(i64::MAX)),
+        ),
+        (
+            "slots-full",
+            Term::Int(i64::try_from(node::slots_full_closes()).unwrap_or(i64::MAX)),
+        ),
+        (
+            "connection-errors",
+            Term::Int(
+                i64::try_from(
+                    node::connection_stats()
+                        .iter()
+                        .map(|s| s.errors)
+                        .sum::<u64>(),
+                )
+                .unwrap_or(i64::MAX),
+            ),
         ),
     ])
 }

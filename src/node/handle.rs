@@ -179,6 +179,8 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         stale_drops: AtomicU64::new(0),
         throttle: Mutex::new(Throttle::default()),
         throttled: AtomicU64::new(0),
+        refused_handshakes: AtomicU64::new(0),
+        slots_full: AtomicU64::new(0),
         port,
         listen_addr,
     });
@@ -292,6 +294,8 @@ fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
             }
         }
         let Some(slot) = HandshakeSlot::take(&state) else {
+            // Counted, not logged: a flood must not flood the log.
+            state.slots_full.fetch_add(1, Ordering::Relaxed);
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         };

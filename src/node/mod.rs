@@ -78,7 +78,8 @@ pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
 pub use stats::{
-    connected_peers, connection_stats, this_incarnation, throttled_connections, ConnectionStats,
+    connected_peers, connection_stats, refused_handshakes, slots_full_closes, this_incarnation,
+    throttled_connections, ConnectionStats,
 };
 
 /// Handshakes in progress at once; more connections are closed at once.
@@ -121,6 +122,10 @@ pub(crate) struct NodeState {
     throttle: Mutex<throttle::Throttle>,
     /// Connections closed at accept by the throttle.
     throttled: AtomicU64,
+    /// Handshakes from peers that failed or were refused.
+    refused_handshakes: AtomicU64,
+    /// Connections closed at accept because every handshake slot was busy.
+    slots_full: AtomicU64,
     port: u16,
     /// Where the listener is bound (to wake its accept loop at shutdown).
     listen_addr: std::net::SocketAddr,

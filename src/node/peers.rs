@@ -292,6 +292,7 @@ impl NodeState {
                 if let (Some(ip), false) = (from, matches!(e, HandshakeError::Refused(..))) {
                     lock(&self.throttle).failed(ip, Instant::now());
                 }
+                self.refused_handshakes.fetch_add(1, Ordering::Relaxed);
                 let addr = stream
                     .peer_addr()
                     .map_or_else(|_| "?".to_owned(), |a| a.to_string());

@@ -99,6 +99,20 @@ pub fn throttled_connections() -> u64 {
     current_node().map_or(0, |n| n.throttled.load(Ordering::Relaxed))
 }
 
+/// Handshakes that peers started and that failed or were refused (each
+/// also logged as one `handshake from … refused` line). 0 if this process
+/// is not a node; counted from the node's start.
+pub fn refused_handshakes() -> u64 {
+    current_node().map_or(0, |n| n.refused_handshakes.load(Ordering::Relaxed))
+}
+
+/// Connections closed at accept, unread and unlogged, because all 64
+/// handshake slots were busy (PROTOCOL.md, "Node handshake"). 0 if this
+/// process is not a node; counted from the node's start.
+pub fn slots_full_closes() -> u64 {
+    current_node().map_or(0, |n| n.slots_full.load(Ordering::Relaxed))
+}
+
 /// The peers connected now, as `("host/node", incarnation)`, sorted.
 pub fn connected_peers() -> Vec<(String, u64)> {
     let Some(node) = current_node() else {

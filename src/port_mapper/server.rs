@@ -120,6 +120,8 @@ struct Shared {
     directory_connections: AtomicUsize,
     next_connection: AtomicU64,
     stopping: AtomicBool,
+    /// Connections closed with an ERROR for bad or missing input.
+    closed_with_error: AtomicU64,
     log: bool,
     limits: ServerLimits,
 }
@@ -151,6 +153,14 @@ impl Shared {
         if self.log {
             let _ = writeln!(io::stderr(), "erlangen-port-mapper: {args}");
         }
+    }
+}
+
+impl PortMapper {
+    /// Connections closed with an ERROR frame for bad or missing input
+    /// since the start (each also logged as one line).
+    pub fn closed_with_error(&self) -> u64 {
+        self.shared.closed_with_error.load(Ordering::Relaxed)
     }
 }
 
@@ -211,6 +221,7 @@ impl PortMapper {
             directory_connections: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            closed_with_error: AtomicU64::new(0),
             log: config.log,
             limits,
         });
@@ -348,7 +359,16 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Service) {
                 };
                 if let Err(Close::Tell(message)) = result {
                     // Tell the client why, then close: bad input never
-                    // affects anyone else.
+                    // affects anyone else. One line in the log per such
+                    // connection.
+                    let from = stream
+                        .peer_addr()
+                        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+                    let count = s.closed_with_error.fetch_add(1, Ordering::Relaxed) + 1;
+                    s.log(format_args!(
+                        "{} connection from {from} closed: {message} ({count} closed for errors so far)",
+                        s.slots(service).2
+                    ));
                     let _ = reply(
                         &stream,
                         protocol::ERROR,
