@@ -994,6 +994,16 @@ fn drive(c: &mut Cluster) -> ExitCode {
                 std::thread::sleep(Duration::from_secs(2));
             }
         }
+        "partitions" => {
+            // The same silent partition of n1|n2 over and over: whether
+            // memory settles (the allocator reusing what the first ones
+            // took) or climbs with every one (a leak).
+            let count = (args.duration.as_secs() / 10).max(1);
+            for _ in 0..count {
+                c.fault("partition", 1, 2);
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
         _ => {
             let mut kinds = vec!["kill9", "stop", "pmrestart"];
             if args.iptables {
@@ -1289,6 +1299,24 @@ fn unexpected_downs(c: &mut Cluster, stopping: u64) {
     }
 }
 
+/// The live heap a node logs in its stats lines (its counting allocator:
+/// what the program holds, apart from what the allocator keeps after
+/// frees) from `from` on: first, last and largest value.
+fn heap_of(events: &[Event], label: &str, from: u64) -> Option<(i64, i64, i64)> {
+    let heaps: Vec<i64> = events
+        .iter()
+        .filter(|e| e.node == label && e.kind == "stats" && e.ms >= from)
+        .filter_map(|e| {
+            e.fields
+                .iter()
+                .find_map(|f| f.strip_prefix("heap="))?
+                .parse()
+                .ok()
+        })
+        .collect();
+    Some((*heaps.first()?, *heaps.last()?, *heaps.iter().max()?))
+}
+
 /// Memory, threads and descriptors of each process: at the end of its
 /// second minute (or its first sample) and at its last sample.
 fn samples_summary(c: &mut Cluster) {
@@ -1312,6 +1340,7 @@ fn samples_summary(c: &mut Cluster) {
         }
     }
     by_label.sort();
+    let mut heap_lines = Vec::new();
     for (label, rows) in by_label {
         // Only the process's last run (a restart starts over).
         let pid = rows.last().map_or(0, |r| r.1);
@@ -1329,6 +1358,15 @@ fn samples_summary(c: &mut Cluster) {
             .map(|r| r.2)
             .max()
             .unwrap_or(0);
+        if let Some((h0, h1, hmax)) = heap_of(&c.events, &label, minute2.0) {
+            heap_lines.push(format!(
+                "heap {label} (pid {pid}, live bytes the program holds, from the same moment): \
+                 {} -> {} KiB (max {} KiB)",
+                h0 / 1024,
+                h1 / 1024,
+                hmax / 1024
+            ));
+        }
         c.note(&format!(
             "sample {label} (pid {pid}, {} s of samples from +{} s): rss {} -> {} KiB (max {max_rss} after minute 2), \
              threads {} -> {}, fds {} -> {}",
@@ -1336,5 +1374,8 @@ fn samples_summary(c: &mut Cluster) {
             (first.0.saturating_sub(first_ms)) / 1000,
             minute2.2, last.2, minute2.3, last.3, minute2.4, last.4
         ));
+    }
+    for line in heap_lines {
+        c.note(&line);
     }
 }

@@ -21,6 +21,7 @@
 mod controller;
 mod cycles;
 mod events;
+mod heap;
 mod node;
 mod relay;
 
@@ -28,6 +29,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: erlangen-chaos run|node|cycles --dir D … (see the source's header)";
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// `--key value` pairs.
 pub struct Args(HashMap<String, String>);

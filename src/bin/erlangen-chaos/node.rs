@@ -241,9 +241,10 @@ pub fn run(args: &NodeArgs) -> ExitCode {
 
 fn log_stats(log: &EventLog, peers: &[String], c: &Counters) {
     let dropped: u64 = node::connection_stats().iter().map(|s| s.dropped).sum();
+    let agents = erlangen::management::agents().len();
     let mut line = format!(
         "sent={} senderr={} recv={} lost={} lostnotice={} midway={} dup={} reord={} \
-         notices={} extra={} dropped={dropped}",
+         notices={} extra={} dropped={dropped} agents={agents} heap={}",
         c.sent.load(Ordering::Relaxed),
         c.send_errors.load(Ordering::Relaxed),
         c.received.load(Ordering::Relaxed),
@@ -254,6 +255,7 @@ fn log_stats(log: &EventLog, peers: &[String], c: &Counters) {
         c.reordered.load(Ordering::Relaxed),
         c.notices.load(Ordering::Relaxed),
         c.extra_notices.load(Ordering::Relaxed),
+        crate::heap::live_bytes(),
     );
     for (peer, n) in peers.iter().zip(&c.received_from) {
         line.push_str(&format!(" from:{peer}={}", n.load(Ordering::Relaxed)));
