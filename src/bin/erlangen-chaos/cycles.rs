@@ -105,7 +105,14 @@ pub fn run(args: &CycleArgs) -> ExitCode {
             after_first = own_sample();
         }
     }
-    let last = own_sample();
+    // The last run's threads end a moment after `stop` returns: wait (at
+    // most 5 s) for this process to be back where the first cycle left it.
+    let settle = std::time::Instant::now() + Duration::from_secs(5);
+    let mut last = own_sample();
+    while (last.0 > after_first.0 || last.1 > after_first.1) && std::time::Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(20));
+        last = own_sample();
+    }
     println!(
         "cycles={} failures={failures} dialer_threads_after_first={} after_last={} \
          dialer_fds_after_first={} after_last={}",
