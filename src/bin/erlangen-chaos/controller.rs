@@ -27,6 +27,7 @@ use crate::relay::Relay;
 use crate::Args;
 
 const HUB: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
+const HUB_TEXT: &str = "10.77.0.254";
 /// How long any awaited event may take before the check fails.
 const DEADLINE: Duration = Duration::from_secs(40);
 
@@ -687,12 +688,12 @@ impl<'a> Cluster<'a> {
                 for r in &self.relays {
                     r.delay_ms.store(delay, Ordering::SeqCst);
                 }
-                let hub = HUB.to_string();
-                let rules = [
+                // Random drops on the relayed path only (the hub's address).
+                let lossy = |chain: &'static str, dir: &'static str| {
                     vec![
-                        "INPUT",
-                        "-s",
-                        &hub,
+                        chain,
+                        dir,
+                        HUB_TEXT,
                         "-m",
                         "statistic",
                         "--mode",
@@ -701,21 +702,9 @@ impl<'a> Cluster<'a> {
                         loss,
                         "-j",
                         "DROP",
-                    ],
-                    vec![
-                        "OUTPUT",
-                        "-d",
-                        &hub,
-                        "-m",
-                        "statistic",
-                        "--mode",
-                        "random",
-                        "--probability",
-                        loss,
-                        "-j",
-                        "DROP",
-                    ],
-                ];
+                    ]
+                };
+                let rules = [lossy("INPUT", "-s"), lossy("OUTPUT", "-d")];
                 for r in &rules {
                     let mut args = vec!["-I"];
                     args.extend(r.iter().copied());
