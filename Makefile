@@ -56,10 +56,12 @@ test-install:
 # loopback, with a canary pair), then a 60-second soak on three network
 # namespaces with a random fault every 20 s (chaos/netns.sh; it says it is
 # skipped, and passes, where namespaces cannot be made: not root, no ip).
+# `timeout` bounds it (a normal run takes about 90 s); its TERM goes
+# through the script's cleanup.
 chaos-test:
 	$(CARGO) build --bins
 	bash chaos/hostile.sh target/debug all
-	bash chaos/netns.sh target/debug 3 --scenario soak --duration-s 60 --fault-every-s 20 --cycles 100
+	timeout 900 bash chaos/netns.sh target/debug 3 --scenario soak --duration-s 60 --fault-every-s 20 --cycles 100
 
 # Release binaries: the hostile-peer suite, then every fault once on five
 # namespaced nodes (figures for RELIABILITY.md).
