@@ -80,7 +80,11 @@ if ! command -v iptables >/dev/null || ! ip netns exec "$PREFIX-n1" iptables -w 
   EXTRA+=(--no-iptables)
 fi
 echo "chaos: $NODES namespaces ($PREFIX-n1..n$NODES) on bridge br0 in $HUB; logs in $DIR"
+# In the background, waited for: a signal to this script then runs its
+# trap at once (bash defers traps while a foreground command runs), and
+# the cleanup kills the controller with everything else.
 ip netns exec "$HUB" "$BIN/erlangen-chaos" run --dir "$DIR" --prefix "$PREFIX" \
-  --nodes "$NODES" --bin-dir "$BIN" "${EXTRA[@]}" "$@"
+  --nodes "$NODES" --bin-dir "$BIN" "${EXTRA[@]}" "$@" &
+wait $!
 STATUS=$?
 exit $STATUS
