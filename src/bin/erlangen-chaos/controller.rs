@@ -54,6 +54,16 @@ impl RunArgs {
         if !(3..=9).contains(&nodes) {
             return Err("--nodes must be 3 to 9".into());
         }
+        let scenario = args
+            .0
+            .get("scenario")
+            .cloned()
+            .unwrap_or_else(|| "faults".into());
+        if !["faults", "soak", "partitions"].contains(&scenario.as_str()) {
+            return Err(format!(
+                "--scenario {scenario:?}: expected faults, soak or partitions"
+            ));
+        }
         Ok(RunArgs {
             dir: PathBuf::from(args.get("dir")?),
             prefix: args.get("prefix")?.to_owned(),

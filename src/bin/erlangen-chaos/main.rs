@@ -33,6 +33,31 @@ const USAGE: &str = "usage: erlangen-chaos run|node|cycles --dir D … (see the 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
+/// Every option of every command.
+const KNOWN: &[&str] = &[
+    "dir",
+    "prefix",
+    "nodes",
+    "bin-dir",
+    "scenario",
+    "duration-s",
+    "fault-every-s",
+    "agents",
+    "interval-ms",
+    "seed",
+    "cycles",
+    "no-iptables",
+    "tick-ms",
+    "timeout-ms",
+    "name",
+    "host",
+    "peers",
+    "registry-port",
+    "directory-port",
+    "target",
+    "count",
+];
+
 /// `--key value` pairs.
 pub struct Args(HashMap<String, String>);
 
@@ -44,6 +69,9 @@ impl Args {
             let key = a
                 .strip_prefix("--")
                 .ok_or_else(|| format!("unexpected argument {a:?}"))?;
+            if !KNOWN.contains(&key) {
+                return Err(format!("unknown option --{key}"));
+            }
             if key == "no-iptables" {
                 map.insert(key.to_owned(), "1".to_owned());
                 continue;
