@@ -64,11 +64,13 @@ chaos-test:
 	timeout 900 bash chaos/netns.sh target/debug 3 --scenario soak --duration-s 60 --fault-every-s 20 --cycles 100
 
 # Release binaries: the hostile-peer suite, then every fault once on five
-# namespaced nodes (figures for RELIABILITY.md).
+# namespaced nodes, then 20 s of full mailboxes whose every dropped message
+# the counters must account for (figures for RELIABILITY.md).
 chaos:
 	$(CARGO) build --release --bins
 	bash chaos/hostile.sh target/release all
 	bash chaos/netns.sh target/release 5 --scenario faults
+	bash chaos/netns.sh target/release 5 --scenario mailboxes --duration-s 20
 
 # The soak: five namespaced nodes x 100 agents, a random fault every 30 s,
 # SOAK_SECONDS long (default 10 minutes), then 1,000 connect/disconnect

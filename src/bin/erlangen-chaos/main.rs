@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! erlangen-chaos run    --dir D --prefix P --nodes N --bin-dir B
-//!                       [--scenario faults|soak] [--duration-s S] [--fault-every-s F]
-//!                       [--agents A] [--interval-ms I] [--seed X] [--cycles C]
-//!                       [--no-iptables]
+//!                       [--scenario faults|soak|partitions|mailboxes] [--duration-s S]
+//!                       [--fault-every-s F] [--agents A] [--interval-ms I] [--burst B]
+//!                       [--mailbox M] [--seed X] [--cycles C] [--no-iptables]
 //! erlangen-chaos node   --dir D --name NAME --host IP --peers host/node,…
-//!                       [--agents A] [--interval-ms I] [--tick-ms T] [--timeout-ms T]
+//!                       [--agents A] [--interval-ms I] [--burst B] [--mailbox M]
+//!                       [--tick-ms T] [--timeout-ms T]
 //! erlangen-chaos cycles --dir D --host IP --target host/node --count C
 //! ```
 //!
@@ -35,6 +36,8 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// Every option of every command.
 const KNOWN: &[&str] = &[
+    "burst",
+    "mailbox",
     "dir",
     "prefix",
     "nodes",

@@ -51,6 +51,10 @@ pub struct NodeArgs {
     peers: Vec<String>,
     agents: usize,
     interval: Duration,
+    /// Messages per send turn (a burst), to fill small mailboxes.
+    burst: u64,
+    /// The traffic agents' mailbox size.
+    mailbox: usize,
     dir: PathBuf,
     config: Config,
     tick: Duration,
@@ -71,6 +75,8 @@ impl NodeArgs {
                 .collect(),
             agents: args.number("agents", 100)?,
             interval: Duration::from_millis(args.number("interval-ms", 50)?),
+            burst: args.number("burst", 1)?,
+            mailbox: args.number("mailbox", 64)?,
             config: Config {
                 registry_port: args.number("registry-port", 10001)?,
                 directory_port: args.number("directory-port", 20002)?,
@@ -102,6 +108,9 @@ struct Counters {
     notices: AtomicU64,
     /// Notices about a sender not monitored at the time: must stay 0.
     extra_notices: AtomicU64,
+    /// Messages the traffic agents' mailboxes dropped (full), as their
+    /// counters say; the largest sum seen (an exited agent has none).
+    mailbox_dropped: AtomicU64,
     received_from: Vec<AtomicU64>,
     finals: AtomicUsize,
 }
@@ -184,6 +193,7 @@ pub fn run(args: &NodeArgs) -> ExitCode {
         reordered: AtomicU64::new(0),
         notices: AtomicU64::new(0),
         extra_notices: AtomicU64::new(0),
+        mailbox_dropped: AtomicU64::new(0),
         received_from: peers.iter().map(|_| AtomicU64::new(0)).collect(),
         finals: AtomicUsize::new(0),
     });
@@ -194,14 +204,18 @@ pub fn run(args: &NodeArgs) -> ExitCode {
             log.log("error", &format!("watcher: {e}"));
         }
     }
+    let mut traffic_agents = Vec::new();
     for j in 0..args.agents {
-        let options = SpawnOptions::new().name(&format!("t{j}"));
+        let options = SpawnOptions::new()
+            .name(&format!("t{j}"))
+            .mailbox_size(args.mailbox);
         let (peers, log2, counters) = (Arc::clone(&peers), Arc::clone(&log), Arc::clone(&counters));
-        let interval = args.interval;
-        if let Err(e) = spawn_with(&options, move || {
-            traffic(j, &peers, interval, &log2, &counters)
+        let (interval, burst) = (args.interval, args.burst);
+        match spawn_with(&options, move || {
+            traffic(j, &peers, interval, burst, &log2, &counters)
         }) {
-            log.log("error", &format!("traffic agent {j}: {e}"));
+            Ok(agent) => traffic_agents.push(agent),
+            Err(e) => log.log("error", &format!("traffic agent {j}: {e}")),
         }
     }
 
@@ -215,7 +229,7 @@ pub fn run(args: &NodeArgs) -> ExitCode {
             SENDING.store(true, Ordering::SeqCst);
         }
         if Instant::now() >= next_stats {
-            log_stats(&log, &peers, &counters);
+            log_stats(&log, &peers, &counters, &traffic_agents);
             next_stats += Duration::from_secs(1);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -224,12 +238,14 @@ pub fn run(args: &NodeArgs) -> ExitCode {
     SENDING.store(false, Ordering::SeqCst);
     log.log("quiet", "");
     std::thread::sleep(Duration::from_secs(2));
+    // The mailboxes' counters, before the agents exit.
+    log_stats(&log, &peers, &counters, &traffic_agents);
     FINAL.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
     while counters.finals.load(Ordering::SeqCst) < args.agents && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    log_stats(&log, &peers, &counters);
+    log_stats(&log, &peers, &counters, &traffic_agents);
     watchers_stop.store(true, Ordering::SeqCst);
     log.log(
         "end",
@@ -239,12 +255,21 @@ pub fn run(args: &NodeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn log_stats(log: &EventLog, peers: &[String], c: &Counters) {
+fn log_stats(log: &EventLog, peers: &[String], c: &Counters, traffic: &[Agent]) {
     let dropped: u64 = node::connection_stats().iter().map(|s| s.dropped).sum();
+    let in_mailboxes: u64 = traffic
+        .iter()
+        .filter_map(|a| erlangen::management::agent_stats(a).ok())
+        .map(|s| s.dropped)
+        .sum();
+    let mailbox_dropped = c
+        .mailbox_dropped
+        .fetch_max(in_mailboxes, Ordering::Relaxed)
+        .max(in_mailboxes);
     let agents = erlangen::management::agents().len();
     let mut line = format!(
         "sent={} senderr={} recv={} lost={} lostnotice={} midway={} dup={} reord={} \
-         notices={} extra={} dropped={dropped} agents={agents} heap={}",
+         notices={} extra={} dropped={dropped} mailboxdrop={mailbox_dropped} agents={agents} heap={}",
         c.sent.load(Ordering::Relaxed),
         c.send_errors.load(Ordering::Relaxed),
         c.received.load(Ordering::Relaxed),
@@ -315,7 +340,14 @@ fn exit_notice(term: &Term) -> Option<(Term, String)> {
     Some((items[0].clone(), reason.join(" ").replace(' ', "_")))
 }
 
-fn traffic(j: usize, peers: &[String], interval: Duration, log: &EventLog, c: &Counters) -> Term {
+fn traffic(
+    j: usize,
+    peers: &[String],
+    interval: Duration,
+    burst: u64,
+    log: &EventLog,
+    c: &Counters,
+) -> Term {
     let me = Agent::current().to_term();
     let targets: Vec<String> = peers.iter().map(|p| format!("{p}/:T{j}")).collect();
     let mut next_seq = vec![0u64; peers.len()];
@@ -338,18 +370,20 @@ fn traffic(j: usize, peers: &[String], interval: Duration, log: &EventLog, c: &C
         }
         let now = Instant::now();
         if SENDING.load(Ordering::Relaxed) && !peers.is_empty() && now >= next_send {
-            let message = Term::list(vec![
-                Term::keyword("m"),
-                me.clone(),
-                Term::from(next_seq[turn] as i64),
-            ]);
-            match send(message, targets[turn].as_str()) {
-                Ok(()) => {
-                    next_seq[turn] += 1;
-                    c.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    c.send_errors.fetch_add(1, Ordering::Relaxed);
+            for _ in 0..burst {
+                let message = Term::list(vec![
+                    Term::keyword("m"),
+                    me.clone(),
+                    Term::from(next_seq[turn] as i64),
+                ]);
+                match send(message, targets[turn].as_str()) {
+                    Ok(()) => {
+                        next_seq[turn] += 1;
+                        c.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        c.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             turn = (turn + 1) % peers.len();
