@@ -4,14 +4,12 @@
 //! instead of hanging it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use erlangen::management::agent_tree;
-use erlangen::{
-    link, receive, receive_timeout, spawn, spawn_with, Agent, Attach, SpawnOptions, Term,
-};
+use erlangen::{link, receive_timeout, spawn, spawn_with, Agent, Attach, SpawnOptions, Term};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ROUNDS: usize = 2000;
@@ -24,16 +22,36 @@ fn recv() -> Term {
     receive_timeout(WAIT).expect("a message within the test timeout")
 }
 
-/// A target that ends as soon as the barrier opens, and the barrier.
-fn exiting_target() -> (Agent, Arc<Barrier>) {
-    let go = Arc::new(Barrier::new(2));
-    let gate = Arc::clone(&go);
+/// The releasing side of [`exiting_target`]'s gate: a two-party barrier
+/// made of channels, so neither side can wait on it unbounded.
+struct Gate {
+    ready: mpsc::Receiver<()>,
+    go: mpsc::Sender<()>,
+}
+
+impl Gate {
+    /// Waits (bounded) until the target is at the gate, then lets it go:
+    /// both sides leave together, as from a two-party barrier.
+    fn open(self) -> Result<(), Term> {
+        self.ready
+            .recv_timeout(WAIT)
+            .map_err(|_| kw("target-not-at-gate"))?;
+        let _ = self.go.send(());
+        Ok(())
+    }
+}
+
+/// A target that ends as soon as the gate opens, and the gate.
+fn exiting_target() -> (Agent, Gate) {
+    let (ready_tx, ready) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
     let target = spawn(move || {
-        gate.wait();
+        let _ = ready_tx.send(());
+        let _ = go_rx.recv_timeout(WAIT);
         kw("bye")
     })
     .unwrap();
-    (target, go)
+    (target, Gate { ready, go })
 }
 
 /// Takes and drops `agent`'s lock over and over until the guard drops:
@@ -72,7 +90,7 @@ fn monitor_racing_exit_is_told_once_and_keeps_no_dead_link() {
         let (target, go) = exiting_target();
         let t = target.clone();
         let watcher = spawn_with(&SpawnOptions::new().attach(Attach::Monitor), move || {
-            go.wait();
+            go.open()?;
             link(&t, Attach::Monitor).unwrap();
             let notice = receive_timeout(WAIT).map_err(|_| kw("no-notice"))?;
             // A marker sent after the notice: nothing may come before it
@@ -113,7 +131,7 @@ fn link_racing_exit_always_kills_the_linker() {
         let (target, go) = exiting_target();
         let t = target.clone();
         let linker = spawn_with(&SpawnOptions::new().attach(Attach::Monitor), move || {
-            go.wait();
+            go.open()?;
             link(&t, Attach::Link).unwrap();
             // Only an exit signal ends this receive early.
             receive_timeout(WAIT).map_err(|_| kw("never-told"))
@@ -142,7 +160,7 @@ fn replacement_agent_ends_with_its_pooled_job() {
             let fresh = Agent::replace_current(kw("replaced"));
             tx.send(fresh).unwrap();
             // Wait until the test monitors the replacement.
-            receive();
+            let _ = receive_timeout(WAIT);
             Term::from(7)
         })
         .unwrap();

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use erlangen::agent::runnable_threads;
-use erlangen::{link, receive, receive_timeout, spawn, Agent, Attach, Term};
+use erlangen::{link, receive_timeout, spawn, Agent, Attach, Term};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,7 +21,7 @@ fn replacing_a_spawned_agent_leaves_the_runnable_count_balanced() {
         spawn(move || {
             let fresh = Agent::replace_current(Term::keyword("replaced"));
             tx.send(fresh).unwrap();
-            receive();
+            let _ = receive_timeout(Duration::from_secs(20));
         })
         .unwrap();
         let fresh = rx.recv_timeout(WAIT).unwrap();

@@ -230,15 +230,6 @@ fn kernel(name: &str) -> support::Proc {
     support::Proc::from_command(cmd, name)
 }
 
-/// Ctrl-C, as a terminal sends it.
-fn ctrl_c(p: &support::Proc) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &p.pid().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-}
-
 #[test]
 fn a_killed_repl_agent_is_reported_at_once_and_keeps_its_messages() {
     let mut k = kernel("killed");
@@ -266,7 +257,7 @@ fn ctrl_c_interrupts_the_form_and_twice_at_the_prompt_leaves() {
     assert_eq!(k.eval("(setq keep 5)"), "5");
     // Blocked in receive with nothing coming.
     assert_eq!(k.eval("(progn (print :blocking) (receive))"), ":BLOCKING");
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     assert!(k.line().starts_with("stderr: error: interrupted"));
     assert_eq!(k.eval("keep"), "5");
     // A busy loop.
@@ -274,13 +265,13 @@ fn ctrl_c_interrupts_the_form_and_twice_at_the_prompt_leaves() {
         k.eval("(progn (print :busy) (dotimes (i 1000000000000) (+ i 1)))"),
         ":BUSY"
     );
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     assert!(k.line().starts_with("stderr: error: interrupted"));
     assert_eq!(k.eval("(+ keep 1)"), "6");
     // At the idle prompt: a hint, then the second press leaves.
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     assert!(k.line().contains("Ctrl-C again"));
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     let status = k.wait_exit().expect("kernel exits after a second Ctrl-C");
     assert_eq!(status.code(), Some(130));
 }
@@ -297,7 +288,7 @@ fn a_kernel_serving_as_a_node_says_so() {
         up.starts_with("stderr: node localhost/announced listening on port "),
         "{up}"
     );
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     k.line_matching(|l| l == "stderr: node localhost/announced stopped");
     cluster.wait_unregistered("announced");
     k.close_stdin();
@@ -309,7 +300,7 @@ fn a_kernel_serving_as_a_node_says_so() {
         &["-Q", "-e", "(node :host \"localhost\" :name \"quiet\")"],
     );
     cluster.wait_registered("quiet");
-    ctrl_c(&quiet);
+    support::signal(&quiet, "INT");
     cluster.wait_unregistered("quiet");
     quiet.close_stdin();
     assert!(quiet.wait_exit().is_some());
@@ -371,7 +362,7 @@ fn ctrl_c_interrupts_a_tail_recursive_loop() {
     let mut k = kernel("tail-spin");
     assert_eq!(k.eval("(defun spin () (spin))"), "SPIN");
     assert_eq!(k.eval("(progn (print :spinning) (spin))"), ":SPINNING");
-    ctrl_c(&k);
+    support::signal(&k, "INT");
     assert!(k.line().starts_with("stderr: error: interrupted"));
     assert_eq!(k.eval("(+ 1 2)"), "3");
 }

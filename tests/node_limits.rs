@@ -21,16 +21,6 @@ const ECHO: &str = "(defun echo () (let ((m (receive))) (send (first m) (second 
 const ORPHAN: &str = "(defun orphan (who) (send (list :started (agent)) who) (receive))";
 const SINK: &str = "(defun sink () (receive) (sink))";
 
-/// Sends a signal (`STOP`, `CONT`) to a process.
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{sig} {pid}");
-}
-
 fn config(cluster: &Cluster) -> erlangen::config::Config {
     erlangen::config::Config {
         registry_port: cluster.registry().port(),
@@ -158,7 +148,7 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
     // A spawn whose reply comes after the caller gave up: b is stopped, so
     // the spawn times out; once b runs again the orphan starts, tells us,
     // and is ended because it was told it was attached to us.
-    signal(b.pid(), "STOP");
+    support::signal(&b, "STOP");
     let call = Term::list(vec![Term::symbol("orphan"), me.to_term()]);
     let late = node::spawn_on(
         None,
@@ -167,9 +157,11 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
         &SpawnOptions::new().attach(Attach::Monitor),
     );
     assert!(late.is_err(), "{late:?}");
-    signal(b.pid(), "CONT");
+    support::signal(&b, "CONT");
+    let deadline = Instant::now() + support::WAIT;
     let orphan = loop {
-        let m = receive_timeout(support::WAIT).expect("the orphan starts");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = receive_timeout(left).expect("the orphan starts");
         if let Some([tag, who]) = m.as_list() {
             if *tag == Term::keyword("started") {
                 break who.clone();
@@ -197,7 +189,7 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
     // the write timed out and took the connection down: the connection is
     // still up when they have all returned, with b still stopped.
     let payload = Term::Bytes(vec![7; 64 * 1024]);
-    signal(b.pid(), "STOP");
+    support::signal(&b, "STOP");
     let started = Instant::now();
     for _ in 0..400 {
         let _ = send(payload.clone(), &sink);
@@ -214,7 +206,7 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
     assert!(dropped > 0, "a full queue drops and counts");
     eprintln!("400 sends to a stopped peer took {took:?} in all");
 
-    signal(b.pid(), "CONT");
+    support::signal(&b, "CONT");
     echo_eventually(&echo, "at-the-end");
 
     // Across kinds and nodes: an async agent here, linked to a thread
@@ -231,23 +223,25 @@ fn sender_side_limits_stopped_peers_and_late_spawn_replies() {
         &SpawnOptions::new().attach(Attach::Monitor),
         async move {
             link(watched, Attach::Link).expect("link");
-            erlangen::async_agent::receive().await
+            // Only the link's exit signal ends this receive early.
+            erlangen::async_agent::receive_timeout(support::WAIT)
+                .await
+                .unwrap_or_else(|_| Term::keyword("never-told"))
         },
     )
     .expect("async agent");
     // The link request is on its way once the agent has run: wait until it
     // appears among the agent's links, then end the remote agent.
-    let deadline = Instant::now() + support::WAIT;
-    while erlangen::management::agent_tree(&local)
-        .map(|t| t.links.is_empty())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "the async agent did not link");
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
+    support::eventually("the async agent's link", || {
+        !erlangen::management::agent_tree(&local)
+            .map(|t| t.links.is_empty())
+            .unwrap_or(false)
+    });
     erlangen::exit(Term::keyword("gone"), &remote).expect("exit");
+    let deadline = Instant::now() + support::WAIT;
     let notice = loop {
-        let m = receive_timeout(support::WAIT).expect("the async agent's end");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = receive_timeout(left).expect("the async agent's end");
         if let Term::Dotted(items, _) = &m {
             if items.first() == Some(&local.to_term()) {
                 break m;

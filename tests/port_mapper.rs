@@ -257,20 +257,17 @@ fn bad_input_gets_an_error_or_a_closed_connection_and_nothing_else_breaks() {
 
 #[test]
 fn program_help_and_bad_flags() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"))
-        .arg("-h")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut cmd = program();
+    cmd.arg("-h");
+    let (status, text, _) = support::run_bounded(cmd, b"");
     assert!(
-        out.status.success() && text.contains("--directory-port"),
+        status == Some(0) && text.contains("--directory-port"),
         "{text}"
     );
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-port-mapper"))
-        .args(["--registry-port", "nope"])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    let mut bad = program();
+    bad.args(["--registry-port", "nope"]);
+    let (status, _, _) = support::run_bounded(bad, b"");
+    assert_eq!(status, Some(2));
 }
 
 fn start_with(limits: ServerLimits) -> PortMapper {
@@ -515,9 +512,10 @@ fn program() -> std::process::Command {
 
 #[test]
 fn program_help_lists_only_flags_it_uses_and_version_comes_first() {
-    let out = program().arg("-h").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let mut cmd = program();
+    cmd.arg("-h");
+    let (status, text, _) = support::run_bounded(cmd, b"");
+    assert_eq!(status, Some(0), "{text}");
     assert!(!text.contains("--cookie-file"), "{text}");
     assert!(text.contains("--max-directory-connections"), "{text}");
     assert!(text.contains("--version"), "{text}");
@@ -526,10 +524,12 @@ fn program_help_lists_only_flags_it_uses_and_version_comes_first() {
         &["--version"][..],
         &["--version", "--registry-port", "nope"],
     ] {
-        let out = program().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}");
+        let mut cmd = program();
+        cmd.args(args);
+        let (status, out, _) = support::run_bounded(cmd, b"");
+        assert_eq!(status, Some(0), "{args:?}");
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
+            out,
             format!("erlangen-port-mapper {}\n", env!("CARGO_PKG_VERSION"))
         );
     }
@@ -544,14 +544,13 @@ fn program_survives_a_broken_stdout_pipe() {
         let write_end = reader.stdin.take().unwrap();
         reader.kill().unwrap();
         reader.wait().unwrap();
-        let out = program()
-            .args(args)
+        let mut cmd = program();
+        cmd.args(args)
             .stdout(std::process::Stdio::from(write_end))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+            .stdin(std::process::Stdio::null());
+        let (status, _, err) = support::run_bounded_stdout_set(cmd);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert_eq!(status, Some(0), "{args:?}: {status:?} {err}");
     }
 }
 

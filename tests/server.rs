@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use erlangen::node::{self, NodeOptions};
 use erlangen::server::{self, RequestError, Server};
 use erlangen::{
-    async_agent, receive, receive_timeout, spawn_async_with, spawn_with, Agent, Attach,
-    SpawnOptions, Term,
+    async_agent, receive_timeout, spawn_async_with, spawn_with, Agent, Attach, SpawnOptions, Term,
 };
 use support::{Cluster, WAIT};
 
@@ -80,8 +79,13 @@ fn replies_from_thread_and_async_servers_to_both_kinds_of_caller() {
 
 #[test]
 fn a_silent_server_times_out_no_earlier_than_the_timeout() {
-    let silent = spawn_with::<_, ()>(&SpawnOptions::new(), || loop {
-        let _ = receive();
+    // Takes every message and answers none; gives up by itself after WAIT
+    // should the test fail before it ends the agent.
+    let silent = spawn_with::<_, ()>(&SpawnOptions::new(), || {
+        let deadline = Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let _ = receive_timeout(left);
+        }
     })
     .unwrap();
     let start = Instant::now();
@@ -133,8 +137,10 @@ fn a_dead_callee_is_an_error_at_once_not_a_timeout() {
 fn a_late_reply_never_lands() {
     // Replies to each request once the next message (a go) comes.
     let slow = spawn_async_with(&SpawnOptions::new(), async {
-        let request = async_agent::receive().await;
-        let _go = async_agent::receive().await;
+        let Ok(request) = async_agent::receive_timeout(WAIT).await else {
+            return Term::keyword("no-request");
+        };
+        let _go = async_agent::receive_timeout(WAIT).await;
         if let Some([_, from, _]) = request.as_list() {
             server::reply(from, Term::keyword("late"));
         }

@@ -74,7 +74,7 @@ fn exit_after_kills_and_can_be_cancelled() {
 
 fn spawn_with_receive(options: &SpawnOptions) -> Agent {
     erlangen::spawn_with(options, || {
-        let _ = erlangen::receive();
+        let _ = receive_timeout(WAIT);
     })
     .unwrap()
 }
