@@ -627,7 +627,13 @@ pub fn register(ev: &Evaluator) {
     });
     super::building_blocks::register();
     call::register_function("help", |_| {
-        for (_, line) in HELP.iter().chain(super::building_blocks::HELP) {
+        // One list of everything: the built-ins, the building blocks, the
+        // cluster functions.
+        let all = HELP
+            .iter()
+            .chain(super::building_blocks::HELP)
+            .chain(super::cluster_builtins::CLUSTER_HELP);
+        for (_, line) in all {
             super::print_line(format_args!("{line}"));
         }
         Ok(Term::Nil)

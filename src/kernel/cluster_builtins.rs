@@ -23,19 +23,7 @@ pub const CLUSTER_HELP: &[(&str, &str)] = &[
     ("send-global", "(send-global name message) send to the holder of a cluster-wide name; returns the message"),
 ];
 
-fn bad(function: &str, message: impl Into<String>) -> CallError {
-    CallError::bad_arguments(function, message)
-}
-
-fn arity(function: &str, args: &[Term], min: usize, max: usize) -> Result<(), CallError> {
-    if args.len() < min || args.len() > max {
-        return Err(bad(
-            function,
-            format!("expected {min} to {max} arguments, got {}", args.len()),
-        ));
-    }
-    Ok(())
-}
+use super::builtins::{arity, bad};
 
 /// A group or global name: a string as it is, a keyword or symbol by its
 /// (upper-case) name.
@@ -132,11 +120,5 @@ pub(super) fn register() {
         let name = name_arg("send-global", &args[0])?;
         global::send(&name, args[1].clone()).map_err(|e| bad("send-global", e.to_string()))?;
         Ok(args[1].clone())
-    });
-    call::register_function("help", |_| {
-        for (_, line) in super::HELP.iter().chain(CLUSTER_HELP) {
-            super::print_line(format_args!("{line}"));
-        }
-        Ok(Term::Nil)
     });
 }

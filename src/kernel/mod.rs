@@ -211,6 +211,9 @@ impl Kernel {
     /// Evaluates one form in the calling thread's agent. A panic or an exit
     /// of the agent does not escape: it is reported as an [`Evaluation`].
     pub fn eval(&self, form: &Term) -> Evaluation {
+        // A `(quit)` left on this (pooled) thread by an agent that ran
+        // here before is not this form's.
+        let _ = builtins::take_quit();
         self.control().evaluating = true;
         let result = panic::catch_unwind(AssertUnwindSafe(|| self.evaluator.eval(form)));
         let interrupted = {
@@ -250,7 +253,7 @@ impl Kernel {
 
     /// Ends the calling thread's agent with `reason` and gives the thread
     /// a new one, which gets the messages the old one had not received
-    /// (in order, notifications first), so nothing waiting is lost.
+    /// (in arrival order), so nothing waiting is lost.
     fn renew_agent(&self, reason: Term) {
         let kept = crate::agent::flush_messages();
         let fresh = Agent::replace_current(reason);
