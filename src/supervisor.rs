@@ -312,7 +312,11 @@ pub fn start(spec: SupervisorSpec, options: &SpawnOptions) -> Result<Agent, Star
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Ok(())) => Ok(sup),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(StartError::NoAnswer),
+        Err(_) => {
+            // The caller gives up on it: it must not go on running.
+            let _ = agent::exit(Term::keyword("kill"), &sup);
+            Err(StartError::NoAnswer)
+        }
     }
 }
 
