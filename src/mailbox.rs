@@ -32,12 +32,6 @@ use crate::term::Term;
 /// Default capacity of a mailbox, as in the seed.
 pub const DEFAULT_MAILBOX_SIZE: usize = 64;
 
-/// An item of the priority lane.
-pub(crate) enum Signal {
-    /// Ends the receiving agent with this reason at its next receive.
-    Exit(Term),
-}
-
 /// What a receive can return besides a message.
 #[derive(Debug)]
 pub(crate) enum Interrupt {
@@ -49,7 +43,10 @@ pub(crate) enum Interrupt {
 
 struct State {
     messages: VecDeque<Term>,
-    signals: VecDeque<Signal>,
+    /// The exit signal that ends the owner at its next receive: only the
+    /// first one counts, so one place is enough (boxed: a waiting agent's
+    /// mailbox must stay small, and most never get one).
+    exit: Option<Box<Term>>,
     /// An async owner waiting for something to arrive (taken by the first
     /// delivery that wakes it).
     waker: Option<Waker>,
@@ -181,7 +178,7 @@ impl Mailbox {
                 // Grown on demand: a million waiting async agents must not
                 // each hold room for 64 messages.
                 messages: VecDeque::new(),
-                signals: VecDeque::new(),
+                exit: None,
                 waker: None,
                 capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
                 closed: false,
@@ -299,10 +296,10 @@ impl Mailbox {
         Ok(dropped)
     }
 
-    /// Delivers onto the priority lane (never bounded, never refused: exit
-    /// signals must arrive even at a full mailbox). An `Exit` closes the
+    /// Delivers an exit signal, ahead of every message (never bounded,
+    /// never refused: it must arrive even at a full mailbox); it closes the
     /// mailbox to ordinary messages.
-    pub(crate) fn signal(&self, signal: Signal) {
+    pub(crate) fn exit(&self, reason: Term) {
         let mut state = self.lock();
         if state.finished {
             return;
@@ -310,11 +307,11 @@ impl Mailbox {
         // The first exit signal decides how the agent ends; later ones
         // change nothing, so they are not kept (a flood of them from other
         // agents or nodes costs no memory).
-        if !state.signals.is_empty() {
+        if state.exit.is_some() {
             return;
         }
         state.closed = true;
-        state.signals.push_back(signal);
+        state.exit = Some(Box::new(reason));
         self.owner.0.signals_pending.store(true, Ordering::Release);
         self.bump_arrivals(1);
         let waiter = state.waiter();
@@ -340,14 +337,14 @@ impl Mailbox {
     /// Marks the owner exited: closes the mailbox, drops what is queued
     /// and refuses signals from now on (nobody will receive them).
     pub(crate) fn finish(&self) {
-        let (messages, signals, waker) = {
+        let (messages, exit, waker) = {
             let mut state = self.lock();
             state.closed = true;
             state.finished = true;
             self.owner.0.signals_pending.store(false, Ordering::Release);
             (
                 std::mem::take(&mut state.messages),
-                std::mem::take(&mut state.signals),
+                state.exit.take(),
                 // The waker holds the owner's task: keeping it would keep
                 // the exited agent alive.
                 state.waker.take(),
@@ -356,7 +353,7 @@ impl Mailbox {
         let cached = std::mem::take(&mut *self.inbox());
         self.owner.0.cached.store(0, Ordering::Relaxed);
         // Dropped outside the locks: terms may be large.
-        drop((messages, signals, cached, waker));
+        drop((messages, exit, cached, waker));
     }
 
     /// Closes the mailbox: later ordinary messages are dropped and counted.
@@ -367,11 +364,7 @@ impl Mailbox {
     /// The first pending exit signal's reason, if any (used when an agent
     /// that was killed finishes before its next receive).
     pub(crate) fn pending_exit(&self) -> Option<Term> {
-        let state = self.lock();
-        state
-            .signals
-            .front()
-            .map(|Signal::Exit(reason)| reason.clone())
+        self.lock().exit.as_deref().cloned()
     }
 
     /// Takes every message queued, for `flush-messages` (an exit signal
@@ -386,10 +379,6 @@ impl Mailbox {
             state.cached_at_swap = 0;
         }
         out.extend(state.messages.drain(..));
-        self.owner
-            .0
-            .signals_pending
-            .store(!state.signals.is_empty(), Ordering::Release);
         drop(state);
         self.owner
             .0
@@ -402,7 +391,7 @@ impl Mailbox {
     pub(crate) fn counts(&self) -> (u64, u64, usize) {
         let queued = {
             let state = self.lock();
-            state.messages.len() + state.signals.len()
+            state.messages.len() + usize::from(state.exit.is_some())
         } + self.owner.0.cached.load(Ordering::Relaxed) as usize;
         (
             self.owner.0.received.load(Ordering::Relaxed),
@@ -416,17 +405,10 @@ impl Mailbox {
     }
 
     /// Takes the pending exit signal, if any.
-    fn take_signal(
-        &self,
-        state: &mut State,
-        _matches: &mut dyn FnMut(&Term) -> bool,
-    ) -> Option<Result<Term, Interrupt>> {
-        let Signal::Exit(reason) = state.signals.pop_front()?;
-        self.owner
-            .0
-            .signals_pending
-            .store(!state.signals.is_empty(), Ordering::Release);
-        Some(Err(Interrupt::Exit(reason)))
+    fn take_exit(&self, state: &mut State) -> Option<Result<Term, Interrupt>> {
+        let reason = state.exit.take()?;
+        self.owner.0.signals_pending.store(false, Ordering::Release);
+        Some(Err(Interrupt::Exit(*reason)))
     }
 
     /// Takes the first message of the owner's batch that matches.
@@ -491,7 +473,7 @@ impl Mailbox {
         loop {
             if self.owner.0.signals_pending.load(Ordering::Acquire) {
                 let mut state = self.lock();
-                if let Some(found) = self.take_signal(&mut state, matches) {
+                if let Some(found) = self.take_exit(&mut state) {
                     drop(state);
                     return self.got(found);
                 }
@@ -508,7 +490,7 @@ impl Mailbox {
                 }
                 continue;
             }
-            if let Some(found) = self.take_signal(&mut state, matches) {
+            if let Some(found) = self.take_exit(&mut state) {
                 drop(state);
                 return self.got(found);
             }
@@ -561,7 +543,7 @@ impl Mailbox {
     ) -> Option<Result<Term, Interrupt>> {
         if self.owner.0.signals_pending.load(Ordering::Acquire) {
             let mut state = self.lock();
-            if let Some(found) = self.take_signal(&mut state, matches) {
+            if let Some(found) = self.take_exit(&mut state) {
                 drop(state);
                 return Some(self.got(found));
             }
@@ -584,7 +566,7 @@ impl Mailbox {
                 return Some(self.got(Ok(found)));
             }
         }
-        if let Some(found) = self.take_signal(&mut state, matches) {
+        if let Some(found) = self.take_exit(&mut state) {
             drop(state);
             return Some(self.got(found));
         }
@@ -683,7 +665,7 @@ mod tests {
         assert_eq!(m.receive(None, &mut |_| true).unwrap(), Term::from(1));
         assert_eq!(m.receive(None, &mut |_| true).unwrap(), Term::from(2));
         m.deliver(4.into());
-        m.signal(Signal::Exit(Term::keyword("kill")));
+        m.exit(Term::keyword("kill"));
         assert!(!m.deliver(3.into()));
         assert!(matches!(
             m.receive(None, &mut |_| true),
@@ -695,7 +677,7 @@ mod tests {
     fn only_the_first_exit_signal_is_kept() {
         let m = Mailbox::new(4);
         for i in 0..10_000 {
-            m.signal(Signal::Exit(Term::from(i)));
+            m.exit(Term::from(i));
         }
         let (_, _, queued) = m.counts();
         assert_eq!(queued, 1);

@@ -96,7 +96,7 @@ where
     super::spawn_async_inner(options, parent, |_| (), Box::pin(body))
 }
 
-/// Receives the next message (exit notifications first), waiting as long
+/// Receives the next message (in arrival order), waiting as long
 /// as it takes. If the agent has been killed, it ends here.
 pub fn receive() -> Receive<fn(&Term) -> bool> {
     Receive::new(None, accept_all)

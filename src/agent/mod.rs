@@ -41,7 +41,7 @@ pub use error::{
 };
 pub use target::Target;
 
-use crate::mailbox::{self, Interrupt, Mailbox, RunnableGuard, Signal};
+use crate::mailbox::{self, Interrupt, Mailbox, RunnableGuard};
 use crate::term::{AgentRef, Term};
 
 /// How a new or existing agent is attached to the calling agent.
@@ -558,7 +558,7 @@ impl Agent {
     /// Delivers an exit signal: the agent ends at its next receive (or when
     /// it finishes) and its mailbox closes now.
     pub(crate) fn kill(&self, reason: Term) {
-        self.0.mailbox.signal(Signal::Exit(reason));
+        self.0.mailbox.exit(reason);
     }
 
     /// Delivers an exit notification, behind the messages already queued.
@@ -1049,7 +1049,7 @@ pub fn runnable_threads() -> usize {
     mailbox::runnable()
 }
 
-/// Drains the calling agent's mailbox, notifications first, and returns
+/// Drains the calling agent's mailbox, in arrival order, and returns
 /// what was there (the REPL's `flush-messages` prints it).
 pub fn flush_messages() -> Vec<Term> {
     Agent::current().0.mailbox.drain()
