@@ -610,11 +610,6 @@ impl Connection {
         self.lost_cv.notify_all();
     }
 
-    /// Down, and the node is still telling those attached over it.
-    pub(crate) fn loss_pending(&self) -> bool {
-        self.is_down() && !*self.lost.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Waits (at most 10 s, a bound in case the old one is never handled)
     /// until the predecessor's loss has been told.
     fn wait_for_predecessor(&self) {

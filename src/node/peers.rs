@@ -1,6 +1,7 @@
 //! Peers: one connection per pair of nodes, dialed on demand or accepted,
 //! and what happens when one is lost.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -51,23 +52,12 @@ impl NodeState {
                 return Ok(Arc::clone(c));
             }
         }
-        let predecessor = peers.get(peer).cloned();
-        peers.retain(|_, c| !c.is_down() || c.loss_pending());
-        if peers.len() >= self.options.max_connections {
+        let Some(conn) = self.new_connection(&mut peers, peer) else {
             return Err(unreachable(format!(
                 "this node has {} connections, its limit (max_connections)",
                 peers.len()
             )));
-        }
-        let conn = Connection::new(
-            peer.to_owned(),
-            self.stats_for(peer),
-            self.options.max_queue,
-        );
-        if let Some(old) = predecessor {
-            conn.follows(old);
-        }
-        peers.insert(peer.to_owned(), Arc::clone(&conn));
+        };
         drop(peers);
         let state = Arc::clone(self);
         let dialing = Arc::clone(&conn);
@@ -161,6 +151,30 @@ impl NodeState {
         }
     }
 
+    /// A new connection to `peer` in the map, in place of the one there (it
+    /// then delivers nothing before that one's loss was told, see
+    /// `Connection::follows`); `None` at `max_connections`.
+    fn new_connection(
+        &self,
+        peers: &mut HashMap<String, Arc<Connection>>,
+        peer: &str,
+    ) -> Option<Arc<Connection>> {
+        let old = peers.get(peer).cloned();
+        if peers.len() - usize::from(old.is_some()) >= self.options.max_connections {
+            return None;
+        }
+        let conn = Connection::new(
+            peer.to_owned(),
+            self.stats_for(peer),
+            self.options.max_queue,
+        );
+        if let Some(old) = old {
+            conn.follows(old);
+        }
+        peers.insert(peer.to_owned(), Arc::clone(&conn));
+        Some(conn)
+    }
+
     /// A connection is gone for good: forget it, tell every agent attached
     /// over it (once), fail the spawns waiting for it.
     pub(super) fn connection_lost(&self, conn: &Arc<Connection>, why: &str) {
@@ -243,15 +257,8 @@ impl NodeState {
                     // Established with an earlier run: that run is gone.
                     Some(_) => {
                         replaced = Some(Arc::clone(c));
-                        let conn = Connection::new(
-                            info.name.clone(),
-                            self.stats_for(&info.name),
-                            self.options.max_queue,
-                        );
-                        conn.follows(Arc::clone(c));
-                        peers.insert(info.name.clone(), Arc::clone(&conn));
-                        chosen = Some(conn);
-                        Ok(())
+                        chosen = self.new_connection(&mut peers, &info.name);
+                        chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
                     }
                     // We are dialing it at this moment: the dial of the
                     // node whose name sorts first wins, on both sides.
@@ -265,31 +272,28 @@ impl NodeState {
                     }
                 },
                 _ => {
-                    let predecessor = peers.get(&info.name).cloned();
-                    peers.retain(|_, c| !c.is_down() || c.loss_pending());
-                    if peers.len() >= self.options.max_connections {
-                        return Err(Refusal::Limit);
-                    }
-                    let conn = Connection::new(
-                        info.name.clone(),
-                        self.stats_for(&info.name),
-                        self.options.max_queue,
-                    );
-                    if let Some(old) = predecessor {
-                        conn.follows(old);
-                    }
-                    peers.insert(info.name.clone(), Arc::clone(&conn));
-                    chosen = Some(conn);
-                    Ok(())
+                    chosen = self.new_connection(&mut peers, &info.name);
+                    chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
                 }
             }
         });
         let info = match admitted {
             Ok(info) => info,
             Err(e) => {
+                // Admitted, then the handshake failed (the ACCEPT could not
+                // be written): the connection made for it must not stay in
+                // the map, undialable and never established.
+                let admitted = chosen.take();
+                if let Some(c) = &admitted {
+                    if c.mark_down() {
+                        self.connection_lost(c, &e.to_string());
+                    }
+                }
                 // A peer that did not prove the cookie costs its address a
-                // token (throttle.rs); one refused after proving it does not.
-                if let (Some(ip), false) = (from, matches!(e, HandshakeError::Refused(..))) {
+                // token (throttle.rs); one refused or admitted after proving
+                // it does not.
+                let proved = admitted.is_some() || matches!(e, HandshakeError::Refused(..));
+                if let (Some(ip), false) = (from, proved) {
                     lock(&self.throttle).failed(ip, Instant::now());
                 }
                 self.refused_handshakes.fetch_add(1, Ordering::Relaxed);
