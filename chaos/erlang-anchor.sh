@@ -21,6 +21,8 @@ cleanup() {
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null
   done
   for ns in "${CREATED[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  # A veth end left in this namespace by a setup that failed half-way.
+  for k in 1 2; do ip link del "${PREFIX}h$k" 2>/dev/null; done
   rm -rf "$DIR"
 }
 trap cleanup EXIT

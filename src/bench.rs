@@ -517,10 +517,7 @@ pub fn fan_in(
 
 /// Resident set size of this process from `/proc/self/status` (Linux).
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    crate::management::process_sample(None).map(|p| p.resident_kib * 1024)
 }
 
 /// The body of a benchmark program: parses positional numbers over

@@ -53,6 +53,47 @@ impl AgentStats {
     }
 }
 
+/// What the operating system says of a process (Linux `/proc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessSample {
+    /// Resident memory (`VmRSS`), KiB.
+    pub resident_kib: u64,
+    /// OS threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub descriptors: u64,
+}
+
+/// Resident memory, threads and open descriptors of process `pid`, or of
+/// this process with `None`, from `/proc/PID/status` and `/proc/PID/fd`.
+/// `None` where `/proc` does not have them (not Linux, a process gone).
+///
+/// ```
+/// let me = erlangen::management::process_sample(None);
+/// if cfg!(target_os = "linux") {
+///     assert!(me.is_some_and(|s| s.threads >= 1));
+/// }
+/// ```
+pub fn process_sample(pid: Option<u32>) -> Option<ProcessSample> {
+    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let descriptors = std::fs::read_dir(format!("{dir}/fd")).ok()?.count() as u64;
+    Some(ProcessSample {
+        resident_kib: field("VmRSS")?,
+        threads: field("Threads")?,
+        descriptors,
+    })
+}
+
 fn resolve_handle(target: Target) -> Result<Agent, TargetError> {
     match target {
         Target::Agent(a) => Ok(a),

@@ -80,14 +80,8 @@ fn spawn_with_receive(options: &SpawnOptions) -> Agent {
 }
 
 fn threads() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    let sample = erlangen::management::process_sample(None).expect("/proc/self");
+    usize::try_from(sample.threads).expect("a thread count")
 }
 
 /// 10,000 timers are heap entries of one service thread, not threads.

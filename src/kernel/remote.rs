@@ -206,19 +206,6 @@ fn tree_text(who: Option<&Term>) -> Result<String, String> {
     Ok(text)
 }
 
-/// Reads `field:` (a number, the first word after it) of
-/// `/proc/self/status`.
-fn proc_status(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// `(:NODE "h/n" :INCARNATION i :UPTIME s :AGENTS n :THREAD-AGENTS t
 /// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k :THROTTLED c
 /// :REFUSED-HANDSHAKES r :SLOTS-FULL f :CONNECTION-ERRORS e)` of this
@@ -233,6 +220,7 @@ pub(super) fn node_info() -> Term {
         .filter(|a| a.kind() == agent::Kind::Thread)
         .count();
     let opt = |v: Option<u64>| v.map_or(Term::Nil, |n| Term::Int(n as i64));
+    let process = management::process_sample(None);
     Term::plist(vec![
         ("node", node::this_node().map_or(Term::Nil, Term::Str)),
         ("incarnation", opt(node::this_incarnation())),
@@ -240,8 +228,8 @@ pub(super) fn node_info() -> Term {
         ("agents", Term::from(agents.len())),
         ("thread-agents", Term::from(threads)),
         ("async-agents", Term::from(agents.len() - threads)),
-        ("threads", opt(proc_status("Threads"))),
-        ("resident-kb", opt(proc_status("VmRSS"))),
+        ("threads", opt(process.map(|p| p.threads))),
+        ("resident-kb", opt(process.map(|p| p.resident_kib))),
         (
             "throttled",
             Term::Int(i64::try_from(node::throttled_connections()).unwrap_or(i64::MAX)),

@@ -121,6 +121,13 @@ struct Cluster<'a> {
 fn ip(k: usize) -> String {
     format!("10.77.0.{k}")
 }
+fn node_ip(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 77, 0, u8::try_from(k).unwrap_or(0)))
+}
+/// Node k's port-mapper directory (default port, in its namespace).
+fn directory(k: usize) -> SocketAddr {
+    SocketAddr::new(node_ip(k), 20002)
+}
 fn name(k: usize) -> String {
     format!("n{k}")
 }
@@ -140,17 +147,10 @@ fn spread(mut v: Vec<u64>) -> String {
     format!("{}/{}/{} ms", v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
+/// `(rss KiB, threads, descriptors)` of process `pid`.
 fn proc_sample(pid: u32) -> Option<(u64, u64, u64)> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some((field("VmRSS:")?, field("Threads:")?, fds))
+    erlangen::management::process_sample(Some(pid))
+        .map(|p| (p.resident_kib, p.threads, p.descriptors))
 }
 
 impl<'a> Cluster<'a> {
@@ -252,15 +252,25 @@ impl<'a> Cluster<'a> {
         }
     }
 
+    /// The run directory's log `name`, opened for appending (a failure is
+    /// the run's).
+    fn log_file(&mut self, name: &str) -> Option<fs::File> {
+        let path = self.args.dir.join(name);
+        match fs::OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.fail(format!("cannot open {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
     fn start_port_mapper(&mut self, k: usize) -> bool {
-        let Ok(err) = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.args.dir.join(format!("pm-n{k}.log")))
-        else {
+        let Some(err) = self.log_file(&format!("pm-n{k}.log")) else {
             return false;
         };
         let Ok(out) = err.try_clone() else {
+            self.fail(format!("cannot share pm-n{k}.log"));
             return false;
         };
         let child = self
@@ -277,7 +287,7 @@ impl<'a> Cluster<'a> {
         };
         self.set_pid(&format!("pm{k}"), child.id());
         self.pms[k - 1] = Some(child);
-        let addr = SocketAddr::new(ip(k).parse().unwrap_or(IpAddr::V4(HUB)), 20002);
+        let addr = directory(k);
         let end = Instant::now() + DEADLINE;
         while Instant::now() < end {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
@@ -304,11 +314,9 @@ impl<'a> Cluster<'a> {
             .filter(|&p| p != k)
             .map(full)
             .collect();
-        let err = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.args.dir.join(format!("node-n{k}.log")));
-        let Ok(err) = err else { return false };
+        let Some(err) = self.log_file(&format!("node-n{k}.log")) else {
+            return false;
+        };
         let since = now_ms();
         let child = self
             .netns(k)
@@ -776,12 +784,12 @@ impl<'a> Cluster<'a> {
                 if !self.start_port_mapper(a) {
                     return;
                 }
-                let directory = SocketAddr::new(ip(a).parse().unwrap_or(IpAddr::V4(HUB)), 20002);
+                let addr = directory(a);
                 let end = Instant::now() + DEADLINE;
                 let mut registered = None;
                 while Instant::now() < end {
                     if erlangen::port_mapper::client::query_port(
-                        directory,
+                        addr,
                         &name(a),
                         Duration::from_secs(1),
                     )
@@ -959,7 +967,7 @@ fn drive(c: &mut Cluster) -> ExitCode {
         // Latency on the pair n1<->n2 goes through two relays in the hub.
         let hub = SocketAddr::new(IpAddr::V4(HUB), 0);
         for target in [2usize, 1] {
-            match Relay::start(hub, ip(target).parse().unwrap_or(IpAddr::V4(HUB)), 0) {
+            match Relay::start(hub, node_ip(target), 0) {
                 Ok(r) => c.relays.push(r),
                 Err(e) => c.fail(format!("relay: {e}")),
             }

@@ -33,18 +33,9 @@ impl CycleArgs {
     }
 }
 
-/// `threads fds` of this process.
-fn own_sample() -> (usize, usize) {
-    let threads = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0);
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    (threads, fds)
+/// `(threads, descriptors)` of this process (zeros without `/proc`).
+fn own_sample() -> (u64, u64) {
+    erlangen::management::process_sample(None).map_or((0, 0), |p| (p.threads, p.descriptors))
 }
 
 pub fn run(args: &CycleArgs) -> ExitCode {
@@ -71,8 +62,7 @@ pub fn run(args: &CycleArgs) -> ExitCode {
                 ..NodeOptions::default()
             }) {
                 Ok(h) => break Ok(h),
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => break Err(e),
