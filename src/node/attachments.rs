@@ -54,7 +54,7 @@ impl Attachments {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Table>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.table)
     }
 
     /// Records an attachment. Returns it back if the connection is already

@@ -176,7 +176,7 @@ impl Connection {
     /// Marks this dialing connection as taken over by an accepted one.
     /// Returns `false` if it already was.
     pub(crate) fn claim(&self) -> bool {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut claimed = super::lock(&self.claimed);
         let first = !*claimed;
         *claimed = true;
         self.claimed_cv.notify_all();
@@ -186,7 +186,7 @@ impl Connection {
     /// Waits until the connection is claimed or `deadline` passes; `true`
     /// if it was claimed.
     pub(crate) fn wait_claimed(&self, deadline: Instant) -> bool {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut claimed = super::lock(&self.claimed);
         while !*claimed && !self.is_down() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -203,11 +203,11 @@ impl Connection {
 
     /// `true` if an accepted connection took this one over.
     pub(crate) fn is_claimed(&self) -> bool {
-        *self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+        *super::lock(&self.claimed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Out> {
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.out)
     }
 
     /// The peer's incarnation, once connected.
@@ -513,7 +513,7 @@ impl Connection {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                    let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+                    let _gate = super::lock(&self.delivery);
                     if self.is_down() {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -541,7 +541,7 @@ impl Connection {
         if batch.messages.is_empty() {
             return;
         }
-        let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = super::lock(&self.delivery);
         if self.is_down() {
             self.stats
                 .dropped
@@ -601,12 +601,12 @@ impl Connection {
     /// down: a receiver hears of the loss before anything of the new
     /// connection.
     pub(crate) fn follows(&self, old: Arc<Connection>) {
-        *self.predecessor.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
+        *super::lock(&self.predecessor) = Some(old);
     }
 
     /// Everyone attached over this connection has been told it is down.
     pub(crate) fn loss_handled(&self) {
-        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *super::lock(&self.lost) = true;
         self.lost_cv.notify_all();
     }
 
@@ -622,7 +622,7 @@ impl Connection {
             return;
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut lost = old.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lost = super::lock(&old.lost);
         while !*lost && old.is_down() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -643,7 +643,7 @@ impl Connection {
             // The reader itself, holding `delivery` or between frames.
             return !self.down.swap(true, Ordering::AcqRel);
         }
-        let _gate = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = super::lock(&self.delivery);
         !self.down.swap(true, Ordering::AcqRel)
     }
 

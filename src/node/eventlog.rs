@@ -87,7 +87,7 @@ pub(crate) fn event(level: LogLevel, node: &str, message: std::fmt::Arguments<'_
 pub(crate) fn first_connection(peer: &str) -> bool {
     static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
         std::sync::Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = super::lock(&SEEN);
     seen.get_or_insert_with(Default::default)
         .insert(peer.to_owned())
 }

@@ -118,7 +118,7 @@ struct Names {
 static NAMES: Mutex<Option<Names>> = Mutex::new(None);
 
 fn names() -> MutexGuard<'static, Option<Names>> {
-    NAMES.lock().unwrap_or_else(|e| e.into_inner())
+    super::lock(&NAMES)
 }
 
 fn with<R>(f: impl FnOnce(&mut Names) -> R) -> R {

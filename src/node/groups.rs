@@ -93,7 +93,7 @@ struct Groups {
 static GROUPS: Mutex<Option<Groups>> = Mutex::new(None);
 
 fn groups() -> MutexGuard<'static, Option<Groups>> {
-    GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+    super::lock(&GROUPS)
 }
 
 fn with<R>(f: impl FnOnce(&mut Groups) -> R) -> R {
