@@ -73,7 +73,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::agent::{
-    self, async_agent, Agent, Attach, LinkError, SendError, SpawnError, SpawnOptions, Target,
+    self, async_agent, Agent, Attach, LinkError, Outcome, SendError, SpawnError, SpawnOptions,
+    Target,
 };
 use crate::term::Term;
 
@@ -352,7 +353,7 @@ async fn proxy(
                 move |m| {
                     m.downcast_local::<Cancel>().is_some()
                         || is_reply(m, &tag)
-                        || notice_reason(m).is_some()
+                        || Outcome::is_notification(m)
                 },
                 Some(wait),
             )
@@ -381,26 +382,7 @@ fn is_reply(message: &Term, tag: &Term) -> bool {
 /// The reason of an exit notice `(agent :EXIT . reason)` or `(agent :OK .
 /// values)`. The proxy monitors one agent only, so any notice is its.
 fn notice_reason(message: &Term) -> Option<Term> {
-    // A list reason is spliced into the notice: `(agent :EXIT
-    // :NOCONNECTION "host/node")` is the reason `(:NOCONNECTION …)`.
-    let (items, tail) = match message {
-        Term::Dotted(items, tail) => (items.as_slice(), (**tail).clone()),
-        Term::List(items) => (items.as_slice(), Term::Nil),
-        _ => return None,
-    };
-    match items {
-        [agent, kind, rest @ ..] if is_agentish(agent) && kind.is_keyword("EXIT") => {
-            Some(Term::dotted(rest.to_vec(), tail))
-        }
-        [agent, kind, values @ ..] if is_agentish(agent) && kind.is_keyword("OK") => Some(
-            Term::dotted(vec![Term::keyword("ok")], Term::list(values.to_vec())),
-        ),
-        _ => None,
-    }
-}
-
-fn is_agentish(t: &Term) -> bool {
-    matches!(t, Term::Agent(_) | Term::Str(_) | Term::Keyword(_))
+    Outcome::from_notification(message).map(|(_, outcome)| outcome.link_reason())
 }
 
 fn notice_error(callee: Term, reason: Term) -> RequestError {

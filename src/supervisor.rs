@@ -62,7 +62,7 @@ use std::future::Future;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::agent::{self, Agent, Attach, IntoOutcome, SpawnError, SpawnOptions, Target};
+use crate::agent::{self, Agent, Attach, IntoOutcome, Outcome, SpawnError, SpawnOptions, Target};
 use crate::call;
 use crate::node;
 use crate::server::{self, RequestError};
@@ -419,18 +419,10 @@ fn is_normal(reason: Option<&Term>) -> bool {
 /// Splits an exit notice into the agent and its reason (`None` for a
 /// normal return).
 fn notice(message: &Term) -> Option<(Term, Option<Term>)> {
-    let (items, tail) = match message {
-        Term::Dotted(items, tail) => (items.as_slice(), (**tail).clone()),
-        Term::List(items) => (items.as_slice(), Term::Nil),
-        _ => return None,
-    };
-    match items {
-        [who, kind, rest @ ..] if kind.is_keyword("EXIT") => {
-            Some((who.clone(), Some(Term::dotted(rest.to_vec(), tail))))
-        }
-        [who, kind, ..] if kind.is_keyword("OK") => Some((who.clone(), None)),
-        _ => None,
-    }
+    Outcome::from_notification(message).map(|(who, outcome)| match outcome {
+        Outcome::Exited(reason) => (who, Some(reason)),
+        Outcome::Returned(_) => (who, None),
+    })
 }
 
 impl Supervisor {

@@ -97,6 +97,61 @@ impl Outcome {
         }
     }
 
+    /// The inverse of [`Outcome::notification`]: the agent a notification
+    /// is about and how it ended, if `term` has that shape, `(agent :OK .
+    /// values)` or `(agent :EXIT . reason)` (a list reason arrives spliced
+    /// in: `(agent :EXIT :NOCONNECTION "h/n")` is the reason
+    /// `(:NOCONNECTION "h/n")`). The agent may be a reference, an id string
+    /// or a `:NAME`.
+    ///
+    /// ```
+    /// use erlangen::{Outcome, Term};
+    /// let notice = Outcome::Exited(Term::keyword("stop")).notification(Term::keyword("w"));
+    /// assert_eq!(
+    ///     Outcome::from_notification(&notice),
+    ///     Some((Term::keyword("w"), Outcome::Exited(Term::keyword("stop"))))
+    /// );
+    /// ```
+    pub fn from_notification(term: &Term) -> Option<(Term, Outcome)> {
+        let (agent, exited, rest, tail) = Self::notification_parts(term)?;
+        let outcome = if exited {
+            Outcome::Exited(Term::dotted(
+                rest.to_vec(),
+                tail.cloned().unwrap_or(Term::Nil),
+            ))
+        } else {
+            Outcome::Returned(rest.to_vec())
+        };
+        Some((agent.clone(), outcome))
+    }
+
+    /// Whether `term` has the shape of a notification (what
+    /// [`Outcome::from_notification`] takes apart), without copying it: for
+    /// selective receives that look at every message.
+    pub fn is_notification(term: &Term) -> bool {
+        Self::notification_parts(term).is_some()
+    }
+
+    /// (agent, exited, the items after the kind, the dotted tail).
+    fn notification_parts(term: &Term) -> Option<(&Term, bool, &[Term], Option<&Term>)> {
+        let (items, tail) = match term {
+            Term::Dotted(items, tail) => (items.as_slice(), Some(&**tail)),
+            Term::List(items) => (items.as_slice(), None),
+            _ => return None,
+        };
+        let [agent, Term::Keyword(kind), rest @ ..] = items else {
+            return None;
+        };
+        if !matches!(agent, Term::Agent(_) | Term::Str(_) | Term::Keyword(_)) {
+            return None;
+        }
+        match (kind.as_str(), tail) {
+            ("EXIT", _) => Some((agent, true, rest, tail)),
+            ("OK", None) => Some((agent, false, rest, None)),
+            _ => None,
+        }
+    }
+
     /// The reason linked agents are killed with: the kill reason itself, or
     /// `(:OK . values)` for a normal return (the seed kills links on every
     /// exit, normal or not).

@@ -37,8 +37,8 @@ use erlangen::config::Config;
 use erlangen::node::{self, NodeOptions};
 use erlangen::term::AgentRef;
 use erlangen::{
-    call, exit, receive, receive_timeout, send, spawn, spawn_with, Agent, Attach, SpawnOptions,
-    Term,
+    call, exit, receive, receive_timeout, send, spawn, spawn_with, Agent, Attach, Outcome,
+    SpawnOptions, Term,
 };
 
 use crate::events::EventLog;
@@ -320,24 +320,14 @@ fn node_of(id: &str) -> &str {
     id.rfind('/').map_or(id, |i| &id[..i])
 }
 
-/// An exit notice `(agent :EXIT . reason)`: the agent and the reason.
+/// An exit notice about an agent: the agent, and how it ended as one word
+/// for the log.
 fn exit_notice(term: &Term) -> Option<(Term, String)> {
-    let (items, tail) = match term {
-        Term::List(items) => (items.as_slice(), None),
-        Term::Dotted(items, tail) => (items.as_slice(), Some(tail.as_ref())),
-        _ => return None,
-    };
-    if items.len() < 2 || !matches!(items[0], Term::Agent(_)) {
+    let (agent, outcome) = Outcome::from_notification(term)?;
+    if !matches!(agent, Term::Agent(_)) {
         return None;
     }
-    if !(items[1].is_keyword("exit") || items[1].is_keyword("ok")) {
-        return None;
-    }
-    let mut reason: Vec<String> = items[2..].iter().map(Term::to_string).collect();
-    if let Some(t) = tail {
-        reason.push(t.to_string());
-    }
-    Some((items[0].clone(), reason.join(" ").replace(' ', "_")))
+    Some((agent, outcome.link_reason().to_string().replace(' ', "_")))
 }
 
 fn traffic(
