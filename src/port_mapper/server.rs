@@ -586,22 +586,19 @@ fn serve_directory(shared: &Shared, stream: &TcpStream, accepted: Instant) -> Re
         // previous answer; the first also within the first-request
         // deadline.
         let idle = Instant::now() + limits.directory_idle_timeout;
-        let (deadline, late): (Instant, Box<dyn FnOnce() -> String>) = if first_request
-            && first < idle
-        {
-            (first, Box::new(|| first_request_late(limits)))
-        } else {
-            (
-                idle,
-                Box::new(|| {
-                    format!(
-                            "no complete request within {:?} of the last answer (directory idle timeout); closing",
-                            limits.directory_idle_timeout
-                        )
-                }),
-            )
-        };
+        let use_first = first_request && first < idle;
         first_request = false;
+        let deadline = if use_first { first } else { idle };
+        let late = || {
+            if use_first {
+                first_request_late(limits)
+            } else {
+                format!(
+                    "no complete request within {:?} of the last answer (directory idle timeout); closing",
+                    limits.directory_idle_timeout
+                )
+            }
+        };
         let kind = match read(stream, Some(deadline), &mut buf, late)? {
             Some(kind) => kind,
             None => return Ok(()),
