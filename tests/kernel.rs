@@ -3,44 +3,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::{Cluster, WAIT};
+use support::Cluster;
 
 /// Runs the kernel on `input` to the end and returns (status, stdout, stderr).
 fn batch(args: &[&str], input: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
-        .args(["-n", "-b"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kernel");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write input");
-    // Bounded wait: kill the kernel if it has not finished in time (and
-    // only then, so a recycled pid is never hit).
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if finished.recv_timeout(WAIT).is_err() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-    });
-    let out = child.wait_with_output().expect("kernel output");
-    let _ = done.send(());
-    let _ = watchdog.join();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::kernel_batch(args, input.as_bytes())
 }
 
 #[test]
@@ -128,21 +97,17 @@ fn eval_flags_run_in_order_and_help_works() {
     let (status, out, _) = batch(&["-e", "(setq x 5)", "-e", "(* x 2)"], "(1+ x)\n");
     assert_eq!(out.lines().collect::<Vec<_>>(), vec!["5", "10", "6"]);
     assert_eq!(status, Some(0));
-    let help = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
-        .arg("-h")
-        .output()
-        .expect("kernel -h");
-    let text = String::from_utf8_lossy(&help.stdout);
+    let mut help = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    help.arg("-h");
+    let (_, text, _) = support::run_bounded(help, b"");
     assert!(
         text.contains("--registry-port") && text.contains("-e, --eval"),
         "{text}"
     );
-    let bad = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
-        .arg("--bogus")
-        .stdin(Stdio::null())
-        .output()
-        .expect("kernel --bogus");
-    assert_eq!(bad.status.code(), Some(2));
+    let mut bad = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    bad.arg("--bogus");
+    let (status, _, _) = support::run_bounded(bad, b"");
+    assert_eq!(status, Some(2));
 }
 
 #[test]
@@ -168,25 +133,10 @@ fn init_file_runs_unless_n() {
     let init = dir.path("init.lisp");
     std::fs::write(&init, "(setq from-init 7) ; set by the init file\n").unwrap();
     let run = |args: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"))
-            .args(args)
-            .env("ERLANGEN_INIT", &init)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kernel");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"from-init\n")
-            .expect("input");
-        let out = child.wait_with_output().expect("output");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut kernel = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+        kernel.args(args).env("ERLANGEN_INIT", &init);
+        let (_, out, err) = support::run_bounded(kernel, b"from-init\n");
+        (out, err)
     };
     let (out, _) = run(&["-b"]);
     assert_eq!(out.trim(), "7");
