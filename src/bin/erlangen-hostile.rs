@@ -482,14 +482,18 @@ fn wrong_proof(ctx: &Ctx, name: &str, deadline: Instant) -> End {
         Ok(s) => s,
         Err(e) => return End::Other(e),
     };
-    let nonce = random_nonce();
-    if s.write_all(&node_hello(name, 2, 7, &nonce)).is_err() {
-        return End::Closed;
+    match hello_then_wrong_proof(&mut s, name) {
+        Ok(()) => await_end(&mut s, deadline),
+        Err(_) => End::Closed,
     }
-    let ch = match read_challenge(&mut s) {
-        Ok(ch) => ch,
-        Err(_) => return End::Closed,
-    };
+}
+
+/// HELLO as `name`, then, once the CHALLENGE is in, a PROOF made with the
+/// wrong cookie (written or not: the server may have closed first).
+fn hello_then_wrong_proof(s: &mut TcpStream, name: &str) -> Result<(), NoChallenge> {
+    let nonce = random_nonce();
+    let _ = s.write_all(&node_hello(name, 2, 7, &nonce));
+    let ch = read_challenge(s)?;
     let proof = client_proof(
         b"not the cookie, not the cookie, not it",
         name,
@@ -497,10 +501,8 @@ fn wrong_proof(ctx: &Ctx, name: &str, deadline: Instant) -> End {
         &nonce,
         &ch,
     );
-    if s.write_all(&frame_bytes(PROOF, &proof)).is_err() {
-        return End::Closed;
-    }
-    await_end(&mut s, deadline)
+    let _ = s.write_all(&frame_bytes(PROOF, &proof));
+    Ok(())
 }
 
 /// 500 wrong cookies in a row from this address. The node must serve the
@@ -518,25 +520,11 @@ fn failed_flood(ctx: &Ctx, deadline: Instant) -> End {
         let one = Instant::now();
         let name = own_name(ctx);
         let outcome = match connect(ctx, ctx.port) {
-            Ok(mut s) => {
-                let nonce = random_nonce();
-                let _ = s.write_all(&node_hello(&name, 2, 7, &nonce));
-                match read_challenge(&mut s) {
-                    Ok(ch) => {
-                        let proof = client_proof(
-                            b"not the cookie, not the cookie, not it",
-                            &name,
-                            7,
-                            &nonce,
-                            &ch,
-                        );
-                        let _ = s.write_all(&frame_bytes(PROOF, &proof));
-                        Some(matches!(await_end(&mut s, deadline), End::Closed))
-                    }
-                    Err(NoChallenge::Unread) => None,
-                    Err(NoChallenge::Other(_)) => Some(false),
-                }
-            }
+            Ok(mut s) => match hello_then_wrong_proof(&mut s, &name) {
+                Ok(()) => Some(matches!(await_end(&mut s, deadline), End::Closed)),
+                Err(NoChallenge::Unread) => None,
+                Err(NoChallenge::Other(_)) => Some(false),
+            },
             Err(_) => Some(false),
         };
         match outcome {
