@@ -170,6 +170,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `true` if the calling thread is one of the scheduler's workers, where
+/// nothing may block: the workers are what fire the async timers, so a
+/// worker blocked waiting on one could wait forever.
+pub(crate) fn on_worker() -> bool {
+    WORKER.with(Cell::get).is_some()
+}
+
 /// Gives the calling thread a fresh budget (`block_on` polls).
 pub(crate) fn reset_budget() {
     BUDGET_LEFT.with(|b| b.set(BUDGET));
