@@ -131,7 +131,9 @@ fn register(name: &str, what: Registered) {
 /// (`(spawn '(name …))`, from the REPL, from Rust with [`spawn_call`] or
 /// from another node) starts an *async* agent whose body is the future
 /// `function(arguments)` returns. Called in place ([`apply`], `funcall`) it
-/// runs to completion on the calling thread ([`crate::async_agent::block_on`]).
+/// runs to completion on the calling thread ([`crate::async_agent::block_on`]);
+/// inside an async agent that would block its worker, so there the call
+/// fails with [`CallError::Failed`] instead: spawn it.
 ///
 /// ```
 /// use erlangen::{async_agent, call, Term};
@@ -172,8 +174,15 @@ pub fn functions() -> Vec<String> {
 pub fn lookup(symbol: &Symbol) -> Result<Function, CallError> {
     match registered(symbol)? {
         Registered::Thread(f) => Ok(f),
-        // Called in place, an async function runs to completion here.
+        // Called in place, an async function runs to completion here;
+        // except on a scheduler worker (inside an async agent), where
+        // blocking could deadlock the scheduler: that is an error.
         Registered::Async(f) => Ok(Arc::new(move |args: &[Term]| {
+            if crate::agent::scheduler::on_worker() {
+                return Err(CallError::Failed(
+                    "async function called in place inside an async agent; spawn it".into(),
+                ));
+            }
             crate::agent::async_agent::block_on(f(args.to_vec()))
         })),
     }

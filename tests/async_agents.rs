@@ -131,6 +131,31 @@ fn blocking_work_runs_on_a_thread_agent_and_its_result_is_awaited() {
 }
 
 #[test]
+fn an_async_function_called_in_place_inside_an_async_agent_is_an_error() {
+    erlangen::call::register_async_function(
+        "async-agents-test-double",
+        |args: Vec<Term>| async move {
+            async_agent::sleep(Duration::from_millis(1)).await;
+            Ok(Term::from(
+                args.first().and_then(Term::as_int).unwrap_or(0) * 2,
+            ))
+        },
+    );
+    let call = erlangen::term::read("(async-agents-test-double 21)").unwrap();
+    // On a thread it runs to completion in place.
+    assert_eq!(erlangen::call::apply(&call), Ok(Term::from(42)));
+    // On a worker it would block the scheduler: an error, not a deadlock.
+    let me = Agent::current();
+    async_agent::spawn(async move {
+        let result = erlangen::call::apply(&call);
+        me.send(Term::Str(format!("{result:?}")));
+    })
+    .unwrap();
+    let answer = recv().to_string();
+    assert!(answer.contains("spawn it"), "{answer}");
+}
+
+#[test]
 fn a_thread_agent_and_an_async_agent_ping_pong() {
     let me = Agent::current();
     let ponger = async_agent::spawn(async move {

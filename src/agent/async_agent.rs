@@ -129,7 +129,10 @@ pub struct Receive<F> {
     /// `None`: forever; `Some(None)`: a deadline past the end of time.
     deadline: Option<Option<Instant>>,
     matches: F,
-    timer_set: bool,
+    /// The deadline's timer, while one is set: cancelled when the receive
+    /// completes or is dropped, so the timer does not keep the agent's
+    /// waker (and so the agent) until the deadline.
+    timer: Option<u64>,
 }
 
 impl<F: FnMut(&Term) -> bool> Receive<F> {
@@ -137,13 +140,21 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
         Receive {
             deadline,
             matches,
-            timer_set: false,
+            timer: None,
         }
     }
 
     /// One look at the mailbox: a message, a timeout, or `Pending` with the
     /// waker (and timer) in place.
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<Term, Timeout>> {
+        let polled = self.poll_mailbox(cx);
+        if polled.is_ready() {
+            cancel_timer(&mut self.timer);
+        }
+        polled
+    }
+
+    fn poll_mailbox(&mut self, cx: &mut Context<'_>) -> Poll<Result<Term, Timeout>> {
         if !scheduler::take_budget() {
             // Spent this poll's share: to the back of the queue.
             cx.waker().wake_by_ref();
@@ -160,14 +171,26 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
                     if Instant::now() >= at {
                         return Poll::Ready(Err(Timeout));
                     }
-                    if !self.timer_set {
-                        self.timer_set = true;
-                        scheduler::get().add_timer(at, cx.waker().clone());
+                    if self.timer.is_none() {
+                        self.timer = Some(scheduler::get().add_timer(at, cx.waker().clone()));
                     }
                     Poll::Pending
                 }
             },
         }
+    }
+}
+
+impl<F> Drop for Receive<F> {
+    fn drop(&mut self) {
+        cancel_timer(&mut self.timer);
+    }
+}
+
+/// Cancels a receive's or sleep's timer, if one is set.
+fn cancel_timer(timer: &mut Option<u64>) {
+    if let Some(id) = timer.take() {
+        scheduler::get().cancel_timer(id);
     }
 }
 
@@ -201,7 +224,7 @@ impl<F: FnMut(&Term) -> bool + Unpin> Future for ReceiveTimeout<F> {
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         at: deadline_after(duration),
-        timer_set: false,
+        timer: None,
     }
 }
 
@@ -210,7 +233,8 @@ pub fn sleep(duration: Duration) -> Sleep {
 #[must_use = "a sleep does nothing unless awaited"]
 pub struct Sleep {
     at: Option<Instant>,
-    timer_set: bool,
+    /// The deadline's timer, while one is set (cancelled as a receive's).
+    timer: Option<u64>,
 }
 
 impl Future for Sleep {
@@ -221,13 +245,19 @@ impl Future for Sleep {
             return Poll::Pending;
         };
         if Instant::now() >= at {
+            cancel_timer(&mut self.timer);
             return Poll::Ready(());
         }
-        if !self.timer_set {
-            self.timer_set = true;
-            scheduler::get().add_timer(at, cx.waker().clone());
+        if self.timer.is_none() {
+            self.timer = Some(scheduler::get().add_timer(at, cx.waker().clone()));
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        cancel_timer(&mut self.timer);
     }
 }
 

@@ -24,6 +24,8 @@
 //! - **Timers.** Receive deadlines and sleeps sit in one heap; workers fire
 //!   the due ones between polls (checking the clock every
 //!   `TIMER_CHECK_EVERY` polls) and sleep no longer than the earliest.
+//!   A receive or sleep cancels its timer when it completes or is dropped,
+//!   so a timer does not keep its agent alive until the deadline.
 //!
 //! Lock rule: every lock here guards only moving tasks or timers in or out;
 //! no user code runs under one, and none is held while taking another
@@ -31,7 +33,8 @@
 //! leaf).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -61,29 +64,16 @@ struct Local {
     len: AtomicUsize,
 }
 
-/// A timer: wake `waker` at `at`. Ordered so the heap's top is the earliest.
-struct Timer {
-    at: Instant,
-    seq: u64,
-    waker: Waker,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Timer) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
-        // Reversed: BinaryHeap is a max-heap.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
+/// The async timers: receive deadlines and sleeps. Each has an id; the
+/// heap orders `(deadline, id)` earliest first, and `wakers` holds the
+/// waker of every timer still wanted. A cancelled timer leaves the map at
+/// once (so it no longer keeps its agent alive) and its heap entry is
+/// skipped when it comes up, or dropped when cancelled entries are most of
+/// the heap (as `crate::timer` does for its own entries).
+#[derive(Default)]
+struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    wakers: HashMap<u64, Waker>,
 }
 
 pub(crate) struct Scheduler {
@@ -94,9 +84,10 @@ pub(crate) struct Scheduler {
     idle: AtomicUsize,
     park: Mutex<()>,
     unpark: Condvar,
-    timers: Mutex<BinaryHeap<Timer>>,
+    timers: Mutex<Timers>,
     /// The earliest timer as nanoseconds since `epoch`; `u64::MAX`: none.
     next_timer: AtomicU64,
+    /// The next timer id.
     timer_seq: AtomicU64,
     epoch: Instant,
 }
@@ -158,7 +149,7 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
             idle: AtomicUsize::new(0),
             park: Mutex::new(()),
             unpark: Condvar::new(),
-            timers: Mutex::new(BinaryHeap::new()),
+            timers: Mutex::new(Timers::default()),
             next_timer: AtomicU64::new(u64::MAX),
             timer_seq: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -177,6 +168,13 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `true` if the calling thread is one of the scheduler's workers, where
+/// nothing may block: the workers are what fire the async timers, so a
+/// worker blocked waiting on one could wait forever.
+pub(crate) fn on_worker() -> bool {
+    WORKER.with(Cell::get).is_some()
 }
 
 /// Gives the calling thread a fresh budget (`block_on` polls).
@@ -256,15 +254,42 @@ impl Scheduler {
         }
     }
 
-    /// Registers a timer that wakes `waker` at `at`.
-    pub(crate) fn add_timer(&self, at: Instant, waker: Waker) {
+    /// Registers a timer that wakes `waker` at `at`; returns its id for
+    /// [`Scheduler::cancel_timer`].
+    pub(crate) fn add_timer(&self, at: Instant, waker: Waker) -> u64 {
         let nanos = self.nanos(at);
-        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.timers).push(Timer { at, seq, waker });
+        let id = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut timers = lock(&self.timers);
+            timers.heap.push(Reverse((at, id)));
+            timers.wakers.insert(id, waker);
+        }
         if self.next_timer.fetch_min(nanos, Ordering::AcqRel) > nanos {
             // Earlier than every parked worker's sleep: wake one to look.
             self.notify_one();
         }
+        id
+    }
+
+    /// Cancels timer `id` (a no-op if it has fired): its waker is dropped
+    /// now; its heap entry is skipped when it comes up. `next_timer` is left
+    /// as it is: early at worst, which costs one look at the heap.
+    pub(crate) fn cancel_timer(&self, id: u64) {
+        let waker = {
+            let mut timers = lock(&self.timers);
+            let waker = timers.wakers.remove(&id);
+            // Cancelled entries wait in the heap for their deadline; when
+            // they are most of it (timed receives that got their message
+            // early, as most do), drop them so the heap does not grow
+            // with long timeouts.
+            if timers.heap.len() > 64 && timers.heap.len() > 2 * timers.wakers.len() {
+                let Timers { heap, wakers } = &mut *timers;
+                heap.retain(|Reverse((_, id))| wakers.contains_key(id));
+            }
+            waker
+        };
+        // Dropped outside the lock: it may be the agent's last reference.
+        drop(waker);
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -283,15 +308,24 @@ impl Scheduler {
         }
         let mut due = Vec::new();
         let left = {
-            let mut heap = lock(&self.timers);
-            while heap.peek().is_some_and(|t| t.at <= now) {
-                if let Some(t) = heap.pop() {
-                    due.push(t.waker);
+            let mut timers = lock(&self.timers);
+            let Timers { heap, wakers } = &mut *timers;
+            // Due timers fire; cancelled ones at the top go too, so the
+            // next deadline is one still wanted.
+            while let Some(&Reverse((at, id))) = heap.peek() {
+                let wanted = wakers.contains_key(&id);
+                if wanted && at > now {
+                    break;
+                }
+                heap.pop();
+                if let Some(w) = wakers.remove(&id) {
+                    due.push(w);
                 }
             }
-            let next = heap.peek().map_or(u64::MAX, |t| self.nanos(t.at));
+            let first = heap.peek().map(|Reverse((at, _))| *at);
+            let next = first.map_or(u64::MAX, |at| self.nanos(at));
             self.next_timer.store(next, Ordering::Release);
-            heap.peek().map(|t| t.at.saturating_duration_since(now))
+            first.map(|at| at.saturating_duration_since(now))
         };
         for w in due {
             w.wake();
@@ -450,5 +484,64 @@ impl Scheduler {
     /// Resets the running poll's budget (called before each poll).
     pub(crate) fn start_poll(&self) {
         BUDGET_LEFT.with(|b| b.set(BUDGET));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use crate::agent::async_agent;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_cancelled_timer_lets_go_of_its_waker_and_never_fires() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let scheduler = super::get();
+        let at = Instant::now() + Duration::from_millis(20);
+        let ids: Vec<u64> = (0..200)
+            .map(|_| scheduler.add_timer(at, Waker::from(Arc::clone(&count))))
+            .collect();
+        assert_eq!(Arc::strong_count(&count), 201);
+        for id in &ids[1..] {
+            scheduler.cancel_timer(*id);
+        }
+        // Cancelled wakers are gone at once, the one kept is still held.
+        assert_eq!(Arc::strong_count(&count), 2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count.0.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(Arc::strong_count(&count), 1);
+    }
+
+    #[test]
+    fn a_dropped_sleep_cancels_its_timer() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut sleep = Box::pin(async_agent::sleep(Duration::from_secs(3600)));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(Arc::strong_count(&count), 3);
+        drop(sleep);
+        assert_eq!(Arc::strong_count(&count), 2);
+        let mut short = Box::pin(async_agent::sleep(Duration::from_millis(1)));
+        let _ = short.as_mut().poll(&mut cx);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.as_mut().poll(&mut cx).is_ready());
+        // Completed: no timer holds the waker any more, fired or not.
+        assert_eq!(Arc::strong_count(&count), 2);
     }
 }
