@@ -46,6 +46,12 @@ pub(crate) fn mark_repl_thread() {
     REPL_THREAD.with(|r| r.set(true));
 }
 
+/// Whether the calling thread is the REPL's (an interactive evaluation
+/// that Enter and Ctrl-C can stop).
+pub(crate) fn on_repl_thread() -> bool {
+    REPL_THREAD.with(|r| r.get())
+}
+
 /// Counts one level of nesting for as long as it lives.
 struct Nesting;
 

@@ -636,6 +636,8 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
                 .unwrap_or_default()
         ),
     };
+    // Interactive like the REPL: `(top)` here runs until Enter.
+    super::eval::mark_repl_thread();
     let mut shell = Shell {
         host,
         name,
