@@ -142,3 +142,23 @@ fn top_refreshes_through_a_pipe() {
         k.line_matching(|l| l == "NIL");
     }
 }
+
+#[test]
+fn top_stops_for_ctrl_c_and_runs_once_outside_the_repl() {
+    let cluster = Cluster::new("top-stop");
+    // Outside the REPL (here a remote shell's session on the target, which
+    // nothing can interrupt): one refresh, then the value.
+    let _target = cluster.node("top-once");
+    let mut sh = cluster.kernel("top shell", &["--remote", "localhost/top-once"]);
+    sh.send("(list (top))");
+    sh.line_matching(|l| l.contains("erlangen top:") && l.contains("refresh 1"));
+    sh.line_matching(|l| l == "(NIL)");
+    // At the REPL: refreshes until Ctrl-C.
+    let mut k = cluster.kernel("top-stop", &[]);
+    k.send("(top)");
+    k.line_matching(|l| l.contains("erlangen top:") && l.contains("refresh 2"));
+    support::signal(&k, "INT");
+    k.line_matching(|l| l.contains("interrupted (Ctrl-C)"));
+    k.send("(+ 1 2)");
+    k.line_matching(|l| l == "3");
+}

@@ -122,3 +122,44 @@ fn a_node_started_without_remote_shells_refuses_them() {
     let status = sh.wait_exit().expect("a refused shell exits");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn a_killed_remote_shell_leaves_no_session_behind() {
+    let cluster = Cluster::new("remsh-leak");
+    let _target = cluster.node("rs-leak");
+    // A second shell watches the target's agent count (its own session
+    // counted throughout).
+    let mut watcher = shell(&cluster, "rs-leak");
+    let count = |p: &mut Proc| {
+        p.send("(nth 7 (node-info))"); // :AGENTS n
+        p.line_matching(|l| l.parse::<u64>().is_ok())
+    };
+    let before = count(&mut watcher);
+    let wait_back = |watcher: &mut Proc, what: &str| {
+        let deadline = std::time::Instant::now() + support::WAIT;
+        loop {
+            let now = count(watcher);
+            if now == before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the session is still there ({now} agents, {before} before)"
+            );
+        }
+    };
+    // Killed while waiting for its next form.
+    let mut sh = shell(&cluster, "rs-leak");
+    assert!(sh.eval("(agent)").starts_with("\"localhost/rs-leak/"));
+    assert_ne!(count(&mut watcher), before, "the session is an agent");
+    sh.kill();
+    wait_back(&mut watcher, "killed between forms");
+    // Killed while a form waits on the target: the session's agent is
+    // killed and renewed, and the new one must still notice.
+    let mut sh = shell(&cluster, "rs-leak");
+    assert!(sh.eval("(agent)").starts_with("\"localhost/rs-leak/"));
+    sh.send("(receive)");
+    assert_ne!(count(&mut watcher), before, "the session is an agent");
+    sh.kill();
+    wait_back(&mut watcher, "killed during a form");
+}

@@ -32,7 +32,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("connection-stats", "(connection-stats &key node) per remote node: errors, established, messages, bytes (of node x with :node \"x\")"),
     ("nodes", "(nodes) the connected nodes with incarnation, uptime and round-trip time in ms"),
     ("node-info", "(node-info &key node) agents by kind, threads, resident memory, uptime, throttled connections of this node or node x"),
-    ("top", "(top &key node refreshes) a live view redrawn every second until Enter: agents by mailbox depth, connections, totals"),
+    ("top", "(top &key node refreshes) a live view redrawn every second until Enter or Ctrl-C (once outside the REPL): agents by mailbox depth, connections, totals"),
     ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
     ("sleep", "(sleep seconds) pause"),
     ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),

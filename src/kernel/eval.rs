@@ -46,6 +46,12 @@ pub(crate) fn mark_repl_thread() {
     REPL_THREAD.with(|r| r.set(true));
 }
 
+/// Whether the calling thread is the REPL's (an interactive evaluation
+/// that Enter and Ctrl-C can stop).
+pub(crate) fn on_repl_thread() -> bool {
+    REPL_THREAD.with(|r| r.get())
+}
+
 /// Counts one level of nesting for as long as it lives.
 struct Nesting;
 
@@ -121,8 +127,8 @@ impl From<EvalError> for CallError {
     }
 }
 
-/// A user function: parameters and body.
-#[derive(Clone)]
+/// A user function: parameters and body. Not `Clone`: held in an [`Arc`],
+/// so a call never copies the body.
 struct Lambda {
     params: Vec<Symbol>,
     body: Vec<Term>,
@@ -135,8 +141,9 @@ pub(crate) struct Globals {
     vars: HashMap<Symbol, Term>,
     /// Functions this session defined with `defun`, by full name: only
     /// these may be defined again, and a call of one in tail position
-    /// runs in the same frame (see [`Evaluator::apply_lambda`]).
-    defuns: HashMap<String, Lambda>,
+    /// runs in the same frame (see [`Evaluator::apply_lambda`]). Shared,
+    /// so a call copies a pointer, not the body.
+    defuns: HashMap<String, Arc<Lambda>>,
 }
 
 /// The special forms (their names are never calls of user functions).
@@ -167,7 +174,7 @@ fn is_special(name: &str) -> bool {
 /// a session function to make in the caller's frame (a tail call).
 enum Tail {
     Value(Term),
-    Call(String, Lambda, Vec<Term>),
+    Call(String, Arc<Lambda>, Vec<Term>),
 }
 
 /// An evaluator over shared globals. Cheap to clone.
@@ -586,11 +593,11 @@ impl Evaluator {
             return Err(syntax("defun: expected (defun name (params…) body…)"));
         };
         let fname = symbol_of(fname, "defun")?;
-        let lambda = Lambda {
+        let lambda = Arc::new(Lambda {
             params: self.params(params)?,
             body: body.to_vec(),
             env: Vec::new(),
-        };
+        });
         let label = fname.full_name();
         {
             let mut globals = self.globals.write().unwrap_or_else(|e| e.into_inner());
@@ -601,7 +608,7 @@ impl Evaluator {
                     "defun: {label} is a built-in or registered function (other nodes may call it) and cannot be redefined; choose another name"
                 )));
             }
-            globals.defuns.insert(label.clone(), lambda.clone());
+            globals.defuns.insert(label.clone(), Arc::clone(&lambda));
         }
         let me = self.clone();
         call::register_function(&label.clone(), move |args: &[Term]| {
@@ -629,12 +636,12 @@ impl Evaluator {
     fn apply_lambda(
         &self,
         name: &str,
-        lambda: &Lambda,
+        lambda: &Arc<Lambda>,
         args: &[Term],
         depth: usize,
     ) -> Result<Term, EvalError> {
         let mut name = name.to_owned();
-        let mut lambda = lambda.clone();
+        let mut lambda = Arc::clone(lambda);
         let mut args = args.to_vec();
         loop {
             // Each iteration is a fresh call: checked for Ctrl-C, so a
@@ -701,13 +708,13 @@ impl Evaluator {
     /// The session function (`defun`) `op` calls, with its full name:
     /// none for a special form or a name bound locally (a local function
     /// value is called as usual).
-    fn session_function(&self, op: &Symbol, env: &Env) -> Option<(String, Lambda)> {
+    fn session_function(&self, op: &Symbol, env: &Env) -> Option<(String, Arc<Lambda>)> {
         if (op.package.is_none() && is_special(&op.name)) || env.iter().any(|(k, _)| k == op) {
             return None;
         }
         let name = op.full_name();
         let globals = self.globals.read().unwrap_or_else(|e| e.into_inner());
-        let lambda = globals.defuns.get(&name)?.clone();
+        let lambda = Arc::clone(globals.defuns.get(&name)?);
         Some((name, lambda))
     }
 
@@ -724,6 +731,7 @@ impl Evaluator {
 
     fn function(&self, lambda: Lambda) -> Function {
         let me = self.clone();
+        let lambda = Arc::new(lambda);
         Arc::new(move |args: &[Term]| Ok(me.apply_lambda("lambda", &lambda, args, 0)?))
     }
 }

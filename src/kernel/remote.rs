@@ -38,6 +38,9 @@ pub const SESSION: &str = "remote-shell-session";
 const QUERY_WAIT: Duration = Duration::from_secs(10);
 /// How long a remote shell tries to reach (or reach again) its node.
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// How often a remote shell session that waits for its next form checks
+/// that its client is still connected.
+const CLIENT_CHECK: Duration = Duration::from_millis(250);
 
 static ALLOW_REMOTE_SHELL: AtomicBool = AtomicBool::new(true);
 static TOKENS: AtomicI64 = AtomicI64::new(1);
@@ -366,9 +369,24 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
         token.clone(),
         Agent::current().to_term(),
     ])?;
+    let client_node = ClientNode::of(client);
     loop {
-        let request = agent::receive_matching(|m| is_tagged(m, "SHELL-EVAL", token), None)
-            .map_err(|_| failed("the session stopped waiting".into()))?;
+        // The client's monitor of this agent ends the session when the
+        // client goes, but only for the agent it monitors: an agent
+        // renewed after the client was lost mid-form (its kill is caught
+        // by the evaluation) is watched by no one. So the session itself
+        // checks, between forms, that its client's node is still
+        // connected. (Not a monitor of the client: monitors kill the
+        // monitored agent when the monitor exits, and this agent exits at
+        // every renewal and at `(quit)`.)
+        let request = match agent::receive_matching(
+            |m| is_tagged(m, "SHELL-EVAL", token),
+            Some(CLIENT_CHECK),
+        ) {
+            Ok(request) => request,
+            Err(_) if client_node.as_ref().is_some_and(|c| !c.connected()) => return Ok(Term::Nil),
+            Err(_) => continue,
+        };
         let (n, text) = match request.as_list() {
             Some([_, _, n, Term::Str(text)]) => (n.clone(), text.clone()),
             _ => continue,
@@ -408,6 +426,38 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
         if status == "quit" {
             return Ok(Term::Nil);
         }
+    }
+}
+
+/// The node of a remote shell session's client, in the run the client
+/// belongs to.
+struct ClientNode {
+    node: String,
+    incarnation: Option<u64>,
+}
+
+impl ClientNode {
+    /// `None` for a client that is not an agent of another node.
+    fn of(client: &Term) -> Option<ClientNode> {
+        let Term::Agent(agent) = client else {
+            return None;
+        };
+        let incarnation = match agent {
+            term::AgentRef::Remote { incarnation, .. } => Some(*incarnation),
+            _ => None,
+        };
+        let (node, _) = agent.id()?.rsplit_once('/')?;
+        Some(ClientNode {
+            node: node.to_owned(),
+            incarnation,
+        })
+    }
+
+    /// Whether this node is connected to that run of the client's node.
+    fn connected(&self) -> bool {
+        node::connected_peers()
+            .iter()
+            .any(|(peer, run)| *peer == self.node && self.incarnation.is_none_or(|i| i == *run))
     }
 }
 
@@ -586,6 +636,8 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
                 .unwrap_or_default()
         ),
     };
+    // Interactive like the REPL: `(top)` here runs until Enter.
+    super::eval::mark_repl_thread();
     let mut shell = Shell {
         host,
         name,

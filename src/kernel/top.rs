@@ -1,5 +1,6 @@
 //! `(top)`: a live view of a node, redrawn every second with plain ANSI
-//! (clear screen, cursor home) until Enter, or `:refreshes n` times.
+//! (clear screen, cursor home) until Enter or Ctrl-C, or `:refreshes n`
+//! times (once by default outside the REPL's own evaluation).
 //!
 //! Each refresh takes a [`snapshot`] (here, or on another node through the
 //! `top` query of `remote.rs`) and shows the difference to the one before:
@@ -181,7 +182,12 @@ pub(super) fn top(args: &[Term]) -> Result<Term, CallError> {
         }
         None => None,
     };
+    let interactive = super::eval::on_repl_thread();
     let refreshes = match keys.get("REFRESHES") {
+        // Only the REPL's evaluation can be stopped by Enter or Ctrl-C: in
+        // an agent (or a remote evaluation) one refresh, not a loop no one
+        // can end.
+        None if !interactive => Some(1),
         None => None,
         Some(Term::Int(n)) if *n >= 1 => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
         Some(other) => {
@@ -217,10 +223,14 @@ pub(super) fn top(args: &[Term]) -> Result<Term, CallError> {
         }
         let next = Instant::now() + Duration::from_secs(1);
         while Instant::now() < next {
-            if INPUT_LINES.load(Ordering::Relaxed) != lines_at_start {
+            if INPUT_LINES.load(Ordering::Relaxed) != lines_at_start
+                || (interactive && super::eval::INTERRUPT.load(Ordering::Relaxed))
+            {
                 return Ok(Term::Nil);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // A wait that an exit signal ends (Ctrl-C kills the REPL's
+            // agent; a killed agent running `(top)` exits here).
+            let _ = crate::agent::receive_matching(|_| false, Some(Duration::from_millis(50)));
         }
     }
 }
