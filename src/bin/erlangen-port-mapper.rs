@@ -144,13 +144,8 @@ fn main() -> ExitCode {
         }
     };
     match PortMapper::start_with(server, limits) {
-        Ok(pm) => {
-            complain(&format!(
-                "registry on {}, directory on {}",
-                pm.registry_addr(),
-                pm.directory_addr()
-            ));
-            // Serve until killed.
+        Ok(_serving) => {
+            // The server has logged where it listens. Serve until killed.
             loop {
                 std::thread::park();
             }

@@ -28,7 +28,9 @@ pub struct ServerConfig {
     pub registry_port: u16,
     /// Directory port.
     pub directory_port: u16,
-    /// Log registrations and releases to stderr.
+    /// Log to stderr: first where it listens (`registry on A, directory
+    /// on B`, always before any connection is served), then registrations,
+    /// releases and connections closed for bad input.
     pub log: bool,
 }
 
@@ -231,6 +233,11 @@ impl PortMapper {
         let directory_addr = directory
             .local_addr()
             .map_err(protocol::io("directory address"))?;
+        // Said before any accept loop runs, so this line comes first in the
+        // log even when nodes re-register the moment the ports open.
+        shared.log(format_args!(
+            "registry on {registry_addr}, directory on {directory_addr}"
+        ));
         let mut threads = Vec::new();
         for (listener, service) in [
             (registry, Service::Registry),
