@@ -252,6 +252,22 @@ fn a_killed_repl_agent_is_reported_at_once_and_keeps_its_messages() {
 }
 
 #[test]
+fn agents_spawned_at_the_prompt_print_while_the_session_waits() {
+    let mut k = kernel("agent-print");
+    // The agent prints after the REPL has answered and gone back to reading
+    // input: its line must come without more input and before the end.
+    assert!(k
+        .eval("(setq a (spawn (lambda () (receive) (print :from-the-agent))))")
+        .starts_with("#<AGENT "));
+    k.send("(send :go a)");
+    let lines = [k.line(), k.line()];
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(sorted, [":FROM-THE-AGENT", ":GO"], "{lines:?}");
+    assert_eq!(k.eval("(+ 1 2)"), "3");
+}
+
+#[test]
 fn ctrl_c_interrupts_the_form_and_twice_at_the_prompt_leaves() {
     let mut k = kernel("ctrl-c");
     assert_eq!(k.eval("(setq keep 5)"), "5");

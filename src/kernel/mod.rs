@@ -602,10 +602,10 @@ impl Kernel {
     /// 1 in batch mode when a form failed, or when a `-e` `(node …)` could
     /// not start; 130 after Ctrl-C twice at the idle prompt.
     pub fn run(&self, options: &KernelOptions) -> ExitCode {
-        let stdout = io::stdout();
-        let stderr = io::stderr();
-        let mut out = stdout.lock();
-        let mut err = stderr.lock();
+        // Unlocked handles, locked per write: agents the session spawns print
+        // too, and must not wait for the session to end.
+        let mut out = io::stdout();
+        let mut err = io::stderr();
         eval::mark_repl_thread();
         if !options.quiet {
             builtins::announce_nodes();

@@ -601,10 +601,10 @@ fn describe_loss(full: &str, notice: &Term) -> String {
 /// `"node"`), printing results and errors here. End of input leaves; the
 /// target keeps running.
 pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
-    let stdout = io::stdout();
-    let stderr = io::stderr();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    // Unlocked handles, locked per write: agents the session spawns print
+    // too, and must not wait for the session to end.
+    let mut out = io::stdout();
+    let mut err = io::stderr();
     let (host, name, _) = match split_node(target) {
         Ok(t) => t,
         Err(e) => {

@@ -65,10 +65,10 @@ pub(crate) fn event(level: LogLevel, node: &str, message: std::fmt::Arguments<'_
         crate::time::iso8601(SystemTime::now()),
         level.name()
     );
-    // Not through `std::io::stderr()`: the kernel's REPL holds its lock
-    // for as long as it runs, and a node thread must never wait for it. A
-    // duplicate of descriptor 2 takes no lock; one `write` per line keeps
-    // lines whole.
+    // Not through `std::io::stderr()`: a program may hold its lock (to
+    // write several lines together), and a node thread must never wait
+    // for it. A duplicate of descriptor 2 takes no lock; one `write` per
+    // line keeps lines whole.
     static STDERR: OnceLock<Option<std::fs::File>> = OnceLock::new();
     let file = STDERR.get_or_init(|| {
         std::io::stderr()
