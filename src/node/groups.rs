@@ -30,16 +30,9 @@ use super::connection::Connection;
 use super::inbound::Route;
 use super::protocol::{Request, MAX_NAME, MAX_SYNC_ENTRIES};
 use super::{current_node, NodeState};
-use crate::agent::target::{Remote, RemoteRef};
+use crate::agent::target::{self, Remote, RemoteRef, EXIT_WATCH_ID};
 use crate::agent::{Agent, Peer, PeerKey};
 use crate::term::Term;
-
-/// The id of the pseudo-peer through which the node hears of the exit of
-/// an agent that is a group member or holds a global name: attached to the
-/// agent as a monitor, so its exit calls the node's `exit_notice` with this
-/// id, which is intercepted there and never goes on the wire. Real remote
-/// ids contain `/`; this one cannot be mistaken for one.
-pub(super) const WATCH_ID: &str = "\u{0}erlangen-watch";
 
 /// Most group memberships (pairs of group and member) a node keeps for one
 /// peer; joins beyond it are dropped and counted (`:DROPPED`).
@@ -107,12 +100,15 @@ fn check_name(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// Attaches the exit watch to `agent`; `false` if it has exited.
+/// Attaches the exit watch to `agent`; `false` if it has exited. Its exit
+/// then removes it from its groups and frees its global names, whether or
+/// not a node is running.
 pub(super) fn watch(agent: &Agent) -> bool {
+    target::install_exit_watch(watched_agent_exited);
     agent
         .attach_peer(
             Peer::Remote(RemoteRef {
-                id: Arc::from(WATCH_ID),
+                id: Arc::from(EXIT_WATCH_ID),
                 incarnation: 0,
             }),
             true,
@@ -125,7 +121,7 @@ pub(super) fn watch(agent: &Agent) -> bool {
 fn unwatch_if_idle(agent: &Agent, g: &Groups) {
     let member = g.local.values().any(|v| v.contains(agent));
     if !member && !super::global::holds_any(agent) {
-        agent.detach_peer(&PeerKey::Remote(Arc::from(WATCH_ID)));
+        agent.detach_peer(&PeerKey::Remote(Arc::from(EXIT_WATCH_ID)));
     }
 }
 
@@ -190,6 +186,13 @@ pub fn leave(group: &str, agent: &Agent) -> Result<(), GroupError> {
         unwatch_if_idle(agent, g);
         Ok(())
     })
+}
+
+/// The exit watch's hook: a watched agent is in a group, holds a global
+/// name, or both.
+fn watched_agent_exited(agent: &Agent) {
+    member_exited(agent);
+    super::global::holder_exited(agent);
 }
 
 /// A local member exited: it leaves every group, and the peers are told.

@@ -252,13 +252,6 @@ impl Remote for Route {
     }
 
     fn exit_notice(&self, from: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome) {
-        if &*to.id == super::groups::WATCH_ID {
-            // Not a peer: the watch on a group member or global name
-            // holder (groups.rs).
-            super::groups::member_exited(from);
-            super::global::holder_exited(from);
-            return;
-        }
         let node = &self.0;
         let Ok((conn, aid)) = node.route(to) else {
             return;
