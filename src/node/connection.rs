@@ -108,6 +108,57 @@ struct Batch {
     messages: Vec<crate::term::Term>,
 }
 
+/// A flag set once, which threads can wait for with a deadline.
+struct Latch {
+    set: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Latch {
+    fn new() -> Latch {
+        Latch {
+            set: Mutex::new(false),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Sets the flag; `true` the first time.
+    fn set(&self) -> bool {
+        let first = !std::mem::replace(&mut *super::lock(&self.set), true);
+        self.changed.notify_all();
+        first
+    }
+
+    fn is_set(&self) -> bool {
+        *super::lock(&self.set)
+    }
+
+    /// Wakes the waiters without setting the flag, so they look at their
+    /// other condition again.
+    fn nudge(&self) {
+        let _set = super::lock(&self.set);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the flag is set, `wait_on` turns false or `deadline`
+    /// passes; returns the flag.
+    fn wait(&self, deadline: Instant, wait_on: impl Fn() -> bool) -> bool {
+        let mut set = super::lock(&self.set);
+        while !*set && wait_on() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            set = self
+                .changed
+                .wait_timeout(set, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *set
+    }
+}
+
 /// A connection; before `established` it only queues.
 pub(crate) struct Connection {
     /// `"host/node"` of the peer.
@@ -124,8 +175,7 @@ pub(crate) struct Connection {
     pub attached: Attachments,
     /// An accepted connection from the peer took this (dialing) connection
     /// over: simultaneous dials end with one connection (see `node`).
-    claimed: Mutex<bool>,
-    claimed_cv: Condvar,
+    claimed: Latch,
     /// Held while the reader hands what it read to agents, and taken to
     /// mark the connection down: whatever this connection delivers is
     /// delivered before anyone is told it is down, and nothing after
@@ -137,8 +187,7 @@ pub(crate) struct Connection {
     reader: OnceLock<std::thread::ThreadId>,
     /// Set once the node has told everyone attached over this connection
     /// that it is down (`loss_handled`).
-    lost: Mutex<bool>,
-    lost_cv: Condvar,
+    lost: Latch,
     /// The connection to the same peer this one replaces, while that one's
     /// loss may still be being told: this one delivers nothing before.
     predecessor: Mutex<Option<Arc<Connection>>>,
@@ -163,12 +212,10 @@ impl Connection {
             stats,
             max_queue,
             attached: Attachments::new(),
-            claimed: Mutex::new(false),
-            claimed_cv: Condvar::new(),
+            claimed: Latch::new(),
             delivery: Mutex::new(()),
             reader: OnceLock::new(),
-            lost: Mutex::new(false),
-            lost_cv: Condvar::new(),
+            lost: Latch::new(),
             predecessor: Mutex::new(None),
         })
     }
@@ -176,34 +223,18 @@ impl Connection {
     /// Marks this dialing connection as taken over by an accepted one.
     /// Returns `false` if it already was.
     pub(crate) fn claim(&self) -> bool {
-        let mut claimed = super::lock(&self.claimed);
-        let first = !*claimed;
-        *claimed = true;
-        self.claimed_cv.notify_all();
-        first
+        self.claimed.set()
     }
 
     /// Waits until the connection is claimed or `deadline` passes; `true`
     /// if it was claimed.
     pub(crate) fn wait_claimed(&self, deadline: Instant) -> bool {
-        let mut claimed = super::lock(&self.claimed);
-        while !*claimed && !self.is_down() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            claimed = self
-                .claimed_cv
-                .wait_timeout(claimed, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *claimed
+        self.claimed.wait(deadline, || !self.is_down())
     }
 
     /// `true` if an accepted connection took this one over.
     pub(crate) fn is_claimed(&self) -> bool {
-        *super::lock(&self.claimed)
+        self.claimed.is_set()
     }
 
     fn lock(&self) -> MutexGuard<'_, Out> {
@@ -606,8 +637,7 @@ impl Connection {
 
     /// Everyone attached over this connection has been told it is down.
     pub(crate) fn loss_handled(&self) {
-        *super::lock(&self.lost) = true;
-        self.lost_cv.notify_all();
+        self.lost.set();
     }
 
     /// Waits (at most 10 s, a bound in case the old one is never handled)
@@ -621,19 +651,8 @@ impl Connection {
         else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut lost = super::lock(&old.lost);
-        while !*lost && old.is_down() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            lost = old
-                .lost_cv
-                .wait_timeout(lost, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        old.lost
+            .wait(Instant::now() + Duration::from_secs(10), || old.is_down());
     }
 
     /// Marks the connection down, between two deliveries of the reader
@@ -655,6 +674,8 @@ impl Connection {
             out.buf = Vec::new();
         }
         self.ready.notify_all();
+        // A dial waiting to be taken over stops waiting.
+        self.claimed.nudge();
         if let Some(s) = self.stream.get() {
             let _ = s.shutdown(Shutdown::Both);
         }
