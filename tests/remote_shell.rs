@@ -33,11 +33,44 @@ fn a_remote_shell_evaluates_on_the_target() {
     // (receive) acts on the session's agent there.
     assert_eq!(sh.eval("(send :ping (agent))"), ":PING");
     assert_eq!(sh.eval("(receive)"), ":PING");
-    // End of input leaves the shell; the target keeps running.
+    // End of input leaves the shell; the target keeps running. In batch
+    // mode, as for the local REPL, a failed form makes the status 1.
     sh.close_stdin();
     let status = sh.wait_exit().expect("the shell leaves at end of input");
-    assert!(status.success(), "{status:?}");
+    assert_eq!(status.code(), Some(1), "{status:?}");
     cluster.wait_registered("rs-target");
+}
+
+#[test]
+fn a_remote_shell_reads_input_as_the_repl_does() {
+    let cluster = Cluster::new("remsh-input");
+    let _target = cluster.node("rs-input");
+    let mut clean = shell(&cluster, "rs-input");
+    // A form may span lines.
+    clean.send("(+ 1");
+    assert_eq!(clean.eval("2)"), "3");
+    clean.close_stdin();
+    let status = clean.wait_exit().expect("the shell leaves at end of input");
+    assert_eq!(status.code(), Some(0), "no form failed: {status:?}");
+
+    let mut sh = shell(&cluster, "rs-input");
+    sh.send_bytes(b"(+ 1 \xff 2)\n");
+    let bad = sh.line();
+    assert!(
+        bad.starts_with("stderr: error: input line 1 is not valid UTF-8"),
+        "{bad}"
+    );
+    assert_eq!(
+        sh.eval(")"),
+        "stderr: error: read error at line 1, column 1: unbalanced ')'"
+    );
+    assert_eq!(sh.eval("(+ 2 2)"), "4");
+    sh.send("(unfinished");
+    sh.close_stdin();
+    let end = sh.line();
+    assert!(end.starts_with("stderr: error: "), "{end}");
+    let status = sh.wait_exit().expect("the shell leaves at end of input");
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod building_blocks;
 mod builtins;
 mod cluster_builtins;
 mod eval;
+mod input;
 mod program;
 mod remote;
 mod signal;
@@ -33,6 +34,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use input::{Forms, Input};
 
 pub use builtins::HELP;
 pub use eval::{EvalError, Evaluator};
@@ -146,16 +149,6 @@ pub enum Evaluation {
     Interrupted,
     /// `(quit status)`: the kernel should exit with this status.
     Quit(u8),
-}
-
-/// One event for the REPL's thread.
-enum Input {
-    /// A line of stdin, with its newline, as bytes.
-    Line(Vec<u8>),
-    /// End of stdin.
-    End,
-    /// Reading stdin failed.
-    Failed(io::Error),
 }
 
 /// How the REPL loop ended.
@@ -328,53 +321,33 @@ impl Kernel {
         self.errors.load(Ordering::Relaxed)
     }
 
-    /// Adds one line of input (bytes) to `buffer` and evaluates every
-    /// complete form in it. Returns the status if a form quit.
+    /// Adds a line of input and evaluates the forms it completes; the
+    /// status of a `(quit …)` among them.
     fn feed(
         &self,
         line: &[u8],
-        number: usize,
-        buffer: &mut String,
+        forms: &mut Forms,
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> io::Result<Option<u8>> {
-        match std::str::from_utf8(line) {
-            Ok(text) => buffer.push_str(text),
-            Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                let pending = if buffer.trim().is_empty() {
-                    ""
-                } else {
-                    " with the unfinished form before it"
-                };
-                writeln!(
-                    err,
-                    "error: input line {number} is not valid UTF-8 (bad byte at column {}); the line{pending} was skipped",
-                    e.valid_up_to() + 1
-                )?;
-                buffer.clear();
-                return Ok(None);
-            }
+        if let Err(message) = forms.push_line(line) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            writeln!(err, "error: {message}")?;
+            return Ok(None);
         }
         loop {
-            match term::read_prefix(buffer) {
-                Ok(None) => {
-                    buffer.clear();
-                    return Ok(None);
-                }
-                Ok(Some((form, used))) => {
-                    buffer.drain(..used);
+            match forms.next_form() {
+                Ok(None) => return Ok(None),
+                Ok(Some((form, _text))) => {
                     let evaluation = self.eval(&form);
                     self.print(&evaluation, out, err)?;
                     if let Evaluation::Quit(status) = evaluation {
                         return Ok(Some(status));
                     }
                 }
-                Err(e) if e.is_incomplete() => return Ok(None),
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     writeln!(err, "error: {e}")?;
-                    buffer.clear();
                     return Ok(None);
                 }
             }
@@ -382,12 +355,10 @@ impl Kernel {
     }
 
     /// At end of input: an unfinished form is an error.
-    fn finish_input(&self, buffer: &str, err: &mut dyn Write) -> io::Result<()> {
-        if !buffer.trim().is_empty() {
-            if let Err(e) = term::read_prefix(buffer) {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                writeln!(err, "error: {e}")?;
-            }
+    fn finish_input(&self, forms: &Forms, err: &mut dyn Write) -> io::Result<()> {
+        if let Some(e) = forms.finish() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            writeln!(err, "error: {e}")?;
         }
         Ok(())
     }
@@ -406,24 +377,22 @@ impl Kernel {
         err: &mut dyn Write,
         prompt: bool,
     ) -> io::Result<()> {
-        let mut buffer = String::new();
+        let mut forms = Forms::default();
         let mut line = Vec::new();
-        let mut number = 0;
         loop {
-            if prompt && buffer.trim().is_empty() {
+            if prompt && forms.is_idle() {
                 write!(out, "* ")?;
                 out.flush()?;
             }
             line.clear();
             if input.read_until(b'\n', &mut line)? == 0 {
-                self.finish_input(&buffer, err)?;
+                self.finish_input(&forms, err)?;
                 if prompt {
                     writeln!(out)?;
                 }
                 return Ok(());
             }
-            number += 1;
-            if self.feed(&line, number, &mut buffer, out, err)?.is_some() {
+            if self.feed(&line, &mut forms, out, err)?.is_some() {
                 return Ok(());
             }
         }
@@ -499,39 +468,13 @@ impl Kernel {
         err: &mut dyn Write,
         prompt: bool,
     ) -> io::Result<Leave> {
-        let (send, lines) = std::sync::mpsc::channel();
         let control = Arc::clone(&self.control);
-        let reader = std::thread::Builder::new()
-            .name("kernel-stdin".into())
-            .spawn(move || {
-                let stdin = io::stdin();
-                let mut input = stdin.lock();
-                loop {
-                    let mut line = Vec::new();
-                    let event = match input.read_until(b'\n', &mut line) {
-                        Ok(0) => Input::End,
-                        Ok(_) => Input::Line(line),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => Input::Failed(e),
-                    };
-                    let last = !matches!(event, Input::Line(_));
-                    top::INPUT_LINES.fetch_add(1, Ordering::Relaxed);
-                    if send.send(event).is_err() {
-                        return;
-                    }
-                    control.lock().unwrap_or_else(|e| e.into_inner()).ring();
-                    if last {
-                        return;
-                    }
-                }
-            });
-        // The reader runs detached: it may block in a read of stdin when the
-        // REPL leaves, and the process exit ends it.
-        drop(reader?);
-        let mut buffer = String::new();
-        let mut number = 0;
+        let lines = input::read_stdin("kernel-stdin", move || {
+            control.lock().unwrap_or_else(|e| e.into_inner()).ring();
+        })?;
+        let mut forms = Forms::default();
         loop {
-            if prompt && buffer.trim().is_empty() {
+            if prompt && forms.is_idle() {
                 write!(out, "* ")?;
                 out.flush()?;
             }
@@ -543,13 +486,12 @@ impl Kernel {
                     return Ok(leave);
                 }
                 Ok(Input::Line(line)) => {
-                    number += 1;
-                    if let Some(status) = self.feed(&line, number, &mut buffer, out, err)? {
+                    if let Some(status) = self.feed(&line, &mut forms, out, err)? {
                         return Ok(Leave::Quit(status));
                     }
                 }
                 Ok(Input::End) => {
-                    self.finish_input(&buffer, err)?;
+                    self.finish_input(&forms, err)?;
                     if prompt {
                         writeln!(out)?;
                     }

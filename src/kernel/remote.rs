@@ -16,12 +16,13 @@
 //! `(:SHELL-EVAL token n "form")`, where status is `:VALUE`, `:ERROR` or
 //! `:QUIT`.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::input::{self, Forms, Input};
 use super::{Evaluation, Kernel};
 use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
 use crate::call::{self, keyword_args, CallError};
@@ -470,6 +471,8 @@ struct Shell {
     /// The session agent, while there is one.
     session: Option<Term>,
     next: i64,
+    /// Forms that failed (for the exit status in batch mode).
+    failed: usize,
 }
 
 /// What came back for one form.
@@ -572,7 +575,10 @@ impl Shell {
                 let status = shown.as_int().and_then(|n| u8::try_from(n).ok());
                 return Ok(Outcome::Done(Some(status.unwrap_or(0))));
             }
-            _ => writeln!(err, "error: {}", shown.as_str().unwrap_or_default())?,
+            _ => {
+                self.failed += 1;
+                writeln!(err, "error: {}", shown.as_str().unwrap_or_default())?;
+            }
         }
         if Some(agent) != self.session.as_ref() {
             // The session's agent was replaced (it exited): watch the new one.
@@ -645,6 +651,7 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
         token: token(),
         session: None,
         next: 0,
+        failed: 0,
     };
     if let Err(e) = shell.connect() {
         let _ = writeln!(err, "erlangen-kernel: {e}");
@@ -659,6 +666,7 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
     let result = remote_loop(&mut shell, &mut out, &mut err, !batch);
     match result {
         Ok(Some(status)) => ExitCode::from(status),
+        Ok(None) if batch && shell.failed > 0 => ExitCode::from(1),
         Ok(None) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -668,6 +676,8 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
     }
 }
 
+/// Reads forms from stdin and evaluates each on the target, as the local
+/// REPL does (same reader, same errors); the status of a `(quit …)`.
 fn remote_loop(
     shell: &mut Shell,
     out: &mut dyn Write,
@@ -675,63 +685,43 @@ fn remote_loop(
     prompt: bool,
 ) -> io::Result<Option<u8>> {
     // A reader thread, so that `(top)` sees Enter while it runs.
-    let (send, lines) = std::sync::mpsc::channel::<io::Result<Vec<u8>>>();
-    let reader = std::thread::Builder::new()
-        .name("remote-shell-stdin".into())
-        .spawn(move || {
-            let stdin = io::stdin();
-            let mut input = stdin.lock();
-            loop {
-                let mut line = Vec::new();
-                let read = input.read_until(b'\n', &mut line);
-                let last = !matches!(read, Ok(n) if n > 0);
-                super::top::INPUT_LINES.fetch_add(1, Ordering::Relaxed);
-                if send.send(read.map(|_| line)).is_err() || last {
-                    return;
-                }
-            }
-        });
-    drop(reader?);
-    let mut buffer = String::new();
+    let lines = input::read_stdin("remote-shell-stdin", || {})?;
+    let mut forms = Forms::default();
     loop {
-        if prompt && buffer.trim().is_empty() {
+        if prompt && forms.is_idle() {
             write!(out, "{}* ", shell.full)?;
             out.flush()?;
         }
         let line = match lines.recv() {
-            Ok(Ok(line)) if !line.is_empty() => line,
-            Ok(Err(e)) => return Err(e),
-            _ => {
+            Ok(Input::Line(line)) => line,
+            Ok(Input::Failed(e)) => return Err(e),
+            Ok(Input::End) | Err(_) => {
+                if let Some(e) = forms.finish() {
+                    shell.failed += 1;
+                    writeln!(err, "error: {e}")?;
+                }
                 if prompt {
                     writeln!(out)?;
                 }
                 return Ok(None);
             }
         };
-        match std::str::from_utf8(&line) {
-            Ok(text) => buffer.push_str(text),
-            Err(_) => {
-                writeln!(err, "error: the input line is not valid UTF-8; skipped")?;
-                buffer.clear();
-                continue;
-            }
+        if let Err(message) = forms.push_line(&line) {
+            shell.failed += 1;
+            writeln!(err, "error: {message}")?;
+            continue;
         }
         loop {
-            match term::read_prefix(&buffer) {
-                Ok(None) => {
-                    buffer.clear();
-                    break;
-                }
-                Ok(Some((form, used))) => {
-                    let text: String = buffer.drain(..used).collect();
+            match forms.next_form() {
+                Ok(None) => break,
+                Ok(Some((form, text))) => {
                     if let Some(status) = shell_form(shell, &form, &text, out, err)? {
                         return Ok(Some(status));
                     }
                 }
-                Err(e) if e.is_incomplete() => break,
                 Err(e) => {
+                    shell.failed += 1;
                     writeln!(err, "error: {e}")?;
-                    buffer.clear();
                     break;
                 }
             }
@@ -759,6 +749,7 @@ fn shell_form(
                 shell.full
             )?,
             Err(e) => {
+                shell.failed += 1;
                 writeln!(err, "error: {e}")?;
                 return Ok(None);
             }
@@ -768,6 +759,7 @@ fn shell_form(
         let mut args = form.as_list().map(|l| l[1..].to_vec()).unwrap_or_default();
         args.extend([Term::keyword("node"), Term::Str(shell.full.clone())]);
         if let Err(e) = super::top::top(&args) {
+            shell.failed += 1;
             writeln!(err, "error: {e}")?;
         }
         return Ok(None);
@@ -775,6 +767,7 @@ fn shell_form(
     match shell.eval(text, out, err)? {
         Outcome::Done(status) => Ok(status),
         Outcome::Lost(why) => {
+            shell.failed += 1;
             writeln!(
                 err,
                 "error: {why}; the form's result is unknown. The next form opens a new session."

@@ -116,6 +116,13 @@ impl Proc {
         stdin.flush().expect("flush child stdin");
     }
 
+    /// Writes raw bytes to the process's stdin (input that is not text).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
     /// Closes stdin (end of input).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
