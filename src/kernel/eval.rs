@@ -199,12 +199,12 @@ impl fmt::Debug for Evaluator {
 type Env = Vec<(Symbol, Term)>;
 
 /// A special form: the evaluator, the form's name (upper-case), its
-/// unevaluated arguments, the local bindings and the nesting depth.
-type SpecialForm = fn(&Evaluator, &str, &[Term], &mut Env, usize) -> Result<Term, EvalError>;
+/// unevaluated arguments and the local bindings.
+type SpecialForm = fn(&Evaluator, &str, &[Term], &mut Env) -> Result<Term, EvalError>;
 
 /// A special form whose last step may be a tail call (`if`, `when`,
 /// `unless`, `progn`, `let`, `let*`): same arguments, a [`Tail`] back.
-type TailForm = fn(&Evaluator, &str, &[Term], &mut Env, usize) -> Result<Tail, EvalError>;
+type TailForm = fn(&Evaluator, &str, &[Term], &mut Env) -> Result<Tail, EvalError>;
 
 fn syntax(msg: impl Into<String>) -> EvalError {
     EvalError::Syntax(msg.into())
@@ -243,7 +243,7 @@ impl Evaluator {
     /// # Errors
     /// [`EvalError`] for unbound variables, malformed forms and failed calls.
     pub fn eval(&self, form: &Term) -> Result<Term, EvalError> {
-        self.eval_in(form, &mut Vec::new(), 0)
+        self.eval_in(form, &mut Vec::new())
     }
 
     fn lookup(&self, s: &Symbol, env: &[(Symbol, Term)]) -> Option<Term> {
@@ -262,12 +262,7 @@ impl Evaluator {
         call::lookup(s).is_ok()
     }
 
-    fn eval_in(
-        &self,
-        form: &Term,
-        env: &mut Vec<(Symbol, Term)>,
-        depth: usize,
-    ) -> Result<Term, EvalError> {
+    fn eval_in(&self, form: &Term, env: &mut Vec<(Symbol, Term)>) -> Result<Term, EvalError> {
         let _nesting = Nesting::enter()?;
         match form {
             Term::Symbol(s) => match self.lookup(s, env) {
@@ -275,31 +270,21 @@ impl Evaluator {
                 None if self.names_function(s) => Ok(form.clone()),
                 None => Err(EvalError::Unbound(s.full_name())),
             },
-            Term::List(list) => self.eval_list(list, env, depth + 1),
+            Term::List(list) => self.eval_list(list, env),
             Term::Dotted(..) => Err(syntax(format!("cannot evaluate the dotted list {form}"))),
             other => Ok(other.clone()),
         }
     }
 
-    fn eval_body(
-        &self,
-        body: &[Term],
-        env: &mut Vec<(Symbol, Term)>,
-        depth: usize,
-    ) -> Result<Term, EvalError> {
+    fn eval_body(&self, body: &[Term], env: &mut Vec<(Symbol, Term)>) -> Result<Term, EvalError> {
         let mut last = Term::Nil;
         for f in body {
-            last = self.eval_in(f, env, depth)?;
+            last = self.eval_in(f, env)?;
         }
         Ok(last)
     }
 
-    fn eval_list(
-        &self,
-        list: &[Term],
-        env: &mut Vec<(Symbol, Term)>,
-        depth: usize,
-    ) -> Result<Term, EvalError> {
+    fn eval_list(&self, list: &[Term], env: &mut Vec<(Symbol, Term)>) -> Result<Term, EvalError> {
         let (head, args) = match list.split_first() {
             Some(x) => x,
             None => return Ok(Term::Nil),
@@ -315,11 +300,9 @@ impl Evaluator {
             ""
         };
         if let Some(form) = Self::tail_form(name) {
-            return match form(self, name, args, env, depth)? {
+            return match form(self, name, args, env)? {
                 Tail::Value(v) => Ok(v),
-                Tail::Call(name, lambda, values) => {
-                    self.apply_lambda(&name, &lambda, &values, depth)
-                }
+                Tail::Call(name, lambda, values) => self.apply_lambda(&name, &lambda, &values),
             };
         }
         let form: Option<SpecialForm> = match name {
@@ -334,19 +317,19 @@ impl Evaluator {
             _ => None,
         };
         match form {
-            Some(form) => form(self, name, args, env, depth),
+            Some(form) => form(self, name, args, env),
             None => {
                 let mut values = Vec::with_capacity(args.len());
                 for a in args {
-                    values.push(self.eval_in(a, env, depth)?);
+                    values.push(self.eval_in(a, env)?);
                 }
-                self.apply_symbol(op, &values, depth)
+                self.apply_symbol(op, &values)
             }
         }
     }
 
     /// `(quote x)`, `(function x)`: `x` unevaluated.
-    fn quote(&self, name: &str, args: &[Term], _: &mut Env, _: usize) -> Result<Term, EvalError> {
+    fn quote(&self, name: &str, args: &[Term], _: &mut Env) -> Result<Term, EvalError> {
         match args {
             [x] => Ok(x.clone()),
             _ => Err(syntax(format!(
@@ -357,19 +340,13 @@ impl Evaluator {
     }
 
     /// `(if test then [else])`.
-    fn if_form(
-        &self,
-        _: &str,
-        args: &[Term],
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<Tail, EvalError> {
+    fn if_form(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Tail, EvalError> {
         match args {
             [c, then] | [c, then, _] => {
-                if self.eval_in(c, env, depth)?.is_true() {
-                    self.eval_tail(then, env, depth)
+                if self.eval_in(c, env)?.is_true() {
+                    self.eval_tail(then, env)
                 } else if let [_, _, otherwise] = args {
-                    self.eval_tail(otherwise, env, depth)
+                    self.eval_tail(otherwise, env)
                 } else {
                     Ok(Tail::Value(Term::Nil))
                 }
@@ -379,32 +356,20 @@ impl Evaluator {
     }
 
     /// `(when test body…)`, `(unless test body…)`.
-    fn when_unless(
-        &self,
-        name: &str,
-        args: &[Term],
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<Tail, EvalError> {
+    fn when_unless(&self, name: &str, args: &[Term], env: &mut Env) -> Result<Tail, EvalError> {
         let (c, body) = args
             .split_first()
             .ok_or_else(|| syntax(format!("{}: expected a test", name.to_lowercase())))?;
-        let truth = self.eval_in(c, env, depth)?.is_true();
+        let truth = self.eval_in(c, env)?.is_true();
         if truth == (name == "WHEN") {
-            self.body_tail(body, env, depth)
+            self.body_tail(body, env)
         } else {
             Ok(Tail::Value(Term::Nil))
         }
     }
 
     /// `(dotimes (var count [result]) body…)`.
-    fn dotimes(
-        &self,
-        _: &str,
-        args: &[Term],
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<Term, EvalError> {
+    fn dotimes(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         let (spec, body) = args
             .split_first()
             .ok_or_else(|| syntax("dotimes: expected (dotimes (var count) body…)"))?;
@@ -414,7 +379,7 @@ impl Evaluator {
             [v, c, r] => (symbol_of(v, "dotimes")?, c, Some(r)),
             _ => return Err(syntax("dotimes: expected (var count [result])")),
         };
-        let n = match self.eval_in(count, env, depth)? {
+        let n = match self.eval_in(count, env)? {
             Term::Int(n) => n,
             other => {
                 return Err(syntax(format!(
@@ -427,7 +392,7 @@ impl Evaluator {
         let mut outcome = Ok(());
         for i in 0..n.max(0) {
             env[mark].1 = Term::Int(i);
-            if let Err(e) = self.eval_body(body, env, depth) {
+            if let Err(e) = self.eval_body(body, env) {
                 outcome = Err(e);
                 break;
             }
@@ -436,7 +401,7 @@ impl Evaluator {
             (Err(e), _) => Err(e),
             (Ok(()), Some(r)) => {
                 env[mark].1 = Term::Int(n.max(0));
-                self.eval_in(r, env, depth)
+                self.eval_in(r, env)
             }
             (Ok(()), None) => Ok(Term::Nil),
         };
@@ -445,10 +410,10 @@ impl Evaluator {
     }
 
     /// `(and form…)`: the first false value, or the last.
-    fn and(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+    fn and(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         let mut last = Term::T;
         for a in args {
-            last = self.eval_in(a, env, depth)?;
+            last = self.eval_in(a, env)?;
             if !last.is_true() {
                 return Ok(Term::Nil);
             }
@@ -457,9 +422,9 @@ impl Evaluator {
     }
 
     /// `(or form…)`: the first true value.
-    fn or(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+    fn or(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         for a in args {
-            let v = self.eval_in(a, env, depth)?;
+            let v = self.eval_in(a, env)?;
             if v.is_true() {
                 return Ok(v);
             }
@@ -469,14 +434,14 @@ impl Evaluator {
 
     /// `(setq var value …)`: a local binding if there is one, else a
     /// session variable.
-    fn setq(&self, _: &str, args: &[Term], env: &mut Env, depth: usize) -> Result<Term, EvalError> {
+    fn setq(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         if args.len() % 2 != 0 {
             return Err(syntax("setq: expected (setq var value …)"));
         }
         let mut last = Term::Nil;
         for pair in args.chunks(2) {
             let var = symbol_of(&pair[0], "setq")?;
-            last = self.eval_in(&pair[1], env, depth)?;
+            last = self.eval_in(&pair[1], env)?;
             if let Some(slot) = env.iter_mut().rev().find(|(k, _)| *k == var) {
                 slot.1 = last.clone();
             } else {
@@ -492,13 +457,7 @@ impl Evaluator {
 
     /// `(defvar var [value])` sets only an unbound variable;
     /// `(defparameter var value)` always.
-    fn defvar(
-        &self,
-        name: &str,
-        args: &[Term],
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<Term, EvalError> {
+    fn defvar(&self, name: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         let (var, rest) = args
             .split_first()
             .ok_or_else(|| syntax(format!("{}: expected a name", name.to_lowercase())))?;
@@ -506,7 +465,7 @@ impl Evaluator {
         let bound = self.lookup(&var, &[]).is_some();
         if let Some(init) = rest.first() {
             if name == "DEFPARAMETER" || !bound {
-                let v = self.eval_in(init, env, depth)?;
+                let v = self.eval_in(init, env)?;
                 self.globals
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
@@ -518,33 +477,21 @@ impl Evaluator {
     }
 
     /// `(let ((var value) …) body…)`; `let*` binds one after the other.
-    fn let_form(
-        &self,
-        name: &str,
-        args: &[Term],
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<Tail, EvalError> {
+    fn let_form(&self, name: &str, args: &[Term], env: &mut Env) -> Result<Tail, EvalError> {
         let (bindings, body) = args
             .split_first()
             .ok_or_else(|| syntax("let: expected (let ((var value) …) body…)"))?;
         let mark = env.len();
         let result = self
-            .bind_let(name == "LET*", bindings, env, depth)
-            .and_then(|()| self.body_tail(body, env, depth));
+            .bind_let(name == "LET*", bindings, env)
+            .and_then(|()| self.body_tail(body, env));
         env.truncate(mark);
         result
     }
 
     /// Pushes the bindings of a `let` (in parallel) or `let*` (in turn) onto
     /// `env`; the caller truncates `env` back afterwards.
-    fn bind_let(
-        &self,
-        sequential: bool,
-        bindings: &Term,
-        env: &mut Env,
-        depth: usize,
-    ) -> Result<(), EvalError> {
+    fn bind_let(&self, sequential: bool, bindings: &Term, env: &mut Env) -> Result<(), EvalError> {
         let mut new = Vec::new();
         for b in items(bindings, "let")? {
             let (var, value) = match b {
@@ -552,7 +499,7 @@ impl Evaluator {
                 Term::List(pair) if pair.len() <= 2 && !pair.is_empty() => {
                     let var = symbol_of(&pair[0], "let")?;
                     let value = match pair.get(1) {
-                        Some(v) => self.eval_in(v, env, depth)?,
+                        Some(v) => self.eval_in(v, env)?,
                         None => Term::Nil,
                     };
                     (var, value)
@@ -570,7 +517,7 @@ impl Evaluator {
     }
 
     /// `(lambda (params…) body…)`: a function closing over the bindings.
-    fn lambda(&self, _: &str, args: &[Term], env: &mut Env, _: usize) -> Result<Term, EvalError> {
+    fn lambda(&self, _: &str, args: &[Term], env: &mut Env) -> Result<Term, EvalError> {
         let (params, body) = args
             .split_first()
             .ok_or_else(|| syntax("lambda: expected (lambda (params…) body…)"))?;
@@ -588,7 +535,7 @@ impl Evaluator {
     /// `(defun name (params…) body…)`: a registered function like any
     /// other, so it can be spawned, passed to parallel-map, and called by
     /// other nodes.
-    fn defun(&self, _: &str, args: &[Term], _: &mut Env, _: usize) -> Result<Term, EvalError> {
+    fn defun(&self, _: &str, args: &[Term], _: &mut Env) -> Result<Term, EvalError> {
         let [fname, params, body @ ..] = args else {
             return Err(syntax("defun: expected (defun name (params…) body…)"));
         };
@@ -612,7 +559,7 @@ impl Evaluator {
         }
         let me = self.clone();
         call::register_function(&label.clone(), move |args: &[Term]| {
-            Ok(me.apply_lambda(&label, &lambda, args, 0)?)
+            Ok(me.apply_lambda(&label, &lambda, args)?)
         });
         Ok(Term::Symbol(fname))
     }
@@ -624,7 +571,7 @@ impl Evaluator {
             .collect()
     }
 
-    fn apply_symbol(&self, op: &Symbol, args: &[Term], _depth: usize) -> Result<Term, EvalError> {
+    fn apply_symbol(&self, op: &Symbol, args: &[Term]) -> Result<Term, EvalError> {
         Ok(call::lookup(op)?(args)?)
     }
 
@@ -638,7 +585,6 @@ impl Evaluator {
         name: &str,
         lambda: &Arc<Lambda>,
         args: &[Term],
-        depth: usize,
     ) -> Result<Term, EvalError> {
         let mut name = name.to_owned();
         let mut lambda = Arc::clone(lambda);
@@ -659,7 +605,7 @@ impl Evaluator {
             }
             let mut env = lambda.env.clone();
             env.extend(lambda.params.iter().cloned().zip(args.drain(..)));
-            match self.body_tail(&lambda.body, &mut env, depth + 1)? {
+            match self.body_tail(&lambda.body, &mut env)? {
                 Tail::Value(v) => return Ok(v),
                 Tail::Call(next_name, next, next_args) => {
                     name = next_name;
@@ -673,25 +619,25 @@ impl Evaluator {
     /// Evaluates `form` in tail position: a call of a session function
     /// comes back as [`Tail::Call`] (arguments evaluated) for the caller's
     /// loop to make; anything else is evaluated as usual.
-    fn eval_tail(&self, form: &Term, env: &mut Env, depth: usize) -> Result<Tail, EvalError> {
+    fn eval_tail(&self, form: &Term, env: &mut Env) -> Result<Tail, EvalError> {
         if let Term::List(list) = form {
             if let Some((Term::Symbol(op), args)) = list.split_first() {
                 if op.package.is_none() {
                     if let Some(form) = Self::tail_form(&op.name) {
                         let _nesting = Nesting::enter()?;
-                        return form(self, &op.name, args, env, depth);
+                        return form(self, &op.name, args, env);
                     }
                 }
                 if let Some((name, lambda)) = self.session_function(op, env) {
                     let mut values = Vec::with_capacity(args.len());
                     for a in args {
-                        values.push(self.eval_in(a, env, depth)?);
+                        values.push(self.eval_in(a, env)?);
                     }
                     return Ok(Tail::Call(name, lambda, values));
                 }
             }
         }
-        self.eval_in(form, env, depth).map(Tail::Value)
+        self.eval_in(form, env).map(Tail::Value)
     }
 
     /// The special forms that pass tail position on to a sub-form.
@@ -699,7 +645,7 @@ impl Evaluator {
         match name {
             "IF" => Some(Self::if_form),
             "WHEN" | "UNLESS" => Some(Self::when_unless),
-            "PROGN" => Some(|ev, _, body, env, depth| ev.body_tail(body, env, depth)),
+            "PROGN" => Some(|ev, _, body, env| ev.body_tail(body, env)),
             "LET" | "LET*" => Some(Self::let_form),
             _ => None,
         }
@@ -719,19 +665,19 @@ impl Evaluator {
     }
 
     /// A body whose last form is in tail position.
-    fn body_tail(&self, body: &[Term], env: &mut Env, depth: usize) -> Result<Tail, EvalError> {
+    fn body_tail(&self, body: &[Term], env: &mut Env) -> Result<Tail, EvalError> {
         let Some((last, init)) = body.split_last() else {
             return Ok(Tail::Value(Term::Nil));
         };
         for f in init {
-            self.eval_in(f, env, depth)?;
+            self.eval_in(f, env)?;
         }
-        self.eval_tail(last, env, depth)
+        self.eval_tail(last, env)
     }
 
     fn function(&self, lambda: Lambda) -> Function {
         let me = self.clone();
         let lambda = Arc::new(lambda);
-        Arc::new(move |args: &[Term]| Ok(me.apply_lambda("lambda", &lambda, args, 0)?))
+        Arc::new(move |args: &[Term]| Ok(me.apply_lambda("lambda", &lambda, args)?))
     }
 }
