@@ -385,6 +385,8 @@ fn out_of_order_and_malformed_handshakes_are_refused() {
         },
         vec![0x00, 0x10, 0x00, 0x00, HELLO],
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // Incarnation 0 names no run (PROTOCOL.md section 4).
+        hello("localhost/mallory", 0, &[6; 32]),
     ] {
         let mut stream = connect(s.port);
         let _ = stream.write_all(&bytes);

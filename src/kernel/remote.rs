@@ -217,13 +217,20 @@ fn tree_text(who: Option<&Term>) -> Result<String, String> {
 /// handshakes that failed or were refused; `f`: connections closed at
 /// accept because every handshake slot was busy; `e`: I/O and protocol
 /// errors on established connections, summed over peers).
+/// An unsigned number as a term: an integer, or, above the largest term
+/// integer (2^63 - 1; only another implementation's incarnation can be),
+/// its decimal digits as a string rather than a wrapped negative number.
+fn count_term(n: u64) -> Term {
+    i64::try_from(n).map_or_else(|_| Term::Str(n.to_string()), Term::Int)
+}
+
 pub(super) fn node_info() -> Term {
     let agents = management::agents();
     let threads = agents
         .iter()
         .filter(|a| a.kind() == agent::Kind::Thread)
         .count();
-    let opt = |v: Option<u64>| v.map_or(Term::Nil, |n| Term::Int(n as i64));
+    let opt = |v: Option<u64>| v.map_or(Term::Nil, count_term);
     let process = management::process_sample(None);
     Term::plist(vec![
         ("node", node::this_node().map_or(Term::Nil, Term::Str)),
@@ -303,7 +310,7 @@ fn nodes(args: &[Term]) -> Result<Term, CallError> {
         let rtt = asked.elapsed();
         let mut plist = vec![
             ("node", Term::Str(peer)),
-            ("incarnation", Term::Int(incarnation as i64)),
+            ("incarnation", count_term(incarnation)),
         ];
         match info {
             Ok(info) => {

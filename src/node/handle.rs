@@ -100,7 +100,10 @@ impl Drop for NodeHandle {
     }
 }
 
-/// A fresh, non-zero incarnation (0 means "current run" on the wire).
+/// A fresh incarnation: non-zero (0 means "current run" on the wire) and
+/// below 2^63, so that it is a positive integer where the kernel shows it
+/// (terms hold signed 64-bit integers); 63 random bits are plenty to tell
+/// runs apart.
 fn incarnation() -> u64 {
     let mut b = [0u8; 8];
     let drawn = if crate::crypto::random_bytes(&mut b).is_ok() {
@@ -111,7 +114,7 @@ fn incarnation() -> u64 {
             .unwrap_or_default();
         t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
     };
-    drawn.max(1)
+    (drawn >> 1).max(1)
 }
 
 /// Starts this process's node and returns at once.

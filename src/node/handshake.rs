@@ -113,6 +113,17 @@ pub(crate) enum HandshakeError {
     BadName(String),
 }
 
+/// An incarnation from the wire: 0 names no run (references use it for
+/// "whatever run is current"), so a peer claiming it is malformed.
+fn run_of(incarnation: u64) -> Result<u64, HandshakeError> {
+    if incarnation == 0 {
+        return Err(HandshakeError::Unexpected(
+            "incarnation 0 (a node's incarnation is never 0)".into(),
+        ));
+    }
+    Ok(incarnation)
+}
+
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -268,7 +279,7 @@ pub(crate) fn client(
     }
     let server = PeerInfo {
         name: shape(f.str("name"))?.to_owned(),
-        incarnation: shape(f.u64("incarnation"))?,
+        incarnation: run_of(shape(f.u64("incarnation"))?)?,
     };
     let nonce_s = nonce_field(&mut f, "nonce")?;
     let proof_s = nonce_field(&mut f, "proof")?;
@@ -342,7 +353,7 @@ pub(crate) fn server(
     }
     let client = PeerInfo {
         name: shape(f.str("name"))?.to_owned(),
-        incarnation: shape(f.u64("incarnation"))?,
+        incarnation: run_of(shape(f.u64("incarnation"))?)?,
     };
     let nonce_c = nonce_field(&mut f, "nonce")?;
     shape(f.end())?;
