@@ -337,10 +337,24 @@ pub(crate) fn resolve_local_aid(aid: &str) -> Result<Resolved, TargetError> {
             .map(Resolved::Local)
             .ok_or(TargetError::UnknownName(name));
     }
-    match u64::from_str_radix(aid, 16) {
-        Ok(n) => Ok(by_aid(n).map_or(Resolved::Dead, Resolved::Local)),
-        Err(_) => Err(TargetError::NotAnAgent(format!("{aid:?}"))),
+    match parse_aid(aid) {
+        Some(n) => Ok(by_aid(n).map_or(Resolved::Dead, Resolved::Local)),
+        None => Err(TargetError::NotAnAgent(format!("{aid:?}"))),
     }
+}
+
+/// An agent number as ids write it: lower-case hexadecimal without
+/// leading zeros (PROTOCOL.md section 5), so one agent has one id. `None`
+/// for anything else (`01`, `1F`, `+1`, more than 16 digits).
+fn parse_aid(aid: &str) -> Option<u64> {
+    let canonical = !aid.is_empty()
+        && aid.len() <= 16
+        && aid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (aid == "0" || !aid.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    u64::from_str_radix(aid, 16).ok()
 }
 
 /// `shared` is the id as an `Arc` when the caller has one (saves a copy
@@ -372,8 +386,28 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::by_aid;
+    use super::{by_aid, parse_aid};
     use crate::agent::spawn;
+
+    #[test]
+    fn only_canonical_aids_name_agents() {
+        assert_eq!(parse_aid("0"), Some(0));
+        assert_eq!(parse_aid("1f"), Some(31));
+        assert_eq!(parse_aid("ffffffffffffffff"), Some(u64::MAX));
+        for bad in [
+            "",
+            "01",
+            "00",
+            "1F",
+            "+1",
+            "-1",
+            " 1",
+            "g",
+            "10000000000000000",
+        ] {
+            assert_eq!(parse_aid(bad), None, "{bad:?}");
+        }
+    }
 
     /// Agents are exported (given an aid) while they exit; once they have
     /// exited, the aid table holds none of them. Exporters run on several
