@@ -8,7 +8,7 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
 .PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
-	chaos chaos-test soak
+	chaos chaos-test soak protocol-check
 
 all: programs benchmarks
 
@@ -29,11 +29,22 @@ bin/%: FORCE
 
 FORCE:
 
-# Format, lints, docs, then every test (unit, integration, doc).
+# Format, lints, docs, every test (unit, integration, doc), the protocol
+# check from outside, then the hostile peers and the multi-host soak.
 test: check test-install
 	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
+	$(MAKE) --no-print-directory protocol-check
 	$(MAKE) --no-print-directory chaos-test
+
+# tools/protocol_client.py, a node written from PROTOCOL.md alone (Python 3
+# standard library), against a real port mapper and kernel: every frame,
+# every limit, bad input. Skipped, saying so, without Python 3.8 or newer.
+protocol-check:
+	$(CARGO) build --bins
+	@if python3 -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null; then \
+	  bash tools/protocol_client_check.sh target/debug; \
+	else echo "protocol-check: skipped (needs python3 >= 3.8)"; fi
 
 # install_file over a program that is running (as bin/erlangen-kernel is
 # during the walkthrough), then again with the same file: the first must

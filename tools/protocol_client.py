@@ -2943,67 +2943,65 @@ def sc_reverse_attach(ctx):
     c.close()
 
 
-def sc_observations(ctx):
-    """Behaviour PROTOCOL.md is silent or imprecise about, shown (not required): printed as OBSERVED lines."""
+def sc_documented(ctx):
+    """Fine points PROTOCOL.md spells out (once found silent or imprecise by this client)."""
     n = ctx.node("obs")
     c = n.dial(ctx.peer)
     a = n.spawn_agent()
 
-    def observed(what, value):
-        print(f"    OBSERVED {what}: {value}", flush=True)
-
-    # 1. a HELLO with incarnation 0 (the document says incarnations are non-zero)
+    # 1. section 4: a HELLO with incarnation 0 is malformed
     z = ctx.node("obs-zero")
     z.incarnation = 0
     try:
-        cz = z.dial(ctx.peer)
-        observed("HELLO with incarnation 0", "ACCEPTed")
-        cz.close()
+        z.dial(ctx.peer).close()
+        check(False, "a HELLO with incarnation 0 was ACCEPTed")
     except HandshakeError as e:
-        observed("HELLO with incarnation 0", f"refused: {e}")
-    # 2. the agent in a :NOPROC notice, for a LINK with to_incarnation 0 and with an old run
+        log(f"HELLO with incarnation 0: refused ({e})")
+    # 2. section 5 NOTICE: the :NOPROC answer names the agent as the LINK did
     c.link(a, "fffffe", monitor=True)
-    observed("NOPROC notice, LINK with to_incarnation 0", show(a.receive(5)[1]))
-    c.link(a, Agent(f"{ctx.peer}/fffffd", c.peer_inc ^ 1 or 2), monitor=True)
-    observed("NOPROC notice, LINK with another run", show(a.receive(5)[1]))
-    # 3. registered names in `to`: case
-    for to in (":echo", "echo"):
-        c.send(to, [kw("case"), a.term()])
-        try:
-            a.receive(1)
-            observed(f"SEND to {to!r}", "delivered to :ECHO")
-        except TimeoutError:
-            observed(f"SEND to {to!r}", "dropped")
-    # 4. a non-canonical aid (leading zero, upper case)
+    notice = a.receive(5)[1]
+    want = Dotted([Agent(f"{ctx.peer}/fffffe"), kw("EXIT")], kw("NOPROC"))
+    check(notice == want, f"NOPROC for to_incarnation 0: {show(notice)}")
+    old_run = c.peer_inc ^ 1 or 2
+    c.link(a, Agent(f"{ctx.peer}/fffffd", old_run), monitor=True)
+    notice = a.receive(5)[1]
+    want = Dotted([Agent(f"{ctx.peer}/fffffd", old_run), kw("EXIT")], kw("NOPROC"))
+    check(notice == want, f"NOPROC for another run: {show(notice)}")
+    # 3. section 5 agent ids: names match case-insensitively, only with the colon
+    c.send(":echo", [kw("case"), a.term()])
+    check(a.receive(5)[1] == kw("case"), "SEND to ':echo' reaches :ECHO")
+    c.send("echo", [kw("nocolon"), a.term()])
+    c.send(":ECHO", [kw("after"), a.term()])
+    check(a.receive(5)[1] == kw("after"), "SEND to 'echo' (no colon) is dropped")
+    # 4. section 5 agent ids: a non-canonical aid names no agent
     ok, aid = c.spawn(a, [sym("receive")])
+    check(ok, "spawn")
     alias = "0" + aid.upper()
-    c.send_frame(LINK, p_str(a.id) + p_u64(0) + p_str(alias) + p_u8(1))
-    c.attachments.add((a.aid, f"{ctx.peer}/{aid}", "monitors"))
-    c.send(aid, kw("go"))
-    try:
-        observed(f"LINK to aid {alias!r} (agent {aid!r})", f"attached; notice {show(a.receive(2)[1])}")
-    except TimeoutError:
-        observed(f"LINK to aid {alias!r} (agent {aid!r})", "nothing")
-    # 5. an AGENT (text) naming the kernel's own agent, passed through the kernel
+    c.link(a, alias, monitor=True)
+    notice = a.receive(5)[1]
+    check(isinstance(notice, Dotted) and notice.tail == kw("NOPROC"),
+          f"LINK to aid {alias!r} (agent {aid!r}): {show(notice)}")
+    c.send(aid, kw("end"))
+    # 5. section 2: an AGENT naming the kernel's own agent stays an AGENT when sent back
     c.send(":ECHO", [Agent(f"{ctx.peer}/0"), a.term()])
-    observed("AGENT naming the kernel's own agent, echoed by the kernel", repr(a.receive(5)[1]))
-    # 6. the kernel asked to send to another run of the connected peer
+    echoed = a.receive(5)[1]
+    check(echoed == Agent(f"{ctx.peer}/0"), f"echoed AGENT: {echoed!r}")
+    # 6. section 5 SEND: no SEND is written for a reference to another run of the peer
     before = c.received.get(SEND, 0)
     c.send(":ECHO", [kw("x"), Agent(a.id, n.incarnation ^ 1 or 2)])
     c.send(":ECHO", [kw("y"), a.term()])
-    a.receive(5)
-    observed("SEND frames the kernel wrote for a reference to another run of us",
-             c.received.get(SEND, 0) - before - 1)
-    # 7. which drops :DROPPED counts
+    check(a.receive(5)[1] == kw("y"), "the echo of :Y")
+    check(c.received.get(SEND, 0) - before == 1, "SEND frames written for another run of us")
+    # 7. section 5 SEND: an ignored NOTICE is not counted in :DROPPED
     base = plist(peer_stats(c, a, n.name), "DROPPED")
     ok, aid = c.spawn(a, [sym("receive")])
     c.notice(a, aid, [a.term(), kw("OK"), 1])
-    observed("NOTICE to an unattached agent, :DROPPED +", plist(peer_stats(c, a, n.name), "DROPPED") - base)
+    check(plist(peer_stats(c, a, n.name), "DROPPED") - base == 0, ":DROPPED after an ignored NOTICE")
     c.send(aid, kw("end"))
-    # 8. how an incarnation (u64) appears inside a term
+    # 8. section 4: the kernel shows its incarnation as the positive integer of the handshake
     info = call(c, a, [sym("node-info")])
-    observed("node-info :INCARNATION vs the handshake's",
-             f"{plist(info, 'INCARNATION')} vs {c.peer_inc} (as i64: {struct.unpack('>q', p_u64(c.peer_inc))[0]})")
+    check(plist(info, "INCARNATION") == c.peer_inc,
+          f"node-info :INCARNATION {plist(info, 'INCARNATION')} vs {c.peer_inc}")
     c.close()
 
 
@@ -3032,7 +3030,7 @@ SCENARIOS = {
     "cross-dial": (sc_cross_dial, True),
     "kernels": (sc_kernels, True),
     "throttle": (sc_throttle, True),
-    "observations": (sc_observations, True),
+    "documented": (sc_documented, True),
     "big": (sc_big, True),
     "peer-silent": (sc_peer_silent, True),
 }

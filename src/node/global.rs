@@ -18,7 +18,7 @@
 //! losing holder removes its name, announces GLOBAL_UNREGISTER, and sends
 //! the losing agent an exit signal with reason
 //! `(:GLOBAL-NAME-CONFLICT "name" winner)`, `winner` being the winning
-//! agent's id.
+//! agent (an agent term).
 //!
 //! A name vanishes when its agent exits (its node announces
 //! GLOBAL_UNREGISTER) or when the connection to its node is lost (every
