@@ -1536,6 +1536,7 @@ def echo_roundtrip(conn, agent, payload, timeout=5.0):
 
 def eventually(cond, seconds, what):
     """Polls cond() until it holds; fails naming `what` after `seconds` (a deadline, not a sleep)."""
+    seconds *= WAIT_SLACK
     deadline = time.monotonic() + seconds
     while not cond():
         check(time.monotonic() < deadline, f"{what}: not within {seconds} s")
@@ -1543,6 +1544,7 @@ def eventually(cond, seconds, what):
 
 
 def wait_closed(conn, seconds, what):
+    seconds *= WAIT_SLACK
     check(conn.closed.wait(seconds), f"{what}: connection still open after {seconds} s")
     log(f"{what}: closed ({conn.close_reason.splitlines()[0]})")
 
