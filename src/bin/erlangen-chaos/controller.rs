@@ -105,7 +105,6 @@ struct Cluster<'a> {
     args: &'a RunArgs,
     children: Vec<Option<Child>>,
     pms: Vec<Option<Child>>,
-    ports: Vec<u16>,
     pids: Arc<Mutex<Vec<(String, u32)>>>,
     events: Vec<Event>,
     offsets: HashMap<PathBuf, (u64, String)>,
@@ -364,31 +363,33 @@ impl<'a> Cluster<'a> {
             .and_then(|e| e.value("port"))
             .unwrap_or(0) as u16;
         self.reroute(k, port);
-        self.ports[k - 1] = port;
         let _ = fs::write(&go, "");
         true
     }
 
-    /// Keeps the relayed pair's DNAT rule and relay pointed at node k's
-    /// current port.
+    /// Points the relay in front of node k (1 or 2) at its current port.
     fn reroute(&mut self, k: usize, port: u16) {
         if self.relays.is_empty() || k > 2 {
             return;
         }
-        let (from, relay) = if k == 2 { (1, 0) } else { (2, 1) };
-        let old = self.ports[k - 1];
-        let listen = self.relays[relay].listen.to_string();
-        if old != 0 {
-            let rule = dnat_rule(&ip(k), old, &listen);
-            let mut args = vec!["-t", "nat", "-D", "OUTPUT"];
+        let relay = if k == 2 { 0 } else { 1 };
+        self.relays[relay].target_port.store(port, Ordering::SeqCst);
+    }
+
+    /// Sends every connection between n1 and n2 other than port-mapper
+    /// lookups through the relays, from before the first node starts. The
+    /// rules name no node port (a node's port is only known once it runs,
+    /// and changes when it restarts; the relay follows it, see
+    /// `reroute`): a rule added while a connection is open would take over
+    /// its packets mid-stream, and the relay would reset it.
+    fn route_pair_through_relays(&mut self) {
+        for (from, to, relay) in [(1, 2, 0), (2, 1, 1)] {
+            let listen = self.relays[relay].listen.to_string();
+            let rule = dnat_rule(&ip(to), &listen);
+            let mut args = vec!["-t", "nat", "-A", "OUTPUT"];
             args.extend(rule.iter().map(String::as_str));
             self.iptables(from, &args);
         }
-        self.relays[relay].target_port.store(port, Ordering::SeqCst);
-        let rule = dnat_rule(&ip(k), port, &listen);
-        let mut args = vec!["-t", "nat", "-A", "OUTPUT"];
-        args.extend(rule.iter().map(String::as_str));
-        self.iptables(from, &args);
     }
 
     fn live(&self) -> Vec<usize> {
@@ -850,14 +851,16 @@ impl<'a> Cluster<'a> {
     }
 }
 
-fn dnat_rule(ip: &str, port: u16, to: &str) -> Vec<String> {
+/// TCP to `ip`, except to its port mapper's directory, goes to `to`.
+fn dnat_rule(ip: &str, to: &str) -> Vec<String> {
     [
         "-p",
         "tcp",
         "-d",
         ip,
+        "!",
         "--dport",
-        &port.to_string(),
+        &directory(1).port().to_string(),
         "-j",
         "DNAT",
         "--to-destination",
@@ -896,7 +899,6 @@ pub fn run(args: &RunArgs) -> ExitCode {
         args,
         children: (0..n).map(|_| None).collect(),
         pms: (0..n).map(|_| None).collect(),
-        ports: vec![0; n],
         pids: Arc::new(Mutex::new(Vec::new())),
         events: Vec::new(),
         offsets: HashMap::new(),
@@ -971,6 +973,9 @@ fn drive(c: &mut Cluster) -> ExitCode {
                 Ok(r) => c.relays.push(r),
                 Err(e) => c.fail(format!("relay: {e}")),
             }
+        }
+        if c.relays.len() == 2 {
+            c.route_pair_through_relays();
         }
     } else {
         c.note(
