@@ -234,6 +234,8 @@ pub fn reply(from: &Term, reply: impl Into<Term>) -> bool {
 struct Slot {
     /// The caller stopped waiting: the proxy sends it nothing.
     abandoned: bool,
+    /// The proxy has its result (and is ending): nothing to cancel.
+    answered: bool,
     result: Option<Result<Term, RequestError>>,
 }
 
@@ -272,6 +274,7 @@ impl Call {
         let body = async move {
             let result = proxy(server, request, token, timeout + PROXY_GRACE).await;
             let mut slot = lock(&proxy_slot);
+            slot.answered = true;
             if !slot.abandoned {
                 slot.result = Some(result);
                 // Sent under the lock: a caller that sees the result also
@@ -305,11 +308,18 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        lock(&self.slot).abandoned = true;
-        // A message, not an exit signal: a proxy killed while it monitors
-        // the callee would take the callee with it (a monitor is a link
-        // back, SPEC section 2). A finished proxy drops it.
-        self.proxy.send(Term::local(Cancel));
+        let answered = {
+            let mut slot = lock(&self.slot);
+            slot.abandoned = true;
+            slot.answered
+        };
+        // A proxy that has its answer is ending on its own: only one still
+        // waiting is told to stop. A message, not an exit signal: a proxy
+        // killed while it monitors the callee would take the callee with
+        // it (a monitor is a link back, SPEC section 2).
+        if !answered {
+            self.proxy.send(Term::local(Cancel));
+        }
     }
 }
 
