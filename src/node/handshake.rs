@@ -109,6 +109,9 @@ pub(crate) enum HandshakeError {
     Timeout,
     /// The server proved the cookie and then refused us.
     Refused(Refusal, String),
+    /// We (the server) answered a client that proved the cookie with
+    /// REFUSE.
+    RefusedByUs(Refusal),
     /// The peer's name is not a valid `host/node` (or is our own).
     BadName(String),
 }
@@ -139,6 +142,9 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::Timeout => f.write_str("handshake timed out"),
             HandshakeError::Refused(_, reason) => write!(f, "the peer refused: {reason}"),
+            HandshakeError::RefusedByUs(refusal) => {
+                write!(f, "{} (answered REFUSE)", refusal.text())
+            }
             HandshakeError::BadName(name) => {
                 write!(f, "handshake: {name:?} is not a valid host/node name")
             }
@@ -388,7 +394,7 @@ pub(crate) fn server(
         put_str(&mut out, refusal.text());
         write_step(stream, deadline, kind::REFUSE, &out)?;
         stream.flush()?;
-        return Err(HandshakeError::Refused(refusal, refusal.text().to_owned()));
+        return Err(HandshakeError::RefusedByUs(refusal));
     }
     write_step(stream, deadline, kind::ACCEPT, &[])?;
     stream.flush()?;

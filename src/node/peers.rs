@@ -292,7 +292,7 @@ impl NodeState {
                 // A peer that did not prove the cookie costs its address a
                 // token (throttle.rs); one refused or admitted after proving
                 // it does not.
-                let proved = admitted.is_some() || matches!(e, HandshakeError::Refused(..));
+                let proved = admitted.is_some() || matches!(e, HandshakeError::RefusedByUs(..));
                 if let (Some(ip), false) = (from, proved) {
                     lock(&self.throttle).failed(ip, Instant::now());
                 }
