@@ -29,7 +29,7 @@ const PROTOCOL_VERSION: u8 = 2;
 
 struct Setup {
     cluster: Cluster,
-    _b: Proc,
+    b: Proc,
     a: Proc,
     port: u16,
 }
@@ -44,7 +44,8 @@ fn setup_with(tag: &str, node_options: &str) -> Setup {
     let cluster = Cluster::new(tag);
     let echo = "(defun echo () (let ((m (receive))) (send (first m) (second m)) (echo)))";
     let form = format!("(node :host \"localhost\" :name \"b\" {node_options})");
-    let b = cluster.kernel("b", &["-e", echo, "-e", &form]);
+    // Warnings on: a test reads why a connection went down.
+    let b = cluster.kernel("b", &["--log-level", "warn", "-e", echo, "-e", &form]);
     cluster.wait_registered("b");
     let port =
         erlangen::port_mapper::client::query_port(cluster.directory(), "b", Duration::from_secs(5))
@@ -56,7 +57,7 @@ fn setup_with(tag: &str, node_options: &str) -> Setup {
     );
     let mut s = Setup {
         cluster,
-        _b: b,
+        b,
         a,
         port,
     };
@@ -447,27 +448,61 @@ fn answer(stream: &mut TcpStream) -> (u8, Option<u8>) {
     (kind, None)
 }
 
+/// Whether the node closes `stream` within the test deadline, whatever
+/// it sends first (an established connection gets sync frames and
+/// heartbeats before it is closed).
+fn closed_after_any_frames(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(support::WAIT))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+    false
+}
+
 #[test]
-fn one_connection_per_pair_of_nodes() {
-    let mut s = setup("onepair");
-    let (first, _) = authenticate_as(&s, "localhost/mallory");
-    // The same node again (same name, same run) while its connection is
-    // up: refused with code 1 (Busy), after proving the cookie.
+fn a_new_connection_of_the_same_run_replaces_only_a_silent_one() {
+    // tick 0.1 s, timeout 6 s: a peer that has sent nothing over its
+    // connection for 3 s (half the timeout) while dialing again has lost
+    // that connection on its side.
+    let mut s = setup_with("onepair", ":tick 0.1 :timeout 6");
+    let (mut first, _) = authenticate_as(&s, "localhost/mallory");
+    // At once, the same node again (same name, same run): the first
+    // connection is fresh, as when two dials cross, so this one is
+    // refused with code 1 (Busy), after proving the cookie.
     let (mut second, _) = prove_as(&s, "localhost/mallory");
     assert_eq!(answer(&mut second), (REFUSE, Some(1)));
     assert!(closed(&mut second));
-    // Once the first is gone, the node may connect again.
-    drop(first);
+    // This client never writes on the first connection. Once it has been
+    // silent for half the timeout, a new dial of the same run replaces
+    // it: accepted, and the node closes the old one and says why (the
+    // timeout itself would only come 3 s later, with another reason).
     let deadline = std::time::Instant::now() + support::WAIT;
-    loop {
+    let _again = loop {
         let (mut again, _) = prove_as(&s, "localhost/mallory");
         match answer(&mut again) {
-            (ACCEPT, None) => break,
-            // The node has not yet seen the first connection close.
+            (ACCEPT, None) => break again,
             (REFUSE, Some(1)) => assert!(std::time::Instant::now() < deadline),
             other => panic!("{other:?}"),
         }
-    }
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert!(
+        closed_after_any_frames(&mut first),
+        "the old connection is closed"
+    );
+    s.b.line_matching(|l| {
+        l.contains(
+            "peer localhost/mallory down: the peer dialed again (it had lost this connection)",
+        )
+    });
     still_serving(&mut s, "after");
 }
 

@@ -191,6 +191,11 @@ pub(crate) struct Connection {
     /// The connection to the same peer this one replaces, while that one's
     /// loss may still be being told: this one delivers nothing before.
     predecessor: Mutex<Option<Arc<Connection>>>,
+    /// When the connection object was made; `last_heard` counts from it.
+    created: Instant,
+    /// Milliseconds after `created` when bytes last came in (or the
+    /// connection was established): how long the peer has been silent.
+    last_heard: AtomicU64,
 }
 
 impl Connection {
@@ -217,6 +222,8 @@ impl Connection {
             reader: OnceLock::new(),
             lost: Latch::new(),
             predecessor: Mutex::new(None),
+            created: Instant::now(),
+            last_heard: AtomicU64::new(0),
         })
     }
 
@@ -239,6 +246,19 @@ impl Connection {
 
     fn lock(&self) -> MutexGuard<'_, Out> {
         super::lock(&self.out)
+    }
+
+    /// Notes that the peer was heard from now.
+    fn heard(&self) {
+        let ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_heard.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long nothing has come in from the peer (since establishment, if
+    /// nothing came at all). Read once per socket read, not per frame.
+    pub(crate) fn silent_for(&self) -> Duration {
+        let heard = Duration::from_millis(self.last_heard.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(heard)
     }
 
     /// The peer's incarnation, once connected.
@@ -400,6 +420,7 @@ impl Connection {
         tick: Duration,
         timeout: Duration,
     ) -> io::Result<()> {
+        self.heard();
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
@@ -488,11 +509,17 @@ impl Connection {
         let mut batch = Batch::default();
         loop {
             // About to block on the socket: hand over what was decoded.
-            if reader.buffer().is_empty() {
+            let from_socket = reader.buffer().is_empty();
+            if from_socket {
                 self.flush(&dispatch, &mut resolved, &mut batch);
             }
             let kind = match frame::read_frame(&mut reader, max, &mut payload) {
-                Ok(kind) => kind,
+                Ok(kind) => {
+                    if from_socket {
+                        self.heard();
+                    }
+                    kind
+                }
                 Err(e) => {
                     self.flush(&dispatch, &mut resolved, &mut batch);
                     let reason = if e.is_timeout() {

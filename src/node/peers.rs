@@ -241,7 +241,7 @@ impl NodeState {
             cookie: &self.cookie,
         };
         let mut chosen: Option<Arc<Connection>> = None;
-        let mut replaced: Option<Arc<Connection>> = None;
+        let mut replaced: Option<(Arc<Connection>, &str)> = None;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let admitted = handshake::server(&mut stream, &me, deadline, |info| {
             if self.stopping.load(Ordering::Acquire) {
@@ -250,13 +250,31 @@ impl NodeState {
             let mut peers = lock(&self.peers);
             match peers.get(&info.name) {
                 Some(c) if !c.is_down() => match c.incarnation() {
-                    // Established with this very run: one connection per
-                    // pair. (If the peer thinks ours is dead, it will
-                    // soon be, and its next dial gets through.)
+                    // Established with this very run, which dials us
+                    // anyway and has sent nothing over it for half the
+                    // failure timeout (a live peer sends at least a
+                    // heartbeat every tick): it has lost that connection
+                    // on its side (declared us down, say while we were
+                    // stopped), so ours is half open and would only be
+                    // found dead later. The peer proved the cookie; as
+                    // Erlang does, its new connection replaces the old
+                    // one, and whoever was attached over it is told now.
+                    Some(inc)
+                        if inc == info.incarnation && c.silent_for() > self.options.timeout / 2 =>
+                    {
+                        replaced = Some((
+                            Arc::clone(c),
+                            "the peer dialed again (it had lost this connection)",
+                        ));
+                        chosen = self.new_connection(&mut peers, &info.name);
+                        chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
+                    }
+                    // Established with this run, which still talks over
+                    // it (two dials crossed): one connection per pair.
                     Some(inc) if inc == info.incarnation => Err(Refusal::Busy),
                     // Established with an earlier run: that run is gone.
                     Some(_) => {
-                        replaced = Some(Arc::clone(c));
+                        replaced = Some((Arc::clone(c), "the peer restarted (new incarnation)"));
                         chosen = self.new_connection(&mut peers, &info.name);
                         chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
                     }
@@ -289,6 +307,11 @@ impl NodeState {
                         self.connection_lost(c, &e.to_string());
                     }
                 }
+                // What it replaced is out of the map already: end it too
+                // (the peer had lost it, or is a new run).
+                if let Some((old, why)) = replaced.take() {
+                    old.fail(&self.dispatcher(), why);
+                }
                 // A peer that did not prove the cookie costs its address a
                 // token (throttle.rs); one refused or admitted after proving
                 // it does not.
@@ -312,8 +335,8 @@ impl NodeState {
             }
         };
         let dispatch = self.dispatcher();
-        if let Some(old) = replaced {
-            old.fail(&dispatch, "the peer restarted (new incarnation)");
+        if let Some((old, why)) = replaced {
+            old.fail(&dispatch, why);
         }
         let Some(conn) = chosen else { return };
         if let Err(e) = conn.establish(
