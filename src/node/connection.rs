@@ -191,11 +191,8 @@ pub(crate) struct Connection {
     /// The connection to the same peer this one replaces, while that one's
     /// loss may still be being told: this one delivers nothing before.
     predecessor: Mutex<Option<Arc<Connection>>>,
-    /// When the connection object was made; `last_heard` counts from it.
-    created: Instant,
-    /// Milliseconds after `created` when bytes last came in (or the
-    /// connection was established): how long the peer has been silent.
-    last_heard: AtomicU64,
+    /// When the handshake succeeded.
+    established_at: OnceLock<Instant>,
 }
 
 impl Connection {
@@ -222,8 +219,7 @@ impl Connection {
             reader: OnceLock::new(),
             lost: Latch::new(),
             predecessor: Mutex::new(None),
-            created: Instant::now(),
-            last_heard: AtomicU64::new(0),
+            established_at: OnceLock::new(),
         })
     }
 
@@ -248,17 +244,9 @@ impl Connection {
         super::lock(&self.out)
     }
 
-    /// Notes that the peer was heard from now.
-    fn heard(&self) {
-        let ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_heard.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long nothing has come in from the peer (since establishment, if
-    /// nothing came at all). Read once per socket read, not per frame.
-    pub(crate) fn silent_for(&self) -> Duration {
-        let heard = Duration::from_millis(self.last_heard.load(Ordering::Relaxed));
-        self.created.elapsed().saturating_sub(heard)
+    /// How long ago the handshake succeeded (`None` before).
+    pub(crate) fn established_for(&self) -> Option<Duration> {
+        self.established_at.get().map(Instant::elapsed)
     }
 
     /// The peer's incarnation, once connected.
@@ -420,7 +408,7 @@ impl Connection {
         tick: Duration,
         timeout: Duration,
     ) -> io::Result<()> {
-        self.heard();
+        let _ = self.established_at.set(Instant::now());
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
@@ -509,17 +497,11 @@ impl Connection {
         let mut batch = Batch::default();
         loop {
             // About to block on the socket: hand over what was decoded.
-            let from_socket = reader.buffer().is_empty();
-            if from_socket {
+            if reader.buffer().is_empty() {
                 self.flush(&dispatch, &mut resolved, &mut batch);
             }
             let kind = match frame::read_frame(&mut reader, max, &mut payload) {
-                Ok(kind) => {
-                    if from_socket {
-                        self.heard();
-                    }
-                    kind
-                }
+                Ok(kind) => kind,
                 Err(e) => {
                     self.flush(&dispatch, &mut resolved, &mut batch);
                     let reason = if e.is_timeout() {

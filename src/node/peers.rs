@@ -250,17 +250,20 @@ impl NodeState {
             let mut peers = lock(&self.peers);
             match peers.get(&info.name) {
                 Some(c) if !c.is_down() => match c.incarnation() {
-                    // Established with this very run, which dials us
-                    // anyway and has sent nothing over it for half the
-                    // failure timeout (a live peer sends at least a
-                    // heartbeat every tick): it has lost that connection
-                    // on its side (declared us down, say while we were
-                    // stopped), so ours is half open and would only be
-                    // found dead later. The peer proved the cookie; as
-                    // Erlang does, its new connection replaces the old
-                    // one, and whoever was attached over it is told now.
+                    // Established with this very run more than twice a
+                    // dial's deadline ago (a dial, port-mapper lookup
+                    // included, ends within one), and it dials us anyway:
+                    // that dial began after both ends of ours were up, and a node dials
+                    // only when it holds no live connection, so the peer
+                    // has lost ours (declared us down, say while we were
+                    // stopped) and ours is half open, to be found dead
+                    // only later. The peer proved the cookie; as Erlang
+                    // does, the new connection replaces the old one, and
+                    // whoever was attached over it is told now.
                     Some(inc)
-                        if inc == info.incarnation && c.silent_for() > self.options.timeout / 2 =>
+                        if inc == info.incarnation
+                            && c.established_for()
+                                .is_some_and(|t| t > 2 * HANDSHAKE_TIMEOUT) =>
                     {
                         replaced = Some((
                             Arc::clone(c),
@@ -269,8 +272,8 @@ impl NodeState {
                         chosen = self.new_connection(&mut peers, &info.name);
                         chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
                     }
-                    // Established with this run, which still talks over
-                    // it (two dials crossed): one connection per pair.
+                    // Established with this run just now: its dial crossed
+                    // ours. One connection per pair.
                     Some(inc) if inc == info.incarnation => Err(Refusal::Busy),
                     // Established with an earlier run: that run is gone.
                     Some(_) => {
