@@ -1,5 +1,14 @@
 //! Peers: one connection per pair of nodes, dialed on demand or accepted,
 //! and what happens when one is lost.
+//!
+//! An accepted, authenticated dial from node P is admitted by what this
+//! node holds for P: nothing (or a dead connection): a new connection; a
+//! connection to an earlier run of P: replaced; one to this run of P
+//! established more than twice the dial deadline ago: replaced (P dials
+//! only when it holds no live connection, so it has lost that one); a
+//! younger one: REFUSE 1 (the dials crossed); a dial of our own still
+//! under way: the dial of the node whose name sorts first wins on both
+//! sides, and the loser adopts the winner's connection.
 
 use std::collections::HashMap;
 use std::fmt;
