@@ -259,34 +259,34 @@ impl NodeState {
             let mut peers = lock(&self.peers);
             match peers.get(&info.name) {
                 Some(c) if !c.is_down() => match c.incarnation() {
-                    // Established with this very run more than twice a
-                    // dial's deadline ago (a dial, port-mapper lookup
-                    // included, ends within one), and it dials us anyway:
-                    // that dial began after both ends of ours were up, and a node dials
-                    // only when it holds no live connection, so the peer
-                    // has lost ours (declared us down, say while we were
-                    // stopped) and ours is half open, to be found dead
-                    // only later. The peer proved the cookie; as Erlang
-                    // does, the new connection replaces the old one, and
-                    // whoever was attached over it is told now.
-                    Some(inc)
-                        if inc == info.incarnation
-                            && c.established_for()
-                                .is_some_and(|t| t > 2 * HANDSHAKE_TIMEOUT) =>
-                    {
-                        replaced = Some((
-                            Arc::clone(c),
-                            "the peer dialed again (it had lost this connection)",
-                        ));
-                        chosen = self.new_connection(&mut peers, &info.name);
-                        chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
-                    }
-                    // Established with this run just now: its dial crossed
-                    // ours. One connection per pair.
-                    Some(inc) if inc == info.incarnation => Err(Refusal::Busy),
-                    // Established with an earlier run: that run is gone.
-                    Some(_) => {
-                        replaced = Some((Arc::clone(c), "the peer restarted (new incarnation)"));
+                    Some(inc) => {
+                        let why = if inc != info.incarnation {
+                            // Established with an earlier run: that run is
+                            // gone.
+                            "the peer restarted (new incarnation)"
+                        } else if c
+                            .established_for()
+                            .is_some_and(|t| t > 2 * HANDSHAKE_TIMEOUT)
+                        {
+                            // Established with this very run more than
+                            // twice a dial's deadline ago (a dial,
+                            // port-mapper lookup included, ends within
+                            // one), and it dials us anyway: that dial began
+                            // after both ends of ours were up, and a node
+                            // dials only when it holds no live connection,
+                            // so the peer has lost ours (declared us down,
+                            // say while we were stopped) and ours is half
+                            // open, to be found dead only later. The peer
+                            // proved the cookie; as Erlang does, the new
+                            // connection replaces the old one, and whoever
+                            // was attached over it is told now.
+                            "the peer dialed again (it had lost this connection)"
+                        } else {
+                            // Established with this run just now: its dial
+                            // crossed ours. One connection per pair.
+                            return Err(Refusal::Busy);
+                        };
+                        replaced = Some((Arc::clone(c), why));
                         chosen = self.new_connection(&mut peers, &info.name);
                         chosen.as_ref().map(|_| ()).ok_or(Refusal::Limit)
                     }
