@@ -280,11 +280,13 @@ impl<'a> Cluster<'a> {
             .stdout(out)
             .stderr(err)
             .spawn();
-        let Ok(child) = child else {
-            self.fail(format!("cannot start the port mapper of n{k}"));
+        let Some(child) = self.started(
+            child,
+            &format!("pm{k}"),
+            &format!("the port mapper of n{k}"),
+        ) else {
             return false;
         };
-        self.set_pid(&format!("pm{k}"), child.id());
         self.pms[k - 1] = Some(child);
         let addr = directory(k);
         let end = Instant::now() + DEADLINE;
@@ -296,6 +298,21 @@ impl<'a> Cluster<'a> {
         }
         self.fail(format!("the port mapper of n{k} did not come up"));
         false
+    }
+
+    /// A process the controller just spawned, sampled from now on under
+    /// `label`; `None` (the run failed, naming `what`) if it did not start.
+    fn started(&mut self, child: std::io::Result<Child>, label: &str, what: &str) -> Option<Child> {
+        match child {
+            Ok(child) => {
+                self.set_pid(label, child.id());
+                Some(child)
+            }
+            Err(e) => {
+                self.fail(format!("cannot start {what}: {e}"));
+                None
+            }
+        }
     }
 
     fn set_pid(&self, label: &str, pid: u32) {
@@ -341,11 +358,9 @@ impl<'a> Cluster<'a> {
             .stdout(Stdio::null())
             .stderr(err)
             .spawn();
-        let Ok(child) = child else {
-            self.fail(format!("cannot start n{k}"));
+        let Some(child) = self.started(child, &format!("n{k}"), &format!("n{k}")) else {
             return false;
         };
-        self.set_pid(&format!("n{k}"), child.id());
         self.children[k - 1] = Some(child);
         let me = name(k);
         if !self.wait_for(DEADLINE, |ev| {
