@@ -14,36 +14,16 @@ PREFIX="ea$(( $$ % 100000 ))"
 HUB="$PREFIX-hub"
 CREATED=()
 DIR=$(mktemp -d)
+# shellcheck source=chaos/netns-lib.sh
+. "$(dirname "$0")/netns-lib.sh"
 cleanup() {
-  for ns in "${CREATED[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    # shellcheck disable=SC2086
-    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-  done
-  for ns in "${CREATED[@]}"; do ip netns del "$ns" 2>/dev/null; done
-  # A veth end left in this namespace by a setup that failed half-way.
-  for k in 1 2; do ip link del "${PREFIX}h$k" 2>/dev/null; done
+  netns_remove 2
   rm -rf "$DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 command -v erl >/dev/null || { echo "erlang-anchor: erl is not installed"; exit 1; }
-ip netns add "$HUB" || exit 1
-CREATED+=("$HUB")
-set -e
-ip -n "$HUB" link set lo up
-ip -n "$HUB" link add br0 type bridge
-ip -n "$HUB" link set br0 up
-for k in 1 2; do
-  ns="$PREFIX-n$k"; ip netns add "$ns"; CREATED+=("$ns")
-  ip link add "${PREFIX}h$k" type veth peer name "${PREFIX}n$k"
-  ip link set "${PREFIX}h$k" netns "$HUB"; ip link set "${PREFIX}n$k" netns "$ns"
-  ip -n "$HUB" link set "${PREFIX}h$k" master br0 up
-  ip -n "$ns" link set "${PREFIX}n$k" name eth0
-  ip -n "$ns" addr add "10.77.0.$k/24" dev eth0
-  ip -n "$ns" link set eth0 up; ip -n "$ns" link set lo up
-done
-set +e
+netns_build 2 || { echo "erlang-anchor: cannot build the namespaces' network"; exit 1; }
 now() { date +%s%3N; }
 # Polls (at most 120 s) until FILE contains PATTERN.
 wait_for() {

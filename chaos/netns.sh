@@ -29,15 +29,11 @@ skip() {
   exit 0
 }
 
+# shellcheck source=chaos/netns-lib.sh
+. "$(dirname "$0")/netns-lib.sh"
+
 cleanup() {
-  for ns in "${CREATED[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    # shellcheck disable=SC2086
-    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-  done
-  for ns in "${CREATED[@]}"; do ip netns del "$ns" 2>/dev/null; done
-  # A veth end left in this namespace by a setup that failed half-way.
-  for k in $(seq 1 "$NODES"); do ip link del "${PREFIX}h$k" 2>/dev/null; done
+  netns_remove "$NODES"
   if [ "$STATUS" = 0 ] && [ "${CHAOS_KEEP:-0}" != 1 ]; then
     rm -rf "$DIR"
   else
@@ -49,31 +45,9 @@ trap 'echo "chaos: interrupted"; exit 130' INT TERM
 
 [ "$(id -u)" = 0 ] || skip "network namespaces need root"
 command -v ip >/dev/null || skip "the ip command (iproute2) is missing"
-ip netns add "$HUB" 2>/dev/null || skip "cannot create network namespaces here"
-CREATED+=("$HUB")
-
-setup() {
-  ip -n "$HUB" link set lo up &&
-  ip -n "$HUB" link add br0 type bridge &&
-  ip -n "$HUB" addr add 10.77.0.254/24 dev br0 &&
-  ip -n "$HUB" link set br0 up || return 1
-  for k in $(seq 1 "$NODES"); do
-    ns="$PREFIX-n$k"
-    ip netns add "$ns" || return 1
-    CREATED+=("$ns")
-    ip link add "${PREFIX}h$k" type veth peer name "${PREFIX}n$k" &&
-    ip link set "${PREFIX}h$k" netns "$HUB" &&
-    ip link set "${PREFIX}n$k" netns "$ns" &&
-    ip -n "$HUB" link set "${PREFIX}h$k" master br0 up &&
-    ip -n "$ns" link set "${PREFIX}n$k" name eth0 &&
-    ip -n "$ns" addr add "10.77.0.$k/24" dev eth0 &&
-    ip -n "$ns" link set eth0 up &&
-    ip -n "$ns" link set lo up || return 1
-  done
-}
 # A machine that allows namespaces but not bridges or veth pairs (some
 # containers) is a skip too, not a failure.
-setup 2>"$DIR/setup.err" || skip "cannot build the namespaces' network here: $(tail -1 "$DIR/setup.err")"
+netns_build "$NODES" 2>"$DIR/setup.err" || skip "cannot build the namespaces' network here: $(tail -1 "$DIR/setup.err")"
 
 EXTRA=()
 if ! command -v iptables >/dev/null || ! ip netns exec "$PREFIX-n1" iptables -w -t nat -L -n >/dev/null 2>&1; then
