@@ -242,15 +242,12 @@ fn bad_peer_names_are_refused_and_leak_no_handshake_slot() {
     // A new node still gets in (from the same address, once a token is
     // back), and the old pair still works.
     let mut c = s.cluster.client("c");
-    let deadline = std::time::Instant::now() + support::WAIT;
-    loop {
-        let out = c.eval("(send (list :fresh (agent)) (spawn '(echo) :node \"b\"))");
-        if out.starts_with("(:FRESH") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{out}");
-        c.eval("(receive :timeout 0.1)");
-    }
+    eval_once_let_in(
+        &mut c,
+        "(send (list :fresh (agent)) (spawn '(echo) :node \"b\"))",
+        "(:FRESH",
+        "0.1",
+    );
     assert_eq!(c.eval("(receive :timeout 10)"), ":FRESH");
     still_serving(&mut s, "after");
 }
@@ -625,16 +622,28 @@ fn a_flood_of_failed_handshakes_from_one_address_is_throttled() {
 /// seconds, within the test deadline) while `b` does not let `c` in yet,
 /// and checks the result comes back.
 fn spawn_on_b_once_let_in(c: &mut support::Proc, pause: &str) {
+    eval_once_let_in(
+        c,
+        "(spawn '(+ 1 1) :node \"b\" :attach :monitor)",
+        "\"localhost/b/",
+        pause,
+    );
+    assert!(c.eval("(receive :timeout 10)").ends_with(":OK 2)"));
+}
+
+/// Evaluates `form` on kernel `c` until its value starts with `expected`
+/// (node `b` lets `c` in), waiting `pause` seconds between tries, within
+/// the test deadline.
+fn eval_once_let_in(c: &mut support::Proc, form: &str, expected: &str, pause: &str) {
     let deadline = std::time::Instant::now() + support::WAIT;
     loop {
-        let out = c.eval("(spawn '(+ 1 1) :node \"b\" :attach :monitor)");
-        if out.starts_with("\"localhost/b/") {
-            break;
+        let out = c.eval(form);
+        if out.starts_with(expected) {
+            return;
         }
         assert!(std::time::Instant::now() < deadline, "{out}");
         c.eval(&format!("(receive :timeout {pause})"));
     }
-    assert!(c.eval("(receive :timeout 10)").ends_with(":OK 2)"));
 }
 
 /// Whether the node closed `t` (EOF, reset, or its error and then EOF)
