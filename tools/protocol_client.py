@@ -55,6 +55,7 @@ import socket
 import struct
 import sys
 import threading
+from dataclasses import dataclass
 import time
 import traceback
 
@@ -209,86 +210,62 @@ TAG_NAMES = ["NIL", "T", "INT8", "INT32", "INT64", "FLOAT", "STRING", "SYMBOL", 
 TERM_VERSION = 1
 
 
+# Value classes: equality and hashing by type and fields (dataclasses);
+# Vector and Dotted hold lists, so they are not hashable.
+
+@dataclass(frozen=True, repr=False)
 class Symbol:
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __eq__(self, o):
-        return type(o) is Symbol and o.name == self.name
-
-    def __hash__(self):
-        return hash(("sym", self.name))
+    name: str
 
     def __repr__(self):
         return self.name
 
 
+@dataclass(frozen=True, repr=False)
 class QSymbol:
-    __slots__ = ("package", "name")
-
-    def __init__(self, package, name):
-        self.package, self.name = package, name
-
-    def __eq__(self, o):
-        return type(o) is QSymbol and (o.package, o.name) == (self.package, self.name)
-
-    def __hash__(self):
-        return hash(("qsym", self.package, self.name))
+    package: str
+    name: str
 
     def __repr__(self):
         return f"{self.package}:{self.name}"
 
 
+@dataclass(frozen=True, repr=False)
 class Keyword:
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __eq__(self, o):
-        return type(o) is Keyword and o.name == self.name
-
-    def __hash__(self):
-        return hash(("kw", self.name))
+    name: str
 
     def __repr__(self):
         return ":" + self.name
 
 
+@dataclass(repr=False)
 class Vector:
-    __slots__ = ("items",)
+    items: list
 
-    def __init__(self, items):
-        self.items = list(items)
-
-    def __eq__(self, o):
-        return type(o) is Vector and o.items == self.items
+    def __post_init__(self):
+        self.items = list(self.items)
 
     def __repr__(self):
         return "#(" + " ".join(show(x) for x in self.items) + ")"
 
 
+@dataclass(repr=False)
 class Dotted:
-    __slots__ = ("items", "tail")
+    items: list
+    tail: object
 
-    def __init__(self, items, tail):
-        self.items, self.tail = list(items), tail
-
-    def __eq__(self, o):
-        return type(o) is Dotted and o.items == self.items and o.tail == self.tail
+    def __post_init__(self):
+        self.items = list(self.items)
 
     def __repr__(self):
         return "(" + " ".join(show(x) for x in self.items) + " . " + show(self.tail) + ")"
 
 
+@dataclass(frozen=True, repr=False)
 class Agent:
     """AGENT (incarnation None: the node's current run) or AGENT_OF_RUN."""
-    __slots__ = ("id", "incarnation")
-
-    def __init__(self, id, incarnation=None):
-        self.id, self.incarnation = id, incarnation
+    id: str
+    incarnation: object = None
 
     @property
     def node(self):
@@ -297,12 +274,6 @@ class Agent:
     @property
     def aid(self):
         return self.id.rsplit("/", 1)[1]
-
-    def __eq__(self, o):
-        return type(o) is Agent and (o.id, o.incarnation) == (self.id, self.incarnation)
-
-    def __hash__(self):
-        return hash(("agent", self.id, self.incarnation))
 
     def __repr__(self):
         return f"#<AGENT {self.id}" + (f" run {self.incarnation:#x}>" if self.incarnation else ">")
