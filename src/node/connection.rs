@@ -652,12 +652,7 @@ impl Connection {
     /// Waits (at most 10 s, a bound in case the old one is never handled)
     /// until the predecessor's loss has been told.
     fn wait_for_predecessor(&self) {
-        let Some(old) = self
-            .predecessor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(old) = super::lock(&self.predecessor).take() else {
             return;
         };
         old.lost
