@@ -241,29 +241,12 @@ pub(super) fn node_info() -> Term {
         ("async-agents", Term::from(agents.len() - threads)),
         ("threads", opt(process.map(|p| p.threads))),
         ("resident-kb", opt(process.map(|p| p.resident_kib))),
-        (
-            "throttled",
-            Term::Int(i64::try_from(node::throttled_connections()).unwrap_or(i64::MAX)),
-        ),
-        (
-            "refused-handshakes",
-            Term::Int(i64::try_from(node::refused_handshakes()).unwrap_or(i64::MAX)),
-        ),
-        (
-            "slots-full",
-            Term::Int(i64::try_from(node::slots_full_closes()).unwrap_or(i64::MAX)),
-        ),
+        ("throttled", count_term(node::throttled_connections())),
+        ("refused-handshakes", count_term(node::refused_handshakes())),
+        ("slots-full", count_term(node::slots_full_closes())),
         (
             "connection-errors",
-            Term::Int(
-                i64::try_from(
-                    node::connection_stats()
-                        .iter()
-                        .map(|s| s.errors)
-                        .sum::<u64>(),
-                )
-                .unwrap_or(i64::MAX),
-            ),
+            count_term(node::connection_stats().iter().map(|s| s.errors).sum()),
         ),
     ])
 }
