@@ -302,6 +302,15 @@ impl<'a> Fields<'a> {
         Ok(self.take(1, field)?[0])
     }
 
+    /// A big-endian u16.
+    ///
+    /// # Errors
+    /// [`FieldError::Truncated`].
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, FieldError> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
     /// A big-endian u32.
     ///
     /// # Errors

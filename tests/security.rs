@@ -24,6 +24,7 @@ const ACCEPT: u8 = 0x04;
 const REFUSE: u8 = 0x05;
 const UNLINK: u8 = 0x14;
 const SEND: u8 = 0x10;
+const NODES: u8 = 0x1E;
 /// The protocol version of PROTOCOL.md.
 const PROTOCOL_VERSION: u8 = 2;
 
@@ -173,6 +174,13 @@ fn authenticate_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
         frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"),
         ACCEPT
     );
+    // The node's first frame says whom it is connected to (PROTOCOL.md
+    // section 7): visible, and not naming the receiver.
+    assert_eq!(
+        frame::read_frame(&mut stream, 1 << 20, &mut buf).expect("nodes"),
+        NODES
+    );
+    assert_eq!(buf[0], 0, "a visible node's flags");
     (stream, sent)
 }
 
@@ -732,5 +740,66 @@ fn unlink_naming_another_nodes_agent_is_ignored() {
     assert_eq!(
         s.a.eval("(receive :timeout 10)"),
         "(\"localhost/b/0\" :EXIT . :BYE)"
+    );
+}
+
+/// A NODES frame (PROTOCOL.md section 7) with `flags` and `names`.
+fn nodes_frame(flags: u8, names: &[String]) -> Vec<u8> {
+    let mut p = vec![flags];
+    p.extend_from_slice(&(names.len() as u16).to_be_bytes());
+    for n in names {
+        put_str(&mut p, n);
+    }
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, NODES, &p).expect("frame");
+    out
+}
+
+#[test]
+fn bad_node_lists_close_only_that_connection() {
+    let mut s = setup("badnodes");
+    let many: Vec<String> = (0..1025).map(|i| format!("localhost/n{i}")).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("too long", nodes_frame(0, &many)),
+        (
+            "repeats itself",
+            nodes_frame(0, &["localhost/x".into(), "localhost/x".into()]),
+        ),
+        (
+            "names the receiver",
+            nodes_frame(0, &["localhost/b".into()]),
+        ),
+        (
+            "names the sender",
+            nodes_frame(0, &["localhost/mallory".into()]),
+        ),
+        ("malformed name", nodes_frame(0, &["no-slash".into()])),
+        (
+            "name with a space",
+            nodes_frame(0, &["localhost/a b".into()]),
+        ),
+        ("unknown flag", nodes_frame(0x80, &[])),
+        (
+            "hidden, naming nodes",
+            nodes_frame(1, &["localhost/x".into()]),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let (mut stream, _) = authenticate(&s);
+        stream.write_all(&bytes).expect("nodes");
+        assert!(closed(&mut stream), "a list that {what} must be refused");
+        still_serving(&mut s, "between");
+    }
+    // Changing from visible to hidden on one connection is refused too.
+    let (mut stream, _) = authenticate(&s);
+    stream.write_all(&nodes_frame(0, &[])).expect("nodes");
+    stream.write_all(&nodes_frame(1, &[])).expect("nodes");
+    assert!(closed(&mut stream), "visible, then hidden");
+    // Nothing else changed: b's only member is a, which still reaches b.
+    still_serving(&mut s, "after");
+    let nodes = s.a.eval("(nodes)");
+    assert!(
+        nodes.starts_with("((:NODE \"localhost/b\" ") && nodes.matches(":NODE").count() == 1,
+        "{nodes}"
     );
 }

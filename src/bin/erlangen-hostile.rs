@@ -877,6 +877,8 @@ fn start_canary(
             directory_port: ctx.directory,
             cookie_file: cookie_file.into(),
         },
+        // A tool, not a member: hidden, as remote shells are.
+        hidden: true,
         ..NodeOptions::default()
     })
     .map_err(|e| format!("canary node: {e}"))?;

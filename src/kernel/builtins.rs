@@ -25,12 +25,14 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
-    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell) become a node (serves until its agent is killed; spawn it)"),
+    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
     ("connection-stats", "(connection-stats &key node) per remote node: errors, established, messages, bytes (of node x with :node \"x\")"),
-    ("nodes", "(nodes) the connected nodes with incarnation, uptime and round-trip time in ms"),
+    ("nodes", "(nodes &optional :hidden) the cluster's other visible nodes (with :hidden, hidden ones too) with incarnation, uptime and round-trip time in ms"),
+    ("monitor-nodes", "(monitor-nodes &key hidden) receive (:NODEUP \"host/node\") and (:NODEDOWN \"host/node\" reason) as nodes join and leave the cluster"),
+    ("demonitor-nodes", "(demonitor-nodes) stop receiving :NODEUP and :NODEDOWN"),
     ("node-info", "(node-info &key node) agents by kind, threads, resident memory, uptime, throttled connections of this node or node x"),
     ("top", "(top &key node refreshes) a live view redrawn every second until Enter or Ctrl-C (once outside the REPL): agents by mailbox depth, connections, totals"),
     ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
@@ -383,9 +385,25 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
             "MAX-CONNECTIONS",
             "SPAWN-TIMEOUT",
             "REMOTE-SHELL",
+            "HIDDEN",
+            "CONNECT-ALL",
         ],
     )?;
-    let mut options = node::NodeOptions::default();
+    let mut options = node::NodeOptions {
+        hidden: super::NODE_DEFAULTS
+            .hidden
+            .load(std::sync::atomic::Ordering::Relaxed),
+        connect_all: super::NODE_DEFAULTS
+            .connect_all
+            .load(std::sync::atomic::Ordering::Relaxed),
+        ..node::NodeOptions::default()
+    };
+    if let Some(hidden) = keys.get("HIDDEN") {
+        options.hidden = hidden.is_true();
+    }
+    if let Some(all) = keys.get("CONNECT-ALL") {
+        options.connect_all = all.is_true();
+    }
     if let Some(h) = keys.get("HOST") {
         options.host = Some(string_arg(name, "host", h)?);
     }

@@ -31,7 +31,7 @@ use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -705,6 +705,16 @@ fn options() -> getopts::Options {
         "no-remote-shell",
         "refuse remote shells (--remote) from other nodes",
     );
+    opts.optflag(
+        "",
+        "hidden",
+        "a node started here is hidden: it connects only to the nodes it addresses and is not passed on",
+    );
+    opts.optflag(
+        "",
+        "no-connect-all",
+        "a node started here does not connect to the nodes its peers are connected to",
+    );
     opts.optopt(
         "",
         "log-level",
@@ -715,9 +725,23 @@ fn options() -> getopts::Options {
     opts
 }
 
+/// Defaults for `(node …)` set by the command line (`--hidden`,
+/// `--no-connect-all`); the keys `:hidden` and `:connect-all` override
+/// them.
+pub(crate) struct NodeDefaults {
+    pub hidden: AtomicBool,
+    pub connect_all: AtomicBool,
+}
+
+pub(crate) static NODE_DEFAULTS: NodeDefaults = NodeDefaults {
+    hidden: AtomicBool::new(false),
+    connect_all: AtomicBool::new(true),
+};
+
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
 /// `-Q`, `-b`, `-h`, `--registry-port`, `--directory-port`,
-/// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--remote NODE`)
+/// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--hidden`,
+/// `--no-connect-all`, `--remote NODE`)
 /// and runs the kernel (or, with `--remote`, a remote shell). Exit codes: 0 ok, 1 a batch form
 /// failed or output failed, 2 bad command line.
 pub fn main() -> ExitCode {
@@ -764,6 +788,12 @@ pub fn main() -> ExitCode {
     if matches.opt_present("no-remote-shell") {
         allow_remote_shell(false);
     }
+    NODE_DEFAULTS
+        .hidden
+        .store(matches.opt_present("hidden"), Ordering::Relaxed);
+    NODE_DEFAULTS
+        .connect_all
+        .store(!matches.opt_present("no-connect-all"), Ordering::Relaxed);
     if let Some(target) = matches.opt_str("remote") {
         return run_remote(&target, matches.opt_present("Q"), matches.opt_present("b"));
     }

@@ -276,18 +276,32 @@ pub(super) fn node_key(function: &str, args: &[Term]) -> Result<Option<String>, 
         .transpose()
 }
 
-/// `(nodes)`: every connected node with its incarnation, uptime and the
-/// round-trip time of asking it.
+/// `(nodes)`: every other visible node of the cluster (with `:hidden`,
+/// hidden ones too) with its incarnation, uptime and the round-trip time
+/// of asking it.
 fn nodes(args: &[Term]) -> Result<Term, CallError> {
-    if !args.is_empty() {
-        return Err(CallError::bad_arguments("nodes", "expected no arguments"));
-    }
-    let mut out = Vec::new();
-    for (peer, incarnation) in node::connected_peers() {
-        // Remote shells are hidden, as Erlang's are: connected, not listed.
-        if is_remote_shell(&peer) {
-            continue;
+    let hidden = match args {
+        [] => false,
+        [Term::Keyword(k)] if k == "HIDDEN" => true,
+        _ => {
+            return Err(CallError::bad_arguments(
+                "nodes",
+                "expected no arguments, or :hidden",
+            ))
         }
+    };
+    let listed = if hidden {
+        node::nodes_with_hidden()
+    } else {
+        node::nodes()
+    };
+    let incarnations: std::collections::HashMap<String, u64> =
+        node::connected_peers().into_iter().collect();
+    let mut out = Vec::new();
+    for peer in listed {
+        let Some(&incarnation) = incarnations.get(&peer) else {
+            continue;
+        };
         let asked = Instant::now();
         let info = query(&peer, "node-info", Vec::new());
         let rtt = asked.elapsed();
@@ -310,10 +324,11 @@ fn nodes(args: &[Term]) -> Result<Term, CallError> {
     Ok(Term::list(out))
 }
 
-/// `true` for the node a remote shell joins as (`host/remsh-PID`).
-fn is_remote_shell(peer: &str) -> bool {
-    peer.split_once('/')
-        .is_some_and(|(_, name)| name.starts_with("remsh-"))
+/// `(monitor-nodes &key hidden)` and `(demonitor-nodes)`.
+fn monitor_nodes(args: &[Term]) -> Result<Term, CallError> {
+    let (_, keys) = keyword_args("monitor-nodes", args, 0, &["HIDDEN"])?;
+    node::monitor_nodes(keys.get("HIDDEN").is_some_and(|t| t.is_true()));
+    Ok(Term::T)
 }
 
 /// Registers the query and session functions and the remote management
@@ -323,6 +338,17 @@ pub(super) fn register() {
     call::register_function(QUERY, serve_query);
     call::register_function(SESSION, session);
     call::register_function("nodes", nodes);
+    call::register_function("monitor-nodes", monitor_nodes);
+    call::register_function("demonitor-nodes", |args| {
+        if !args.is_empty() {
+            return Err(CallError::bad_arguments(
+                "demonitor-nodes",
+                "expected no arguments",
+            ));
+        }
+        node::demonitor_nodes();
+        Ok(Term::T)
+    });
     call::register_function("node-info", |args| match node_key("node-info", args)? {
         Some(n) => query(&n, "node-info", Vec::new()),
         None => Ok(node_info()),
@@ -608,9 +634,11 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Hidden, as Erlang's remote shells are: not passed on, not listed.
     let options = node::NodeOptions {
         host: host.clone(),
         name: Some(format!("remsh-{}", std::process::id())),
+        hidden: true,
         ..node::NodeOptions::default()
     };
     let _handle = match node::start(options) {

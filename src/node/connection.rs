@@ -16,13 +16,15 @@
 //! once. Only one thread writes at a time (`writing`), so frames keep their
 //! order.
 //!
-//! Failure detection (the bound SPEC section 6 asks for): the writer sends
-//! a heartbeat after `tick` without other output, so a live peer is never
-//! silent for longer than `tick` plus scheduling noise; the reader's socket
-//! timeout is `timeout` (> `tick`), so a peer is declared down at most
-//! `timeout` after its last frame, and a broken socket at once. With the
-//! defaults (1 s, 4 s) attached agents hear of a dead peer within 4 s of its
-//! last sign of life, 5 s of its last heartbeat's due time.
+//! Failure detection (the bound SPEC section 6 asks for): the node's
+//! ticker (cluster.rs) wakes once per `tick` and queues a heartbeat on
+//! every connection that wrote nothing for half a tick, so a live peer is
+//! never silent for longer than 1.5 `tick` plus scheduling noise; the
+//! reader's socket timeout is `timeout` (> 1.5 `tick`), so a peer is
+//! declared down at most `timeout` after its last frame, and a broken
+//! socket at once. One thread per node wakes for heartbeats, not one per
+//! connection: idle connections cost a write on the sending side and a
+//! read on the receiving side, and nothing else.
 //!
 //! Lock rule: `out` is held only to append or swap bytes (and while the
 //! codec encodes a term into it, which runs no user code).
@@ -70,6 +72,9 @@ struct Out {
     /// only on a connection that has been quiet, so a stream of sends is
     /// batched by the writer thread.
     last_write: Option<Instant>,
+    /// The last frame is queued (`send_last`): the socket is shut down once
+    /// the buffer is written, and nothing more is queued.
+    closing: bool,
 }
 
 /// What the connection calls back into (the node).
@@ -193,6 +198,13 @@ pub(crate) struct Connection {
     predecessor: Mutex<Option<Arc<Connection>>>,
     /// When the handshake succeeded.
     established_at: OnceLock<Instant>,
+    /// Whether the peer is hidden, once its first NODES frame said
+    /// (cluster.rs); a peer that never sends one counts as hidden.
+    pub hidden: OnceLock<bool>,
+    /// Set when this connection is closed on purpose by either side
+    /// (DISCONNECT, a replaced connection): its loss is not reported to
+    /// other members and not dialed again.
+    pub quiet_loss: AtomicBool,
 }
 
 impl Connection {
@@ -208,6 +220,7 @@ impl Connection {
                 writing: false,
                 spare: Vec::with_capacity(1024),
                 last_write: None,
+                closing: false,
             }),
             ready: Condvar::new(),
             down: AtomicBool::new(false),
@@ -220,6 +233,8 @@ impl Connection {
             lost: Latch::new(),
             predecessor: Mutex::new(None),
             established_at: OnceLock::new(),
+            hidden: OnceLock::new(),
+            quiet_loss: AtomicBool::new(false),
         })
     }
 
@@ -301,7 +316,7 @@ impl Connection {
         write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
     ) -> Result<bool, EncodeError> {
         let mut out = self.lock();
-        if out.closed || out.buf.len() >= self.max_queue {
+        if out.closed || out.closing || out.buf.len() >= self.max_queue {
             drop(out);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -373,7 +388,11 @@ impl Connection {
                     }
                 }
                 let wake = !out.buf.is_empty() && out.writer_waiting;
+                let close_now = out.closing && out.buf.is_empty();
                 drop(out);
+                if close_now {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
                 match written {
                     Ok(n) => {
                         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -399,13 +418,53 @@ impl Connection {
         Ok(true)
     }
 
+    /// Queues `request` as the last frame: once it is written the socket is
+    /// shut down (the peer reads it before the end of the stream), and
+    /// nothing queued after it is sent.
+    pub(crate) fn send_last(&self, request: &Request, agents: &dyn AgentIds) {
+        let _ = self.send(request, agents);
+        let mut out = self.lock();
+        out.closing = true;
+        let idle = out.buf.is_empty() && !out.writing;
+        let wake = out.writer_waiting;
+        drop(out);
+        if idle {
+            if let Some(s) = self.stream.get() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        } else if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Queues a heartbeat if nothing was written for half of `tick` and
+    /// nothing is queued: called once per tick, it keeps every gap in what
+    /// the peer hears from us under 1.5 ticks. Written directly by the calling thread when the socket takes
+    /// it, so an idle connection costs no writer wake-up.
+    pub(crate) fn heartbeat_if_quiet(&self, tick: Duration, agents: &dyn AgentIds) {
+        if self.stream.get().is_none() || self.is_down() {
+            return;
+        }
+        {
+            let out = self.lock();
+            // Never before the first frame (NODES, written at establish):
+            // a peer reads that first.
+            let quiet = out.buf.is_empty()
+                && !out.writing
+                && out.last_write.is_some_and(|t| t.elapsed() >= tick / 2);
+            if !quiet {
+                return;
+            }
+        }
+        let _ = self.send(&Request::Heartbeat, agents);
+    }
+
     /// Starts the reader and writer once the handshake is done.
     pub(crate) fn establish(
         self: &Arc<Self>,
         stream: TcpStream,
         info: PeerInfo,
         dispatch: Arc<dyn Dispatch>,
-        tick: Duration,
         timeout: Duration,
     ) -> io::Result<()> {
         let _ = self.established_at.set(Instant::now());
@@ -425,7 +484,7 @@ impl Connection {
         let d = Arc::clone(&dispatch);
         thread::Builder::new()
             .name(format!("node-writer {}", self.peer))
-            .spawn(move || conn.write_loop(writer_stream, tick, d))?;
+            .spawn(move || conn.write_loop(writer_stream, d))?;
         let conn = Arc::clone(self);
         thread::Builder::new()
             .name(format!("node-reader {}", self.peer))
@@ -433,29 +492,24 @@ impl Connection {
         Ok(())
     }
 
-    fn write_loop(
-        self: Arc<Self>,
-        mut stream: TcpStream,
-        tick: Duration,
-        dispatch: Arc<dyn Dispatch>,
-    ) {
+    fn write_loop(self: Arc<Self>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
         let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
             {
                 let mut out = self.lock();
                 while (out.buf.is_empty() || out.writing) && !out.closed {
-                    out.writer_waiting = true;
-                    let (guard, waited) = self
-                        .ready
-                        .wait_timeout(out, tick)
-                        .unwrap_or_else(|e| e.into_inner());
-                    out = guard;
-                    out.writer_waiting = false;
-                    if waited.timed_out() && out.buf.is_empty() && !out.writing && !out.closed {
-                        // Idle for a tick: a heartbeat keeps the peer's
-                        // failure detector quiet.
-                        let _ = frame::encode_frame(&mut out.buf, protocol::kind::HEARTBEAT, &[]);
+                    if out.closing && out.buf.is_empty() && !out.writing {
+                        drop(out);
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return;
                     }
+                    // No timeout: heartbeats are queued by the node's
+                    // ticker (`heartbeat_if_quiet`), which wakes once per
+                    // tick for all connections instead of once per
+                    // connection.
+                    out.writer_waiting = true;
+                    out = self.ready.wait(out).unwrap_or_else(|e| e.into_inner());
+                    out.writer_waiting = false;
                 }
                 if out.closed {
                     return;

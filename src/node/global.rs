@@ -1,13 +1,21 @@
 //! Cluster-wide names (Erlang's `global`): a name held by one agent at a
 //! time in the whole connected cluster, usable from every connected node.
 //!
-//! **Registration is local-first and announced.** A node refuses a name it
-//! knows to be held by another agent (its own or one a peer announced);
-//! otherwise it records the name with its *registration time*
-//! (`registered_at`, microseconds since the Unix epoch on the registering
-//! node's clock) and announces it to every connected peer
-//! (GLOBAL_REGISTER; PROTOCOL.md section 6). When two nodes connect, each
-//! sends the other the names its own agents hold (GLOBAL_SYNC).
+//! **Registration is claimed, then announced.** A node refuses a name it
+//! knows to be held by another agent (its own or one a peer announced) or
+//! being claimed by one of its own. Otherwise it stamps the registration
+//! with its *registration time* (`registered_at`, microseconds since the
+//! Unix epoch on the registering node's clock) and, if it is a visible
+//! member of a cluster, asks every member (GLOBAL_CLAIM, one round trip to
+//! all of them at once). A member answers HELD if it knows another holder,
+//! and COMPETING if it is claiming the same name itself with a smaller key
+//! (below); with a larger key it abandons its own claim and grants. The
+//! name is registered only when every member granted (a member whose
+//! connection is lost meanwhile counts as granting). Two claims that cross
+//! meet at both claimants, which compare the same keys, so exactly one
+//! succeeds. The name is then recorded and announced to every connected
+//! peer (GLOBAL_REGISTER; PROTOCOL.md section 6). When two nodes connect,
+//! each sends the other the names its own agents hold (GLOBAL_SYNC).
 //!
 //! **Conflicts** (two registrations that crossed: made at the same moment
 //! on two connected nodes, or on two sides of a partition that then
@@ -19,6 +27,8 @@
 //! the losing agent an exit signal with reason
 //! `(:GLOBAL-NAME-CONFLICT "name" winner)`, `winner` being the winning
 //! agent (an agent term).
+//!
+//! A hidden node, or one with no members, registers without a claim.
 //!
 //! A name vanishes when its agent exits (its node announces
 //! GLOBAL_UNREGISTER) or when the connection to its node is lost (every
@@ -32,13 +42,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::connection::Connection;
 use super::groups;
 use super::inbound::Route;
-use super::protocol::{Request, MAX_NAME, MAX_SYNC_ENTRIES};
+use super::protocol::{claim, Request, MAX_NAME, MAX_SYNC_ENTRIES};
 use super::{current_node, NodeState};
 use crate::agent::target::{Remote, RemoteRef};
 use crate::agent::Agent;
@@ -70,6 +80,9 @@ pub enum GlobalNameError {
     NotLocal(String),
     /// The message cannot be sent to the holder's node.
     Unsendable(String),
+    /// Members of the cluster did not answer the claim in time (their
+    /// names); nothing was registered.
+    NoAnswer(Vec<String>),
 }
 
 impl fmt::Display for GlobalNameError {
@@ -88,6 +101,11 @@ impl fmt::Display for GlobalNameError {
                 "global name {name:?} is held on another node, which alone can unregister it"
             ),
             GlobalNameError::Unsendable(e) => write!(f, "cannot send: {e}"),
+            GlobalNameError::NoAnswer(nodes) => write!(
+                f,
+                "no answer to the claim from {}; nothing was registered",
+                nodes.join(", ")
+            ),
         }
     }
 }
@@ -108,14 +126,30 @@ struct Entry {
     at: u64,
 }
 
+/// A registration of this node's waiting for the members' answers.
+struct Claim {
+    name: String,
+    /// The conflict key of the registration it would make.
+    key: (u64, String, String),
+    /// Members that have not answered yet.
+    waiting: Vec<String>,
+    /// Who holds or claims the name, once a member refused.
+    refused: Option<String>,
+}
+
 #[derive(Default)]
 struct Names {
     names: HashMap<String, Entry>,
     /// Per peer, the connection its names came over, and how many.
     sources: HashMap<String, (Weak<Connection>, usize)>,
+    /// Claims under way, by request number; and by name.
+    claims: HashMap<u64, Claim>,
+    claiming: HashMap<String, u64>,
 }
 
 static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+/// Notified whenever a claim gets an answer or loses a member.
+static CLAIM_ANSWERED: Condvar = Condvar::new();
 
 fn names() -> MutexGuard<'static, Option<Names>> {
     super::lock(&NAMES)
@@ -153,6 +187,16 @@ impl Entry {
         }
     }
 
+    /// The holder's id, `"host/node/aid"` (or the local agent printed,
+    /// when this process is not a node).
+    fn id(&self, state: Option<&NodeState>) -> String {
+        match (&self.holder, state) {
+            (Holder::Local(a), Some(state)) => state.full_id(a),
+            (Holder::Local(a), None) => a.to_term().to_string(),
+            (Holder::Remote { agent, .. }, _) => agent.id.to_string(),
+        }
+    }
+
     /// The conflict key: (registered_at, node, holder id).
     fn key(&self, state: &NodeState) -> (u64, String, String) {
         match &self.holder {
@@ -184,39 +228,144 @@ pub fn register(name: &str, agent: &Agent) -> Result<(), GlobalNameError> {
         return Err(GlobalNameError::Exited);
     }
     let state = current_node();
-    with(|n| {
+    let members = state
+        .as_ref()
+        .filter(|s| !s.options.hidden)
+        .map(|s| s.member_connections())
+        .unwrap_or_default();
+    let at = now_micros();
+    let claimed = with(|n| {
         if let Some(e) = n.names.get(name).filter(|e| e.live()) {
             if matches!(&e.holder, Holder::Local(a) if a == agent) {
-                return Ok(());
+                return Ok(None);
             }
             return Err(GlobalNameError::Taken {
                 name: name.to_owned(),
                 holder: e.term().to_string(),
             });
         }
-        let at = now_micros();
-        n.names.insert(
-            name.to_owned(),
-            Entry {
-                holder: Holder::Local(agent.clone()),
-                at,
-            },
-        );
-        if let Some(state) = &state {
-            state.broadcast(&Request::GlobalRegister {
-                incarnation: state.incarnation,
-                at,
+        if let Some(claim) = n.claiming.get(name).and_then(|id| n.claims.get(id)) {
+            return Err(GlobalNameError::Taken {
                 name: name.to_owned(),
-                holder: state.full_id(agent),
+                holder: Term::Str(claim.key.2.clone()).to_string(),
             });
         }
-        Ok(())
+        match &state {
+            Some(state) if !members.is_empty() => {
+                // Ask every member first (the module doc).
+                let request = state.next_request.fetch_add(1, Ordering::Relaxed);
+                let holder = state.full_id(agent);
+                n.claims.insert(
+                    request,
+                    Claim {
+                        name: name.to_owned(),
+                        key: (at, state.full.clone(), holder.clone()),
+                        waiting: members.iter().map(|m| m.peer.clone()).collect(),
+                        refused: None,
+                    },
+                );
+                n.claiming.insert(name.to_owned(), request);
+                let ask = Request::GlobalClaim {
+                    incarnation: state.incarnation,
+                    request,
+                    at,
+                    name: name.to_owned(),
+                    holder,
+                };
+                for member in &members {
+                    if !matches!(member.send(&ask, &**state), Ok(true)) {
+                        // Not queued (connection down, queue full): that
+                        // member will not answer.
+                        if let Some(c) = n.claims.get_mut(&request) {
+                            c.waiting.retain(|p| *p != member.peer);
+                        }
+                    }
+                }
+                Ok(Some(request))
+            }
+            _ => {
+                n.record_local(name, agent, at, state.as_deref());
+                Ok(None)
+            }
+        }
     })?;
+    if let (Some(request), Some(state)) = (claimed, &state) {
+        // A member that dies is declared down within the failure
+        // timeout, which ends its part of the wait; this bound is for a
+        // live member that never answers.
+        let deadline = Instant::now() + state.options.timeout * 2 + Duration::from_secs(1);
+        await_claim(request, agent, at, state, deadline)?;
+    }
     if !agent.is_alive() {
         holder_exited(agent);
         return Err(GlobalNameError::Exited);
     }
     Ok(())
+}
+
+/// Waits for every member's answer to claim `request`, then registers the
+/// name (or says who holds it).
+fn await_claim(
+    request: u64,
+    agent: &Agent,
+    at: u64,
+    state: &NodeState,
+    deadline: Instant,
+) -> Result<(), GlobalNameError> {
+    let mut guard = names();
+    loop {
+        let n = guard.get_or_insert_with(Names::default);
+        let Some(claim) = n.claims.get(&request) else {
+            return Err(GlobalNameError::Exited);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if claim.refused.is_some() || claim.waiting.is_empty() || left.is_zero() {
+            let Some(claim) = n.claims.remove(&request) else {
+                return Err(GlobalNameError::Exited);
+            };
+            n.claiming.remove(&claim.name);
+            if let Some(holder) = claim.refused {
+                return Err(GlobalNameError::Taken {
+                    name: claim.name,
+                    holder: Term::Str(holder).to_string(),
+                });
+            }
+            if !claim.waiting.is_empty() {
+                return Err(GlobalNameError::NoAnswer(claim.waiting));
+            }
+            if let Some(e) = n.names.get(&claim.name).filter(|e| e.live()) {
+                // Registered meanwhile by a node that joined after the
+                // claim was sent.
+                return Err(GlobalNameError::Taken {
+                    name: claim.name,
+                    holder: e.term().to_string(),
+                });
+            }
+            n.record_local(&claim.name, agent, at, Some(state));
+            return Ok(());
+        }
+        guard = CLAIM_ANSWERED
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// A GLOBAL_CLAIM_REPLY from `conn`'s peer.
+pub(super) fn claim_reply(conn: &Arc<Connection>, request: u64, answer: u8, holder: String) {
+    with(|n| {
+        let Some(claim) = n.claims.get_mut(&request) else {
+            return;
+        };
+        if !claim.waiting.contains(&conn.peer) {
+            return;
+        }
+        claim.waiting.retain(|p| *p != conn.peer);
+        if answer != claim::GRANTED {
+            claim.refused = Some(holder);
+        }
+    });
+    CLAIM_ANSWERED.notify_all();
 }
 
 /// Removes global `name`, held by an agent of this node, and tells the
@@ -436,6 +585,57 @@ impl NodeState {
         }
     }
 
+    /// A GLOBAL_CLAIM from `conn`'s peer: answered at once (the module
+    /// doc gives the rule).
+    pub(super) fn global_claim(
+        &self,
+        conn: &Arc<Connection>,
+        incarnation: u64,
+        request: u64,
+        at: u64,
+        name: &str,
+        holder: &str,
+    ) {
+        if conn.incarnation() != Some(incarnation) {
+            self.stale(conn);
+            return;
+        }
+        if !NodeState::from_peer(conn, holder) {
+            // Not an agent of the claiming node: never a valid claim.
+            conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let key = (at, conn.peer.clone(), holder.to_owned());
+        let (answer, who) = with(|n| {
+            if let Some(e) = n.names.get(name).filter(|e| e.live()) {
+                if e.key(self) != key {
+                    return (claim::HELD, e.id(Some(self)));
+                }
+            }
+            let Some(mine) = n.claiming.get(name).and_then(|id| n.claims.get_mut(id)) else {
+                return (claim::GRANTED, String::new());
+            };
+            if key < mine.key {
+                // The earlier claim wins at both claimants: ours yields.
+                mine.refused = Some(holder.to_owned());
+                (claim::GRANTED, String::new())
+            } else {
+                (claim::COMPETING, mine.key.2.clone())
+            }
+        });
+        if answer == claim::GRANTED {
+            CLAIM_ANSWERED.notify_all();
+        }
+        let _ = conn.send(
+            &Request::GlobalClaimReply {
+                request,
+                answer,
+                holder: who,
+            },
+            self,
+        );
+    }
+
     /// A GLOBAL_UNREGISTER from `conn`'s peer: removed if that holder of
     /// that peer has the name.
     pub(super) fn global_unregister(
@@ -466,6 +666,26 @@ impl NodeState {
 }
 
 impl Names {
+    /// Records local `agent` as the holder of `name` and announces it to
+    /// every connected peer.
+    fn record_local(&mut self, name: &str, agent: &Agent, at: u64, state: Option<&NodeState>) {
+        self.names.insert(
+            name.to_owned(),
+            Entry {
+                holder: Holder::Local(agent.clone()),
+                at,
+            },
+        );
+        if let Some(state) = state {
+            state.broadcast(&Request::GlobalRegister {
+                incarnation: state.incarnation,
+                at,
+                name: name.to_owned(),
+                holder: state.full_id(agent),
+            });
+        }
+    }
+
     /// Makes `conn` the source of its peer's names: names from an older
     /// connection to the same peer are dropped first.
     fn take_source(&mut self, conn: &Arc<Connection>) {
@@ -487,9 +707,13 @@ impl Names {
     }
 }
 
-/// `conn` is lost: the names its peer announced over it are gone.
+/// `conn` is lost: the names its peer announced over it are gone, and
+/// claims waiting for its answer wait no longer.
 pub(super) fn connection_lost(conn: &Arc<Connection>) {
     with(|n| {
+        for claim in n.claims.values_mut() {
+            claim.waiting.retain(|p| *p != conn.peer);
+        }
         let ours = n
             .sources
             .get(&conn.peer)
@@ -498,4 +722,5 @@ pub(super) fn connection_lost(conn: &Arc<Connection>) {
             n.drop_peer(&conn.peer);
         }
     });
+    CLAIM_ANSWERED.notify_all();
 }

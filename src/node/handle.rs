@@ -58,6 +58,7 @@ impl NodeHandle {
         if state.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
+        state.stop_ticker();
         // Wake the accept loop by connecting to ourselves, at the address
         // the listener is bound to.
         let mut wake = state.listen_addr;
@@ -134,9 +135,10 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
             "max_connections must be at least 1".into(),
         ));
     }
-    if options.timeout <= options.tick {
+    // A quiet connection hears a heartbeat within 1.5 ticks (cluster.rs).
+    if options.timeout * 2 <= options.tick * 3 {
         return Err(NodeError::Options(format!(
-            "the failure timeout ({:?}) must be longer than the heartbeat tick ({:?})",
+            "the failure timeout ({:?}) must be longer than 1.5 heartbeat ticks ({:?})",
             options.timeout, options.tick
         )));
     }
@@ -186,6 +188,9 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         slots_full: AtomicU64::new(0),
         port,
         listen_addr,
+        cluster: Mutex::new(super::cluster::Cluster::default()),
+        ticker_stop: Mutex::new(false),
+        ticker_wake: std::sync::Condvar::new(),
     });
     {
         let mut slot = NODE.write().unwrap_or_else(|e| e.into_inner());
@@ -194,6 +199,15 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         }
         *slot = Some(Arc::clone(&state));
         target::install_remote(Arc::new(Route(Arc::clone(&state))) as Arc<dyn Remote>);
+    }
+    if let Err(e) = state.start_ticker() {
+        let mut handle = NodeHandle {
+            state,
+            listener: None,
+            registration: Some(registration),
+        };
+        handle.shutdown();
+        return Err(NodeError::Thread(e));
     }
     let accept_state = Arc::clone(&state);
     let listener_thread = thread::Builder::new()

@@ -60,6 +60,10 @@ pub(crate) enum Refusal {
     Busy = 1,
     /// The server has as many connections as it allows.
     Limit = 2,
+    /// The server disconnected this run of the client to prevent an
+    /// overlapping partition, and has not yet seen it reconnect to the
+    /// node that lost it.
+    Excluded = 3,
 }
 
 impl Refusal {
@@ -67,6 +71,7 @@ impl Refusal {
         match self {
             Refusal::Busy => "a connection between these nodes exists or is being made",
             Refusal::Limit => "the node has reached its connection limit",
+            Refusal::Excluded => "this node disconnected you to prevent an overlapping partition",
         }
     }
 }
@@ -319,6 +324,7 @@ pub(crate) fn client(
         let refusal = match code {
             1 => Refusal::Busy,
             2 => Refusal::Limit,
+            3 => Refusal::Excluded,
             other => return Err(HandshakeError::Unexpected(format!("refusal code {other}"))),
         };
         return Err(HandshakeError::Refused(refusal, reason));

@@ -405,6 +405,26 @@ impl Dispatch for Route {
                 incarnation,
                 entries,
             } => node.global_register(conn, incarnation, entries),
+            Request::Nodes { hidden, nodes } => node.on_nodes(conn, hidden, nodes),
+            Request::NodeLost {
+                node: lost,
+                incarnation,
+            } => {
+                node.on_node_lost(conn, &lost, incarnation);
+            }
+            Request::Disconnect { cause, .. } => node.on_disconnect(conn, &cause),
+            Request::GlobalClaim {
+                incarnation,
+                request,
+                at,
+                name,
+                holder,
+            } => node.global_claim(conn, incarnation, request, at, &name, &holder),
+            Request::GlobalClaimReply {
+                request,
+                answer,
+                holder,
+            } => super::global::claim_reply(conn, request, answer, holder),
         }
     }
 }

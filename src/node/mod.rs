@@ -42,11 +42,14 @@
 //  9. attachments.rs  who is told when a connection is lost (exactly once)
 // 10. stats.rs        connection-stats
 // 11. sys.rs          the one non-blocking socket write std lacks
-// 12. groups.rs       process groups across nodes (pg); the exit watch
-// 13. global.rs       cluster-wide names (global) and their conflicts
-// 14. eventlog.rs     one stderr line per connection event, by level
-// 15. throttle.rs     failed handshakes throttled per source address
+// 12. cluster.rs     membership, transitive connections, overlap rule,
+//                    heartbeats and redials (the ticker)
+// 13. groups.rs       process groups across nodes (pg); the exit watch
+// 14. global.rs       cluster-wide names (global): claims and conflicts
+// 15. eventlog.rs     one stderr line per connection event, by level
+// 16. throttle.rs     failed handshakes throttled per source address
 mod attachments;
+pub mod cluster;
 mod connection;
 pub mod eventlog;
 pub mod global;
@@ -64,7 +67,7 @@ mod throttle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::agent::target;
@@ -74,6 +77,7 @@ use crate::term::{AgentIds, AgentRef};
 use connection::{Connection, PeerStats};
 
 pub use crate::crypto::cookie::CookieError;
+pub use cluster::{demonitor_nodes, monitor_nodes, nodes, nodes_with_hidden};
 pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
@@ -129,6 +133,11 @@ pub(crate) struct NodeState {
     port: u16,
     /// Where the listener is bound (to wake its accept loop at shutdown).
     listen_addr: std::net::SocketAddr,
+    /// Members, exclusions and redials (cluster.rs).
+    cluster: Mutex<cluster::Cluster>,
+    /// Set at stop, with `ticker_wake`, to end the ticker at once.
+    ticker_stop: Mutex<bool>,
+    ticker_wake: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -36,6 +36,16 @@ pub struct NodeOptions {
     /// session on this node (default true). The node only records it; the
     /// kernel's session function asks [`crate::node::remote_shells_allowed`].
     pub remote_shell: bool,
+    /// A hidden node (Erlang's `-hidden`; default false) connects only to
+    /// the nodes it addresses, is never passed on to others, takes no part
+    /// in global-name claims and is listed only by `nodes(true)`. Remote
+    /// shells and test tools are hidden.
+    pub hidden: bool,
+    /// Whether this node connects to the nodes its peers are connected to,
+    /// so that visible nodes form a full mesh (Erlang's `connect_all`;
+    /// default true). Off, the node connects only to what it addresses and
+    /// does not disconnect peers to prevent overlapping partitions.
+    pub connect_all: bool,
     /// Limits on decoded terms.
     pub limits: term::Limits,
 }
@@ -52,6 +62,8 @@ impl Default for NodeOptions {
             max_connections: 256,
             spawn_timeout: Duration::from_secs(10),
             remote_shell: true,
+            hidden: false,
+            connect_all: true,
             limits: term::Limits::default(),
         }
     }

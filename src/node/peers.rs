@@ -47,6 +47,12 @@ impl NodeState {
         if self.stopping.load(Ordering::Acquire) {
             return Err(unreachable("this node is stopping".into()));
         }
+        if let Some(cause) = self.is_excluded(peer, None) {
+            return Err(unreachable(format!(
+                "disconnected to prevent an overlapping partition ({cause} lost it); \
+                 connected again once {cause} is"
+            )));
+        }
         if let Some(at) = lock(&self.failed_dials).get(peer) {
             if at.elapsed() < DIAL_BACKOFF {
                 self.stats_for(peer).dropped.fetch_add(1, Ordering::Relaxed);
@@ -93,13 +99,7 @@ impl NodeState {
                     return;
                 }
                 let dispatch = self.dispatcher();
-                if let Err(e) = conn.establish(
-                    stream,
-                    info,
-                    dispatch,
-                    self.options.tick,
-                    self.options.timeout,
-                ) {
+                if let Err(e) = conn.establish(stream, info, dispatch, self.options.timeout) {
                     self.dial_failed(&conn, &e.to_string());
                     return;
                 }
@@ -112,6 +112,11 @@ impl NodeState {
                 if !conn.wait_claimed(deadline) {
                     self.dial_failed(&conn, "the peer refused a second connection");
                 }
+            }
+            Err(DialError::Gone(e)) => {
+                // Stopped or dead: a lost member is not dialed again.
+                self.forget_lost(&conn.peer);
+                self.dial_failed(&conn, &e);
             }
             Err(e) => self.dial_failed(&conn, &e.to_string()),
         }
@@ -133,8 +138,14 @@ impl NodeState {
                 .ok_or_else(|| DialError::Other(format!("cannot resolve {host}")))
         };
         let directory = resolve(self.options.config.directory_port)?;
-        let port = port_mapper::client::query_port(directory, node, HANDSHAKE_TIMEOUT)
-            .map_err(|e| DialError::Other(format!("cannot find {peer}: {e}")))?;
+        let port = port_mapper::client::query_port(directory, node, HANDSHAKE_TIMEOUT).map_err(
+            |e| match e {
+                port_mapper::PortMapperError::UnknownNode(_) => {
+                    DialError::Gone(format!("cannot find {peer}: {e}"))
+                }
+                e => DialError::Other(format!("cannot find {peer}: {e}")),
+            },
+        )?;
         let addr = resolve(port)?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -205,6 +216,7 @@ impl NodeState {
                 format_args!("cannot connect to {}: {why}", conn.peer),
             );
         }
+        self.cluster_lost(conn, why);
         super::groups::connection_lost(conn);
         super::global::connection_lost(conn);
         for entry in conn.attached.close() {
@@ -255,6 +267,12 @@ impl NodeState {
         let admitted = handshake::server(&mut stream, &me, deadline, |info| {
             if self.stopping.load(Ordering::Acquire) {
                 return Err(Refusal::Limit);
+            }
+            if self
+                .is_excluded(&info.name, Some(info.incarnation))
+                .is_some()
+            {
+                return Err(Refusal::Excluded);
             }
             let mut peers = lock(&self.peers);
             match peers.get(&info.name) {
@@ -322,6 +340,7 @@ impl NodeState {
                 // What it replaced is out of the map already: end it too
                 // (the peer had lost it, or is a new run).
                 if let Some((old, why)) = replaced.take() {
+                    old.quiet_loss.store(true, Ordering::Release);
                     old.fail(&self.dispatcher(), why);
                 }
                 // A peer that did not prove the cookie costs its address a
@@ -348,24 +367,21 @@ impl NodeState {
         };
         let dispatch = self.dispatcher();
         if let Some((old, why)) = replaced {
+            // Replaced, not lost: the other members are not told.
+            old.quiet_loss.store(true, Ordering::Release);
             old.fail(&dispatch, why);
         }
         let Some(conn) = chosen else { return };
-        if let Err(e) = conn.establish(
-            stream,
-            info,
-            Arc::clone(&dispatch),
-            self.options.tick,
-            self.options.timeout,
-        ) {
+        if let Err(e) = conn.establish(stream, info, Arc::clone(&dispatch), self.options.timeout) {
             conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
             return;
         }
         self.established(&conn);
     }
 
-    /// A connection is up: the peer hears this node's group members and
-    /// global names (groups.rs, global.rs).
+    /// A connection is up: the peer hears whom this node is connected to
+    /// (cluster.rs), its group members and global names (groups.rs,
+    /// global.rs).
     fn established(&self, conn: &Arc<Connection>) {
         let again = !eventlog::first_connection(&conn.peer);
         eventlog::event(
@@ -382,6 +398,7 @@ impl NodeState {
                 conn.incarnation().unwrap_or(0)
             ),
         );
+        self.announce_membership(conn);
         self.sync_groups(conn);
         self.sync_global(conn);
     }
@@ -390,6 +407,8 @@ impl NodeState {
 /// Why a dial did not give a connection.
 enum DialError {
     Handshake(HandshakeError),
+    /// The peer's host does not know it (stopped, or died).
+    Gone(String),
     Other(String),
 }
 
@@ -397,7 +416,7 @@ impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DialError::Handshake(e) => e.fmt(f),
-            DialError::Other(e) => f.write_str(e),
+            DialError::Gone(e) | DialError::Other(e) => f.write_str(e),
         }
     }
 }

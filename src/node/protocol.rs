@@ -66,6 +66,46 @@ pub(crate) mod kind {
     /// `incarnation: u64`, `count: u32`, `count` x (`registered_at: u64`,
     /// `name: str`, `holder: str`).
     pub const GLOBAL_SYNC: u8 = 0x1D;
+    /// Cluster membership: `flags: u8` (bit 0: the sender is hidden; the
+    /// other bits are 0), `count: u16`, `count` x `node: str`, the visible
+    /// nodes the sender is connected to (all of them in its first NODES on
+    /// a connection, each new one after that).
+    pub const NODES: u8 = 0x1E;
+    /// The sender's connection to a visible node failed: `node: str`,
+    /// `incarnation: u64` (the run it was connected to).
+    pub const NODE_LOST: u8 = 0x1F;
+    /// The sender is closing this connection on purpose: `code: u8` (1: to
+    /// prevent an overlapping partition), `cause: str` (the node whose loss
+    /// of the receiver caused it).
+    pub const DISCONNECT: u8 = 0x20;
+    /// Asks for the right to register a global name: `incarnation: u64`,
+    /// `request: u64`, `registered_at: u64`, `name: str`, `holder: str`.
+    pub const GLOBAL_CLAIM: u8 = 0x21;
+    /// Answers a GLOBAL_CLAIM: `request: u64`, `answer: u8` (0 granted, 1
+    /// the name is held, 2 an earlier claim competes), `holder: str` (who
+    /// holds or claims it; empty when granted).
+    pub const GLOBAL_CLAIM_REPLY: u8 = 0x22;
+}
+
+/// Most nodes one NODES frame may name; more is malformed (a node has at
+/// most `max_connections` peers, 256 by default).
+pub(crate) const MAX_ANNOUNCED_NODES: usize = 1024;
+
+/// The NODES flag of a hidden sender.
+pub(crate) const NODES_HIDDEN: u8 = 0x01;
+
+/// DISCONNECT's code: the sender drops the receiver so that the cluster
+/// splits into fully connected parts.
+pub(crate) const DISCONNECT_OVERLAP: u8 = 1;
+
+/// GLOBAL_CLAIM_REPLY answers.
+pub(crate) mod claim {
+    /// The claim is granted.
+    pub const GRANTED: u8 = 0;
+    /// The name is held by another agent.
+    pub const HELD: u8 = 1;
+    /// An earlier claim for the name competes (the sender's own).
+    pub const COMPETING: u8 = 2;
 }
 
 /// Longest group or global name, in bytes (names are 1 to this many bytes
@@ -161,6 +201,30 @@ pub(crate) enum Request {
     GlobalSync {
         incarnation: u64,
         entries: Vec<(u64, String, String)>,
+    },
+    Nodes {
+        hidden: bool,
+        nodes: Vec<String>,
+    },
+    NodeLost {
+        node: String,
+        incarnation: u64,
+    },
+    Disconnect {
+        code: u8,
+        cause: String,
+    },
+    GlobalClaim {
+        incarnation: u64,
+        request: u64,
+        at: u64,
+        name: String,
+        holder: String,
+    },
+    GlobalClaimReply {
+        request: u64,
+        answer: u8,
+        holder: String,
     },
 }
 
@@ -377,7 +441,59 @@ pub(crate) fn encode(
             }
             kind::GLOBAL_SYNC
         }
+        Request::Nodes { hidden, nodes } => {
+            out.push(if *hidden { NODES_HIDDEN } else { 0 });
+            let count = nodes.len().min(MAX_ANNOUNCED_NODES);
+            out.extend_from_slice(&(count as u16).to_be_bytes());
+            for node in nodes.iter().take(count) {
+                put_str(out, node);
+            }
+            kind::NODES
+        }
+        Request::NodeLost { node, incarnation } => {
+            put_str(out, node);
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            kind::NODE_LOST
+        }
+        Request::Disconnect { code, cause } => {
+            out.push(*code);
+            put_str(out, cause);
+            kind::DISCONNECT
+        }
+        Request::GlobalClaim {
+            incarnation,
+            request,
+            at,
+            name,
+            holder,
+        } => {
+            out.extend_from_slice(&incarnation.to_be_bytes());
+            out.extend_from_slice(&request.to_be_bytes());
+            out.extend_from_slice(&at.to_be_bytes());
+            put_str(out, name);
+            put_str(out, holder);
+            kind::GLOBAL_CLAIM
+        }
+        Request::GlobalClaimReply {
+            request,
+            answer,
+            holder,
+        } => {
+            out.extend_from_slice(&request.to_be_bytes());
+            out.push(*answer);
+            put_str(out, holder);
+            kind::GLOBAL_CLAIM_REPLY
+        }
     })
+}
+
+/// A `host/node` name in a membership frame.
+fn node_field<'a>(f: &mut Fields<'a>, field: &'static str) -> Result<&'a str, ProtocolError> {
+    let s = f.str(field)?;
+    if !super::handshake::valid_full_name(s) {
+        return Err(ProtocolError::Bound(field));
+    }
+    Ok(s)
 }
 
 /// Decodes a SEND payload without copying its `to` field: (to_incarnation,
@@ -501,6 +617,64 @@ pub(crate) fn decode(
                 entries,
             }
         }
+        kind::NODES => {
+            let flags = f.u8("flags")?;
+            if flags & !NODES_HIDDEN != 0 {
+                return Err(ProtocolError::Bound("flags"));
+            }
+            let hidden = flags & NODES_HIDDEN != 0;
+            let count = f.u16("count")? as usize;
+            // A hidden node is passed on by no one, and passes on no one.
+            if count > MAX_ANNOUNCED_NODES || (hidden && count > 0) {
+                return Err(ProtocolError::Bound("count"));
+            }
+            let mut nodes: Vec<String> = Vec::with_capacity(count.min(payload.len() / 4));
+            for _ in 0..count {
+                let node = node_field(&mut f, "node")?;
+                if nodes.iter().any(|n| n == node) {
+                    return Err(ProtocolError::Bound("node (named twice)"));
+                }
+                nodes.push(node.to_owned());
+            }
+            Request::Nodes { hidden, nodes }
+        }
+        kind::NODE_LOST => Request::NodeLost {
+            node: node_field(&mut f, "node")?.to_owned(),
+            incarnation: f.u64("incarnation")?,
+        },
+        kind::DISCONNECT => {
+            let code = f.u8("code")?;
+            if code != DISCONNECT_OVERLAP {
+                return Err(ProtocolError::Bound("code"));
+            }
+            Request::Disconnect {
+                code,
+                cause: node_field(&mut f, "cause")?.to_owned(),
+            }
+        }
+        kind::GLOBAL_CLAIM => Request::GlobalClaim {
+            incarnation: f.u64("incarnation")?,
+            request: f.u64("request")?,
+            at: f.u64("registered_at")?,
+            name: name_field(&mut f, "name")?.to_owned(),
+            holder: id_field(&mut f, "holder")?.to_owned(),
+        },
+        kind::GLOBAL_CLAIM_REPLY => {
+            let request = f.u64("request")?;
+            let answer = f.u8("answer")?;
+            if answer > claim::COMPETING {
+                return Err(ProtocolError::Bound("answer"));
+            }
+            let holder = f.str("holder")?;
+            if holder.len() > MAX_ID || (answer == claim::GRANTED) != holder.is_empty() {
+                return Err(ProtocolError::Bound("holder"));
+            }
+            Request::GlobalClaimReply {
+                request,
+                answer,
+                holder: holder.to_owned(),
+            }
+        }
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     f.end()?;
@@ -594,7 +768,99 @@ mod tests {
                 incarnation: 5,
                 entries: vec![(7, "db".into(), "h/n/3".into())],
             },
+            Request::Nodes {
+                hidden: false,
+                nodes: vec!["h/a".into(), "h/b".into()],
+            },
+            Request::Nodes {
+                hidden: true,
+                nodes: vec![],
+            },
+            Request::NodeLost {
+                node: "h/c".into(),
+                incarnation: 3,
+            },
+            Request::Disconnect {
+                code: DISCONNECT_OVERLAP,
+                cause: "h/a".into(),
+            },
+            Request::GlobalClaim {
+                incarnation: 5,
+                request: 9,
+                at: 1_700_000_000_000_000,
+                name: "db".into(),
+                holder: "h/n/3".into(),
+            },
+            Request::GlobalClaimReply {
+                request: 9,
+                answer: claim::GRANTED,
+                holder: String::new(),
+            },
+            Request::GlobalClaimReply {
+                request: 9,
+                answer: claim::HELD,
+                holder: "h/m/4".into(),
+            },
         ]
+    }
+
+    fn nodes_payload(flags: u8, names: &[&str]) -> Vec<u8> {
+        let mut p = vec![flags];
+        p.extend_from_slice(&(names.len() as u16).to_be_bytes());
+        for n in names {
+            put_str(&mut p, n);
+        }
+        p
+    }
+
+    #[test]
+    fn bad_node_lists_are_malformed() {
+        let limits = term::Limits::default();
+        let decode_nodes = |p: &[u8]| decode(kind::NODES, p, &limits);
+        assert!(decode_nodes(&nodes_payload(0, &["h/a", "h/b"])).is_ok());
+        // Repeated, malformed, or from a hidden sender.
+        for bad in [
+            nodes_payload(0, &["h/a", "h/a"]),
+            nodes_payload(0, &["no-slash"]),
+            nodes_payload(0, &["h/a b"]),
+            nodes_payload(0, &["/a"]),
+            nodes_payload(NODES_HIDDEN, &["h/a"]),
+            nodes_payload(0x80, &[]),
+        ] {
+            assert!(
+                matches!(decode_nodes(&bad), Err(ProtocolError::Bound(_))),
+                "{bad:?}"
+            );
+        }
+        // Too many names, refused from the count alone.
+        let many: Vec<String> = (0..=MAX_ANNOUNCED_NODES)
+            .map(|i| format!("h/n{i}"))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            decode_nodes(&nodes_payload(0, &refs)),
+            Err(ProtocolError::Bound("count"))
+        ));
+        // A count larger than the names that follow.
+        let mut short = nodes_payload(0, &["h/a"]);
+        short[2] = 2;
+        assert!(matches!(decode_nodes(&short), Err(ProtocolError::Field(_))));
+    }
+
+    #[test]
+    fn claim_replies_say_who_holds_unless_granted() {
+        let limits = term::Limits::default();
+        let reply = |answer: u8, holder: &str| {
+            let mut p = 9u64.to_be_bytes().to_vec();
+            p.push(answer);
+            put_str(&mut p, holder);
+            decode(kind::GLOBAL_CLAIM_REPLY, &p, &limits)
+        };
+        assert!(reply(claim::GRANTED, "").is_ok());
+        assert!(reply(claim::COMPETING, "h/n/1").is_ok());
+        assert!(reply(claim::GRANTED, "h/n/1").is_err());
+        assert!(reply(claim::HELD, "").is_err());
+        assert!(reply(3, "h/n/1").is_err());
     }
 
     /// The annotated GROUP_JOIN dump in PROTOCOL.md section 6.

@@ -59,6 +59,8 @@ pub fn run(args: &CycleArgs) -> ExitCode {
                     cookie_file: args.dir.join("cookie"),
                     ..erlangen::config::default()
                 },
+                // A tool, not a member: hidden, as remote shells are.
+                hidden: true,
                 ..NodeOptions::default()
             }) {
                 Ok(h) => break Ok(h),
