@@ -645,7 +645,7 @@ HS_HELLO, HS_CHALLENGE, HS_PROOF, HS_ACCEPT, HS_REFUSE = 1, 2, 3, 4, 5
 NODE_MAGIC = b"ERLN"
 NODE_VERSION = 2
 HANDSHAKE_TIMEOUT = 5.0
-REFUSE_BUSY, REFUSE_LIMIT = 1, 2
+REFUSE_BUSY, REFUSE_LIMIT, REFUSE_EXCLUDED = 1, 2, 3
 
 
 class CookieError(Exception):
@@ -754,12 +754,132 @@ def client_handshake(sock, cookie, name_c, inc_c, expect_name, *, send_proof_any
 
 SEND, SPAWN, SPAWN_REPLY, LINK, UNLINK, EXIT, NOTICE, HEARTBEAT = range(0x10, 0x18)
 GROUP_JOIN, GROUP_LEAVE, GROUP_SYNC, GLOBAL_REGISTER, GLOBAL_UNREGISTER, GLOBAL_SYNC = range(0x18, 0x1E)
+NODES, NODE_LOST, DISCONNECT, GLOBAL_CLAIM, GLOBAL_CLAIM_REPLY = range(0x1E, 0x23)
 ATTACH_NONE, ATTACH_LINK, ATTACH_MONITOR = 0, 1, 2
 TRACE = bool(os.environ.get("PYCLIENT_TRACE"))
 KIND_NAMES = {SEND: "SEND", SPAWN: "SPAWN", SPAWN_REPLY: "SPAWN_REPLY", LINK: "LINK", UNLINK: "UNLINK",
               EXIT: "EXIT", NOTICE: "NOTICE", HEARTBEAT: "HEARTBEAT", GROUP_JOIN: "GROUP_JOIN",
               GROUP_LEAVE: "GROUP_LEAVE", GROUP_SYNC: "GROUP_SYNC", GLOBAL_REGISTER: "GLOBAL_REGISTER",
-              GLOBAL_UNREGISTER: "GLOBAL_UNREGISTER", GLOBAL_SYNC: "GLOBAL_SYNC"}
+              GLOBAL_UNREGISTER: "GLOBAL_UNREGISTER", GLOBAL_SYNC: "GLOBAL_SYNC", NODES: "NODES",
+              NODE_LOST: "NODE_LOST", DISCONNECT: "DISCONNECT", GLOBAL_CLAIM: "GLOBAL_CLAIM",
+              GLOBAL_CLAIM_REPLY: "GLOBAL_CLAIM_REPLY"}
+
+# Section 7: NODES flags, DISCONNECT codes, the count bound; section 6: claim answers.
+NODES_HIDDEN = 0x01
+MAX_NODES_COUNT = 1024
+DISCONNECT_OVERLAP = 1
+CLAIM_GRANTED, CLAIM_HELD, CLAIM_COMPETING = 0, 1, 2
+CLAIM_ANSWER_NAMES = {CLAIM_GRANTED: "GRANTED", CLAIM_HELD: "HELD", CLAIM_COMPETING: "COMPETING"}
+
+
+def _bounded(s, lo, hi, what):
+    """A section 6 bound on a str field: lo to hi bytes of UTF-8."""
+    n = len(s.encode("utf-8"))
+    if not lo <= n <= hi:
+        raise ProtocolError(f"{what} of {n} bytes")
+    return s
+
+
+def encode_nodes(names, hidden=False, flags=None):
+    """A NODES payload (section 7). `flags` overrides the byte (to send a bad one on purpose)."""
+    return (p_u8(flags if flags is not None else (NODES_HIDDEN if hidden else 0)) + p_u16(len(names))
+            + b"".join(p_str(n) for n in names))
+
+
+def decode_nodes(payload, receiver, sender):
+    """A NODES payload: (hidden, names), or ProtocolError for every bound of section 7.
+
+    `receiver` and `sender` are the two ends' `host/node` names (neither may be named)."""
+    f = Fields(payload)
+    flags = f.u8()
+    count = f.u16()
+    if flags & ~NODES_HIDDEN:
+        raise ProtocolError(f"NODES flags {flags:#04x}: a bit other than bit 0 is set")
+    if count > MAX_NODES_COUNT:
+        raise ProtocolError(f"NODES count {count} over {MAX_NODES_COUNT}")
+    hidden = bool(flags & NODES_HIDDEN)
+    if hidden and count:
+        raise ProtocolError(f"NODES of a hidden sender names {count} node(s)")
+    names = []
+    seen = set()
+    for _ in range(count):
+        name = f.str()
+        if not valid_node_name(name):
+            raise ProtocolError(f"NODES names {name!r}, not a host/node name")
+        if name in seen:
+            raise ProtocolError(f"NODES names {name!r} twice")
+        if name == receiver:
+            raise ProtocolError(f"NODES names the receiver {name!r}")
+        if name == sender:
+            raise ProtocolError(f"NODES names its sender {name!r}")
+        seen.add(name)
+        names.append(name)
+    f.end()
+    return hidden, names
+
+
+def decode_node_lost(payload):
+    """A NODE_LOST payload: (node, incarnation)."""
+    f = Fields(payload)
+    node = f.str()
+    inc = f.u64()
+    f.end()
+    return node, inc
+
+
+def decode_disconnect(payload):
+    """A DISCONNECT payload: (code, cause); any code but 1 is malformed."""
+    f = Fields(payload)
+    code = f.u8()
+    cause = f.str()
+    f.end()
+    if code != DISCONNECT_OVERLAP:
+        raise ProtocolError(f"DISCONNECT code {code}")
+    return code, cause
+
+
+def encode_claim(incarnation, request, at, name, holder):
+    return p_u64(incarnation) + p_u64(request) + p_u64(at) + p_str(name) + p_str(holder)
+
+
+def decode_claim(payload):
+    """A GLOBAL_CLAIM payload: (incarnation, request, registered_at, name, holder), with section 6's bounds."""
+    f = Fields(payload)
+    inc = f.u64()
+    req = f.u64()
+    at = f.u64()
+    name = _bounded(f.str(), 1, 255, "name")
+    holder = _bounded(f.str(), 1, 1024, "holder")
+    f.end()
+    return inc, req, at, name, holder
+
+
+def encode_claim_reply(request, answer, holder=""):
+    return p_u64(request) + p_u8(answer) + p_str(holder)
+
+
+def decode_claim_reply(payload):
+    """A GLOBAL_CLAIM_REPLY payload: (request, answer, holder); answer above 2, or a holder
+    empty for HELD/COMPETING or not empty for GRANTED, is malformed."""
+    f = Fields(payload)
+    req = f.u64()
+    answer = f.u8()
+    holder = f.str()
+    f.end()
+    if answer > CLAIM_COMPETING:
+        raise ProtocolError(f"GLOBAL_CLAIM_REPLY answer {answer}")
+    if answer == CLAIM_GRANTED and holder:
+        raise ProtocolError("GLOBAL_CLAIM_REPLY GRANTED with a holder")
+    if answer != CLAIM_GRANTED:
+        if not holder:
+            raise ProtocolError(f"GLOBAL_CLAIM_REPLY {CLAIM_ANSWER_NAMES[answer]} without a holder")
+        _bounded(holder, 1, 1024, "holder")
+    return req, answer, holder
+
+
+def claim_key(at, holder):
+    """Section 6's conflict key: (registered_at, the holder's node, the holder's id), strings by bytes."""
+    return (at, holder.rsplit("/", 1)[0].encode(), holder.encode())
 
 # What this client's agents receive in their mailboxes:
 #   ("msg", term)                 a SEND

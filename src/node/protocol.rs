@@ -913,6 +913,29 @@ mod tests {
         }
     }
 
+    /// The annotated NODES dump in PROTOCOL.md section 7, byte for byte.
+    #[test]
+    fn protocol_md_nodes_dump() {
+        let request = Request::Nodes {
+            hidden: false,
+            nodes: vec!["h/a".into(), "h/b".into()],
+        };
+        let mut out = Vec::new();
+        let start = crate::frame::begin_frame(&mut out, 0);
+        let kind = encode(&request, &mut out, &NoIds).expect("encode");
+        out[start + 4] = kind;
+        crate::frame::finish_frame(&mut out, start).expect("frame");
+        let expected: &[u8] = &[
+            0x00, 0x00, 0x00, 0x0E, 0x1E, 0x00, 0x00, 0x02, 0x00, 0x03, b'h', b'/', b'a', 0x00,
+            0x03, b'h', b'/', b'b',
+        ];
+        assert_eq!(out, expected);
+        assert_eq!(
+            decode(kind, &out[5..], &term::Limits::default()).expect("decode"),
+            request
+        );
+    }
+
     /// The annotated dump in PROTOCOL.md section 5, byte for byte.
     #[test]
     fn protocol_md_send_dump() {
