@@ -25,6 +25,7 @@ const REFUSE: u8 = 0x05;
 const UNLINK: u8 = 0x14;
 const SEND: u8 = 0x10;
 const NODES: u8 = 0x1E;
+const NODE_LOST: u8 = 0x1F;
 /// The protocol version of PROTOCOL.md.
 const PROTOCOL_VERSION: u8 = 2;
 
@@ -802,4 +803,62 @@ fn bad_node_lists_close_only_that_connection() {
         nodes.starts_with("((:NODE \"localhost/b\" ") && nodes.matches(":NODE").count() == 1,
         "{nodes}"
     );
+}
+
+/// A NODE_LOST frame (PROTOCOL.md section 7).
+fn node_lost_frame(node: &str, incarnation: u64) -> Vec<u8> {
+    let mut p = Vec::new();
+    put_str(&mut p, node);
+    p.extend_from_slice(&incarnation.to_be_bytes());
+    let mut out = Vec::new();
+    frame::encode_frame(&mut out, NODE_LOST, &p).expect("frame");
+    out
+}
+
+/// a's incarnation, from its `(node-info)`.
+fn incarnation_of(a: &mut Proc) -> u64 {
+    let info = a.eval("(node-info)");
+    let rest = info.split(":INCARNATION ").nth(1).expect("incarnation");
+    rest.split(' ')
+        .next()
+        .expect("number")
+        .parse()
+        .expect("u64")
+}
+
+#[test]
+fn the_overlap_rule_drops_the_later_node_until_its_cause_is_gone() {
+    let mut s = setup("overlap");
+    let inc_a = incarnation_of(&mut s.a);
+    // A member that sorts after a reports losing a: b ignores it (a's own
+    // report about that member would decide). The garbage frame after it
+    // closes the connection once b has read the report.
+    let (mut late, _) = authenticate_as(&s, "localhost/zz");
+    late.write_all(&nodes_frame(0, &[])).expect("nodes");
+    late.write_all(&node_lost_frame("localhost/a", inc_a))
+        .expect("node lost");
+    late.write_all(&[0, 0, 0, 1, 0x7F]).expect("garbage");
+    assert!(closed(&mut late));
+    still_serving(&mut s, "kept");
+    // A member that sorts first ("localhost/0") reports losing a: b,
+    // seeing both, drops a (and tells it why).
+    let (mut early, _) = authenticate_as(&s, "localhost/0");
+    early.write_all(&nodes_frame(0, &[])).expect("nodes");
+    early
+        .write_all(&node_lost_frame("localhost/a", inc_a))
+        .expect("node lost");
+    support::eventually("a dropped by b", || s.a.eval("(nodes)") == "NIL");
+    // While the cause is a member of b, a's dials are refused (REFUSE 3),
+    // and what a sent meanwhile goes nowhere (still_serving below gets
+    // its own message first).
+    let out = s.a.eval("(send (list :lost (agent)) e)");
+    assert!(out.starts_with("(:LOST"), "{out}");
+    s.b.line_matching(|l| l.contains("disconnected you to prevent an overlapping partition"));
+    // The cause leaves: b lifts the exclusion and dials a again; a
+    // reaches the echo agent once more.
+    drop(early);
+    support::eventually("b and a connected again", || {
+        s.a.eval("(nodes)").starts_with("((:NODE \"localhost/b\" ")
+    });
+    still_serving(&mut s, "healed");
 }
