@@ -689,6 +689,15 @@ impl<'a> Cluster<'a> {
             }
             "partition" | "oneway" => {
                 cut.insert(pair(a, b));
+                // The overlap rule (PROTOCOL.md section 7): every node that
+                // sees both ends drops the one whose name sorts later, so
+                // its connections to the others are cut too.
+                let later = if full(a) < full(b) { b } else { a };
+                for other in self.live() {
+                    if other != a && other != b {
+                        cut.insert(pair(later, other));
+                    }
+                }
                 let rules = self.drop_rules(a, b, kind == "oneway");
                 for r in &rules {
                     let mut args = vec!["-I"];
@@ -705,7 +714,11 @@ impl<'a> Cluster<'a> {
                     self.iptables(a, &args);
                 }
                 self.log.log("heal", &label);
-                let reconnect = self.wait_up(&[(a, b), (b, a)], heal, &label);
+                // Every cut pair, the overlap rule's included, connects
+                // again before the next fault.
+                let ends: Vec<(usize, usize)> =
+                    cut.iter().flat_map(|&(x, y)| [(x, y), (y, x)]).collect();
+                let reconnect = self.wait_up(&ends, heal, &label);
                 let end = now_ms();
                 let (told, expected, twice, times) =
                     self.check_traffic_notices(&[(a, b, start), (b, a, start)], start, end);
