@@ -1316,6 +1316,13 @@ pub(crate) fn unwatch_local(me: &Agent, other: &Agent) {
     other.detach_role(&PeerKey::Local(me.serial()), Role::Watcher);
 }
 
+/// `true` when the calling thread is a worker of the async scheduler
+/// (the caller is an async agent): a blocking call here would stall every
+/// async agent of the worker, so blocking functions refuse at once.
+pub(crate) fn on_async_worker() -> bool {
+    scheduler::on_worker()
+}
+
 /// Threads now counted as runnable (running an agent, not parked in a
 /// receive). For tests of the agent layer's bookkeeping; not a stable API.
 #[doc(hidden)]
