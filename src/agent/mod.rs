@@ -970,6 +970,29 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
 /// and last leave the agent tables.
 fn finish(agent: &Agent, outcome: Outcome) {
     agent.0.mailbox.finish();
+    end(agent, outcome);
+}
+
+impl Agent {
+    /// Ends the agent now, from outside, with `reason`, whatever its code
+    /// is doing: the exit protocol runs at once on the calling thread (the
+    /// outcome is recorded, its name and registrations are released, its
+    /// links and monitors are told, it leaves the agent tables), and it
+    /// gets the exit signal `reason`. A Rust thread cannot be stopped from
+    /// outside, so code still running goes on until its next receive
+    /// (which ends it) or its return, as an agent that has exited: its
+    /// outcome stays this one. A supervisor's brutal kill.
+    pub(crate) fn end_now(&self, reason: Term) {
+        self.kill(reason.clone());
+        end(self, Outcome::Exited(reason));
+    }
+}
+
+/// The exit protocol after the mailbox: see [`finish`]. The mailbox is
+/// left to its owner when the agent is ended from outside
+/// ([`Agent::end_now`]): its pending exit signal ends the code still
+/// running at its next receive.
+fn end(agent: &Agent, outcome: Outcome) {
     let (mut peers, named) = {
         let mut a = agent.lock();
         if a.ended.is_some() {
