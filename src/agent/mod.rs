@@ -1056,6 +1056,12 @@ fn exit_self(reason: Term) -> ! {
 /// Receives the next message, blocking. Exit notifications come before
 /// ordinary messages.
 ///
+/// In an async agent this would block the worker thread it runs on (and
+/// every agent queued there): called there, it ends the agent at once
+/// with a reason naming [`async_agent::receive`], the form to await. The
+/// same holds for [`receive_timeout`] and [`receive_matching`], except a
+/// zero timeout, which only polls.
+///
 /// # Panics
 /// Does not return if the calling agent has been killed: its stack unwinds
 /// and the agent exits with the kill reason (as in Erlang, an exit signal
@@ -1116,10 +1122,26 @@ fn with_current<R>(f: impl FnOnce(&Agent) -> R) -> R {
     })
 }
 
+/// Ends the calling async agent, whose code called the blocking `what`
+/// (which would stall its worker, and every agent queued there), with a
+/// reason that names the async form to await instead.
+pub(crate) fn refuse_blocking(what: &str, instead: &str) -> ! {
+    exit_self(Term::Str(format!(
+        "{what} blocks, and this is an async agent (it would stall its worker): await {instead} instead"
+    )))
+}
+
 fn receive_until(
     deadline: Option<Instant>,
     matches: &mut dyn FnMut(&Term) -> bool,
 ) -> Result<Term, Timeout> {
+    // A poll (a deadline already past) never blocks, and is allowed.
+    if scheduler::on_worker() && deadline.is_none_or(|d| d > Instant::now()) {
+        refuse_blocking(
+            "the thread receive (erlangen::receive, receive_timeout, receive_matching)",
+            "erlangen::async_agent::receive, receive_timeout or receive_matching",
+        );
+    }
     match with_current(|me| me.0.mailbox.receive(deadline, matches)) {
         Ok(t) => Ok(t),
         Err(Interrupt::Timeout) => Err(Timeout),
