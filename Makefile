@@ -91,6 +91,19 @@ soak:
 	$(CARGO) build --release --bins
 	bash chaos/netns.sh target/release 5 --scenario soak --duration-s $(SOAK_SECONDS) --cycles 1000
 
+# Cluster scale: Erlangen and Erlang/OTP (if erl is installed) clusters of
+# N member processes on this host, RUNS runs each: mesh time, memory and
+# threads, idle CPU, global name and group propagation, node-down
+# detection (bench/cluster-scale.py; `make cluster-scale N="10" RUNS=1`).
+N ?= 10 25 50
+RUNS ?= 3
+.PHONY: cluster-scale
+cluster-scale:
+	$(CARGO) build --release --bin erlangen-cluster-benchmark --bin erlangen-port-mapper
+	@if command -v erl >/dev/null; then systems=erlangen,erlang; else systems=erlangen; \
+	  echo "cluster-scale: erl not found, Erlangen only"; fi; \
+	python3 bench/cluster-scale.py --n "$(N)" --runs $(RUNS) --systems $$systems
+
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -15,14 +15,24 @@ Python 3.11, standard library only. It implements:
   SPAWN_REPLY, LINK, UNLINK, EXIT, NOTICE, HEARTBEAT (sent after `tick` of
   silence; a peer silent past `timeout` is down), peer-down notifications;
 * section 6, group and global-name frames: decoded, remembered per
-  connection, and sent for this node's own agents.
+  connection, and sent for this node's own agents; GLOBAL_CLAIM answered
+  (GRANTED, HELD or COMPETING as the table says), and a visible node's
+  registration claimed from every member before it is announced;
+* section 7, cluster membership: NODES is the first frame sent after ACCEPT
+  in both roles (hidden by default: flags 1, count 0; `Node(hidden=False)`
+  joins as a visible member and names its members), the peer's NODES frames
+  are checked against every bound and recorded, NODE_LOST and DISCONNECT
+  are decoded and recorded, REFUSE code 3 is raised as `Refused`.
 
 Python "agents" are mailboxes owned by the script that drives them; an agent
 that gets an exit signal ends and tells its links and monitors, as section 5
 says. A SPAWN from another node is answered with an error (this node runs no
 functions). Choices where PROTOCOL.md leaves room: a HELLO or CHALLENGE with
 incarnation 0 is refused here; a cookie file with any group/other permission
-bit is refused (as the kernel does).
+bit is refused (as the kernel does); a first frame after ACCEPT that is not
+NODES ("a peer may send nothing else first") closes the connection here; this
+node never dials on its own (as a node with `connect_all` off), so it does not
+act on NODE_LOST (the overlap rule is for nodes with `connect_all`).
 
 Library use:
 
@@ -35,6 +45,11 @@ Library use:
     me.receive(5)                                 # ("notice", (agent :OK 3))
     node.listen()                                 # be reachable (port mapper + accept)
     conn.close()
+
+    member = Node("localhost", "py2", cookie, directory_port, registry_port, hidden=False)
+    c2 = member.dial("localhost/other")           # sends NODES (visible); a member of the peer
+    c2.wait_nodes(5)                              # the peer's first NODES: (hidden, names)
+    member.register_global("boss", member.spawn_agent())  # claimed from every member, then announced
 
 Scenarios (the checks run by protocol_client_check.sh, which starts the port
 mapper and the kernel node they need):
@@ -877,6 +892,15 @@ def decode_claim_reply(payload):
     return req, answer, holder
 
 
+class ClaimFailed(ValueError):
+    """Our claim for a global name was not granted (section 6): `answer` and `holder` of the first
+    refusal (None for no answer in time, or our own claim abandoned)."""
+
+    def __init__(self, name, why, answer=None, holder=None):
+        super().__init__(f"global name {name!r} not registered: {why}")
+        self.answer, self.holder = answer, holder
+
+
 def claim_key(at, holder):
     """Section 6's conflict key: (registered_at, the holder's node, the holder's id), strings by bytes."""
     return (at, holder.rsplit("/", 1)[0].encode(), holder.encode())
@@ -970,16 +994,49 @@ class Connection:
         self.peer_globals = {}       # name -> (registered_at, holder)
         self.dropped = 0
         self.heartbeats_enabled = True
+        # section 7: what the peer's NODES frames said (peer_hidden is None until its first one;
+        # a node that never sends NODES counts as hidden)
+        self.first_kind = None       # the kind of the first frame the peer sent after ACCEPT
+        self.peer_hidden = None
+        self.peer_nodes = set()      # every node the peer's NODES frames named
+        self.nodes_frames = []       # (hidden, names) per NODES frame, in order
+        self.nodes_seen = threading.Condition(self.lock)
+        self.node_lost = []          # (node, incarnation) per NODE_LOST
+        self.disconnect = None       # (code, cause) of a DISCONNECT
+        self.claim_waiters = {}      # request -> Queue of (answer, holder), for our GLOBAL_CLAIMs
+        self.claims_received = []    # (request, registered_at, name, holder) per GLOBAL_CLAIM answered or deferred
+        self.send_nodes_on_start = True
+        self.nodes_sent = False
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = threading.Thread(target=self._read_loop, daemon=True, name=f"reader {peer_name}")
         self.ticker = threading.Thread(target=self._tick_loop, daemon=True, name=f"ticker {peer_name}")
 
     def start(self):
+        # section 5 "The first frame": NODES before anything else (section 7), then section 6's syncs
+        if self.send_nodes_on_start and not self.nodes_sent:
+            self.node._send_first_nodes(self)
         self.reader.start()
         self.ticker.start()
         # section 6: both sides send their whole membership and names right after the handshake
         self.node._send_syncs(self)
+
+    def wait_nodes(self, seconds, what="the peer's first NODES"):
+        """Waits (a stretched deadline) for the peer's first NODES; returns its (hidden, names)."""
+        seconds *= WAIT_SLACK
+        deadline = time.monotonic() + seconds
+        with self.lock:
+            while not self.nodes_frames:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed.is_set():
+                    raise AssertionError(f"{what}: none within {seconds} s"
+                                         + (f" (closed: {self.close_reason})" if self.closed.is_set() else ""))
+                self.nodes_seen.wait(min(left, 0.1))
+            return self.nodes_frames[0]
+
+    def reply_claim(self, request, answer, holder=""):
+        """Answer a GLOBAL_CLAIM (by hand, for a claim a test deferred)."""
+        self.send_frame(GLOBAL_CLAIM_REPLY, encode_claim_reply(request, answer, holder))
 
     # -- writing ----------------------------------------------------------
     def send_frame(self, kind, payload=b""):
@@ -1106,6 +1163,16 @@ class Connection:
                 d = f"req={f.u64()} reply_to={f.str()!r} attach={f.u8()} mailbox={f.u32()} call={show(f.term())}"
             elif kind == SPAWN_REPLY:
                 d = f"req={f.u64()} ok={f.u8()} text={f.str()!r}"
+            elif kind == NODES:
+                d = f"flags={f.u8()} names={[f.str() for _ in range(f.u16())]}"
+            elif kind == NODE_LOST:
+                d = f"node={f.str()!r} inc={f.u64():#x}"
+            elif kind == DISCONNECT:
+                d = f"code={f.u8()} cause={f.str()!r}"
+            elif kind == GLOBAL_CLAIM:
+                d = f"inc={f.u64():#x} req={f.u64()} at={f.u64()} name={f.str()!r} holder={f.str()!r}"
+            elif kind == GLOBAL_CLAIM_REPLY:
+                d = f"req={f.u64()} answer={f.u8()} holder={f.str()!r}"
             else:
                 d = payload[:64].hex()
         except Exception as e:  # noqa: BLE001
@@ -1115,6 +1182,14 @@ class Connection:
     def _handle(self, kind, payload):
         f = Fields(payload)
         node = self.node
+        if self.disconnect is not None:
+            # section 7: nothing follows DISCONNECT but the end of the stream
+            raise ProtocolError(f"{KIND_NAMES.get(kind, hex(kind))} after DISCONNECT")
+        if self.first_kind is None:
+            self.first_kind = kind
+            if kind != NODES:
+                # section 5 "The first frame": a peer may send nothing else first
+                raise ProtocolError(f"first frame after ACCEPT is {KIND_NAMES.get(kind, hex(kind))}, not NODES")
         if kind == SEND:
             inc = f.u64()
             to = f.str()
@@ -1217,14 +1292,46 @@ class Connection:
             f.end()
         elif kind in (GROUP_JOIN, GROUP_LEAVE, GROUP_SYNC, GLOBAL_REGISTER, GLOBAL_UNREGISTER, GLOBAL_SYNC):
             self._handle_cluster(kind, f)
+        elif kind == NODES:
+            hidden, names = decode_nodes(payload, node.name, self.peer_name)
+            with self.lock:
+                if self.peer_hidden is not None and hidden != self.peer_hidden:
+                    raise ProtocolError("a second NODES changes bit 0 (hidden)")
+                first = self.peer_hidden is None
+                self.peer_hidden = hidden
+                self.peer_nodes.update(names)
+                self.nodes_frames.append((hidden, names))
+                self.nodes_seen.notify_all()
+            if first:
+                node._member_joined(self)
+        elif kind == NODE_LOST:
+            # Recorded only: the overlap rule is for visible nodes with connect_all, which this one
+            # is not (it dials only what it addresses).
+            lost = decode_node_lost(payload)
+            with self.lock:
+                self.node_lost.append(lost)
+        elif kind == DISCONNECT:
+            d = decode_disconnect(payload)
+            with self.lock:
+                self.disconnect = d
+        elif kind == GLOBAL_CLAIM:
+            inc, req, at, name, holder = decode_claim(payload)
+            if inc != self.peer_inc or not holder.startswith(self.peer_name + "/"):
+                self.dropped += 1   # ignored and counted, no answer
+                return
+            node._answer_claim(self, req, at, name, holder)
+        elif kind == GLOBAL_CLAIM_REPLY:
+            req, answer, holder = decode_claim_reply(payload)
+            with self.lock:
+                q = self.claim_waiters.pop(req, None)
+            if q is not None:       # a reply to no claim under way is ignored
+                q.put((answer, holder))
         else:
             raise ProtocolError(f"unknown frame kind {kind:#04x}")
 
-    def _bounded(self, s, lo, hi, what):
-        n = len(s.encode("utf-8"))
-        if not lo <= n <= hi:
-            raise ProtocolError(f"{what} of {n} bytes")
-        return s
+    @staticmethod
+    def _bounded(s, lo, hi, what):
+        return _bounded(s, lo, hi, what)
 
     def _handle_cluster(self, kind, f):
         inc = f.u64()
@@ -1283,6 +1390,8 @@ class Connection:
             self.closed.set()
             attachments, self.attachments = self.attachments, set()
             waiters, self.spawn_waiters = self.spawn_waiters, {}
+            claims, self.claim_waiters = self.claim_waiters, {}
+            self.nodes_seen.notify_all()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -1303,12 +1412,16 @@ class Connection:
                 a.mailbox.put(("exit", rid, [kw("NOCONNECTION"), peer]))
         for q, _, _ in waiters.values():
             q.put((False, f"connection to {peer} lost: {reason}"))
+        # section 6: a member whose connection is lost during a claim counts as granting
+        for q in claims.values():
+            q.put((CLAIM_GRANTED, ""))
 
 
 class Node:
     """This Python process as an Erlangen node `host/name`."""
 
-    def __init__(self, host, name, cookie, directory_port, registry_port=None, tick=1.0, timeout=4.0):
+    def __init__(self, host, name, cookie, directory_port, registry_port=None, tick=1.0, timeout=4.0,
+                 hidden=True):
         self.host = host
         self.short = name
         self.name = f"{host}/{name}"
@@ -1326,6 +1439,14 @@ class Node:
         self.connections = {}    # peer name -> Connection
         self.groups = set()      # (group, member id) of our own agents
         self.globals = {}        # name -> (registered_at, holder id) of our own agents
+        # section 7: hidden by default (flags 1, count 0); a visible node has members
+        self.hidden = hidden
+        self.claiming = {}       # name -> [registered_at, holder id, abandoned] of our claims under way
+        self.next_claim = 1
+        # test hook: called with (conn, request, registered_at, name, holder) for every GLOBAL_CLAIM to
+        # answer; returning None answers as section 6 says, returning (answer, holder) answers that,
+        # returning "defer" answers nothing (the caller answers with conn.reply_claim later)
+        self.on_claim = None
         self.listener = None
         self.registration = None
         self.port = None
@@ -1400,17 +1521,122 @@ class Node:
             for c in list(self.connections.values()):
                 self._try(c.send_frame, GROUP_JOIN, p_u64(self.incarnation) + p_str(group) + p_str(agent.id))
 
-    def register_global(self, name, agent, at=None):
-        """Register a cluster-wide name (refused when known to be held); `at` forces registered_at."""
+    def register_global(self, name, agent, at=None, claim=True):
+        """Register a cluster-wide name (refused when known to be held); `at` forces registered_at.
+
+        A visible node with members claims the name from every member first (section 6) and raises
+        ValueError naming the answer when one is not GRANTED; `claim=False` skips that (to race on purpose)."""
         with self.lock:
-            held = name in self.globals or any(name in c.peer_globals for c in self.connections.values())
+            held = (name in self.globals or name in self.claiming
+                    or any(name in c.peer_globals for c in self.connections.values()))
             if held and at is None:
                 raise ValueError(f"global name {name!r} is already held")
             at = at if at is not None else time.time_ns() // 1000
+            members = self.members() if claim else []
+            if members:
+                mine = [at, agent.id, False]
+                self.claiming[name] = mine
+        if members:
+            try:
+                self._claim(name, at, agent, members, mine)
+            finally:
+                with self.lock:
+                    if self.claiming.get(name) is mine:
+                        del self.claiming[name]
+        with self.lock:
             self.globals[name] = (at, agent.id)
             for c in list(self.connections.values()):
                 self._try(c.send_frame, GLOBAL_REGISTER,
                           p_u64(self.incarnation) + p_u64(at) + p_str(name) + p_str(agent.id))
+
+    def members(self):
+        """Section 7: the visible peers of this node if it is visible (none if it is hidden)."""
+        if self.hidden:
+            return []
+        with self.lock:
+            return [c for c in self.connections.values() if not c.closed.is_set() and c.peer_hidden is False]
+
+    def _send_first_nodes(self, conn):
+        """The first frame after ACCEPT: NODES naming every member (none when hidden)."""
+        with self.lock:
+            if conn.nodes_sent:
+                return
+            names = [] if self.hidden else sorted(c.peer_name for c in self.members() if c is not conn)
+            conn.nodes_sent = True
+            conn.send_frame(NODES, encode_nodes(names, hidden=self.hidden))
+
+    def _member_joined(self, conn):
+        """A peer's first NODES: if both are visible it is a member; tell the other members of it."""
+        if self.hidden or conn.peer_hidden:
+            return
+        with self.lock:
+            others = [c for c in self.members() if c is not conn]
+        for c in others:
+            self._try(c.send_frame, NODES, encode_nodes([conn.peer_name]))
+
+    def _answer_claim(self, conn, req, at, name, holder):
+        """Section 6: answer a peer's GLOBAL_CLAIM at once."""
+        with self.lock:
+            conn.claims_received.append((req, at, name, holder))
+            if self.on_claim is not None:
+                custom = self.on_claim(conn, req, at, name, holder)
+                if custom == "defer":
+                    return
+                if custom is not None:
+                    conn.reply_claim(req, *custom)
+                    return
+            answer, who = CLAIM_GRANTED, ""
+            theirs = claim_key(at, holder)
+            known = []
+            if name in self.globals:
+                known.append(self.globals[name])
+            for c in self.connections.values():
+                if not c.closed.is_set() and name in c.peer_globals:
+                    known.append(c.peer_globals[name])
+            other = [(a, h) for a, h in known if claim_key(a, h) != theirs]
+            mine = self.claiming.get(name)
+            if other:
+                answer, who = CLAIM_HELD, other[0][1]
+            elif mine is not None and not mine[2]:
+                if claim_key(mine[0], mine[1]) < theirs:
+                    answer, who = CLAIM_COMPETING, mine[1]
+                else:
+                    mine[2] = True   # a larger key: ours is abandoned and fails
+        self._try(conn.reply_claim, req, answer, who)
+
+    def _claim(self, name, at, agent, members, mine):
+        """GLOBAL_CLAIM to every member, then every answer (a lost member grants; twice the failure
+        timeout plus 1 s without an answer fails)."""
+        pending = []
+        for c in members:
+            with self.lock:
+                req = self.next_claim
+                self.next_claim += 1
+            q = queue.Queue()
+            with c.lock:
+                c.claim_waiters[req] = q
+            try:
+                c.send_frame(GLOBAL_CLAIM, encode_claim(self.incarnation, req, at, name, agent.id))
+            except Closed:
+                continue   # lost: counts as granting
+            pending.append((c, req, q))
+        deadline = time.monotonic() + 2 * self.timeout + 1
+        failure = None
+        for c, req, q in pending:
+            try:
+                answer, who = q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                with c.lock:
+                    c.claim_waiters.pop(req, None)
+                failure = failure or ClaimFailed(name, f"no answer from {c.peer_name}")
+                continue
+            if answer != CLAIM_GRANTED:
+                failure = failure or ClaimFailed(
+                    name, f"{CLAIM_ANSWER_NAMES[answer]} by {c.peer_name} (holder {who})", answer, who)
+        if failure is None and mine[2]:
+            failure = ClaimFailed(name, "abandoned for a competing claim with a smaller key")
+        if failure is not None:
+            raise failure
 
     def _global_conflict(self, name, at, holder):
         """A peer announced `holder` for `name`: if one of ours holds it, the smaller key wins."""
@@ -1419,9 +1645,7 @@ class Node:
             if mine is None:
                 return
             my_at, my_holder = mine
-            def key(at_, holder_):
-                return (at_, holder_.rsplit("/", 1)[0].encode(), holder_.encode())
-            if key(my_at, my_holder) <= key(at, holder):
+            if claim_key(my_at, my_holder) <= claim_key(at, holder):
                 return  # ours stands; the peer resolves the same way
             del self.globals[name]
             conns = list(self.connections.values())
@@ -1495,6 +1719,8 @@ class Node:
             c = Connection(self, sock, name_s, inc_s, dialed=True)
             with self.lock:
                 self.connections[peer] = c
+                if start:
+                    self._send_first_nodes(c)   # before any other sender can see the connection
             if start:
                 c.start()
             return c
@@ -1567,6 +1793,7 @@ class Node:
                 write_frame(sock, HS_ACCEPT, b"", deadline)
                 c = Connection(self, sock, name_c, inc_c, dialed=False)
                 self.connections[name_c] = c
+                self._send_first_nodes(c)   # the first frame, before any other sender can see it
             c.start()
             self.inbound_log.append((addr, f"accepted {name_c}"))
             self.accepted.put(c)
@@ -1603,9 +1830,9 @@ class Ctx:
         self.peer = args.peer
         self.nodes = []
 
-    def node(self, tag, cookie=None, listen=False, incarnation=None):
+    def node(self, tag, cookie=None, listen=False, incarnation=None, hidden=True):
         n = Node("localhost", f"py-{tag}-{os.getpid()}", cookie or self.cookie,
-                 self.args.directory_port, self.args.registry_port)
+                 self.args.directory_port, self.args.registry_port, hidden=hidden)
         if incarnation:
             n.incarnation = incarnation
         self.nodes.append(n)
@@ -1680,6 +1907,43 @@ def sc_codec(ctx):
     check(send.hex() == "00000015" "10" "0123456789abcdef" "00023166" "01090000000248" "49", "SEND dump")
     gj = encode_frame(GROUP_JOIN, p_u64(0x0123456789ABCDEF) + p_str("W") + p_str("h/n/1f"))
     check(gj.hex() == "00000014" "18" "0123456789abcdef" "000157" "0006682f6e2f3166", "GROUP_JOIN dump")
+    # the NODES dump (section 7) and the section 7 / section 6 bounds on decode
+    nodes = encode_frame(NODES, encode_nodes(["h/a", "h/b"]))
+    check(nodes.hex() == "0000000e" "1e" "00" "0002" "0003682f61" "0003682f62" and len(nodes) == 18, "NODES dump")
+    check(decode_nodes(nodes[5:], "h/me", "h/you") == (False, ["h/a", "h/b"]), "NODES decoded")
+    check(decode_nodes(encode_nodes([], hidden=True), "h/me", "h/you") == (True, []), "hidden NODES")
+    many = [f"h/n{i}" for i in range(MAX_NODES_COUNT)]
+    check(len(decode_nodes(encode_nodes(many), "h/me", "h/you")[1]) == 1024, "1,024 names")
+    for names, flags, why in [
+            (many + ["h/x"], None, "count 1025"), (["h/a", "h/a"], None, "twice"), (["h/me"], None, "receiver"),
+            (["h/you"], None, "sender"), (["nohost"], None, "not a host/node"), (["h/a/b"], None, "not a host/node"),
+            (["h/a b"], None, "not a host/node"), (["/a"], None, "not a host/node"), (["h/" + "n" * 256], None,
+            "not a host/node"), (["h/\u00fc"], None, "not a host/node"), (["h/a"], 1, "hidden sender"),
+            ([], 2, "flags"), ([], 0x81, "flags")]:
+        refuses(lambda names=names, flags=flags: decode_nodes(encode_nodes(names, flags=flags), "h/me", "h/you"),
+                why)
+    refuses(lambda: decode_nodes(p_u8(0) + p_u16(2) + p_str("h/a"), "h/me", "h/you"), "too short")
+    refuses(lambda: decode_nodes(encode_nodes([]) + b"\x00", "h/me", "h/you"), "after the last field")
+    check(decode_node_lost(p_str("h/q") + p_u64(7)) == ("h/q", 7), "NODE_LOST")
+    refuses(lambda: decode_node_lost(p_str("h/q")), "too short")
+    check(decode_disconnect(p_u8(1) + p_str("h/p")) == (1, "h/p"), "DISCONNECT")
+    for code in (0, 2, 255):
+        refuses(lambda code=code: decode_disconnect(p_u8(code) + p_str("h/p")), "code")
+    claim = encode_claim(5, 9, 1_700_000_000_000_000, "boss", "h/n/1")
+    check(decode_claim(claim) == (5, 9, 1_700_000_000_000_000, "boss", "h/n/1"), "GLOBAL_CLAIM")
+    refuses(lambda: decode_claim(encode_claim(5, 9, 1, "", "h/n/1")), "name of 0 bytes")
+    refuses(lambda: decode_claim(encode_claim(5, 9, 1, "n" * 256, "h/n/1")), "name of 256 bytes")
+    refuses(lambda: decode_claim(encode_claim(5, 9, 1, "boss", "h" * 1025)), "holder of 1025 bytes")
+    check(decode_claim_reply(encode_claim_reply(9, CLAIM_GRANTED)) == (9, 0, ""), "GRANTED")
+    check(decode_claim_reply(encode_claim_reply(9, CLAIM_HELD, "h/n/1")) == (9, 1, "h/n/1"), "HELD")
+    check(decode_claim_reply(encode_claim_reply(9, CLAIM_COMPETING, "h/n/2")) == (9, 2, "h/n/2"), "COMPETING")
+    refuses(lambda: decode_claim_reply(encode_claim_reply(9, 3)), "answer 3")
+    refuses(lambda: decode_claim_reply(encode_claim_reply(9, CLAIM_GRANTED, "h/n/1")), "with a holder")
+    refuses(lambda: decode_claim_reply(encode_claim_reply(9, CLAIM_HELD)), "without a holder")
+    refuses(lambda: decode_claim_reply(encode_claim_reply(9, CLAIM_COMPETING)), "without a holder")
+    # the conflict keys: registered_at, then the node, then the id (strings by bytes)
+    check(claim_key(1, "h/b/0") < claim_key(2, "h/a/0") and claim_key(1, "h/a/9") < claim_key(1, "h/b/0")
+          and claim_key(1, "h/a/1") < claim_key(1, "h/a/2"), "claim keys")
     # port-mapper dumps (section 3)
     for got, want in [
         (encode_frame(PM_HELLO, PM_MAGIC + p_u8(1)), "00000006 20 45 52 50 4D 01"),
@@ -3119,6 +3383,434 @@ def sc_documented(ctx):
     c.close()
 
 
+# -- cluster membership (section 7) and claimed global names (section 6) ------
+
+def node_names(conn, agent, *args):
+    """The `:NODE` of every entry of the kernel's `(nodes ...)`, asked by remote spawn as every call."""
+    return [plist(e, "NODE") for e in call(conn, agent, [sym("nodes"), *args]) or []]
+
+
+def kind_name(kind):
+    return KIND_NAMES.get(kind, f"{kind:#04x}") if kind is not None else "nothing"
+
+
+def check_first_nodes(conn, me, what):
+    """The peer's first frame after ACCEPT was NODES, visible, not naming `me`; returns its names."""
+    eventually(lambda: conn.first_kind is not None or conn.closed.is_set(), 5, f"{what}: a first frame")
+    check(conn.first_kind == NODES,
+          f"{what}: the kernel's first frame after ACCEPT is {kind_name(conn.first_kind)}, not NODES"
+          " (section 5, 'The first frame': 'a peer may send nothing else first')")
+    hidden, names = conn.wait_nodes(5, what)
+    check(not hidden, f"{what}: the kernel's NODES has bit 0 (hidden) set")
+    check(me not in names, f"{what}: the kernel's NODES names the receiver: {names}")
+    return names
+
+
+def sc_first_nodes(ctx):
+    """Section 5 'The first frame', section 7: the kernel's first frame after ACCEPT is NODES, visible, naming
+    its members but never the receiver, whichever side dialed."""
+    # 1. we dial, by hand: the first frame there is to read is NODES (we have sent nothing yet)
+    sock, n, _, _ = raw_dial(ctx, "first-raw")
+    kind, payload = read_frame(sock, MAX_NODE_FRAME, time.monotonic() + 5 * WAIT_SLACK)
+    check(kind == NODES, f"first frame after ACCEPT (we dialed): {kind_name(kind)}, not NODES")
+    hidden, names = decode_nodes(payload, n.name, ctx.peer)   # every bound of section 7
+    check(not hidden, "the kernel's NODES says it is hidden")
+    log(f"we dialed (hidden, nothing sent yet): the first frame is NODES, visible, naming {names}")
+    sock.close()
+    # 2. two visible members, one after the other: the second is told of the first, the first of the second
+    v1 = ctx.node("first-v1", hidden=False)
+    c1 = v1.dial(ctx.peer)
+    names1 = check_first_nodes(c1, v1.name, "first visible member")
+    a1 = v1.spawn_agent()
+    # the kernel lists v1 once it has read v1's NODES: from then on v1 is a member it names
+    eventually(lambda: v1.name in node_names(c1, a1), 10, f"{v1.name} in (nodes)")
+    v2 = ctx.node("first-v2", hidden=False)
+    c2 = v2.dial(ctx.peer)
+    names2 = check_first_nodes(c2, v2.name, "second visible member")
+    log(f"the kernel's first NODES: to {v1.short} {names1}, to {v2.short} {names2}")
+    check(v1.name in names2, f"the first NODES to a new member names the member {v1.name}: {names2}")
+    eventually(lambda: v2.name in c1.peer_nodes, 10, f"a NODES to {v1.short} naming the new member {v2.short}")
+    log(f"{v1.short} was sent NODES frames {c1.nodes_frames}")
+    c2.close()
+    c1.close()
+    # 3. the kernel dials us (it has a message for us): its first frame must be NODES too
+    srv = ctx.node("first-srv", listen=True)
+    inbox = srv.spawn_agent("inbox")
+    asker = ctx.node("first-asker")
+    ac = asker.dial(ctx.peer)
+    aa = asker.spawn_agent()
+    ok, aid = ac.spawn(aa, [sym("send"), kw("dialed"), f"{srv.name}/:INBOX"], attach=ATTACH_MONITOR)
+    check(ok, aid)
+    try:
+        ic = srv.accepted.get(timeout=10 * WAIT_SLACK)
+    except queue.Empty:
+        raise AssertionError("the kernel did not dial us") from None
+    eventually(lambda: ic.first_kind is not None or ic.closed.is_set(), 5, "the kernel's first frame on its dial")
+    log(f"the kernel dialed us: its first frame is {kind_name(ic.first_kind)}"
+        + (f"; closed: {ic.close_reason}" if ic.closed.is_set() else ""))
+    check_first_nodes(ic, srv.name, "the kernel's own dial (it had a SEND for us)")
+    check(inbox.receive(5)[1] == kw("dialed"), "the SEND after the kernel's NODES")
+    ac.close()
+
+
+def sc_visible_member(ctx):
+    """Section 7 members, section 6 'claimed, then announced': a visible client is in (nodes), is asked
+    GLOBAL_CLAIM for the kernel's registrations, and the kernel registers only once it answered GRANTED;
+    HELD or COMPETING fails the registration. The kernel answers our claims as the table says."""
+    n = ctx.node("vis", hidden=False)
+    c = n.dial(ctx.peer)
+    a = n.spawn_agent()
+    hidden, names = c.wait_nodes(5)
+    check(not hidden, "the kernel is visible")
+    listed = node_names(c, a)
+    log(f"(nodes) -> {listed}")
+    check(n.name in listed, f"a visible client is a member: {n.name} not in (nodes) {listed}")
+    claims = queue.Queue()
+    n.on_claim = lambda conn, req, at, name, holder: (claims.put((conn, req, at, name, holder)), "defer")[1]
+    ok, k = c.spawn(a, [sym("receive")])
+    check(ok, k)
+    kid = f"{ctx.peer}/{k}"
+    w = n.spawn_agent()
+    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    def register(name):
+        """(register-global name kid) on the kernel, in an agent our `w` monitors; its aid."""
+        ok, r = c.spawn(w, [sym("register-global"), name, kid], attach=ATTACH_MONITOR)
+        check(ok, r)
+        return r
+
+    def outcome(r):
+        _, notif = w.receive(15, match=lambda it: it[0] == "notice" and _first(it[1]).aid == r)
+        items = notif if isinstance(notif, list) else notif.items
+        return items[1] == kw("OK"), notif
+
+    def claim_for(name):
+        try:
+            conn, req, at, nm, holder = claims.get(timeout=10 * WAIT_SLACK)
+        except queue.Empty:
+            raise AssertionError(f"no GLOBAL_CLAIM for {name!r} reached the member") from None
+        check(conn is c and nm == name and holder == kid, f"claim for {nm!r} by {holder!r}, wanted {name!r} by {kid}")
+        return req, at
+
+    # GRANTED: registered only after the answer, and announced with the claim's registered_at
+    name = f"claimed-{tag}"
+    r = register(name)
+    req, at = claim_for(name)
+    # a unit check (microseconds since the epoch, not milliseconds or seconds), not a timing bound
+    check(abs(time.time_ns() // 1000 - at) < 3600 * 10**6, f"registered_at {at} is not microseconds since the epoch")
+    w.expect_nothing(0.3)
+    check(call(c, a, [sym("whereis-global"), name]) is None, "the name is registered before the member answered")
+    check(name not in c.peer_globals, "GLOBAL_REGISTER before the member answered")
+    log(f"claim {req} for {name!r} at {at} unanswered: not registered, not announced")
+    c.reply_claim(req, CLAIM_GRANTED)
+    ok, notif = outcome(r)
+    check(ok, f"the registration after GRANTED: {show(notif)}")
+    eventually(lambda: name in c.peer_globals, 5, "GLOBAL_REGISTER after GRANTED")
+    check(c.peer_globals[name] == (at, kid), f"GLOBAL_REGISTER {c.peer_globals[name]}, the claim said {(at, kid)}")
+    w_ = call(c, a, [sym("whereis-global"), name])
+    check(isinstance(w_, Agent) and w_.id == kid, f"whereis-global after GRANTED: {show(w_)}")
+    log(f"after GRANTED: registered ({show(notif)}) and announced")
+    # HELD and COMPETING fail the registration: nothing registered, nothing announced
+    for answer in (CLAIM_HELD, CLAIM_COMPETING):
+        what = CLAIM_ANSWER_NAMES[answer]
+        name_x = f"refused-{what.lower()}-{tag}"
+        r = register(name_x)
+        req, _ = claim_for(name_x)
+        c.reply_claim(req, answer, a.id)
+        ok, notif = outcome(r)
+        log(f"after {what}: {show(notif)}")
+        check(not ok, f"the registration succeeded although the member answered {what}")
+        check(call(c, a, [sym("whereis-global"), name_x]) is None, f"the name is registered after {what}")
+        check(name_x not in c.peer_globals, f"GLOBAL_REGISTER after {what}")
+    check(claims.empty(), "one claim per registration")
+    # the kernel answers our claims (we are a visible node with a member: we claim before registering)
+    n.on_claim = None
+    mine = n.spawn_agent()
+    replies = c.received.get(GLOBAL_CLAIM_REPLY, 0)
+    ours = f"py-claimed-{tag}"
+    n.register_global(ours, mine)
+    check(c.received.get(GLOBAL_CLAIM_REPLY, 0) == replies + 1, "our registration was claimed from the kernel")
+    w_ = call(c, a, [sym("whereis-global"), ours])
+    check(isinstance(w_, Agent) and w_.id == mine.id, f"our claimed name on the kernel: {show(w_)}")
+    try:
+        n.register_global(name, mine, at=at - 1)   # the kernel holds it (even an earlier key must claim)
+        raise AssertionError("a claim for a name the kernel holds was granted")
+    except ClaimFailed as e:
+        log(f"our claim for the kernel's name: {e}")
+        check(e.answer == CLAIM_HELD and e.holder == kid, f"HELD naming {kid}: {e}")
+    # crossing claims: the kernel claims (we do not answer yet) while we claim the same name
+    n.on_claim = lambda conn, req, at, name, holder: (claims.put((conn, req, at, name, holder)), "defer")[1]
+    for delta, we_win in ((+1, False), (-1, True)):
+        name_c = f"crossed{delta:+d}-{tag}"
+        r = register(name_c)
+        req, at_k = claim_for(name_c)
+        b = n.spawn_agent()
+        try:
+            n.register_global(name_c, b, at=at_k + delta)
+            won = True
+        except ClaimFailed as e:
+            won = False
+            check(e.answer == CLAIM_COMPETING and e.holder == kid, f"COMPETING naming {kid}: {e}")
+        c.reply_claim(req, CLAIM_GRANTED)
+        ok, notif = outcome(r)
+        log(f"crossed claims, ours {delta:+d} us from the kernel's: we {'won' if won else 'lost'}; "
+            f"the kernel's registration: {show(notif)}")
+        check(won == we_win, f"our claim with key {'smaller' if we_win else 'larger'} than the kernel's: "
+              f"{'won' if won else 'lost'}")
+        check(ok == (not we_win), f"exactly one of two crossing claims succeeds: the kernel's {show(notif)}")
+        holder = call(c, a, [sym("whereis-global"), name_c])
+        check(isinstance(holder, Agent) and holder.id == (b.id if we_win else kid), f"holder {show(holder)}")
+    c.exit(a, k, kw("cleanup"))   # its names vanish with it
+
+
+def sc_hidden_member(ctx):
+    """Section 7: a hidden client (flags 1, count 0) is listed by (nodes :hidden), not by (nodes), and is
+    not a member: the kernel's registrations are not claimed from it (a visible client is asked)."""
+    h = ctx.node("hid")
+    c = h.dial(ctx.peer)
+    a = h.spawn_agent()
+    c.wait_nodes(5)
+    v = ctx.node("hid-vis", hidden=False)
+    vc = v.dial(ctx.peer)
+    vc.wait_nodes(5)
+    echo_roundtrip(vc, v.spawn_agent(), kw("nodes-read"))   # the kernel has read v's NODES
+    echo_roundtrip(c, a, kw("nodes-read"))
+    plain = node_names(c, a)
+    with_hidden = node_names(c, a, kw("hidden"))
+    log(f"(nodes) -> {plain}; (nodes :hidden) -> {with_hidden}")
+    check(h.name not in plain, f"a hidden client is listed by (nodes): {plain}")
+    check(h.name in with_hidden, f"a hidden client is not listed by (nodes :hidden): {with_hidden}")
+    check(v.name in plain, f"the visible client is not listed by (nodes): {plain}")
+    ok, k = c.spawn(a, [sym("receive")])
+    check(ok, k)
+    kid = f"{ctx.peer}/{k}"
+    name = f"hidden-{os.getpid()}-{secrets.token_hex(3)}"
+    check(call(c, a, [sym("register-global"), name, kid]) is not None, "register-global")
+    eventually(lambda: name in c.peer_globals, 5, "GLOBAL_REGISTER to the hidden client")
+    log(f"claims: the visible client got {[(x[2]) for x in vc.claims_received]}, the hidden one "
+        f"{[(x[2]) for x in c.claims_received]}")
+    check(any(x[2] == name for x in vc.claims_received), "the visible member was not asked GLOBAL_CLAIM")
+    check(not c.claims_received and GLOBAL_CLAIM not in c.received, "the hidden client was asked GLOBAL_CLAIM")
+    c.exit(a, k, kw("cleanup"))
+    vc.close()
+    c.close()
+
+
+def sc_bad_nodes(ctx):
+    """Section 7 bounds: each bad NODES (and each malformed section 6/7 frame) closes only its connection."""
+    keep = ctx.node("nkeep")
+    kc = keep.dial(ctx.peer)
+    ka = keep.spawn_agent()
+    base = plist(call(kc, ka, [sym("node-info")]), "CONNECTION-ERRORS")
+    valid = encode_frame(NODES, encode_nodes([]))
+    cases = [
+        ("count 1025", lambda me: encode_frame(NODES, encode_nodes(
+            [f"localhost/py-none-{os.getpid()}-{i}" for i in range(1025)]))),
+        ("a name twice", lambda me: encode_frame(NODES, encode_nodes(["localhost/py-twice", "localhost/py-twice"]))),
+        ("the receiver's name", lambda me: encode_frame(NODES, encode_nodes([ctx.peer]))),
+        ("the sender's own name", lambda me: encode_frame(NODES, encode_nodes([me]))),
+        ("a name without host", lambda me: encode_frame(NODES, encode_nodes(["nohost"]))),
+        ("a name with three parts", lambda me: encode_frame(NODES, encode_nodes(["localhost/a/b"]))),
+        ("a name with a space", lambda me: encode_frame(NODES, encode_nodes(["local host/x"]))),
+        ("a name with an empty part", lambda me: encode_frame(NODES, encode_nodes(["localhost/"]))),
+        ("a name part of 256 bytes", lambda me: encode_frame(NODES, encode_nodes(["localhost/" + "n" * 256]))),
+        ("a name not ASCII", lambda me: encode_frame(NODES, encode_nodes(["localhost/\u00fc"]))),
+        ("a hidden sender naming a node", lambda me: encode_frame(NODES, encode_nodes(["localhost/x"], hidden=True))),
+        ("flag bit 1", lambda me: encode_frame(NODES, encode_nodes([], flags=0x02))),
+        ("flag bit 7 (hidden too)", lambda me: encode_frame(NODES, encode_nodes([], flags=0x81))),
+        ("a second NODES turning hidden", lambda me: valid + encode_frame(NODES, encode_nodes([], hidden=True))),
+        ("a second NODES turning visible", lambda me: encode_frame(NODES, encode_nodes([], hidden=True)) + valid),
+        ("count beyond the frame", lambda me: encode_frame(NODES, p_u8(0) + p_u16(2) + p_str("localhost/x"))),
+        ("a byte after the last name", lambda me: encode_frame(NODES, encode_nodes(["localhost/x"]) + b"\x00")),
+        # other section 7 / section 6 frames, after a valid NODES
+        ("DISCONNECT code 2", lambda me: valid + encode_frame(DISCONNECT, p_u8(2) + p_str(ctx.peer))),
+        ("DISCONNECT code 0", lambda me: valid + encode_frame(DISCONNECT, p_u8(0) + p_str(ctx.peer))),
+        ("NODE_LOST without incarnation", lambda me: valid + encode_frame(NODE_LOST, p_str("localhost/x"))),
+        ("GLOBAL_CLAIM with a 256-byte name", lambda me: valid + encode_frame(GLOBAL_CLAIM, encode_claim(
+            1, 1, 1, "n" * 256, me + "/0"))),
+        ("GLOBAL_CLAIM_REPLY answer 3", lambda me: valid + encode_frame(GLOBAL_CLAIM_REPLY, encode_claim_reply(1, 3))),
+        ("GLOBAL_CLAIM_REPLY GRANTED with a holder", lambda me: valid + encode_frame(
+            GLOBAL_CLAIM_REPLY, encode_claim_reply(1, CLAIM_GRANTED, ctx.peer + "/0"))),
+        ("GLOBAL_CLAIM_REPLY HELD without a holder", lambda me: valid + encode_frame(
+            GLOBAL_CLAIM_REPLY, encode_claim_reply(1, CLAIM_HELD))),
+    ]
+    for i, (what, frames) in enumerate(cases):
+        sock, n, _, _ = raw_dial(ctx, f"nbad{i}")
+        sock.sendall(frames(n.name))
+        expect_eof(sock, 5 * WAIT_SLACK, what)
+        sock.close()
+        echo_roundtrip(kc, ka, [kw("after"), i])
+        log(f"closed: {what}; the other connection still echoes")
+    check(not kc.closed.is_set(), f"bystander connection lost: {kc.close_reason}")
+    # the same frames made well are kept: a visible and a hidden NODES, a NODE_LOST nobody acts on
+    for hidden in (False, True):
+        ok = ctx.node(f"nok{int(hidden)}", hidden=hidden)
+        oc = ok.dial(ctx.peer)
+        oc.send_frame(NODE_LOST, p_str(f"localhost/py-none-{os.getpid()}") + p_u64(1))
+        echo_roundtrip(oc, ok.spawn_agent(), kw("kept"))
+        check(not oc.closed.is_set(), f"a valid {'hidden' if hidden else 'visible'} NODES: {oc.close_reason}")
+        oc.close()
+    # counted as errors on established connections (section 4: the kernel's node-info)
+    errors = []
+
+    def counted():
+        errors.append(plist(call(kc, ka, [sym("node-info")]), "CONNECTION-ERRORS") - base)
+        return errors[-1] >= len(cases)
+    eventually(counted, 5, f"{len(cases)} connection errors counted (counted: {errors[-1:] or '?'})")
+    log(f"node-info :CONNECTION-ERRORS went up by {errors[-1]} for {len(cases)} malformed frames")
+    kc.close()
+
+
+def sc_claims(ctx):
+    """Section 6 claims, the edges: claims the kernel ignores and counts, a reply to no claim, malformed
+    replies (the member is closed, and a lost member counts as granting), a member that never answers."""
+    h = ctx.node("clh")
+    hc = h.dial(ctx.peer)
+    ha = h.spawn_agent()
+    v = ctx.node("clv", hidden=False)
+    vc = v.dial(ctx.peer)
+    va = v.spawn_agent()
+    vc.wait_nodes(5)
+    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+    # a claim with another incarnation, and one for an agent of another node: ignored, counted, unanswered
+    base = plist(peer_stats(vc, va, v.name), "DROPPED")
+    vc.send_frame(GLOBAL_CLAIM, encode_claim(v.incarnation ^ 1 or 2, 1, 1, f"x-{tag}", va.id))
+    vc.send_frame(GLOBAL_CLAIM, encode_claim(v.incarnation, 2, 1, f"y-{tag}", f"{ctx.peer}/0"))
+    # a reply to no claim under way: ignored
+    vc.send_frame(GLOBAL_CLAIM_REPLY, encode_claim_reply(987654321, CLAIM_GRANTED))
+    after = plist(peer_stats(vc, va, v.name), "DROPPED")
+    log(f"two ignored claims: :DROPPED {base} -> {after}; replies received: {vc.received.get(GLOBAL_CLAIM_REPLY, 0)}")
+    check(after - base == 2, f"the two ignored claims counted as :DROPPED: {after - base}")
+    check(vc.received.get(GLOBAL_CLAIM_REPLY, 0) == 0, "an ignored claim was answered")
+    check(not vc.closed.is_set(), f"a reply to no claim closed the connection: {vc.close_reason}")
+    # a claim for our own agent is answered: GRANTED (holder empty) for a free name
+    answers = queue.Queue()
+    with vc.lock:
+        vc.claim_waiters[3] = answers
+    vc.send_frame(GLOBAL_CLAIM, encode_claim(v.incarnation, 3, time.time_ns() // 1000, f"z-{tag}", va.id))
+    try:
+        answer = answers.get(timeout=5 * WAIT_SLACK)
+    except queue.Empty:
+        raise AssertionError("no GLOBAL_CLAIM_REPLY to a claim for our own agent") from None
+    check(answer == (CLAIM_GRANTED, ""), f"the answer to a claim for a free name: {answer}")
+    vc.close()
+
+    ok, k = hc.spawn(ha, [sym("receive")])
+    check(ok, k)
+    kid = f"{ctx.peer}/{k}"
+
+    def register(name):
+        ok, r = hc.spawn(ha, [sym("register-global"), name, kid], attach=ATTACH_MONITOR)
+        check(ok, r)
+        return r
+
+    def outcome(r, seconds=15):
+        _, notif = ha.receive(seconds, match=lambda it: it[0] == "notice" and _first(it[1]).aid == r)
+        items = notif if isinstance(notif, list) else notif.items
+        return items[1] == kw("OK"), notif
+
+    # a malformed reply closes the member's connection; its loss counts as granting
+    for i, (what, payload) in enumerate([
+            ("answer 3", lambda req: encode_claim_reply(req, 3)),
+            ("GRANTED with a holder", lambda req: encode_claim_reply(req, CLAIM_GRANTED, kid)),
+            ("HELD without a holder", lambda req: encode_claim_reply(req, CLAIM_HELD)),
+            ("COMPETING without a holder", lambda req: encode_claim_reply(req, CLAIM_COMPETING))]):
+        m = ctx.node(f"clm{i}", hidden=False)
+        claims = queue.Queue()
+        m.on_claim = lambda conn, req, at, name, holder, claims=claims: (claims.put((req, name)), "defer")[1]
+        mc = m.dial(ctx.peer)
+        eventually(lambda: m.name in node_names(hc, ha), 10, f"{m.short} a member")
+        name = f"lost-{i}-{tag}"
+        r = register(name)
+        try:
+            req, nm = claims.get(timeout=10 * WAIT_SLACK)
+        except queue.Empty:
+            raise AssertionError(f"{what}: no claim reached the member") from None
+        check(nm == name, nm)
+        mc.send_frame(GLOBAL_CLAIM_REPLY, payload(req))
+        wait_closed(mc, 5, f"GLOBAL_CLAIM_REPLY {what}")
+        ok, notif = outcome(r)
+        log(f"  the registration, its only member lost: {show(notif)}")
+        check(ok, f"a member lost during the claim counts as granting: {show(notif)}")
+        holder = call(hc, ha, [sym("whereis-global"), name])
+        check(isinstance(holder, Agent) and holder.id == kid, f"whereis-global {show(holder)}")
+    # a member that never answers fails the registration, not before twice the failure timeout plus 1 s
+    m = ctx.node("clsilent", hidden=False)
+    claims = queue.Queue()
+    m.on_claim = lambda conn, req, at, name, holder: (claims.put((req, name)), "defer")[1]
+    mc = m.dial(ctx.peer)
+    eventually(lambda: m.name in node_names(hc, ha), 10, f"{m.short} a member")
+    name = f"unanswered-{tag}"
+    t0 = time.monotonic()
+    r = register(name)
+    claims.get(timeout=10 * WAIT_SLACK)
+    ok, notif = outcome(r, 30)
+    took = time.monotonic() - t0
+    log(f"an unanswered claim: {show(notif)} after {took:.2f} s")
+    check(not ok, f"registered without the member's answer: {show(notif)}")
+    check(took >= 9.0, f"failed after {took:.2f} s, before 2 x 4 s + 1 s")
+    check(call(hc, ha, [sym("whereis-global"), name]) is None, "registered after all")
+    check(not mc.closed.is_set(), f"the silent member's connection: {mc.close_reason}")
+    hc.exit(ha, k, kw("cleanup"))
+    mc.close()
+    hc.close()
+
+
+def sc_overlap(ctx):
+    """Section 7: NODE_LOST and the overlap rule (DISCONNECT code 1, REFUSE code 3), the exclusion lifted by a
+    NODES naming the excluded node (the kernel dials it, NODES first), NODE_LOST for a member that fails."""
+    pid = os.getpid()
+    p = Node("localhost", f"py-ovA-{pid}", ctx.cookie, ctx.args.directory_port, ctx.args.registry_port, hidden=False)
+    q = Node("localhost", f"py-ovB-{pid}", ctx.cookie, ctx.args.directory_port, ctx.args.registry_port, hidden=False)
+    ctx.nodes += [p, q]
+    check(p.name.encode() < q.name.encode(), "P sorts before Q")
+    q.listen()
+    pc = p.dial(ctx.peer)
+    pa = p.spawn_agent()
+    pc.wait_nodes(5)
+    eventually(lambda: p.name in node_names(pc, pa), 10, "P a member")
+    qc = q.dial(ctx.peer)
+    qa = q.spawn_agent()
+    check(p.name in check_first_nodes(qc, q.name, "Q's first NODES"), "Q's first NODES names the member P")
+    eventually(lambda: q.name in pc.peer_nodes, 10, "a NODES to P naming Q")
+    # Q reports losing P: ignored (Q sorts after P); P reports losing another run of Q: ignored
+    qc.send_frame(NODE_LOST, p_str(p.name) + p_u64(p.incarnation))
+    echo_roundtrip(qc, qa, kw("q-reported"))
+    pc.send_frame(NODE_LOST, p_str(q.name) + p_u64(q.incarnation ^ 1 or 2))
+    echo_roundtrip(pc, pa, kw("p-reported-other-run"))
+    echo_roundtrip(qc, qa, kw("q-still-here"))
+    check(not pc.closed.is_set() and not qc.closed.is_set(), "a report the overlap rule ignores cut a connection")
+    check(set(node_names(pc, pa)) >= {p.name, q.name}, "both members after ignored reports")
+    # P reports losing Q's run: the kernel excludes that run, sends Q DISCONNECT (1, P) and closes
+    pc.send_frame(NODE_LOST, p_str(q.name) + p_u64(q.incarnation))
+    wait_closed(qc, 5, "Q after P's NODE_LOST")
+    check(qc.disconnect == (DISCONNECT_OVERLAP, p.name), f"DISCONNECT (1, {p.name}) last: {qc.disconnect}")
+    check(not pc.closed.is_set(), f"P's connection: {pc.close_reason}")
+    listed = node_names(pc, pa)
+    check(q.name not in listed, f"Q still listed: {listed}")
+    # that run of Q is refused with REFUSE 3 while the exclusion lasts
+    try:
+        q.dial(ctx.peer)
+        raise AssertionError("an excluded run was accepted")
+    except Refused as e:
+        log(f"Q dials again: {e}")
+        check(e.code == REFUSE_EXCLUDED, f"REFUSE code 3, got {e.code}")
+    # P names Q in a NODES frame: the exclusion ends and the kernel dials Q (NODES its first frame)
+    pc.send_frame(NODES, encode_nodes([q.name]))
+    try:
+        ic = q.accepted.get(timeout=10 * WAIT_SLACK)
+    except queue.Empty:
+        raise AssertionError("the kernel did not dial Q after P named it") from None
+    check_first_nodes(ic, q.name, "the kernel's dial of Q (connect_all)")
+    echo_roundtrip(ic, qa, kw("q-back"))
+    eventually(lambda: q.name in node_names(pc, pa), 10, "Q a member again")
+    # Q fails (it closes: to the kernel a clean stop and a crash look alike): P is told NODE_LOST
+    q.shutdown()
+    eventually(lambda: (q.name, q.incarnation) in pc.node_lost, 10, "NODE_LOST (Q, its run) to P")
+    log(f"P was told {pc.node_lost}")
+    pc.close()
+
+
 SCENARIOS = {
     "codec": (sc_codec, False),
     "port-mapper": (sc_port_mapper, True),
@@ -3147,6 +3839,12 @@ SCENARIOS = {
     "documented": (sc_documented, True),
     "big": (sc_big, True),
     "peer-silent": (sc_peer_silent, True),
+    "first-nodes": (sc_first_nodes, True),
+    "visible-member": (sc_visible_member, True),
+    "hidden-member": (sc_hidden_member, True),
+    "bad-nodes": (sc_bad_nodes, True),
+    "claims": (sc_claims, True),
+    "overlap": (sc_overlap, True),
 }
 
 

@@ -124,7 +124,9 @@ if [ $# -gt 0 ]; then
 else
     SCENARIOS="codec port-mapper pm-limits handshake wrong-cookie bad-hello handshake-deadline send drops
                spawn-monitor link-exit reverse-attach groups cluster inbound cross-dial heartbeat silent-client close new-run
-               malformed node-limits big kernels documented throttle peer-silent"
+               malformed node-limits big kernels documented
+               first-nodes visible-member hidden-member bad-nodes claims overlap
+               throttle peer-silent"
 fi
 failed=0
 passed=0

@@ -158,8 +158,9 @@ impl NodeState {
         !self.options.hidden && self.options.connect_all
     }
 
-    /// A connection is up: the peer hears whether this node is hidden and,
-    /// if it is not, every visible node it is connected to.
+    /// A connection's handshake is done and its writer not yet started:
+    /// the first frame the peer reads says whether this node is hidden
+    /// and, if it is not, names every visible node it is connected to.
     pub(super) fn announce_membership(&self, conn: &Arc<Connection>) {
         let nodes = if self.options.hidden {
             Vec::new()
@@ -171,7 +172,7 @@ impl NodeState {
                 .cloned()
                 .collect()
         };
-        let _ = conn.send(
+        let _ = conn.send_first(
             &Request::Nodes {
                 hidden: self.options.hidden,
                 nodes,

@@ -418,6 +418,26 @@ impl Connection {
         Ok(true)
     }
 
+    /// Puts `request` in front of everything queued: the first frame of a
+    /// connection (NODES), queued before the writer starts, so frames
+    /// queued while dialing follow it.
+    pub(crate) fn send_first(
+        &self,
+        request: &Request,
+        agents: &dyn AgentIds,
+    ) -> Result<(), EncodeError> {
+        let mut frame = Vec::with_capacity(64);
+        let header = frame::begin_frame(&mut frame, 0);
+        let kind = protocol::encode(request, &mut frame, agents)?;
+        frame[header + 4] = kind;
+        if frame::finish_frame(&mut frame, header).is_err() {
+            return Ok(());
+        }
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.lock().buf.splice(0..0, frame);
+        Ok(())
+    }
+
     /// Queues `request` as the last frame: once it is written the socket is
     /// shut down (the peer reads it before the end of the stream), and
     /// nothing queued after it is sent.

@@ -99,6 +99,7 @@ impl NodeState {
                     return;
                 }
                 let dispatch = self.dispatcher();
+                self.announce_membership(&conn);
                 if let Err(e) = conn.establish(stream, info, dispatch, self.options.timeout) {
                     self.dial_failed(&conn, &e.to_string());
                     return;
@@ -372,6 +373,7 @@ impl NodeState {
             old.fail(&dispatch, why);
         }
         let Some(conn) = chosen else { return };
+        self.announce_membership(&conn);
         if let Err(e) = conn.establish(stream, info, Arc::clone(&dispatch), self.options.timeout) {
             conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
             return;
@@ -379,9 +381,9 @@ impl NodeState {
         self.established(&conn);
     }
 
-    /// A connection is up: the peer hears whom this node is connected to
-    /// (cluster.rs), its group members and global names (groups.rs,
-    /// global.rs).
+    /// A connection is up: the peer hears this node's group members and
+    /// global names (groups.rs, global.rs), after the NODES frame queued
+    /// in front of everything before the writer started (cluster.rs).
     fn established(&self, conn: &Arc<Connection>) {
         let again = !eventlog::first_connection(&conn.peer);
         eventlog::event(
@@ -398,7 +400,6 @@ impl NodeState {
                 conn.incarnation().unwrap_or(0)
             ),
         );
-        self.announce_membership(conn);
         self.sync_groups(conn);
         self.sync_global(conn);
     }
