@@ -163,7 +163,6 @@ fn an_async_function_called_in_place_inside_an_async_agent_is_an_error() {
 
 #[test]
 fn a_thread_agent_and_an_async_agent_ping_pong() {
-    let me = Agent::current();
     let ponger = async_agent::spawn(async move {
         loop {
             match receive().await.as_list() {
@@ -190,5 +189,4 @@ fn a_thread_agent_and_an_async_agent_ping_pong() {
         recv(),
         Term::list(vec![pinger.to_term(), kw("ok"), kw("all-back")])
     );
-    let _ = me;
 }
