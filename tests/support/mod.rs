@@ -151,6 +151,30 @@ impl Proc {
         Some(l)
     }
 
+    /// Every line the process still has to give, once it has closed its
+    /// output (both reader threads reached end of file), within [`WAIT`]:
+    /// after it exited, this is all it wrote, however far behind the
+    /// reader threads were.
+    pub fn rest_of_output(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    rest.push(l);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "{}: output not closed within {WAIT:?}; so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Reads lines until one satisfies `pred`; returns it.
     pub fn line_matching(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
