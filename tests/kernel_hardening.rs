@@ -320,7 +320,8 @@ fn a_kernel_serving_as_a_node_says_so() {
     cluster.wait_unregistered("quiet");
     quiet.close_stdin();
     assert!(quiet.wait_exit().is_some());
-    let rest: Vec<String> = std::iter::from_fn(|| quiet.try_line()).collect();
+    // Everything it wrote, read to the end of both pipes.
+    let rest = quiet.rest_of_output();
     assert!(
         rest.iter().all(|l| !l.contains("node localhost/quiet")),
         "{rest:?}"
