@@ -35,8 +35,7 @@ fn the_event_log_shows_connect_wrong_cookie_and_a_killed_peer() {
         .arg("--directory-port")
         .arg(cluster.directory_port.to_string())
         .arg("--cookie-file")
-        .arg(cluster.dir.path("other-cookie"))
-        .env_remove("ERLANGEN_LOG");
+        .arg(cluster.dir.path("other-cookie"));
     let mut intruder = Proc::from_command(cmd, "intruder");
     let up = intruder.eval("(spawn '(node :host \"localhost\" :name \"log-intruder\"))");
     assert!(up.starts_with("#<AGENT"), "{up}");

@@ -73,6 +73,7 @@ impl Proc {
     }
 
     fn spawn(mut cmd: Command, name: &str) -> Proc {
+        clean_env(&mut cmd);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -233,6 +234,21 @@ impl Drop for Proc {
     }
 }
 
+/// Removes from `cmd` every `ERLANGEN_*` variable of the environment the
+/// tests run in (ports, cookie file, init file, `ERLANGEN_LOG`,
+/// `ERLANGEN_WORKERS`, `ERLANGEN_MAX_THREADS`, …) that the test did not set
+/// (or remove) on `cmd` itself: a child sees only what its test chose. Every
+/// program a test starts goes through here ([`Proc`], [`run_bounded`]).
+pub fn clean_env(cmd: &mut Command) {
+    let chosen: Vec<std::ffi::OsString> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (key, _) in std::env::vars_os() {
+        let ours = key.to_str().is_some_and(|k| k.starts_with("ERLANGEN_"));
+        if ours && !chosen.contains(&key) {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
 /// A port mapper with a private cookie file.
 ///
 /// No guessed free ports (a port found free and released can be taken by
@@ -285,9 +301,7 @@ impl Cluster {
             .arg("--registry-port")
             .arg(self.registry_port.to_string())
             .arg("--directory-port")
-            .arg(self.directory_port.to_string())
-            .env_remove("ERLANGEN_REGISTRY_PORT")
-            .env_remove("ERLANGEN_DIRECTORY_PORT");
+            .arg(self.directory_port.to_string());
         let mut p = Proc::spawn(cmd, "port mapper");
         // The first line on stderr says where it serves, or why it could
         // not start.
@@ -329,9 +343,6 @@ impl Cluster {
             .arg("--cookie-file")
             .arg(self.cookie_file())
             .args(args)
-            .env_remove("ERLANGEN_REGISTRY_PORT")
-            .env_remove("ERLANGEN_DIRECTORY_PORT")
-            .env_remove("ERLANGEN_COOKIE_FILE")
             .envs(env.iter().copied());
         Proc::spawn(cmd, name)
     }
@@ -475,6 +486,7 @@ pub fn run_bounded_stdout_set(cmd: Command) -> (Option<i32>, String, String) {
 }
 
 fn run_with_input(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    clean_env(&mut cmd);
     let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start program");
     let stdin = child.stdin.take();
     let input = input.to_vec();
