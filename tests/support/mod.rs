@@ -396,7 +396,7 @@ impl Cluster {
 
 impl Cluster {
     /// [`Cluster::client`] with more keywords for `(node …)`, such as
-    /// `:tick 0.2 :timeout 1` (a quick failure detector).
+    /// `:tick 1 :timeout 10` (the failure detector's settings).
     pub fn client_with(&self, name: &str, node_options: &str) -> Proc {
         let mut k = self.kernel(name, &[]);
         let out = k.eval(&format!(
