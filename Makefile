@@ -8,7 +8,7 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
 .PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
-	chaos chaos-test soak protocol-check
+	chaos chaos-test soak protocol-check examples-check
 
 all: programs benchmarks
 
@@ -29,13 +29,21 @@ bin/%: FORCE
 
 FORCE:
 
-# Format, lints, docs, every test (unit, integration, doc), the protocol
-# check from outside, then the hostile peers and the multi-host soak.
+# Format, lints, docs, every test (unit, integration, doc), the examples
+# against the output README.md quotes, the protocol check from outside,
+# then the hostile peers and the multi-host soak.
 test: check test-install
 	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
+	$(MAKE) --no-print-directory examples-check
 	$(MAKE) --no-print-directory protocol-check
 	$(MAKE) --no-print-directory chaos-test
+
+# Every program under examples/, run, its output compared with the one
+# README.md quotes for it (tools/examples_check.sh).
+examples-check:
+	$(CARGO) build --examples
+	bash tools/examples_check.sh target/debug/examples
 
 # tools/protocol_client.py, a node written from PROTOCOL.md alone (Python 3
 # standard library), against a real port mapper and kernel: every frame,
