@@ -2729,7 +2729,6 @@ def sc_throttle(ctx):
     check(plist(after, "THROTTLED") > plist(before, "THROTTLED"), "throttled counted")
     check(b == b"", "connection closed unread while throttled")
     c.close()
-    time.sleep(4.5)   # let the address's tokens come back for whatever runs next
 
 
 def sc_kernels(ctx):
