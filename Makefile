@@ -8,7 +8,7 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
 .PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
-	chaos chaos-test soak protocol-check
+	chaos chaos-test soak protocol-check examples-check
 
 all: programs benchmarks
 
@@ -29,21 +29,32 @@ bin/%: FORCE
 
 FORCE:
 
-# Format, lints, docs, every test (unit, integration, doc), the protocol
-# check from outside, then the hostile peers and the multi-host soak.
+# Format, lints, docs, every test (unit, integration, doc), the examples
+# against the output README.md quotes, the protocol check from outside,
+# then the hostile peers and the multi-host soak.
 test: check test-install
 	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
+	$(MAKE) --no-print-directory examples-check
 	$(MAKE) --no-print-directory protocol-check
 	$(MAKE) --no-print-directory chaos-test
 
+# Every program under examples/, run, its output compared with the one
+# README.md quotes for it (tools/examples_check.sh).
+examples-check:
+	$(CARGO) build --examples
+	bash tools/examples_check.sh target/debug/examples
+
 # tools/protocol_client.py, a node written from PROTOCOL.md alone (Python 3
 # standard library), against a real port mapper and kernel: every frame,
-# every limit, bad input. Skipped, saying so, without Python 3.8 or newer.
+# every limit, bad input. Skipped, saying so, without Python 3.8 or newer,
+# unless PROTOCOL_CHECK_REQUIRED=1 (CI), which makes that a failure.
 protocol-check:
 	$(CARGO) build --bins
 	@if python3 -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null; then \
 	  bash tools/protocol_client_check.sh target/debug; \
+	elif [ "$${PROTOCOL_CHECK_REQUIRED:-0}" = 1 ]; then \
+	  echo "protocol-check: FAIL: needs python3 >= 3.8, and the check is required here (PROTOCOL_CHECK_REQUIRED=1)"; exit 1; \
 	else echo "protocol-check: skipped (needs python3 >= 3.8)"; fi
 
 # install_file over a program that is running (as bin/erlangen-kernel is
@@ -64,14 +75,17 @@ test-install:
 
 # The last step of `make test`: hostile peers (chaos/hostile.sh: every
 # bad-input case of PROTOCOL.md against a node and its port mapper on
-# loopback, with a canary pair), then a 60-second soak on three network
-# namespaces with a random fault every 20 s (chaos/netns.sh; it says it is
-# skipped, and passes, where namespaces cannot be made: not root, no ip).
-# `timeout` bounds it (a normal run takes about 90 s); its TERM goes
-# through the script's cleanup.
+# loopback, with a canary pair), then on three network namespaces every
+# kind of fault once (the `faults` scenario, about 50 s) and a 60-second
+# soak with a random fault every 20 s (chaos/netns.sh; it says it is
+# skipped, and passes, where namespaces cannot be made: not root, no ip;
+# with CHAOS_REQUIRED=1, as in CI, that skip fails, and so does a missing
+# iptables). `timeout` bounds each run (a normal one takes about 90 s);
+# its TERM goes through the script's cleanup.
 chaos-test:
 	$(CARGO) build --bins
 	bash chaos/hostile.sh target/debug all
+	timeout 600 bash chaos/netns.sh target/debug 3 --scenario faults
 	timeout 900 bash chaos/netns.sh target/debug 3 --scenario soak --duration-s 60 --fault-every-s 20 --cycles 100
 
 # Release binaries: the hostile-peer suite, then every fault once on five

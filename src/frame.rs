@@ -471,28 +471,49 @@ mod tests {
     fn deadline_covers_the_whole_frame_not_each_read() {
         use std::io::Write;
         use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Arc};
         use std::time::{Duration, Instant};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        // A trickler: the length, then one byte of a ten-byte body at a
-        // time, each well inside any per-read timeout.
-        let trickler = std::thread::spawn(move || {
-            let _ = client.write_all(&[0, 0, 0, 10, 1]);
-            for _ in 0..40 {
-                if client.write_all(&[0]).is_err() {
-                    break;
+        let (reading, started) = mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        // A trickler: once the reader has started (so a reader that starts
+        // late finds no more of the frame than one on time), the length of
+        // a frame that never completes, then one byte of its body at a time,
+        // each well inside any per-read timeout, until the reader is done.
+        // Returns whether it was stopped (true), or gave up after 20 s.
+        let trickler = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                if started.recv_timeout(Duration::from_secs(20)).is_err() {
+                    return false;
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        let start = Instant::now();
-        let deadline = start + Duration::from_millis(200);
+                let gave_up = Instant::now() + Duration::from_secs(20);
+                let _ = client.write_all(&[0, 0x10, 0, 0, 1]);
+                while !stop.load(Ordering::SeqCst) {
+                    if Instant::now() >= gave_up || client.write_all(&[0]).is_err() {
+                        return false;
+                    }
+                    std::thread::park_timeout(Duration::from_millis(20));
+                }
+                true
+            })
+        };
+        let deadline = Instant::now() + Duration::from_millis(200);
         let mut p = Vec::new();
-        let err = read_frame(&mut Deadline::new(&server, deadline), 100, &mut p).unwrap_err();
+        reading.send(()).unwrap();
+        let err = read_frame(&mut Deadline::new(&server, deadline), 1 << 20, &mut p).unwrap_err();
+        stop.store(true, Ordering::SeqCst);
         assert!(err.is_timeout(), "{err}");
         assert!(Instant::now() >= deadline);
         drop(server);
-        trickler.join().unwrap();
+        // Bytes kept coming until the read gave up: only the deadline for
+        // the whole frame can have ended it.
+        assert!(
+            trickler.join().unwrap(),
+            "the read outlasted the trickle: a deadline per read, not per frame"
+        );
     }
 }

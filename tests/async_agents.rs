@@ -64,9 +64,15 @@ fn me_marker_is_next() {
 #[test]
 fn timers_fire_on_time_while_the_workers_are_busy() {
     let me = Agent::current();
-    // Load: agents that keep every worker busy for a while, yielding often
-    // (as a well-behaved agent does), then report.
-    let load: Vec<Agent> = (0..4)
+    // Load: one agent per worker (however many this machine or
+    // ERLANGEN_WORKERS gives), so every worker is kept busy for a while,
+    // yielding often (as a well-behaved agent does), then reports. Fewer
+    // would leave a worker idle to fire the timers, whatever the busy ones
+    // do. The scheduler starts with the first async agent.
+    async_agent::spawn(async {}).unwrap();
+    let workers = async_agent::workers();
+    assert!(workers > 0, "the scheduler runs");
+    let load: Vec<Agent> = (0..workers)
         .map(|_| {
             let me = me.clone();
             async_agent::spawn(async move {
@@ -157,7 +163,6 @@ fn an_async_function_called_in_place_inside_an_async_agent_is_an_error() {
 
 #[test]
 fn a_thread_agent_and_an_async_agent_ping_pong() {
-    let me = Agent::current();
     let ponger = async_agent::spawn(async move {
         loop {
             match receive().await.as_list() {
@@ -184,5 +189,4 @@ fn a_thread_agent_and_an_async_agent_ping_pong() {
         recv(),
         Term::list(vec![pinger.to_term(), kw("ok"), kw("all-back")])
     );
-    let _ = me;
 }

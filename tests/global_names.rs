@@ -110,7 +110,7 @@ fn a_killed_node_loses_its_names_on_the_others() {
 }
 
 /// c is stopped (SIGSTOP) until a and b declare it down (heartbeat
-/// timeout, 1 s here), then continued: it sees its connections gone and,
+/// timeout, 10 s here), then continued: it sees its connections gone and,
 /// with no request towards a or b, stays apart. Both sides register
 /// "boss" (c first, so c's registration is the earlier one), then c
 /// reaches a and b again: every node ends with c's agent as the one
@@ -119,14 +119,18 @@ fn a_killed_node_loses_its_names_on_the_others() {
 #[test]
 fn a_conflict_from_a_partition_is_resolved_when_the_nodes_meet() {
     let cluster = Cluster::new("global-partition");
-    // tick 0.2 s, timeout 1 s: a silent peer is declared down 1 s after
-    // its last frame (connection.rs), so the waits below end in ~1 s.
-    // Without connect-all, a and b do not dial c again by themselves (a
-    // partition that lasts until the test heals it).
-    let quick = ":tick 0.2 :timeout 1 :connect-all nil";
-    let mut a = cluster.client_with("a", quick);
-    let mut b = cluster.client_with("b", quick);
-    let mut c = cluster.client_with("c", quick);
+    // A silent peer is declared down `timeout` after its last frame
+    // (connection.rs). Three kernels share the machine with other test
+    // binaries, so a healthy node may go unscheduled for a while: tick 1 s
+    // (the default) and timeout 10 s (the default is 4 s), a stall no
+    // healthy node comes near, still well inside the waits below (WAIT,
+    // 20 s), which end as soon as c is declared down. Without
+    // connect-all, a and b do not dial c again by themselves (a partition
+    // that lasts until the test heals it).
+    let detector = ":tick 1 :timeout 10 :connect-all nil";
+    let mut a = cluster.client_with("a", detector);
+    let mut b = cluster.client_with("b", detector);
+    let mut c = cluster.client_with("c", detector);
     connect_all(&mut a, &mut b, &mut c);
 
     signal(&c, "STOP");

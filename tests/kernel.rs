@@ -87,9 +87,11 @@ keep
 
 #[test]
 fn unbalanced_input_at_end_is_reported() {
-    let (_, out, err) = batch(&[], "(list 1 2\n");
+    let (status, out, err) = batch(&[], "(list 1 2\n");
     assert!(out.is_empty());
     assert!(err.contains("end of input"), "{err}");
+    // An unfinished form is a failed one: exit status 1, reached.
+    assert_eq!(status, Some(1), "{err}");
 }
 
 #[test]
@@ -99,11 +101,12 @@ fn eval_flags_run_in_order_and_help_works() {
     assert_eq!(status, Some(0));
     let mut help = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
     help.arg("-h");
-    let (_, text, _) = support::run_bounded(help, b"");
+    let (status, text, _) = support::run_bounded(help, b"");
     assert!(
         text.contains("--registry-port") && text.contains("-e, --eval"),
         "{text}"
     );
+    assert_eq!(status, Some(0));
     let mut bad = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
     bad.arg("--bogus");
     let (status, _, _) = support::run_bounded(bad, b"");
@@ -135,14 +138,15 @@ fn init_file_runs_unless_n() {
     let run = |args: &[&str]| {
         let mut kernel = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
         kernel.args(args).env("ERLANGEN_INIT", &init);
-        let (_, out, err) = support::run_bounded(kernel, b"from-init\n");
-        (out, err)
+        support::run_bounded(kernel, b"from-init\n")
     };
-    let (out, _) = run(&["-b"]);
+    let (status, out, err) = run(&["-b"]);
     assert_eq!(out.trim(), "7");
-    let (out, err) = run(&["-b", "-n"]);
+    assert_eq!(status, Some(0), "{err}");
+    let (status, out, err) = run(&["-b", "-n"]);
     assert!(
         out.is_empty() && err.contains("unbound variable FROM-INIT"),
         "{out} {err}"
     );
+    assert_eq!(status, Some(1), "{err}");
 }

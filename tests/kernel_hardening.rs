@@ -9,9 +9,10 @@ use support::{kernel_batch, Cluster};
 
 #[test]
 fn local_values_and_agents_print_readably() {
-    let (_, out, err) = kernel_batch(&[], b"(lambda (x) x)\n(defun twice (x) (* 2 x))\n");
+    let (status, out, err) = kernel_batch(&[], b"(lambda (x) x)\n(defun twice (x) (* 2 x))\n");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, vec!["#<FUNCTION LAMBDA>", "TWICE"], "{err}");
+    assert_eq!(status, Some(0), "{err}");
     // Agent numbers are decimal: 31, not 1F.
     assert_eq!(Term::Agent(AgentRef::Local(31)).to_string(), "#<AGENT 31>");
     let named = erlangen::call::named_function_term("erlangen.examples:twice", |_| Ok(Term::Nil));
@@ -28,9 +29,11 @@ fn error_messages_say_what_happened() {
 (spawn '(1+ 1) :node \"nowhere\")
 (agent-stats \"localhost/elsewhere/0\")
 ";
-    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let (status, out, err) = kernel_batch(&[], input.as_bytes());
     let errors: Vec<&str> = err.lines().collect();
     assert_eq!(errors.len(), 5, "out: {out}\nerr: {err}");
+    // Batch mode: failed forms make exit status 1 (and it does exit).
+    assert_eq!(status, Some(1), "{err}");
     assert!(errors[0].contains("cannot unlink from itself"), "{err}");
     assert!(errors[1].contains("expected 1 argument, got 2"), "{err}");
     assert!(errors[2].contains("expected 1 argument, got 2"), "{err}");
@@ -147,11 +150,13 @@ fn an_init_file_that_is_not_utf8_is_named() {
     std::fs::write(&init, b"(setq from-init \"\xff\")\n").unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
     cmd.arg("-b").env("ERLANGEN_INIT", &init);
-    let (_, _, err) = support::run_bounded(cmd, b"");
+    let (status, _, err) = support::run_bounded(cmd, b"");
     assert!(
         err.contains(&init.display().to_string()) && err.contains("UTF-8"),
         "{err}"
     );
+    // A skipped init file is said, not a failed form.
+    assert_eq!(status, Some(0), "{err}");
 }
 
 #[test]
@@ -177,12 +182,13 @@ fn defun_cannot_replace_built_ins_or_registered_functions() {
 (defun mine (x) (1+ x))
 (mine 1)
 ";
-    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let (status, out, err) = kernel_batch(&[], input.as_bytes());
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         vec!["MINE", "MINE", "2"],
         "{err}"
     );
+    assert_eq!(status, Some(1), "{err}");
     let errors: Vec<&str> = err.lines().collect();
     assert_eq!(errors.len(), 2, "{err}");
     assert!(errors[0].contains("SPAWN") && errors[0].contains("cannot be redefined"));
@@ -198,7 +204,8 @@ fn package_qualified_built_ins_and_print_p() {
 (erlangen.management:flush-messages)
 (erlangen.management:agent-stats)
 ";
-    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let (status, out, err) = kernel_batch(&[], input.as_bytes());
+    assert_eq!(status, Some(0), "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[..5],
@@ -308,7 +315,9 @@ fn a_kernel_serving_as_a_node_says_so() {
     k.line_matching(|l| l == "stderr: node localhost/announced stopped");
     cluster.wait_unregistered("announced");
     k.close_stdin();
-    assert!(k.wait_exit().is_some());
+    // The serving form was interrupted: a failed form in batch mode.
+    let status = k.wait_exit().expect("the kernel exits");
+    assert_eq!(status.code(), Some(1));
 
     // -Q: not a word.
     let mut quiet = cluster.kernel(
@@ -319,8 +328,10 @@ fn a_kernel_serving_as_a_node_says_so() {
     support::signal(&quiet, "INT");
     cluster.wait_unregistered("quiet");
     quiet.close_stdin();
-    assert!(quiet.wait_exit().is_some());
-    let rest: Vec<String> = std::iter::from_fn(|| quiet.try_line()).collect();
+    let status = quiet.wait_exit().expect("the kernel exits");
+    assert_eq!(status.code(), Some(1));
+    // Everything it wrote, read to the end of both pipes.
+    let rest = quiet.rest_of_output();
     assert!(
         rest.iter().all(|l| !l.contains("node localhost/quiet")),
         "{rest:?}"
@@ -363,7 +374,7 @@ fn a_session_function_loops_by_recursion_in_tail_position() {
 (defun deep (n) (if (= n 0) 0 (+ 1 (deep (- n 1)))))
 (deep 100000)
 ";
-    let (_, out, err) = kernel_batch(&[], input.as_bytes());
+    let (status, out, err) = kernel_batch(&[], input.as_bytes());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"COUNT-DOWN"), "out: {out}\nerr: {err}");
     assert_eq!(lines.get(1), Some(&":DONE"), "out: {out}\nerr: {err}");
@@ -371,6 +382,8 @@ fn a_session_function_loops_by_recursion_in_tail_position() {
     // A call that is not in tail position still meets the nesting limit,
     // as an error rather than a crash.
     assert!(err.contains("nest"), "out: {out}\nerr: {err}");
+    // That error is the one failed form: exit status 1, reached.
+    assert_eq!(status, Some(1), "out: {out}\nerr: {err}");
 }
 
 #[test]

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::{Cluster, Proc};
 
 /// Node B with the helper functions the tests spawn remotely: defuns are
@@ -384,7 +382,6 @@ fn local_only_values_are_refused_at_the_sender() {
     let out = a.eval("(send (lambda () 1) r)");
     assert!(out.contains("cannot be sent to another node"), "{out}");
     expect(&mut a, "(+ 1 1)", "2");
-    let _ = Duration::ZERO;
 }
 
 #[test]

@@ -35,8 +35,7 @@ fn the_event_log_shows_connect_wrong_cookie_and_a_killed_peer() {
         .arg("--directory-port")
         .arg(cluster.directory_port.to_string())
         .arg("--cookie-file")
-        .arg(cluster.dir.path("other-cookie"))
-        .env_remove("ERLANGEN_LOG");
+        .arg(cluster.dir.path("other-cookie"));
     let mut intruder = Proc::from_command(cmd, "intruder");
     let up = intruder.eval("(spawn '(node :host \"localhost\" :name \"log-intruder\"))");
     assert!(up.starts_with("#<AGENT"), "{up}");
@@ -51,13 +50,61 @@ fn the_event_log_shows_connect_wrong_cookie_and_a_killed_peer() {
 #[test]
 fn batch_kernels_and_quiet_kernels_keep_stderr_for_errors() {
     let cluster = Cluster::new("eventlog-quiet");
-    let mut a = cluster.client("quiet-a");
-    let mut b = cluster.client("quiet-b");
-    assert!(b
-        .eval("(spawn '(receive) :node \"quiet-a\")")
-        .starts_with("\"localhost/quiet-a/"));
-    // The next line a prints is the value of this form, not a log line.
-    assert_eq!(a.eval("(+ 1 2)"), "3");
+    // A batch kernel (-b: no event log by default), a quiet one (-Q, which
+    // beats ERLANGEN_LOG), and for contrast a batch kernel that
+    // ERLANGEN_LOG asks to log: each a node monitoring an agent on a peer
+    // that is then killed, an event logged at warn.
+    let node = |name: &str, args: &[&str], env: &[(&str, &str)]| {
+        let mut k = cluster.kernel_with_env(name, args, env);
+        let out = k.eval(&format!(
+            "(spawn '(node :host \"localhost\" :name \"{name}\"))"
+        ));
+        assert!(out.starts_with("#<AGENT"), "{name}: node start: {out}");
+        k
+    };
+    let mut batch = node("quiet-b", &[], &[]);
+    let mut quiet = node("quiet-q", &["-Q"], &[("ERLANGEN_LOG", "info")]);
+    let mut logging = node("quiet-l", &[], &[("ERLANGEN_LOG", "warn")]);
+    let mut peer = cluster.client("quiet-p");
+    for k in [&mut batch, &mut quiet, &mut logging] {
+        let id = k.eval("(spawn '(receive) :node \"quiet-p\" :attach :monitor)");
+        assert!(id.starts_with("\"localhost/quiet-p/"), "{}: {id}", k.name);
+    }
+    peer.kill();
+    for k in [&mut batch, &mut quiet, &mut logging] {
+        // The notice (stdout) comes after the node logged the loss, if it
+        // logs; then an error, on stderr behind whatever was logged.
+        k.send("(receive :timeout 20)");
+        k.send("(car 1)");
+        let mut stderr = Vec::new();
+        let notice = loop {
+            let line = k.line();
+            match line.strip_prefix("stderr: ") {
+                Some(l) => stderr.push(l.to_owned()),
+                None => break line,
+            }
+        };
+        assert!(notice.contains(":NOCONNECTION"), "{}: {notice}", k.name);
+        while !stderr.iter().any(|l| l.starts_with("error:")) {
+            let line = k.line_matching(|l| l.starts_with("stderr: "));
+            stderr.push(line["stderr: ".len()..].to_owned());
+        }
+        if k.name == "quiet-l" {
+            assert!(
+                stderr[0].contains("warn localhost/quiet-l: peer localhost/quiet-p down:"),
+                "the logging kernel logs the loss first: {stderr:?}"
+            );
+        } else {
+            assert_eq!(
+                stderr.len(),
+                1,
+                "{}: the only line on stderr is the error: {stderr:?}",
+                k.name
+            );
+        }
+        // And stdout still carries the values.
+        assert_eq!(k.eval("(+ 1 2)"), "3", "{}", k.name);
+    }
 }
 
 #[test]

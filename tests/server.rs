@@ -188,11 +188,14 @@ fn a_remote_callee_replies_and_its_nodes_death_is_a_connection_error() {
     let echo = "(defun echo-server () (let ((m (receive))) \
                 (send (list :reply (second (second m)) (third m)) (first (second m))) \
                 (echo-server)))";
+    let silent_server = "(defun silent-server () (receive) (print \"request-arrived\") (receive))";
     let mut peer = cluster.kernel(
         "peer",
         &[
             "-e",
             echo,
+            "-e",
+            silent_server,
             "-e",
             "(node :host \"localhost\" :name \"peer\")",
         ],
@@ -204,11 +207,14 @@ fn a_remote_callee_replies_and_its_nodes_death_is_a_connection_error() {
         server::request(&id, Term::keyword("ping"), WAIT).unwrap(),
         Term::keyword("ping")
     );
-    // A server that never answers, then the node's death mid-call.
+    // A server that never answers (it says on the peer's stdout that the
+    // request has arrived, then waits for ever), then the node's death
+    // mid-call: killed only once the request is there, so the caller is
+    // blocked in the call, not refused at its start.
     let silent = node::spawn_on(
         None,
         "peer",
-        &erlangen::term::read("(receive)").unwrap(),
+        &erlangen::term::read("(silent-server)").unwrap(),
         &SpawnOptions::new(),
     )
     .unwrap();
@@ -218,6 +224,7 @@ fn a_remote_callee_replies_and_its_nodes_death_is_a_connection_error() {
         me.send(Term::Str(format!("{result:?}")));
     })
     .unwrap();
+    peer.line_matching(|l| l.contains("request-arrived"));
     peer.kill();
     let result = receive_timeout(WAIT).unwrap();
     assert!(result.to_string().contains("NoConnection"), "{result}");

@@ -92,7 +92,7 @@ fn timer_and_request_built_ins_at_the_prompt() {
 (request w :crash)
 (request w 2 :timeout 1)
 ";
-    let (_, out, err) = support::kernel_batch(&[], input.as_bytes());
+    let (status, out, err) = support::kernel_batch(&[], input.as_bytes());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[1], "144", "{out}\n{err}");
     assert!(lines[2].starts_with("(:TIMER"), "{out}");
@@ -107,4 +107,6 @@ fn timer_and_request_built_ins_at_the_prompt() {
         err.contains("does not exist") || err.contains("noproc"),
         "{err}"
     );
+    // Those two failed forms: exit status 1, reached at end of input.
+    assert_eq!(status, Some(1), "{err}");
 }

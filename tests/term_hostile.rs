@@ -44,8 +44,38 @@ fn every_truncation_is_an_error() {
     }
 }
 
+/// What any input must decode to: for no bytes, [`DecodeError::Empty`];
+/// for a wrong version byte, [`DecodeError::Version`]; otherwise an error
+/// or a term that encodes and decodes back to itself (no half-checked
+/// value gets through as a term the format cannot carry). Never a panic.
+fn an_error_or_a_term_that_encodes_again(b: &[u8], limits: &Limits) {
+    let result = decode(b, limits);
+    match (b.first(), result) {
+        (None, result) => assert_eq!(result, Err(DecodeError::Empty)),
+        (Some(&v), result) if v != erlangen::term::codec::VERSION => {
+            assert_eq!(result, Err(DecodeError::Version(v)), "{b:02x?}")
+        }
+        (Some(_), Err(DecodeError::Empty | DecodeError::Version(_))) => {
+            panic!("{b:02x?}: an empty-input or version error for a versioned input")
+        }
+        (Some(_), Err(_)) => {}
+        (Some(_), Ok(t)) => {
+            let again = encode(&t).unwrap_or_else(|e| {
+                panic!("{b:02x?} decoded to {t}, which cannot be encoded: {e}")
+            });
+            let back = decode(&again, limits).unwrap_or_else(|e| {
+                panic!("{b:02x?} decoded to {t}, which does not decode again: {e}")
+            });
+            assert_eq!(
+                back, t,
+                "{b:02x?} decoded to a term that changes when sent on"
+            );
+        }
+    }
+}
+
 #[test]
-fn every_single_byte_corruption_is_handled() {
+fn every_single_byte_corruption_is_an_error_or_a_term_that_encodes_again() {
     let limits = Limits::default();
     for t in samples() {
         let bytes = encode(&t).unwrap();
@@ -62,15 +92,14 @@ fn every_single_byte_corruption_is_handled() {
             ] {
                 let mut b = bytes.clone();
                 b[i] = v;
-                // Either an error or some term; never a panic.
-                let _ = decode(&b, &limits);
+                an_error_or_a_term_that_encodes_again(&b, &limits);
             }
         }
     }
 }
 
 #[test]
-fn random_bytes_never_panic() {
+fn random_bytes_are_an_error_or_a_term_that_encodes_again() {
     let limits = Limits::default();
     let mut x: u64 = 0x1234_5678_9ABC_DEF0;
     for _ in 0..20_000 {
@@ -82,7 +111,7 @@ fn random_bytes_never_panic() {
         if let Some(first) = b.first_mut() {
             *first = 1; // get past the version byte most of the time
         }
-        let _ = decode(&b, &limits);
+        an_error_or_a_term_that_encodes_again(&b, &limits);
     }
 }
 

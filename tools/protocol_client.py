@@ -660,6 +660,11 @@ HS_HELLO, HS_CHALLENGE, HS_PROOF, HS_ACCEPT, HS_REFUSE = 1, 2, 3, 4, 5
 NODE_MAGIC = b"ERLN"
 NODE_VERSION = 2
 HANDSHAKE_TIMEOUT = 5.0
+# A node declares a peer down that sent nothing for this long (the default
+# `timeout`, which the checked kernel keeps).
+NODE_SILENCE_TIMEOUT = 4.0
+# The port mapper's first-request and directory-idle deadlines.
+PM_REQUEST_DEADLINE = 5.0
 REFUSE_BUSY, REFUSE_LIMIT, REFUSE_EXCLUDED = 1, 2, 3
 
 
@@ -1877,6 +1882,13 @@ def raw_dial(ctx, name=None, cookie=None):
     return sock, n, name_s, inc_s
 
 
+def seconds_to_eof(sock, t0, seconds, what):
+    """Seconds from `t0` until the peer closes (EOF or reset), whatever it
+    sends first; fails if it is still open `seconds` after `t0`."""
+    expect_eof(sock, max(0.0, t0 + seconds - time.monotonic()), what)
+    return time.monotonic() - t0
+
+
 def expect_eof(sock, seconds, what):
     """The peer must close (EOF or reset) within `seconds`, whatever it sends first."""
     deadline = time.monotonic() + seconds
@@ -2821,13 +2833,13 @@ def sc_pm_limits(ctx):
         s = pm_connect("127.0.0.1", a.directory_port)
         s.sendall(struct.pack(">I", MAX_PORT_MAPPER_FRAME + 1))
         out["over"] = error_after(s, 1)
+        # exactly the maximum waits for the body, which never comes: the
+        # request deadline, from the connect, ends it with an ERROR
+        t0 = time.monotonic()
         s = pm_connect("127.0.0.1", a.directory_port)
         s.sendall(struct.pack(">I", MAX_PORT_MAPPER_FRAME))
-        try:
-            read_frame(s, MAX_PORT_MAPPER_FRAME, time.monotonic() + 1)
-            out["exact"] = "answered at once"
-        except TimeoutError:
-            out["exact"] = "waits for the body"
+        msg, _ = error_after(s, 20)
+        out["exact"] = (msg, time.monotonic() - t0)
         s.close()
         s = pm_connect("127.0.0.1", a.directory_port)
         s.sendall(b"\x00\x00\x00\x00")
@@ -2888,7 +2900,9 @@ def sc_pm_limits(ctx):
     check("directory idle timeout" in msg and 4.5 <= took <= 20, f"idle: {msg} after {took:.2f}")
     b = results["boundary"]
     check(b["over"][1] < 0.5 and b["zero"][1] < 0.5, "0 or over 1 MiB: ERROR at once")
-    check(b["exact"] == "waits for the body", f"exactly 1 MiB: {b['exact']}")
+    msg, took = b["exact"]
+    check("timeout" in msg and PM_REQUEST_DEADLINE - 0.5 <= took <= 20,
+          f"exactly 1 MiB waits for the body until the request deadline: {msg} after {took:.2f} s")
     msg, _ = results["version"]
     check("1" in msg and "2" in msg, f"ERROR naming both versions: {msg}")
     check(len(results["bad"]) == 9, "every bad request answered ERROR")
@@ -2923,31 +2937,37 @@ def sc_node_limits(ctx):
     attempt("term-16MiB+1", b"\x01\x0a" + p_u32(big - 5) + bytes(big - 5), True)
     attempt("vector-1048576", b"\x01\x0d" + p_u32(1_048_576) + bytes(1_048_576), False)
     attempt("vector-1048577", b"\x01\x0d" + p_u32(1_048_577) + bytes(1_048_577), True)
-    # the node frame maximum: exactly the maximum waits for the body, one more is refused at once
-    for length, closes in [(MAX_NODE_FRAME, False), (MAX_NODE_FRAME + 1, True)]:
+    # the node frame maximum: one more is refused at once; exactly the maximum
+    # waits for the body, which never comes, so the connection lasts until the
+    # documented deadline for a silent peer closes it (the heartbeat timeout
+    # after our last frame, the handshake's PROOF, sent just before t0)
+    for length, at_once in [(MAX_NODE_FRAME + 1, True), (MAX_NODE_FRAME, False)]:
         sock, n, _, _ = raw_dial(ctx, f"len{length}")
-        sock.sendall(struct.pack(">I", length))
         t0 = time.monotonic()
-        try:
-            expect_eof(sock, 1.0, "")   # the kernel may have sent GROUP_SYNC etc. first
-            closed = True
-        except AssertionError:
-            closed = False
-        log(f"length {length}: {'closed' if closed else 'still open'} after {time.monotonic() - t0:.2f} s")
-        check(closed == closes, f"length {length}")
+        sock.sendall(struct.pack(">I", length))
+        # the kernel may have sent GROUP_SYNC etc. first
+        took = seconds_to_eof(sock, t0, 20, f"length {length}")
+        log(f"length {length}: closed after {took:.2f} s")
+        if at_once:
+            check(took < 2.0, f"length {length}: closed after {took:.2f} s, not at once")
+        else:
+            check(NODE_SILENCE_TIMEOUT - 0.5 <= took, f"length {length}: closed after {took:.2f} s, "
+                  f"before the {NODE_SILENCE_TIMEOUT} s heartbeat timeout: it did not wait for the body")
         sock.close()
-    # handshake frames: at most 1 KiB
+    # handshake frames: at most 1 KiB; exactly 1 KiB waits for the body until
+    # the handshake deadline, from the connect
     port = keep.lookup(ctx.peer)
-    for length, closes in [(1025, True), (1024, False)]:
+    for length, at_once in [(1025, True), (1024, False)]:
+        t0 = time.monotonic()
         s = socket.create_connection(("localhost", port), timeout=5)
         s.sendall(struct.pack(">I", length))
-        try:
-            expect_eof(s, 1.0, "")
-            closed = True
-        except AssertionError:
-            closed = False
-        log(f"handshake length {length}: {'closed' if closed else 'still open'}")
-        check(closed == closes, f"handshake length {length}")
+        took = seconds_to_eof(s, t0, 20, f"handshake length {length}")
+        log(f"handshake length {length}: closed after {took:.2f} s")
+        if at_once:
+            check(took < 2.0, f"handshake length {length}: closed after {took:.2f} s, not at once")
+        else:
+            check(HANDSHAKE_TIMEOUT - 0.5 <= took, f"handshake length {length}: closed after {took:.2f} s, "
+                  f"before the {HANDSHAKE_TIMEOUT} s handshake deadline: it did not wait for the body")
         s.close()
     # our encoder refuses what a receiver would: nothing is sent, the connection stays
     try:
@@ -3113,7 +3133,6 @@ def sc_throttle(ctx):
     check(plist(after, "THROTTLED") > plist(before, "THROTTLED"), "throttled counted")
     check(b == b"", "connection closed unread while throttled")
     c.close()
-    time.sleep(4.5)   # let the address's tokens come back for whatever runs next
 
 
 def sc_kernels(ctx):

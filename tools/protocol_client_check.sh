@@ -5,10 +5,13 @@
 #   tools/protocol_client_check.sh PROGRAM_DIR [SCENARIO...]
 #
 # PROGRAM_DIR holds erlangen-port-mapper and erlangen-kernel (for example
-# target/debug). Starts a port mapper on free ports and a kernel node in a
-# temporary directory, runs every scenario (or the ones named) with a
-# deadline each, prints PASS/FAIL per scenario, and exits non-zero on any
-# failure. Everything it starts is killed on every way out.
+# target/debug). For every scenario (or the ones named), in a temporary
+# directory, it starts a fresh port mapper on free ports and a fresh kernel
+# node, runs the scenario with a deadline, checks that both survived it, and
+# stops them: no scenario sees what an earlier one left behind (throttle
+# tokens, connections, counters, registrations), so they pass in any order.
+# Prints PASS/FAIL per scenario and exits non-zero on any failure.
+# Everything it starts is killed on every way out.
 set -u
 
 if [ $# -lt 1 ] || [ ! -x "$1/erlangen-port-mapper" ] || [ ! -x "$1/erlangen-kernel" ]; then
@@ -44,19 +47,7 @@ cleanup() {
             fi
         done
     fi
-    for pid in $KERNEL_PID $PM_PID; do
-        # a kernel stopped by a scenario must be continued to die of SIGTERM
-        kill -CONT "$pid" 2>/dev/null
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in $KERNEL_PID $PM_PID; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+    stop_cluster
     if [ "${KEEP_TMP:-}" = 1 ]; then
         echo "logs kept in $TMP" >&2
     else
@@ -86,39 +77,61 @@ wait_for() {
     return 1
 }
 
-# 1. port mapper on free ports
-"$BIN/erlangen-port-mapper" --registry-port 0 --directory-port 0 2>"$TMP/port-mapper.log" &
-PM_PID=$!
-line=$(wait_for "$TMP/port-mapper.log" '^erlangen-port-mapper: registry on .*, directory on ' 10 "$PM_PID") || {
-    echo "FAIL setup: the port mapper did not start"; cat "$TMP/port-mapper.log"; exit 1; }
-REGISTRY_PORT=$(sed -E 's/.*registry on [^,]*:([0-9]+),.*/\1/' <<<"$line")
-DIRECTORY_PORT=$(sed -E 's/.*directory on .*:([0-9]+)$/\1/' <<<"$line")
-echo "port mapper: registry $REGISTRY_PORT, directory $DIRECTORY_PORT"
-
-# 2. a cookie file (64 hex digits and a newline, mode 0600)
+# A cookie file (64 hex digits and a newline, mode 0600), one for all.
 umask 077
 COOKIE="$TMP/cookie"
 od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$COOKIE"
 echo >>"$COOKIE"
 chmod 600 "$COOKIE"
-
-# 3. a kernel serving as a node, with a registered echo agent and a group member
 NODE="check$$"
 PEER="localhost/$NODE"
-"$BIN/erlangen-kernel" -n \
-    --registry-port "$REGISTRY_PORT" --directory-port "$DIRECTORY_PORT" --cookie-file "$COOKIE" \
-    -e "(spawn '(async-echo) :name \"echo\")" \
-    -e '(join-group :workers)' \
-    -e '(defun watch (x) (link x :monitor) (receive))' \
-    -e '(defun hold (x) (link x) (receive))' \
-    -e "(node :host \"localhost\" :name \"$NODE\")" \
-    </dev/null >"$TMP/kernel.out" 2>"$TMP/kernel.log" &
-KERNEL_PID=$!
-wait_for "$TMP/kernel.log" "node $PEER listening on port [0-9]+" 15 "$KERNEL_PID" >/dev/null || {
-    echo "FAIL setup: the kernel node did not start"; cat "$TMP/kernel.log" "$TMP/kernel.out"; exit 1; }
-echo "kernel node $PEER (pid $KERNEL_PID) is up"
 
-# 4. the scenarios, each in its own process with its own deadline
+# start_cluster TAG: a port mapper on free ports and a kernel serving as
+# node $PEER with a registered echo agent and a group member (logs
+# $TMP/TAG-*.log); sets PM_PID, KERNEL_PID, REGISTRY_PORT, DIRECTORY_PORT.
+start_cluster() {
+    local tag=$1 line
+    "$BIN/erlangen-port-mapper" --registry-port 0 --directory-port 0 2>"$TMP/$tag-port-mapper.log" &
+    PM_PID=$!
+    line=$(wait_for "$TMP/$tag-port-mapper.log" '^erlangen-port-mapper: registry on .*, directory on ' 10 "$PM_PID") || {
+        echo "FAIL $tag: the port mapper did not start"; cat "$TMP/$tag-port-mapper.log"; return 1; }
+    REGISTRY_PORT=$(sed -E 's/.*registry on [^,]*:([0-9]+),.*/\1/' <<<"$line")
+    DIRECTORY_PORT=$(sed -E 's/.*directory on .*:([0-9]+)$/\1/' <<<"$line")
+    "$BIN/erlangen-kernel" -n \
+        --registry-port "$REGISTRY_PORT" --directory-port "$DIRECTORY_PORT" --cookie-file "$COOKIE" \
+        -e "(spawn '(async-echo) :name \"echo\")" \
+        -e '(join-group :workers)' \
+        -e '(defun watch (x) (link x :monitor) (receive))' \
+        -e '(defun hold (x) (link x) (receive))' \
+        -e "(node :host \"localhost\" :name \"$NODE\")" \
+        </dev/null >"$TMP/$tag-kernel.out" 2>"$TMP/$tag-kernel.log" &
+    KERNEL_PID=$!
+    wait_for "$TMP/$tag-kernel.log" "node $PEER listening on port [0-9]+" 15 "$KERNEL_PID" >/dev/null || {
+        echo "FAIL $tag: the kernel node did not start"; cat "$TMP/$tag-kernel.log" "$TMP/$tag-kernel.out"; return 1; }
+}
+
+# stop_cluster: stops the kernel and the port mapper (TERM, then KILL).
+stop_cluster() {
+    local pid
+    for pid in $KERNEL_PID $PM_PID; do
+        # a kernel stopped by a scenario must be continued to die of SIGTERM
+        kill -CONT "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in $KERNEL_PID $PM_PID; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    KERNEL_PID=""
+    PM_PID=""
+}
+
+# The scenarios, each against its own port mapper and kernel, in its own
+# process with its own deadline.
 if [ $# -gt 0 ]; then
     SCENARIOS="$*"
 else
@@ -130,8 +143,14 @@ else
 fi
 failed=0
 passed=0
+survived=0
 for s in $SCENARIOS; do
     out="$TMP/scenario-$s.log"
+    if ! start_cluster "$s"; then
+        failed=$((failed + 1))
+        stop_cluster
+        continue
+    fi
     # in the background and waited for, so that a signal to this script is handled at once
     timeout -k 5 60 "$PY" "$CLIENT" --directory-port "$DIRECTORY_PORT" --registry-port "$REGISTRY_PORT" \
         --cookie-file "$COOKIE" --peer "$PEER" --kernel-pid "$KERNEL_PID" --bin "$BIN" --pid-file "$TMP/pids" \
@@ -150,24 +169,19 @@ for s in $SCENARIOS; do
         sed 's/^/    /' "$out" | grep -v "^    FAIL $s"
         failed=$((failed + 1))
     fi
-    if ! kill -0 "$KERNEL_PID" 2>/dev/null; then
-        echo "FAIL kernel-alive: the kernel node died during $s"
-        tail -20 "$TMP/kernel.log"
+    # the kernel and the port mapper must have survived the scenario
+    if kill -0 "$KERNEL_PID" 2>/dev/null && kill -0 "$PM_PID" 2>/dev/null; then
+        survived=$((survived + 1))
+    else
+        echo "FAIL survivors: the kernel node or the port mapper died during $s"
+        tail -20 "$TMP/$s-kernel.log" "$TMP/$s-port-mapper.log"
         failed=$((failed + 1))
-        break
     fi
+    if [ -n "${VERBOSE:-}" ]; then
+        echo "--- kernel log ($s)"; cat "$TMP/$s-kernel.log"
+    fi
+    stop_cluster
 done
-
-# 5. the kernel must have survived everything, and the port mapper too
-if kill -0 "$KERNEL_PID" 2>/dev/null && kill -0 "$PM_PID" 2>/dev/null; then
-    echo "PASS survivors (kernel node and port mapper still running)"
-    passed=$((passed + 1))
-else
-    echo "FAIL survivors"
-    failed=$((failed + 1))
-fi
-if [ -n "${VERBOSE:-}" ]; then
-    echo "--- kernel log"; cat "$TMP/kernel.log"
-fi
+[ $survived -gt 0 ] && echo "PASS survivors (the kernel node and the port mapper survived $survived scenarios)"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

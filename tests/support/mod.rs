@@ -73,6 +73,7 @@ impl Proc {
     }
 
     fn spawn(mut cmd: Command, name: &str) -> Proc {
+        clean_env(&mut cmd);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -151,6 +152,30 @@ impl Proc {
         Some(l)
     }
 
+    /// Every line the process still has to give, once it has closed its
+    /// output (both reader threads reached end of file), within [`WAIT`]:
+    /// after it exited, this is all it wrote, however far behind the
+    /// reader threads were.
+    pub fn rest_of_output(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    rest.push(l);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "{}: output not closed within {WAIT:?}; so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Reads lines until one satisfies `pred`; returns it.
     pub fn line_matching(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
@@ -209,6 +234,21 @@ impl Drop for Proc {
     }
 }
 
+/// Removes from `cmd` every `ERLANGEN_*` variable of the environment the
+/// tests run in (ports, cookie file, init file, `ERLANGEN_LOG`,
+/// `ERLANGEN_WORKERS`, `ERLANGEN_MAX_THREADS`, …) that the test did not set
+/// (or remove) on `cmd` itself: a child sees only what its test chose. Every
+/// program a test starts goes through here ([`Proc`], [`run_bounded`]).
+pub fn clean_env(cmd: &mut Command) {
+    let chosen: Vec<std::ffi::OsString> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (key, _) in std::env::vars_os() {
+        let ours = key.to_str().is_some_and(|k| k.starts_with("ERLANGEN_"));
+        if ours && !chosen.contains(&key) {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
 /// A port mapper with a private cookie file.
 ///
 /// No guessed free ports (a port found free and released can be taken by
@@ -261,9 +301,7 @@ impl Cluster {
             .arg("--registry-port")
             .arg(self.registry_port.to_string())
             .arg("--directory-port")
-            .arg(self.directory_port.to_string())
-            .env_remove("ERLANGEN_REGISTRY_PORT")
-            .env_remove("ERLANGEN_DIRECTORY_PORT");
+            .arg(self.directory_port.to_string());
         let mut p = Proc::spawn(cmd, "port mapper");
         // The first line on stderr says where it serves, or why it could
         // not start.
@@ -305,9 +343,6 @@ impl Cluster {
             .arg("--cookie-file")
             .arg(self.cookie_file())
             .args(args)
-            .env_remove("ERLANGEN_REGISTRY_PORT")
-            .env_remove("ERLANGEN_DIRECTORY_PORT")
-            .env_remove("ERLANGEN_COOKIE_FILE")
             .envs(env.iter().copied());
         Proc::spawn(cmd, name)
     }
@@ -361,7 +396,7 @@ impl Cluster {
 
 impl Cluster {
     /// [`Cluster::client`] with more keywords for `(node …)`, such as
-    /// `:tick 0.2 :timeout 1` (a quick failure detector).
+    /// `:tick 1 :timeout 10` (the failure detector's settings).
     pub fn client_with(&self, name: &str, node_options: &str) -> Proc {
         let mut k = self.kernel(name, &[]);
         let out = k.eval(&format!(
@@ -451,6 +486,7 @@ pub fn run_bounded_stdout_set(cmd: Command) -> (Option<i32>, String, String) {
 }
 
 fn run_with_input(mut cmd: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    clean_env(&mut cmd);
     let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start program");
     let stdin = child.stdin.take();
     let input = input.to_vec();
