@@ -135,7 +135,8 @@ pub use agent::async_agent::{spawn as spawn_async, spawn_with as spawn_async_wit
 pub use agent::registry;
 pub use agent::{
     exit, flush_messages, link, receive, receive_matching, receive_timeout, send, spawn,
-    spawn_with, unlink, Agent, Attach, Kind, Outcome, SpawnOptions, Target, Timeout, Values,
+    spawn_with, unlink, unwatch, watch, Agent, Attach, Kind, Outcome, SpawnOptions, Target,
+    Timeout, Values,
 };
 pub use call::spawn_call;
 pub use term::{AgentRef, Symbol, Term};

@@ -352,8 +352,13 @@ impl Mailbox {
         };
         let cached = std::mem::take(&mut *self.inbox());
         self.owner.0.cached.store(0, Ordering::Relaxed);
-        // Dropped outside the locks: terms may be large.
-        drop((messages, exit, cached, waker));
+        // Dropped outside the locks: terms may be large. A local value's
+        // destructor may panic; the exit protocol (and the worker or
+        // pooled thread running it) must go on regardless, so the panic
+        // stops here (the panic hook has reported it).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            drop((messages, exit, cached, waker));
+        }));
     }
 
     /// Closes the mailbox: later ordinary messages are dropped and counted.

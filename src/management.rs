@@ -185,6 +185,8 @@ fn tree(agent: &Agent, seen: &mut std::collections::HashSet<u64>) -> AgentTree {
                 }
             }
             Peer::Remote(r) => plain.push(r.to_term()),
+            // Not in a snapshot; nothing to show.
+            Peer::Hook(_) => {}
         }
     }
     monitored.sort_by_key(|t| t.agent.to_string());

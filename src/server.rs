@@ -14,13 +14,27 @@
 //!
 //! A late reply never lands in the caller's mailbox, nor does the
 //! monitor's notice: the reply address of each call is a short-lived
-//! *proxy* (an async agent) that monitors the callee, sends the request,
-//! takes the reply or the notice, detaches from the callee and ends. A
-//! reply that comes after the caller gave up goes to the proxy, which is
-//! gone (the message is dropped as for any dead agent). The proxy hands
-//! the result to the caller through a slot both share, waking the caller
-//! with one local message that the caller removes itself, also when its
-//! timeout raced with the answer.
+//! *proxy* (an async agent) that watches the callee (a one-way monitor,
+//! [`crate::agent::watch`]: the proxy's end never harms the callee), sends
+//! the request, takes the reply or the notice and ends. A reply that comes
+//! after the caller gave up goes to the proxy, which is gone (the message
+//! is dropped as for any dead agent). The proxy hands the result to the
+//! caller through a slot both share, waking the caller with one local
+//! message that the caller removes itself, also when its timeout raced
+//! with the answer. That wake-up goes on the lane exit notifications use,
+//! so a caller whose mailbox is full still gets it.
+//!
+//! The callee is resolved once, when the call starts, as
+//! `gen_server:call` does: a name names the agent that holds it then, and
+//! the watch, the request and the proxy's end all concern that agent even
+//! if the name passes to another meanwhile. (A `host/node/:name` id of
+//! another node is looked up there, by that node.) A request to oneself
+//! fails at once ([`RequestError::CallingSelf`], OTP's `calling_self`).
+//!
+//! [`request`] blocks its thread: called in an async agent (on a worker
+//! of the scheduler, where it would stall every agent of that worker) it
+//! fails at once with [`RequestError::WouldBlock`]; await
+//! [`request_async`] there.
 //!
 //! # Wire shape
 //!
@@ -72,9 +86,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::agent::target::Resolved;
 use crate::agent::{
-    self, async_agent, Agent, Attach, LinkError, Outcome, SendError, SpawnError, SpawnOptions,
-    Target,
+    self, async_agent, Agent, LinkError, Outcome, SendError, SpawnError, SpawnOptions, Target,
 };
 use crate::term::Term;
 
@@ -122,6 +136,21 @@ pub enum RequestError {
     Send(SendError),
     /// The proxy agent of the call could not start.
     Spawn(SpawnError),
+    /// The callee is the caller itself (OTP's `calling_self`): it could
+    /// never answer.
+    CallingSelf {
+        /// The callee as given.
+        callee: Term,
+    },
+    /// A blocking call was made on a worker of the async scheduler (in an
+    /// async agent), where waiting would stall every agent of that worker:
+    /// refused at once. The field names the async form to await instead.
+    WouldBlock {
+        /// The function called.
+        function: &'static str,
+        /// What to await instead.
+        instead: &'static str,
+    },
 }
 
 impl RequestError {
@@ -132,6 +161,7 @@ impl RequestError {
         match self {
             RequestError::Timeout(_) => Term::keyword("timeout"),
             RequestError::NoProc { .. } => Term::keyword("noproc"),
+            RequestError::CallingSelf { .. } => Term::keyword("calling-self"),
             RequestError::NoConnection { reason, .. } | RequestError::Exited { reason, .. } => {
                 reason.clone()
             }
@@ -154,6 +184,13 @@ impl fmt::Display for RequestError {
             RequestError::Monitor(e) => write!(f, "cannot monitor the callee: {e}"),
             RequestError::Send(e) => write!(f, "cannot send the request: {e}"),
             RequestError::Spawn(e) => write!(f, "cannot start the request's proxy: {e}"),
+            RequestError::CallingSelf { callee } => {
+                write!(f, "{callee} is the caller itself (calling-self)")
+            }
+            RequestError::WouldBlock { function, instead } => write!(
+                f,
+                "{function} blocks, and this is an async agent (it would stall its worker): await {instead} instead"
+            ),
         }
     }
 }
@@ -175,12 +212,20 @@ impl Error for RequestError {
 ///
 /// # Errors
 /// [`RequestError`]: a timeout, a dead or unreachable callee, one that
-/// exited during the call, a request that cannot be sent.
+/// exited during the call, a request that cannot be sent, the caller
+/// itself as callee, a call from an async agent
+/// ([`RequestError::WouldBlock`]).
 pub fn request(
     server: impl Into<Target>,
     request: impl Into<Term>,
     timeout: Duration,
 ) -> Result<Term, RequestError> {
+    if crate::agent::on_async_worker() {
+        return Err(RequestError::WouldBlock {
+            function: "server::request",
+            instead: "server::request_async",
+        });
+    }
     let call = Call::start(server.into(), request.into(), timeout)?;
     let token = call.token;
     let woken = agent::receive_matching(move |m| is_token(m, token), Some(timeout)).is_ok();
@@ -248,9 +293,6 @@ fn is_token(message: &Term, token: u64) -> bool {
         .is_some_and(|t| t.0 == token)
 }
 
-/// What the caller sends its proxy when it gives up.
-struct Cancel;
-
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 /// One request in flight, on the caller's side. Dropping it (also when the
@@ -267,20 +309,35 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 
 impl Call {
     fn start(server: Target, request: Term, timeout: Duration) -> Result<Call, RequestError> {
+        let caller = Agent::current();
+        let callee = match &server {
+            Target::Agent(a) => a.to_term(),
+            Target::Term(t) => t.clone(),
+        };
+        // Resolved once: the watch, the request and the proxy's end all
+        // concern this agent (a name is not looked up again).
+        let server = match server.resolve() {
+            Ok(Resolved::Local(a)) if a == caller => {
+                return Err(RequestError::CallingSelf { callee })
+            }
+            Ok(Resolved::Local(a)) => Target::Agent(a),
+            Ok(Resolved::Remote(_, remote)) => Target::Term(remote.to_term()),
+            Ok(Resolved::Dead) | Err(_) => return Err(RequestError::NoProc { callee }),
+        };
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Mutex::new(Slot::default()));
-        let caller = Agent::current();
         let proxy_slot = Arc::clone(&slot);
         let body = async move {
-            let result = proxy(server, request, token, timeout + PROXY_GRACE).await;
+            let result = proxy(server, callee, request, token, timeout + PROXY_GRACE).await;
             let mut slot = lock(&proxy_slot);
             slot.answered = true;
             if !slot.abandoned {
                 slot.result = Some(result);
                 // Sent under the lock: a caller that sees the result also
                 // finds this message in its mailbox (a local send is
-                // queued before it returns).
-                caller.send(Term::local_labeled("request-token", Token(token)));
+                // queued before it returns). On the notice lane: never
+                // dropped for room, so a full mailbox cannot lose it.
+                caller.notify(Term::local_labeled("request-token", Token(token)));
             }
         };
         let proxy = async_agent::spawn(body).map_err(RequestError::Spawn)?;
@@ -314,28 +371,25 @@ impl Drop for Call {
             slot.answered
         };
         // A proxy that has its answer is ending on its own: only one still
-        // waiting is told to stop. A message, not an exit signal: a proxy
-        // killed while it monitors the callee would take the callee with
-        // it (a monitor is a link back, SPEC section 2).
+        // waiting is stopped. It only watches the callee (one way), so its
+        // end does nothing to the callee.
         if !answered {
-            self.proxy.send(Term::local(Cancel));
+            self.proxy.kill(Term::keyword("cancelled"));
         }
     }
 }
 
-/// The proxy's body: monitor, send, wait for the reply or the notice,
-/// detach. Runs as an async agent, so a call costs no thread.
+/// The proxy's body: watch, send, wait for the reply or the notice. Runs
+/// as an async agent, so a call costs no thread; `server` is resolved
+/// already (see [`Call::start`]).
 async fn proxy(
     server: Target,
+    callee: Term,
     request: Term,
     token: u64,
     wait: Duration,
 ) -> Result<Term, RequestError> {
-    let callee = match &server {
-        Target::Agent(a) => a.to_term(),
-        Target::Term(t) => t.clone(),
-    };
-    if let Err(e) = agent::link(&server, Attach::Monitor) {
+    if let Err(e) = agent::watch(&server) {
         return Err(match e {
             LinkError::Target(_) => RequestError::NoProc { callee },
             LinkError::Remote(e) => RequestError::NoConnection {
@@ -356,33 +410,26 @@ async fn proxy(
         Term::list(vec![me.to_term(), tag.clone()]),
         request,
     ]);
-    let result = match agent::send(message, &server) {
+    // The watch ends with the proxy (its exit protocol drops it): nothing
+    // to undo here.
+    match agent::send(message, &server) {
         Err(e) => Err(RequestError::Send(e)),
         Ok(()) => {
             let answer = async_agent::receive_matching(
-                move |m| {
-                    m.downcast_local::<Cancel>().is_some()
-                        || is_reply(m, &tag)
-                        || Outcome::is_notification(m)
-                },
+                move |m| is_reply(m, &tag) || Outcome::is_notification(m),
                 Some(wait),
             )
             .await;
             match answer {
                 Err(_) => Err(RequestError::Timeout(wait)),
                 Ok(m) => match (m.as_list(), notice_reason(&m)) {
-                    (Some([_, _, reply]), None) => Ok(reply.clone()),
                     (_, Some(reason)) => Err(notice_error(callee, reason)),
-                    // Cancelled: the caller has gone; nobody reads this.
+                    (Some([_, _, reply]), None) => Ok(reply.clone()),
                     _ => Err(RequestError::Timeout(wait)),
                 },
             }
         }
-    };
-    // Detach before ending: the monitor is a link back, and ending while
-    // attached would kill the callee.
-    let _ = agent::unlink(&server);
-    result
+    }
 }
 
 fn is_reply(message: &Term, tag: &Term) -> bool {

@@ -351,9 +351,14 @@ impl<R> Future for Blocking<R> {
 
 /// Runs `future` to completion on the calling thread, which blocks (parks)
 /// while it waits. For thread agents and plain threads that want to await
-/// something, such as an async registered function; never call it inside
-/// an async agent (it would block the worker).
+/// something, such as an async registered function. Inside an async agent
+/// it would block the worker (and every agent queued there): called there,
+/// it ends the agent at once, with a reason saying to await the future
+/// instead.
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    if scheduler::on_worker() {
+        super::refuse_blocking("async_agent::block_on", "the future itself (future.await)");
+    }
     struct Unpark(Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {

@@ -264,12 +264,15 @@ impl SpawnOptions {
 pub(crate) enum Peer {
     Local(Agent),
     Remote(target::RemoteRef),
+    /// A function run in the exit protocol (see [`ExitHook`]).
+    Hook(&'static ExitHook),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum PeerKey {
     Local(u64),
     Remote(Arc<str>),
+    Hook(&'static str),
 }
 
 impl Peer {
@@ -277,19 +280,58 @@ impl Peer {
         match self {
             Peer::Local(a) => PeerKey::Local(a.serial()),
             Peer::Remote(r) => PeerKey::Remote(Arc::clone(&r.id)),
+            Peer::Hook(h) => PeerKey::Hook(h.name),
         }
     }
 }
 
-/// An agent's links and monitors: a short list (most agents have a few),
-/// or a map once there are many (a parent of a thousand workers), so both
-/// the common agent stays small and removal stays cheap.
+/// A one-way watch that runs a function instead of sending a notice, for
+/// the layers above agents that must hear of an exit without being agents
+/// themselves (the timer service; groups and global names can use it the
+/// same way). Attach it with [`Agent::attach_exit_hook`]; `run` is called
+/// once, in the watched agent's exit protocol, on whatever thread that
+/// runs, with no agent lock held. It must be quick and must not block.
+pub(crate) struct ExitHook {
+    /// Tells hooks apart: one entry per hook and agent.
+    pub(crate) name: &'static str,
+    /// What runs when the agent exits: the agent and how it ended.
+    pub(crate) run: fn(&Agent, &Outcome),
+}
+
+/// What an entry of an agent's peer set means, seen from that agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Role {
+    /// Linked, or the monitored end of a two-way monitor: killed with our
+    /// reason when we exit.
+    Link,
+    /// Monitors us (`Attach::Monitor`, two-way): told when we exit.
+    Monitor,
+    /// Watches us ([`watch`], one way): told when we exit.
+    Watcher,
+    /// We watch it: when we exit it only forgets us (nobody dies and
+    /// nobody is told).
+    Watching,
+}
+
+impl Role {
+    fn of(monitor: bool) -> Role {
+        if monitor {
+            Role::Monitor
+        } else {
+            Role::Link
+        }
+    }
+}
+
+/// An agent's links, monitors and watches: a short list (most agents have
+/// a few), or a map once there are many (a parent of a thousand workers),
+/// so both the common agent stays small and removal stays cheap.
 enum PeerSet {
-    Few(Vec<(PeerKey, Peer, bool)>),
+    Few(Vec<(PeerKey, Peer, Role)>),
     // Boxed on purpose: inline, the map would make every agent's set (and
     // so every agent) 24 bytes larger for the rare agent with many peers.
     #[allow(clippy::box_collection)]
-    Many(Box<HashMap<(PeerKey, bool), Peer>>),
+    Many(Box<HashMap<(PeerKey, Role), Peer>>),
 }
 
 /// Past this many entries a `PeerSet` becomes a map.
@@ -302,70 +344,117 @@ impl Default for PeerSet {
 }
 
 impl PeerSet {
-    /// Adds `peer` as a link (`monitor == false`) or a monitor, replacing
-    /// an entry of the same kind for the same peer.
-    fn insert(&mut self, peer: Peer, monitor: bool) {
+    /// Adds `peer` in `role`, replacing an entry of the same role for the
+    /// same peer.
+    fn insert(&mut self, peer: Peer, role: Role) {
         let key = peer.key();
         match self {
             PeerSet::Few(v) => {
-                if let Some(slot) = v.iter_mut().find(|(k, _, m)| *k == key && *m == monitor) {
+                if let Some(slot) = v.iter_mut().find(|(k, _, r)| *k == key && *r == role) {
                     slot.1 = peer;
                 } else if v.len() < FEW_PEERS {
-                    v.push((key, peer, monitor));
+                    v.push((key, peer, role));
                 } else {
-                    let mut map: HashMap<(PeerKey, bool), Peer> =
-                        v.drain(..).map(|(k, p, m)| ((k, m), p)).collect();
-                    map.insert((key, monitor), peer);
+                    let mut map: HashMap<(PeerKey, Role), Peer> =
+                        v.drain(..).map(|(k, p, r)| ((k, r), p)).collect();
+                    map.insert((key, role), peer);
                     *self = PeerSet::Many(Box::new(map));
                 }
             }
             PeerSet::Many(map) => {
-                map.insert((key, monitor), peer);
+                map.insert((key, role), peer);
             }
         }
     }
 
-    /// Removes `key` both as a link and as a monitor.
+    /// Removes `key` in every role.
     fn remove(&mut self, key: &PeerKey) {
         match self {
             PeerSet::Few(v) => v.retain(|(k, _, _)| k != key),
             PeerSet::Many(map) => {
-                map.remove(&(key.clone(), false));
-                map.remove(&(key.clone(), true));
+                for role in [Role::Link, Role::Monitor, Role::Watcher, Role::Watching] {
+                    map.remove(&(key.clone(), role));
+                }
             }
         }
+    }
+
+    /// Removes `key` in `role` only; `true` if it was there.
+    fn remove_role(&mut self, key: &PeerKey, role: Role) -> bool {
+        match self {
+            PeerSet::Few(v) => {
+                let before = v.len();
+                v.retain(|(k, _, r)| !(k == key && *r == role));
+                v.len() != before
+            }
+            PeerSet::Many(map) => map.remove(&(key.clone(), role)).is_some(),
+        }
+    }
+
+    /// Whether `key` is here in `role`.
+    fn contains(&self, key: &PeerKey, role: Role) -> bool {
+        match self {
+            PeerSet::Few(v) => v.iter().any(|(k, _, r)| k == key && *r == role),
+            PeerSet::Many(map) => map.contains_key(&(key.clone(), role)),
+        }
+    }
+
+    /// Whether `key` is here in any role.
+    fn has(&self, key: &PeerKey) -> bool {
+        [Role::Link, Role::Monitor, Role::Watcher, Role::Watching]
+            .iter()
+            .any(|r| self.contains(key, *r))
+    }
+
+    /// Takes the exit hooks out of the set (no allocation when there is
+    /// none, as for most agents).
+    fn take_hooks(&mut self) -> Vec<&'static ExitHook> {
+        let mut hooks = Vec::new();
+        match self {
+            PeerSet::Few(v) => {
+                if v.iter().any(|(_, p, _)| matches!(p, Peer::Hook(_))) {
+                    v.retain(|(_, p, _)| match p {
+                        Peer::Hook(h) => {
+                            hooks.push(*h);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+            }
+            PeerSet::Many(map) => map.retain(|_, p| match p {
+                Peer::Hook(h) => {
+                    hooks.push(*h);
+                    false
+                }
+                _ => true,
+            }),
+        }
+        hooks
     }
 
     /// Calls `f` with each entry, consuming the set.
-    fn for_each(self, mut f: impl FnMut(Peer, bool)) {
+    fn for_each(self, mut f: impl FnMut(Peer, Role)) {
         match self {
-            PeerSet::Few(v) => v.into_iter().for_each(|(_, p, m)| f(p, m)),
-            PeerSet::Many(map) => map.into_iter().for_each(|((_, m), p)| f(p, m)),
+            PeerSet::Few(v) => v.into_iter().for_each(|(_, p, r)| f(p, r)),
+            PeerSet::Many(map) => map.into_iter().for_each(|((_, r), p)| f(p, r)),
         }
     }
 
-    /// (links, monitors).
-    fn split(self) -> (Vec<Peer>, Vec<Peer>) {
+    /// (links, agents told when we exit), without the hooks and without
+    /// the agents we watch.
+    fn snapshot(&self) -> (Vec<Peer>, Vec<Peer>) {
         let (mut links, mut monitors) = (Vec::new(), Vec::new());
-        let mut put = |peer, monitor| {
-            if monitor {
-                monitors.push(peer);
-            } else {
-                links.push(peer);
-            }
+        let mut put = |peer: &Peer, role: Role| match (peer, role) {
+            (Peer::Hook(_), _) | (_, Role::Watching) => {}
+            (_, Role::Link) => links.push(peer.clone()),
+            (_, Role::Monitor | Role::Watcher) => monitors.push(peer.clone()),
         };
         match self {
-            PeerSet::Few(v) => v.into_iter().for_each(|(_, p, m)| put(p, m)),
-            PeerSet::Many(map) => map.into_iter().for_each(|((_, m), p)| put(p, m)),
+            PeerSet::Few(v) => v.iter().for_each(|(_, p, r)| put(p, *r)),
+            PeerSet::Many(map) => map.iter().for_each(|((_, r), p)| put(p, *r)),
         }
         (links, monitors)
-    }
-
-    fn snapshot(&self) -> (Vec<Peer>, Vec<Peer>) {
-        match self {
-            PeerSet::Few(v) => PeerSet::Few(v.clone()).split(),
-            PeerSet::Many(map) => PeerSet::Many(map.clone()).split(),
-        }
     }
 }
 
@@ -624,17 +713,50 @@ impl Agent {
     /// Adds `peer` to this agent's links (`monitor == false`) or monitors.
     /// Returns the outcome instead if the agent has already exited.
     pub(crate) fn attach_peer(&self, peer: Peer, monitor: bool) -> Result<(), Outcome> {
+        self.attach_peer_as(peer, Role::of(monitor))
+    }
+
+    /// Adds `peer` to this agent's peer set in `role`. Returns the outcome
+    /// instead if the agent has already exited.
+    pub(crate) fn attach_peer_as(&self, peer: Peer, role: Role) -> Result<(), Outcome> {
         let mut a = self.lock();
         if let Some(ended) = &a.ended {
             return Err(ended.outcome.clone());
         }
-        a.peers.insert(peer, monitor);
+        a.peers.insert(peer, role);
         Ok(())
     }
 
-    /// Removes `key` from this agent's links and monitors.
+    /// Removes `key` from this agent's peer set, in every role.
     pub(crate) fn detach_peer(&self, key: &PeerKey) {
         self.lock().peers.remove(key);
+    }
+
+    /// Removes `key` in `role` only; `true` if it was there.
+    pub(crate) fn detach_role(&self, key: &PeerKey, role: Role) -> bool {
+        self.lock().peers.remove_role(key, role)
+    }
+
+    /// Whether `key` is in this agent's peer set in `role`.
+    pub(crate) fn has_role(&self, key: &PeerKey, role: Role) -> bool {
+        self.lock().peers.contains(key, role)
+    }
+
+    /// Whether `key` is in this agent's peer set in any role.
+    pub(crate) fn has_peer(&self, key: &PeerKey) -> bool {
+        self.lock().peers.has(key)
+    }
+
+    /// Attaches `hook`: it runs when this agent exits (see [`ExitHook`]).
+    /// `false` if the agent has exited already (the hook will not run).
+    /// Attaching the same hook twice is attaching it once.
+    pub(crate) fn attach_exit_hook(&self, hook: &'static ExitHook) -> bool {
+        self.attach_peer_as(Peer::Hook(hook), Role::Watcher).is_ok()
+    }
+
+    /// Detaches `hook`; it will not run for this agent.
+    pub(crate) fn detach_exit_hook(&self, hook: &'static ExitHook) {
+        self.detach_role(&PeerKey::Hook(hook.name), Role::Watcher);
     }
 
     /// (links, monitors) now, for `agent-tree`.
@@ -848,7 +970,30 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
 /// and last leave the agent tables.
 fn finish(agent: &Agent, outcome: Outcome) {
     agent.0.mailbox.finish();
-    let (peers, named) = {
+    end(agent, outcome);
+}
+
+impl Agent {
+    /// Ends the agent now, from outside, with `reason`, whatever its code
+    /// is doing: the exit protocol runs at once on the calling thread (the
+    /// outcome is recorded, its name and registrations are released, its
+    /// links and monitors are told, it leaves the agent tables), and it
+    /// gets the exit signal `reason`. A Rust thread cannot be stopped from
+    /// outside, so code still running goes on until its next receive
+    /// (which ends it) or its return, as an agent that has exited: its
+    /// outcome stays this one. A supervisor's brutal kill.
+    pub(crate) fn end_now(&self, reason: Term) {
+        self.kill(reason.clone());
+        end(self, Outcome::Exited(reason));
+    }
+}
+
+/// The exit protocol after the mailbox: see [`finish`]. The mailbox is
+/// left to its owner when the agent is ended from outside
+/// ([`Agent::end_now`]): its pending exit signal ends the code still
+/// running at its next receive.
+fn end(agent: &Agent, outcome: Outcome) {
+    let (mut peers, named) = {
         let mut a = agent.lock();
         if a.ended.is_some() {
             return;
@@ -863,17 +1008,22 @@ fn finish(agent: &Agent, outcome: Outcome) {
     if named {
         crate::agent::registry::release(agent);
     }
+    // Hooks first: by the time anyone hears of the exit, the layers above
+    // have forgotten the agent (a timer aimed at it is cancelled).
+    for hook in peers.take_hooks() {
+        (hook.run)(agent, &outcome);
+    }
     let me = PeerKey::Local(agent.serial());
     // Built once, on first use: most agents have a link or a monitor or
     // neither, and these are allocations.
     let mut reason = None;
     let mut notice = None;
-    peers.for_each(|peer, monitor| match (peer, monitor) {
-        (Peer::Local(other), false) => {
+    peers.for_each(|peer, role| match (peer, role) {
+        (Peer::Local(other), Role::Link) => {
             other.detach_peer(&me);
             other.kill(reason.get_or_insert_with(|| outcome.link_reason()).clone());
         }
-        (Peer::Local(other), true) => {
+        (Peer::Local(other), Role::Monitor | Role::Watcher) => {
             other.detach_peer(&me);
             other.notify(
                 notice
@@ -881,7 +1031,14 @@ fn finish(agent: &Agent, outcome: Outcome) {
                     .clone(),
             );
         }
-        (Peer::Remote(to), monitor) => target::remote_exit_notice(agent, &to, monitor, &outcome),
+        // We watched it: it forgets us, nothing more.
+        (Peer::Local(other), Role::Watching) => other.detach_peer(&me),
+        (Peer::Remote(to), Role::Watching) => target::remote_unwatch(agent, &to),
+        (Peer::Remote(to), role) => {
+            target::remote_exit_notice(agent, &to, role != Role::Link, &outcome);
+        }
+        // Taken out and run above.
+        (Peer::Hook(_), _) => {}
     });
     // Only now: the notices above may name the agent itself (its return
     // values can hold `(agent)`), which needs its wire id until they are
@@ -898,6 +1055,12 @@ fn exit_self(reason: Term) -> ! {
 
 /// Receives the next message, blocking. Exit notifications come before
 /// ordinary messages.
+///
+/// In an async agent this would block the worker thread it runs on (and
+/// every agent queued there): called there, it ends the agent at once
+/// with a reason naming [`async_agent::receive`], the form to await. The
+/// same holds for [`receive_timeout`] and [`receive_matching`], except a
+/// zero timeout, which only polls.
 ///
 /// # Panics
 /// Does not return if the calling agent has been killed: its stack unwinds
@@ -959,10 +1122,26 @@ fn with_current<R>(f: impl FnOnce(&Agent) -> R) -> R {
     })
 }
 
+/// Ends the calling async agent, whose code called the blocking `what`
+/// (which would stall its worker, and every agent queued there), with a
+/// reason that names the async form to await instead.
+pub(crate) fn refuse_blocking(what: &str, instead: &str) -> ! {
+    exit_self(Term::Str(format!(
+        "{what} blocks, and this is an async agent (it would stall its worker): await {instead} instead"
+    )))
+}
+
 fn receive_until(
     deadline: Option<Instant>,
     matches: &mut dyn FnMut(&Term) -> bool,
 ) -> Result<Term, Timeout> {
+    // A poll (a deadline already past) never blocks, and is allowed.
+    if scheduler::on_worker() && deadline.is_none_or(|d| d > Instant::now()) {
+        refuse_blocking(
+            "the thread receive (erlangen::receive, receive_timeout, receive_matching)",
+            "erlangen::async_agent::receive, receive_timeout or receive_matching",
+        );
+    }
     match with_current(|me| me.0.mailbox.receive(deadline, matches)) {
         Ok(t) => Ok(t),
         Err(Interrupt::Timeout) => Err(Timeout),
@@ -1095,6 +1274,98 @@ pub fn unlink(agent: impl Into<Target>) -> Result<(), LinkError> {
             Ok(())
         }
     }
+}
+
+/// Watches `agent` one way, as Erlang's `erlang:monitor(process, Agent)`:
+/// when it exits, the calling agent receives the same exit notification a
+/// monitor does, `(agent :OK . values)` or `(agent :EXIT . reason)`; when
+/// the caller exits first, nothing happens to `agent` (unlike
+/// [`Attach::Monitor`], whose monitored agent dies with its monitor). If
+/// `agent` has already exited, or its node cannot be reached, the
+/// notification comes at once, with reason `:NOPROC` or `(:NOCONNECTION
+/// "host/node")`. Watching an agent twice is watching it once (there is
+/// no reference per watch: [`unwatch`] ends it).
+///
+/// ```
+/// use std::time::Duration;
+/// use erlangen::{receive_timeout, spawn, watch, Term};
+///
+/// let worker = spawn(|| Term::keyword("done")).unwrap();
+/// watch(&worker).unwrap();
+/// let notice = receive_timeout(Duration::from_secs(5)).unwrap();
+/// // (#<AGENT …> :OK :DONE), or :NOPROC if it had ended before the watch.
+/// assert!(notice.to_string().ends_with(":DONE)") || notice.to_string().ends_with(":NOPROC)"));
+/// ```
+///
+/// # Errors
+/// [`LinkError::SelfLink`] for the caller itself, or a target that names
+/// nothing.
+pub fn watch(agent: impl Into<Target>) -> Result<(), LinkError> {
+    let me = Agent::current();
+    let target = agent.into();
+    match target.resolve()? {
+        target::Resolved::Local(other) if other == me => Err(LinkError::SelfLink),
+        target::Resolved::Local(other) => {
+            watch_local(&me, &other);
+            Ok(())
+        }
+        target::Resolved::Dead => {
+            noproc(&me, target.term().unwrap_or(Term::Nil), true);
+            Ok(())
+        }
+        target::Resolved::Remote(remote, id) => remote.watch(&me, &id),
+    }
+}
+
+/// `me` watches local `other` (see [`watch`]): our side first, then
+/// theirs, as [`link`] does; if `other` has exited meanwhile we are told
+/// `:NOPROC` and keep nothing.
+pub(crate) fn watch_local(me: &Agent, other: &Agent) {
+    let _ = me.attach_peer_as(Peer::Local(other.clone()), Role::Watching);
+    if other
+        .attach_peer_as(Peer::Local(me.clone()), Role::Watcher)
+        .is_err()
+    {
+        me.detach_role(&PeerKey::Local(other.serial()), Role::Watching);
+        noproc(me, other.to_term(), true);
+    }
+}
+
+/// Ends the calling agent's watch of `agent` (see [`watch`]): no
+/// notification of its exit comes after this returns, except one already
+/// queued. Links and monitors between the two stay as they are (for an
+/// agent of another node, its node drops every attachment of the caller
+/// to it). Unwatching an agent not watched does nothing.
+///
+/// # Errors
+/// [`LinkError::SelfLink`], or a target that names nothing.
+pub fn unwatch(agent: impl Into<Target>) -> Result<(), LinkError> {
+    let me = Agent::current();
+    match agent.into().resolve()? {
+        target::Resolved::Local(other) if other == me => Err(LinkError::SelfLink),
+        target::Resolved::Local(other) => {
+            unwatch_local(&me, &other);
+            Ok(())
+        }
+        target::Resolved::Dead => Ok(()),
+        target::Resolved::Remote(remote, to) => {
+            remote.unwatch(&me, &to);
+            Ok(())
+        }
+    }
+}
+
+/// Ends `me`'s watch of local `other`.
+pub(crate) fn unwatch_local(me: &Agent, other: &Agent) {
+    me.detach_role(&PeerKey::Local(other.serial()), Role::Watching);
+    other.detach_role(&PeerKey::Local(me.serial()), Role::Watcher);
+}
+
+/// `true` when the calling thread is a worker of the async scheduler
+/// (the caller is an async agent): a blocking call here would stall every
+/// async agent of the worker, so blocking functions refuse at once.
+pub(crate) fn on_async_worker() -> bool {
+    scheduler::on_worker()
 }
 
 /// Threads now counted as runnable (running an agent, not parked in a

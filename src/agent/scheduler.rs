@@ -441,7 +441,12 @@ impl Scheduler {
                 .next_task(i, &mut in_a_row, polls)
                 .or_else(|| self.steal(i))
             {
-                super::task::run(&self, agent);
+                // The poll catches panics of the agent's code and of its
+                // destructors; this is the backstop that keeps the worker
+                // (and every agent queued on it) alive whatever escapes.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::task::run(&self, agent);
+                }));
                 continue;
             }
             // Nothing queued: fire due timers (they may queue work), then

@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use super::{Agent, LinkError, Outcome, SendError, TargetError};
+use super::{Agent, LinkError, Outcome, PeerKey, Role, SendError, TargetError};
 use crate::term::{AgentRef, Term};
 
 /// An agent of another node: its id string `"host/node/aid"` and the
@@ -56,6 +56,45 @@ pub(crate) trait Remote: Send + Sync {
     /// Local `from` has exited; remote `to` was in its links (`monitor`
     /// false: kill it) or monitors (tell it).
     fn exit_notice(&self, from: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome);
+
+    /// Local `from` watches remote `to` one way (`agent::watch`): told of
+    /// its exit or of the connection's loss, and `from`'s own exit does
+    /// nothing to `to`.
+    ///
+    /// The default needs nothing new on the wire: it is a monitor (the
+    /// LINK request with `monitor`, which on `to`'s node is already one
+    /// way) without the local link back that makes [`Remote::link`]'s
+    /// monitor two-way; `from` keeps a `Watching` entry instead, whose
+    /// exit sends UNLINK (see [`remote_unwatch`]). A node layer may
+    /// override it to record the watch directly.
+    fn watch(&self, from: &Agent, to: &RemoteRef) -> Result<(), LinkError> {
+        let key = PeerKey::Remote(Arc::clone(&to.id));
+        let linked = from.has_role(&key, Role::Link);
+        // Recorded first: a notice or a loss that comes before `link`
+        // returns removes it with the rest.
+        let _ = from.attach_peer_as(super::Peer::Remote(to.clone()), Role::Watching);
+        let attached = self.link(from, to, true);
+        // `link` leaves a Link entry (its monitor's way back), which a
+        // watch must not have; none means it told `from` at once (the
+        // node is unreachable, or `to` is of an earlier run) or the
+        // connection is already lost: then nothing is kept.
+        let told = !linked && !from.detach_role(&key, Role::Link);
+        if told || attached.is_err() {
+            from.detach_role(&key, Role::Watching);
+        }
+        attached
+    }
+
+    /// Ends local `from`'s watch of remote `to`. The default sends UNLINK
+    /// when `from` has no other attachment to `to` (UNLINK drops them all
+    /// on `to`'s node).
+    fn unwatch(&self, from: &Agent, to: &RemoteRef) {
+        let key = PeerKey::Remote(Arc::clone(&to.id));
+        from.detach_role(&key, Role::Watching);
+        if !from.has_peer(&key) {
+            self.unlink(from, to);
+        }
+    }
 }
 
 static REMOTE: RwLock<Option<Arc<dyn Remote>>> = RwLock::new(None);
@@ -98,6 +137,14 @@ pub(crate) fn remote_exit_notice(agent: &Agent, to: &RemoteRef, monitor: bool, o
     }
     if let Some(remote) = remote() {
         remote.exit_notice(agent, to, monitor, outcome);
+    }
+}
+
+/// Local `agent`, exiting, watched remote `to`: its node is told to drop
+/// the watch (UNLINK), so `to`'s exit later sends nothing.
+pub(crate) fn remote_unwatch(agent: &Agent, to: &RemoteRef) {
+    if let Some(remote) = remote() {
+        remote.unlink(agent, to);
     }
 }
 

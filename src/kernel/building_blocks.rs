@@ -9,7 +9,7 @@ use super::builtins::{arity, bad, seconds};
 use crate::agent::SpawnOptions;
 use crate::call::{self, keyword_args, CallError};
 use crate::server::{self, Server};
-use crate::supervisor::{self, ChildSpec, Restart, Strategy, SupervisorSpec};
+use crate::supervisor::{self, ChildSpec, Strategy, SupervisorSpec};
 use crate::term::Term;
 use crate::timer::{self, TimerRef};
 
@@ -20,8 +20,13 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("cancel-timer", "(cancel-timer timer) stop a timer; t if it had not fired yet, else nil"),
     ("request", "(request agent request &key timeout) send (:CALL (from tag) request), return the reply (:REPLY tag reply); timeout in seconds, default 5"),
     ("cast", "(cast agent message) send (:CAST message), no reply"),
-    ("start-supervisor", "(start-supervisor &key strategy intensity period name children) start a supervisor; strategy :one-for-one, :one-for-all or :rest-for-one; children '((id call &optional restart &key shutdown name node) …), restart :permanent, :transient or :temporary"),
+    ("start-supervisor", "(start-supervisor &key strategy intensity period name children) start a supervisor; strategy :one-for-one, :one-for-all, :rest-for-one or :simple-one-for-one (one child, the template); children '((id call &optional restart &key shutdown name node) …), restart :permanent, :transient or :temporary"),
     ("which-children", "(which-children supervisor) its running children: ((\"id\" agent) …)"),
+    ("start-child", "(start-child supervisor child) start and keep one more child (id call …); for a :simple-one-for-one supervisor, child is the list of extra arguments; returns the agent"),
+    ("terminate-child", "(terminate-child supervisor id) stop a child, keeping its spec (a :simple-one-for-one supervisor takes the child agent)"),
+    ("restart-child", "(restart-child supervisor id) start a terminated child again; returns the agent"),
+    ("delete-child", "(delete-child supervisor id) forget a terminated child's spec"),
+    ("count-children", "(count-children supervisor) (:SPECS n :ACTIVE n :SUPERVISORS n :WORKERS n)"),
     ("pool-worker", "(pool-worker) a server: a number n is answered with n*n, :crash crashes it, anything else is echoed"),
 ];
 
@@ -94,6 +99,7 @@ pub(super) fn register() {
         ))
     });
     call::register_async_function("pool-worker", |_| pool_worker());
+    register_dynamic();
 }
 
 /// The walkthrough's worker: squares numbers, crashes on `:crash`.
@@ -122,11 +128,12 @@ fn start_supervisor(args: &[Term]) -> Result<Term, CallError> {
         Some(Term::Keyword(k)) if k == "ONE-FOR-ONE" => Strategy::OneForOne,
         Some(Term::Keyword(k)) if k == "ONE-FOR-ALL" => Strategy::OneForAll,
         Some(Term::Keyword(k)) if k == "REST-FOR-ONE" => Strategy::RestForOne,
+        Some(Term::Keyword(k)) if k == "SIMPLE-ONE-FOR-ONE" => Strategy::SimpleOneForOne,
         Some(other) => {
             return Err(bad(
                 f,
                 format!(
-                    ":strategy must be :one-for-one, :one-for-all or :rest-for-one, got {other}"
+                    ":strategy must be :one-for-one, :one-for-all, :rest-for-one or :simple-one-for-one, got {other}"
                 ),
             ))
         }
@@ -170,77 +177,99 @@ fn start_supervisor(args: &[Term]) -> Result<Term, CallError> {
 
 /// `(id call &optional restart &key shutdown name node)`.
 fn child_spec(t: &Term) -> Result<ChildSpec, CallError> {
-    let f = "start-supervisor";
-    let items = t.as_list().ok_or_else(|| {
-        bad(
-            f,
-            format!("a child is (id call &optional restart …), got {t}"),
-        )
-    })?;
-    let (id, call, rest) = match items {
-        [id, call, rest @ ..] => (id, call, rest),
-        _ => {
-            return Err(bad(
-                f,
-                format!("a child is (id call &optional restart …), got {t}"),
-            ))
-        }
-    };
-    let id = match id {
-        Term::Symbol(s) => s.name.to_lowercase(),
-        Term::Keyword(k) => k.to_lowercase(),
-        Term::Str(s) => s.clone(),
-        other => return Err(bad(f, format!("a child's id is a symbol, got {other}"))),
-    };
-    let call = match call {
-        Term::List(_) => call.clone(),
-        Term::Symbol(_) => Term::list(vec![call.clone()]),
-        other => {
-            return Err(bad(
-                f,
-                format!("child {id}: expected a call such as (pool-worker), got {other}"),
-            ))
-        }
-    };
-    let mut spec = ChildSpec::call(&id, call);
-    let mut rest = rest;
-    if let Some(Term::Keyword(k)) = rest.first() {
-        let restart = match k.as_str() {
-            "PERMANENT" => Some(Restart::Permanent),
-            "TRANSIENT" => Some(Restart::Transient),
-            "TEMPORARY" => Some(Restart::Temporary),
-            _ => None,
-        };
-        if let Some(r) = restart {
-            spec = spec.restart(r);
-            rest = &rest[1..];
-        }
+    ChildSpec::from_term(t).map_err(|e| bad("start-supervisor", e))
+}
+
+/// The dynamic-children built-ins: `(start-child sup child-or-args)`,
+/// `(terminate-child sup id-or-agent)`, `(restart-child sup id)`,
+/// `(delete-child sup id)`, `(count-children sup)`.
+fn register_dynamic() {
+    call::register_function("start-child", |args| {
+        let f = "start-child";
+        arity(f, args, 2, 2)?;
+        let sup = agent_arg(f, &args[0])?;
+        // Sent as a term: the supervisor reads it as a child spec, or as
+        // the extra arguments of a simple-one-for-one child.
+        let request = Term::list(vec![Term::keyword("start-child"), args[1].clone()]);
+        child_answer(f, server::request(sup, request, server::DEFAULT_TIMEOUT))
+    });
+    call::register_function("terminate-child", |args| {
+        let f = "terminate-child";
+        arity(f, args, 2, 2)?;
+        let sup = agent_arg(f, &args[0])?;
+        supervisor::terminate_child(sup, child_key(&args[1]), server::DEFAULT_TIMEOUT)
+            .map_err(|e| child_failed(f, &e))?;
+        Ok(Term::T)
+    });
+    call::register_function("restart-child", |args| {
+        let f = "restart-child";
+        arity(f, args, 2, 2)?;
+        let sup = agent_arg(f, &args[0])?;
+        let id = id_arg(f, &args[1])?;
+        supervisor::restart_child(sup, &id, server::DEFAULT_TIMEOUT)
+            .map_err(|e| child_failed(f, &e))
+    });
+    call::register_function("delete-child", |args| {
+        let f = "delete-child";
+        arity(f, args, 2, 2)?;
+        let sup = agent_arg(f, &args[0])?;
+        let id = id_arg(f, &args[1])?;
+        supervisor::delete_child(sup, &id, server::DEFAULT_TIMEOUT)
+            .map_err(|e| child_failed(f, &e))?;
+        Ok(Term::T)
+    });
+    call::register_function("count-children", |args| {
+        let f = "count-children";
+        arity(f, args, 1, 1)?;
+        let sup = agent_arg(f, &args[0])?;
+        supervisor::count_children(sup, server::DEFAULT_TIMEOUT)
+            .map(|c| c.to_term())
+            .map_err(|e| child_failed(f, &e))
+    });
+}
+
+/// A child's id as the REPL writes it (a symbol or keyword, read
+/// lower-case as `start-supervisor` does, or a string).
+fn id_arg(function: &str, t: &Term) -> Result<String, CallError> {
+    match t {
+        Term::Symbol(s) => Ok(s.name.to_lowercase()),
+        Term::Keyword(k) => Ok(k.to_lowercase()),
+        Term::Str(s) => Ok(s.clone()),
+        other => Err(bad(
+            function,
+            format!("a child's id is a symbol, got {other}"),
+        )),
     }
-    let (_, keys) = keyword_args(f, rest, 0, &["SHUTDOWN", "NAME", "NODE"])?;
-    if let Some(s) = keys.get("SHUTDOWN") {
-        spec = spec.shutdown(seconds(f, s)?);
+}
+
+/// An id, or a child agent (of a simple-one-for-one supervisor).
+fn child_key(t: &Term) -> Term {
+    match t {
+        Term::Agent(_) => t.clone(),
+        Term::Str(s) if s.contains('/') => t.clone(),
+        other => id_arg("terminate-child", other).map_or_else(|_| other.clone(), Term::Str),
     }
-    if let Some(n) = keys.get("NAME") {
-        match n {
-            Term::Keyword(k) | Term::Str(k) => spec = spec.name(k),
-            other => {
-                return Err(bad(
-                    f,
-                    format!("child {id}: :name must be a keyword, got {other}"),
-                ))
-            }
-        }
+}
+
+/// A supervisor's refusal in words, then as the term it answered.
+fn child_failed(function: &str, e: &supervisor::ChildError) -> CallError {
+    match e {
+        supervisor::ChildError::Request(e) => failed(function, e),
+        e => failed(function, format!("{e}: {}", e.reason())),
     }
-    if let Some(n) = keys.get("NODE") {
-        match n {
-            Term::Str(s) => spec = spec.node(s),
-            other => {
-                return Err(bad(
-                    f,
-                    format!("child {id}: :node must be a string, got {other}"),
-                ))
-            }
-        }
+}
+
+fn child_answer(
+    function: &str,
+    reply: Result<Term, server::RequestError>,
+) -> Result<Term, CallError> {
+    let reply = reply.map_err(|e| failed(function, e))?;
+    match reply.as_list() {
+        Some([k, v]) if k.is_keyword("OK") => Ok(v.clone()),
+        Some([k, reason]) if k.is_keyword("ERROR") => Err(child_failed(
+            function,
+            &supervisor::ChildError::from_reason(reason),
+        )),
+        _ => Err(failed(function, format!("unexpected answer {reply}"))),
     }
-    Ok(spec)
 }

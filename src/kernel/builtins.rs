@@ -21,6 +21,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("exit", "(exit reason &optional agent) kill an agent (default: the REPL's own)"),
     ("link", "(link agent &optional mode) attach the REPL's agent: mode :link (default) or :monitor"),
     ("unlink", "(unlink agent) detach"),
+    ("watch", "(watch agent) one-way monitor: the REPL's agent is told when agent exits, and its own exit does nothing to agent"),
+    ("unwatch", "(unwatch agent) end a watch"),
     ("register", "(register name &optional agent) name an agent, e.g. (register :logger a)"),
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
@@ -539,6 +541,22 @@ pub fn register(ev: &Evaluator) {
             }
             e => CallError::Failed(e.to_string()),
         })?;
+        Ok(Term::T)
+    });
+    call::register_function("watch", |args| {
+        arity("watch", args, 1, 1)?;
+        agent::watch(target("watch", &args[0])?).map_err(|e| match e {
+            agent::LinkError::SelfLink => {
+                CallError::Failed("an agent cannot watch itself".to_owned())
+            }
+            e => CallError::Failed(e.to_string()),
+        })?;
+        Ok(Term::T)
+    });
+    call::register_function("unwatch", |args| {
+        arity("unwatch", args, 1, 1)?;
+        agent::unwatch(target("unwatch", &args[0])?)
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(Term::T)
     });
     call::register_function("register", |args| {
