@@ -130,6 +130,24 @@ thread_local! {
 static SCHEDULER: OnceLock<Arc<Scheduler>> = OnceLock::new();
 static WORKERS_WANTED: AtomicUsize = AtomicUsize::new(0);
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Worker threads that started (set once, when the scheduler starts).
+static STARTED_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts the scheduler if need be; an error if no worker thread could
+/// start (an async agent would never run).
+pub(crate) fn check_started() -> std::io::Result<()> {
+    get();
+    workers_running(STARTED_WORKERS.load(Ordering::Acquire))
+}
+
+fn workers_running(started: usize) -> std::io::Result<()> {
+    if started == 0 {
+        return Err(std::io::Error::other(
+            "no worker thread of the async scheduler could start",
+        ));
+    }
+    Ok(())
+}
 
 /// Sets how many worker threads run async agents (default: one per core,
 /// or `ERLANGEN_WORKERS`). Takes effect only before the first async agent
@@ -183,14 +201,21 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
             timer_seq: AtomicU64::new(0),
             epoch: Instant::now(),
         });
+        let mut started = 0;
         for i in 0..n {
             let s = Arc::clone(&scheduler);
             // A worker that cannot start leaves its queue to be stolen
-            // from; with none at all, spawn_async fails (see `start`).
-            let _ = thread::Builder::new()
+            // from; with none at all, spawning an async agent fails (see
+            // `check_started`).
+            if thread::Builder::new()
                 .name(format!("erlangen-worker-{i}"))
-                .spawn(move || s.worker_loop(i));
+                .spawn(move || s.worker_loop(i))
+                .is_ok()
+            {
+                started += 1;
+            }
         }
+        STARTED_WORKERS.store(started, Ordering::Release);
         scheduler
     })
 }
@@ -611,6 +636,15 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Without a worker thread, spawning an async agent is an error (it
+    /// would never run), as the scheduler's start promises.
+    #[test]
+    fn no_worker_is_an_error() {
+        assert!(super::workers_running(0).is_err());
+        assert!(super::workers_running(1).is_ok());
+        assert!(super::check_started().is_ok());
     }
 
     #[test]
