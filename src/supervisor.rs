@@ -1374,7 +1374,10 @@ impl Supervisor {
 
     fn terminate_child(&mut self, key: &Term) -> Result<(), ChildError> {
         let i = match (key, &self.template) {
-            (Term::Str(_), Some(_)) => return Err(ChildError::SimpleOneForOne),
+            // An id string "host/node/aid" names a remote child's agent.
+            (Term::Str(id), Some(_)) if !id.contains('/') => {
+                return Err(ChildError::SimpleOneForOne)
+            }
             (Term::Str(id), None) => self.by_id(id).ok_or(ChildError::NotFound)?,
             (_, Some(_)) => self
                 .children
