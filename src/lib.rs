@@ -51,7 +51,9 @@
 //! notification `(agent :OK . values)` or `(agent :EXIT . reason)`; with
 //! [`Attach::Link`] either agent's exit kills the other. A panic is an
 //! exit with the panic message as reason. Attaching happens before the new
-//! agent runs, so no exit is missed.
+//! agent runs, so no exit is missed. A monitor is two-way, as in the seed
+//! (the monitored agent dies with its monitor); [`watch`] is the one-way
+//! kind, Erlang's monitor.
 //!
 //! ```
 //! use std::time::Duration;

@@ -283,9 +283,12 @@ impl ChildSpec {
         ChildSpec::local(id, true, Arc::new(f))
     }
 
-    /// A nested supervisor.
+    /// A nested supervisor. Its shutdown timeout is unbounded by default
+    /// (`Duration::MAX`), as OTP's `infinity` for supervisor children: it
+    /// is given the time to stop its own children, each within its own
+    /// timeout.
     pub fn supervisor(id: &str, spec: SupervisorSpec) -> ChildSpec {
-        ChildSpec::with(id, Start::Supervisor(Box::new(spec)))
+        ChildSpec::with(id, Start::Supervisor(Box::new(spec))).shutdown(Duration::MAX)
     }
 
     /// The spec a term describes, as the REPL writes one: `(id call
@@ -370,7 +373,8 @@ impl ChildSpec {
         self
     }
 
-    /// Sets the shutdown timeout (default 5 s).
+    /// Sets the shutdown timeout (default 5 s; unbounded for a nested
+    /// supervisor; `Duration::MAX` waits as long as it takes).
     #[must_use]
     pub fn shutdown(mut self, timeout: Duration) -> ChildSpec {
         self.shutdown = timeout;
@@ -1370,7 +1374,10 @@ impl Supervisor {
 
     fn terminate_child(&mut self, key: &Term) -> Result<(), ChildError> {
         let i = match (key, &self.template) {
-            (Term::Str(_), Some(_)) => return Err(ChildError::SimpleOneForOne),
+            // An id string "host/node/aid" names a remote child's agent.
+            (Term::Str(id), Some(_)) if !id.contains('/') => {
+                return Err(ChildError::SimpleOneForOne)
+            }
             (Term::Str(id), None) => self.by_id(id).ok_or(ChildError::NotFound)?,
             (_, Some(_)) => self
                 .children

@@ -71,8 +71,7 @@ pub use super::scheduler::{set_workers, workers, BUDGET};
 /// its handle at once. Callable from any agent or plain thread.
 ///
 /// # Errors
-/// [`SpawnError`] as for [`super::spawn_with`] (not `Thread`: async agents
-/// take no thread of their own).
+/// [`SpawnError`] as for [`spawn_with`].
 pub fn spawn<F>(body: F) -> Result<Agent, SpawnError>
 where
     F: Future + Send + 'static,
@@ -86,7 +85,9 @@ where
 /// happen before the agent first runs, so no exit can be missed.
 ///
 /// # Errors
-/// [`SpawnError`]: a taken or invalid name, a zero mailbox.
+/// [`SpawnError`]: a taken or invalid name, a zero mailbox;
+/// [`SpawnError::Thread`] only if no worker thread of the scheduler could
+/// start (async agents take no thread of their own).
 pub fn spawn_with<F>(options: &SpawnOptions, body: F) -> Result<Agent, SpawnError>
 where
     F: Future + Send + 'static,

@@ -871,6 +871,7 @@ pub(crate) fn spawn_async_inner(
     before_start: impl FnOnce(&Agent),
     body: task::Body,
 ) -> Result<Agent, SpawnError> {
+    scheduler::check_started().map_err(SpawnError::Thread)?;
     let child = new_child(options, &parent, task::TaskSlot::new(body))?;
     before_start(&child);
     task::start(child.clone());

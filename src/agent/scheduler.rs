@@ -9,7 +9,13 @@
 //!   no cache miss (BENCHMARKS.md: the floor's "next" slot is what takes a
 //!   hop from microseconds to 0.09 µs). So that two agents passing a message
 //!   back and forth cannot keep the slot forever, a worker takes from it at
-//!   most `MAX_NEXT_IN_A_ROW` times in a row while other work waits.
+//!   most `MAX_NEXT_IN_A_ROW` times in a row while other work waits. The
+//!   slot can be stolen, as Go's `runnext` can: an idle worker, while
+//!   another worker is busy, parks for at most `STEAL_NEXT_AFTER`, and if
+//!   a busy worker is still in the same poll then (its agent computes)
+//!   with an agent waiting in its next slot, it takes that agent and runs
+//!   it. A worker that fills its slot while some workers are parked and
+//!   none of them watches wakes one to watch.
 //! - **Run queues.** Each worker has a queue of its own (a `Mutex` its owner
 //!   almost never contends) and there is one shared injector for wake-ups
 //!   from outside the workers (thread agents, node reader threads, timers
@@ -50,6 +56,9 @@ pub const BUDGET: u32 = 128;
 const MAX_NEXT_IN_A_ROW: u32 = 32;
 /// Polls between two looks at the timer heap's earliest deadline.
 const TIMER_CHECK_EVERY: u32 = 16;
+/// How long an idle worker lets another keep a filled next slot while it
+/// stays in one poll before taking the agent waiting there.
+const STEAL_NEXT_AFTER: Duration = Duration::from_millis(1);
 /// Tasks taken from the injector at once (the rest go to the local queue).
 const INJECT_BATCH: usize = 32;
 /// Polls between two looks at the injector while the worker's own queue
@@ -57,11 +66,24 @@ const INJECT_BATCH: usize = 32;
 /// threads and timers queue there; tokio uses 61 for the same reason).
 const INJECTOR_EVERY: u32 = 61;
 
-/// One worker's run queue.
+/// One worker's run queue and next slot.
 struct Local {
     queue: Mutex<VecDeque<Agent>>,
     /// `queue.len()`, readable without the lock (for stealing and parking).
     len: AtomicUsize,
+    /// The serial of the agent in this worker's next slot (0: none), for
+    /// idle workers to see and claim (see the module doc). The owner keeps
+    /// the agent's handle in its thread-local `NEXT` and writes this with
+    /// plain stores (no locked instruction on the hand-off path); a thief
+    /// claims a serial with a compare-and-swap and finds the agent by it.
+    /// Should the owner run an agent a thief claimed a moment before, the
+    /// task's state lets only one of them poll it (the other finds it
+    /// running or idle and leaves it), as for any agent queued twice.
+    next: AtomicU64,
+    /// Polls this worker has started (written by the worker only): a
+    /// watcher that sees the same count twice knows one poll has run all
+    /// along.
+    polls: AtomicU64,
 }
 
 /// The async timers: receive deadlines and sleeps. Each has an id; the
@@ -82,6 +104,9 @@ pub(crate) struct Scheduler {
     injected: AtomicUsize,
     /// Workers parked (or about to park) on `unpark`.
     idle: AtomicUsize,
+    /// Parked workers watching the busy ones' next slots (see
+    /// `worker_loop`).
+    watchers: AtomicUsize,
     park: Mutex<()>,
     unpark: Condvar,
     timers: Mutex<Timers>,
@@ -95,7 +120,8 @@ pub(crate) struct Scheduler {
 thread_local! {
     /// The worker this thread is, if it is one.
     static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
-    /// The agent to run next on this worker.
+    /// The agent to run next on this worker (its serial is in the worker's
+    /// `Local::next` while it is this worker's to run).
     static NEXT: RefCell<Option<Agent>> = const { RefCell::new(None) };
     /// Messages the running poll may still receive.
     static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
@@ -104,6 +130,24 @@ thread_local! {
 static SCHEDULER: OnceLock<Arc<Scheduler>> = OnceLock::new();
 static WORKERS_WANTED: AtomicUsize = AtomicUsize::new(0);
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Worker threads that started (set once, when the scheduler starts).
+static STARTED_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts the scheduler if need be; an error if no worker thread could
+/// start (an async agent would never run).
+pub(crate) fn check_started() -> std::io::Result<()> {
+    get();
+    workers_running(STARTED_WORKERS.load(Ordering::Acquire))
+}
+
+fn workers_running(started: usize) -> std::io::Result<()> {
+    if started == 0 {
+        return Err(std::io::Error::other(
+            "no worker thread of the async scheduler could start",
+        ));
+    }
+    Ok(())
+}
 
 /// Sets how many worker threads run async agents (default: one per core,
 /// or `ERLANGEN_WORKERS`). Takes effect only before the first async agent
@@ -142,11 +186,14 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
                 .map(|_| Local {
                     queue: Mutex::new(VecDeque::new()),
                     len: AtomicUsize::new(0),
+                    next: AtomicU64::new(0),
+                    polls: AtomicU64::new(0),
                 })
                 .collect(),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            watchers: AtomicUsize::new(0),
             park: Mutex::new(()),
             unpark: Condvar::new(),
             timers: Mutex::new(Timers::default()),
@@ -154,14 +201,21 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
             timer_seq: AtomicU64::new(0),
             epoch: Instant::now(),
         });
+        let mut started = 0;
         for i in 0..n {
             let s = Arc::clone(&scheduler);
             // A worker that cannot start leaves its queue to be stolen
-            // from; with none at all, spawn_async fails (see `start`).
-            let _ = thread::Builder::new()
+            // from; with none at all, spawning an async agent fails (see
+            // `check_started`).
+            if thread::Builder::new()
                 .name(format!("erlangen-worker-{i}"))
-                .spawn(move || s.worker_loop(i));
+                .spawn(move || s.worker_loop(i))
+                .is_ok()
+            {
+                started += 1;
+            }
         }
+        STARTED_WORKERS.store(started, Ordering::Release);
         scheduler
     })
 }
@@ -201,13 +255,59 @@ impl Scheduler {
     pub(crate) fn schedule(&self, agent: Agent) {
         match WORKER.with(Cell::get) {
             Some(i) => {
+                let serial = agent.serial();
                 let displaced = NEXT.with(|n| n.borrow_mut().replace(agent));
-                if let Some(older) = displaced {
-                    self.push_local(i, older);
+                self.locals[i].next.store(serial, Ordering::Release);
+                match displaced {
+                    // Behind the queue it goes.
+                    Some(older) => self.push_local(i, older),
+                    // Someone parked should keep an eye on the slot, in
+                    // case this poll runs long.
+                    None => {
+                        if self.watchers.load(Ordering::SeqCst) == 0
+                            && self.idle.load(Ordering::SeqCst) > 0
+                        {
+                            self.notify_one();
+                        }
+                    }
                 }
             }
             None => self.inject(agent),
         }
+    }
+
+    /// Takes the agent in this worker's (`i`'s) next slot.
+    fn take_next(&self, i: usize) -> Option<Agent> {
+        let agent = NEXT.with(|n| n.borrow_mut().take())?;
+        self.locals[i].next.store(0, Ordering::Release);
+        Some(agent)
+    }
+
+    /// Records every worker's poll count in `seen`.
+    fn poll_counts(&self, seen: &mut Vec<u64>) {
+        seen.clear();
+        seen.extend(self.locals.iter().map(|l| l.polls.load(Ordering::Acquire)));
+    }
+
+    /// Takes the next agent of a worker other than `i` that has been in
+    /// one poll since `seen` was taken (and so, for at least the time we
+    /// watched, has kept its next agent waiting).
+    fn steal_next(&self, i: usize, seen: &[u64]) -> Option<Agent> {
+        let n = self.locals.len();
+        (1..n).map(|k| (i + k) % n).find_map(|j| {
+            let local = &self.locals[j];
+            let serial = local.next.load(Ordering::Acquire);
+            if serial == 0 || local.polls.load(Ordering::Acquire) != seen[j] {
+                return None;
+            }
+            local
+                .next
+                .compare_exchange(serial, 0, Ordering::AcqRel, Ordering::Acquire)
+                .ok()?;
+            // Claimed: ours to run. A queued agent is in the agent table
+            // until its exit protocol ends.
+            super::target::by_serial(serial)
+        })
     }
 
     /// Queues an agent at the back of worker `i`'s queue (yielded agents,
@@ -341,7 +441,7 @@ impl Scheduler {
                 return Some(agent);
             }
         }
-        if let Some(agent) = NEXT.with(|n| n.borrow_mut().take()) {
+        if let Some(agent) = self.take_next(i) {
             let others_wait = self.locals[i].len.load(Ordering::Acquire) > 0
                 || self.injected.load(Ordering::Acquire) > 0;
             if *in_a_row < MAX_NEXT_IN_A_ROW || !others_wait {
@@ -427,11 +527,27 @@ impl Scheduler {
             })
     }
 
+    /// Runs one poll of `agent` on worker `i`.
+    fn poll(&self, i: usize, agent: Agent) {
+        let local = &self.locals[i];
+        // Only this worker writes it: no locked read-modify-write.
+        let polls = local.polls.load(Ordering::Relaxed);
+        local.polls.store(polls.wrapping_add(1), Ordering::Release);
+        // The poll catches panics of the agent's code and of its
+        // destructors; this is the backstop that keeps the worker (and
+        // every agent queued on it) alive whatever escapes.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::task::run(self, agent);
+        }));
+    }
+
     fn worker_loop(self: Arc<Self>, i: usize) {
         WORKER.with(|w| w.set(Some(i)));
         let mut runnable = Some(RunnableGuard::enter());
         let mut in_a_row = 0;
         let mut polls: u32 = 0;
+        // Every worker's poll count when this one last parked to watch.
+        let mut seen: Vec<u64> = Vec::with_capacity(self.locals.len());
         loop {
             polls = polls.wrapping_add(1);
             if polls % TIMER_CHECK_EVERY == 0 {
@@ -441,12 +557,7 @@ impl Scheduler {
                 .next_task(i, &mut in_a_row, polls)
                 .or_else(|| self.steal(i))
             {
-                // The poll catches panics of the agent's code and of its
-                // destructors; this is the backstop that keeps the worker
-                // (and every agent queued on it) alive whatever escapes.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    super::task::run(&self, agent);
-                }));
+                self.poll(i, agent);
                 continue;
             }
             // Nothing queued: fire due timers (they may queue work), then
@@ -463,12 +574,22 @@ impl Scheduler {
             }
             // Recomputed under the lock: a timer added since (which would
             // notify) is seen here or wakes us.
-            let sleep = match self.next_timer.load(Ordering::Acquire) {
+            let mut sleep = match self.next_timer.load(Ordering::Acquire) {
                 u64::MAX => sleep,
                 next => Some(Duration::from_nanos(
                     next.saturating_sub(self.nanos(Instant::now())),
                 )),
             };
+            // Another worker is busy: watch it (wake up in a while to see
+            // whether it has stayed in one poll with an agent waiting in
+            // its next slot).
+            let watching = self.idle.load(Ordering::SeqCst) < self.locals.len();
+            if watching {
+                self.poll_counts(&mut seen);
+                self.watchers.fetch_add(1, Ordering::SeqCst);
+                sleep = Some(sleep.map_or(STEAL_NEXT_AFTER, |d| d.min(STEAL_NEXT_AFTER)));
+            }
+            let parked_at = Instant::now();
             drop(runnable.take());
             let guard = match sleep {
                 None => self.unpark.wait(guard).unwrap_or_else(|e| e.into_inner()),
@@ -482,7 +603,15 @@ impl Scheduler {
             };
             drop(guard);
             runnable = Some(RunnableGuard::enter());
+            if watching {
+                self.watchers.fetch_sub(1, Ordering::SeqCst);
+            }
             self.idle.fetch_sub(1, Ordering::SeqCst);
+            if watching && parked_at.elapsed() >= STEAL_NEXT_AFTER {
+                if let Some(agent) = self.steal_next(i, &seen) {
+                    self.poll(i, agent);
+                }
+            }
         }
     }
 
@@ -507,6 +636,15 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Without a worker thread, spawning an async agent is an error (it
+    /// would never run), as the scheduler's start promises.
+    #[test]
+    fn no_worker_is_an_error() {
+        assert!(super::workers_running(0).is_err());
+        assert!(super::workers_running(1).is_ok());
+        assert!(super::check_started().is_ok());
     }
 
     #[test]

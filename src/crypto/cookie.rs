@@ -1,6 +1,7 @@
 //! The cookie: the shared secret nodes prove to each other (SPEC section 6).
 //! Per user by default (`~/.erlangen-cookie`), created on first use with 32
-//! random bytes, readable only by its owner.
+//! random bytes, readable only by its owner. Created atomically: a process
+//! that finds the file finds its secret in it, however many start at once.
 //!
 //! The secret (the HMAC key of the handshake) is the file's bytes exactly as
 //! they are, with leading and trailing ASCII whitespace removed: a binary
@@ -111,19 +112,8 @@ pub fn load_or_create(path: &Path) -> Result<Vec<u8>, CookieError> {
             let mut secret = [0u8; 32];
             super::random_bytes(&mut secret).map_err(io_err)?;
             let text = hex(&secret);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            match options.open(path) {
-                Ok(mut f) => {
-                    f.write_all(format!("{text}\n").as_bytes())
-                        .map_err(io_err)?;
-                    Ok(text.into_bytes())
-                }
+            match create_atomically(path, format!("{text}\n").as_bytes()) {
+                Ok(()) => Ok(text.into_bytes()),
                 // Another process created it first: use theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create(path),
                 Err(e) => Err(io_err(e)),
@@ -131,6 +121,56 @@ pub fn load_or_create(path: &Path) -> Result<Vec<u8>, CookieError> {
         }
         Err(e) => Err(io_err(e)),
     }
+}
+
+/// Tells apart the temporary files of one process.
+static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Creates `path` holding `content`, mode 0600, so that nobody ever sees
+/// it without its content: the content is written to a temporary file
+/// beside it, which is then hard-linked to `path` (a link, unlike a
+/// rename, fails if `path` exists: `AlreadyExists`, someone else's cookie
+/// is there). Where hard links are not available, the file is created in
+/// place (`create_new`) and written, as before.
+fn create_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    let seq = TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(format!(".tmp-{}-{seq}", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let write = |p: &Path| -> io::Result<()> {
+        let mut f = private_new_file(p)?;
+        f.write_all(content)?;
+        f.sync_all()
+    };
+    if let Err(e) = write(&temp) {
+        let _ = std::fs::remove_file(&temp);
+        return match e.kind() {
+            // No temporary file can be made there: create in place.
+            io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported => write(path),
+            _ => Err(e),
+        };
+    }
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // A file system without hard links: create in place.
+        Err(_) => write(path),
+    }
+}
+
+/// A new file (never an existing one), readable and writable by its
+/// owner only.
+fn private_new_file(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 #[cfg(unix)]

@@ -1,8 +1,9 @@
 //! Ctrl-C for the kernel: a SIGINT handler that only writes one byte to a
 //! socket pair (a self-pipe), so an ordinary thread can act on it.
 //!
-//! This is the crate's only `unsafe` code: the C `signal` call that
-//! installs the handler, and the handler's `write`.
+//! One of the crate's two modules with `unsafe` code (the other is
+//! `node/sys.rs`, the non-blocking `send`): the C `signal` call that
+//! installs the handler, the handler's `write`, and errno's address.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void};
@@ -18,26 +19,32 @@ const SIG_ERR: usize = usize::MAX;
 extern "C" {
     fn signal(signum: c_int, handler: usize) -> usize;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "dragonfly"))]
     fn __errno_location() -> *mut c_int;
     #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
     fn __error() -> *mut c_int;
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd", target_os = "android"))]
+    fn __errno() -> *mut c_int;
 }
 
 /// Write end of the self-pipe; -1 until [`install`].
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
-fn errno_location() -> *mut c_int {
-    // SAFETY: both functions only return the calling thread's errno
+/// The calling thread's errno, where this platform's libc says it is;
+/// `None` on a platform not listed (the handler then leaves errno alone:
+/// its `write` may change it, which only a `write` of the interrupted code
+/// checking errno at that instant could notice).
+fn errno_location() -> Option<*mut c_int> {
+    // SAFETY: these functions only return the calling thread's errno
     // address; they are async-signal-safe.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        __errno_location()
-    }
+    #[cfg(any(target_os = "linux", target_os = "dragonfly"))]
+    return Some(unsafe { __errno_location() });
     #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-    unsafe {
-        __error()
-    }
+    return Some(unsafe { __error() });
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd", target_os = "android"))]
+    return Some(unsafe { __errno() });
+    #[allow(unreachable_code)]
+    None
 }
 
 extern "C" fn on_sigint(_: c_int) {
@@ -50,11 +57,14 @@ extern "C" fn on_sigint(_: c_int) {
     // SAFETY: only async-signal-safe operations: an atomic load, `write`
     // of one byte from the stack to a non-blocking socket (a full buffer
     // just drops the byte: an interrupt is already pending), and saving
-    // and restoring errno so the interrupted code does not see ours.
+    // and restoring errno (a valid thread-local address, when known) so the
+    // interrupted code does not see ours.
     unsafe {
-        let saved = *errno;
+        let saved = errno.map(|e| *e);
         let _ = write(fd, (&byte as *const u8).cast::<c_void>(), 1);
-        *errno = saved;
+        if let (Some(e), Some(saved)) = (errno, saved) {
+            *e = saved;
+        }
     }
 }
 
