@@ -3264,7 +3264,7 @@ def sc_kernels(ctx):
 def sc_reverse_attach(ctx):
     """Kernel agents link to / monitor our agents (LINK frames to us); we answer with NOTICE, EXIT, :NOPROC.
 
-    Uses the kernel's (watch x) = (link x :monitor) then (receive), and (hold x) = (link x) then (receive),
+    Uses the kernel's (watch-then-receive x) = (link x :monitor) then (receive), and (hold x) = (link x) then (receive),
     defined by the check script."""
     n = ctx.node("rev")
     c = n.dial(ctx.peer)
@@ -3287,7 +3287,7 @@ def sc_reverse_attach(ctx):
 
     # a kernel agent monitors ours; our agent exits: we send NOTICE (agent :EXIT . reason)
     p = n.spawn_agent()
-    ok, k = c.spawn(w, [sym("watch"), p.term()], attach=ATTACH_MONITOR)
+    ok, k = c.spawn(w, [sym("watch-then-receive"), p.term()], attach=ATTACH_MONITOR)
     check(ok, k)
     check(wait_attached(p, "monitored") == f"{ctx.peer}/{k}", "LINK monitor=1 from the watcher")
     p.exit(kw("bye"))
@@ -3297,7 +3297,7 @@ def sc_reverse_attach(ctx):
           show(notif))
     # two-way: when the watcher exits, our watched agent gets an exit signal
     p2 = n.spawn_agent()
-    ok, k = c.spawn(w, [sym("watch"), p2.term()], attach=ATTACH_MONITOR)
+    ok, k = c.spawn(w, [sym("watch-then-receive"), p2.term()], attach=ATTACH_MONITOR)
     wait_attached(p2, "monitored")
     c.exit(w, k, kw("stop"))
     kind, frm, reason = p2.receive(5)
@@ -3312,7 +3312,7 @@ def sc_reverse_attach(ctx):
     notif = result_of(k)
     check(notif == Dotted([Agent(f"{ctx.peer}/{k}", c.peer_inc), kw("EXIT")], kw("crash")), show(notif))
     # a LINK to an agent we do not have: we answer at once NOTICE (to :EXIT . :NOPROC)
-    ok, k = c.spawn(w, [sym("watch"), Agent(f"{n.name}/fff", n.incarnation)], attach=ATTACH_MONITOR)
+    ok, k = c.spawn(w, [sym("watch-then-receive"), Agent(f"{n.name}/fff", n.incarnation)], attach=ATTACH_MONITOR)
     notif = result_of(k)
     log(f"watching a missing agent of ours: {show(notif)}")
     check(isinstance(notif, list) and notif[1] == kw("OK") and isinstance(notif[2], Dotted)
@@ -3325,7 +3325,7 @@ def sc_reverse_attach(ctx):
     other = ctx.node("revP")
     oc = other.dial(ctx.peer)
     op = other.spawn_agent()
-    ok, k1 = c.spawn(w, [sym("watch"), op.term()], attach=ATTACH_MONITOR)
+    ok, k1 = c.spawn(w, [sym("watch-then-receive"), op.term()], attach=ATTACH_MONITOR)
     ok, k2 = c.spawn(w, [sym("hold"), op.term()], attach=ATTACH_MONITOR)
     wait_attached(op, "monitored", oc)
     wait_attached(op, "link", oc)

@@ -101,7 +101,7 @@ start_cluster() {
         --registry-port "$REGISTRY_PORT" --directory-port "$DIRECTORY_PORT" --cookie-file "$COOKIE" \
         -e "(spawn '(async-echo) :name \"echo\")" \
         -e '(join-group :workers)' \
-        -e '(defun watch (x) (link x :monitor) (receive))' \
+        -e '(defun watch-then-receive (x) (link x :monitor) (receive))' \
         -e '(defun hold (x) (link x) (receive))' \
         -e "(node :host \"localhost\" :name \"$NODE\")" \
         </dev/null >"$TMP/$tag-kernel.out" 2>"$TMP/$tag-kernel.log" &
