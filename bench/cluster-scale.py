@@ -365,7 +365,10 @@ def run_once(system, n, idle_s, timeout):
         cleanup()
         for m in members:
             m.err.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("CLUSTER_KEEP"):
+            log(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return r, notes
 
 

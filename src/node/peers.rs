@@ -355,8 +355,15 @@ impl NodeState {
                 let addr = stream
                     .peer_addr()
                     .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+                // Crossed dials are routine in a cluster that connects
+                // transitively: not worth a warning.
+                let level = if matches!(e, HandshakeError::RefusedByUs(Refusal::Busy)) {
+                    LogLevel::Debug
+                } else {
+                    LogLevel::Warn
+                };
                 eventlog::event(
-                    LogLevel::Warn,
+                    level,
                     &self.full,
                     format_args!("handshake from {addr} refused: {e}"),
                 );
