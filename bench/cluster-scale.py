@@ -204,6 +204,7 @@ def free_port():
 
 class Erlangen:
     label = "erlangen"
+    tick = None
 
     def __init__(self, bindir):
         self.pm = os.path.join(bindir, "erlangen-port-mapper")
@@ -235,6 +236,8 @@ class Erlangen:
         argv = [self.bench, "member", "--name", name, "--seed", seed,
                 "--registry-port", self.registry, "--directory-port", self.directory,
                 "--cookie-file", self.cookie]
+        if self.tick:
+            argv += ["--tick", str(self.tick[0]), "--timeout", str(self.tick[1])]
         return Member(name, argv, os.path.join(self.tmp, name + ".err"))
 
 
@@ -406,6 +409,9 @@ def main():
                     help="seconds to wait for members to start and for the mesh")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     ap.add_argument("--systems", default="erlangen,erlang")
+    ap.add_argument("--erlangen-tick", default=os.environ.get("ERLANGEN_TICK", ""),
+                    help='Erlangen members\' heartbeat tick and failure timeout in s, '
+                         'e.g. "15 60" (Erlang\'s net_ticktime 60); default the node defaults')
     args = ap.parse_args()
     sizes = [int(x) for x in args.n.replace(",", " ").split()]
     if any(s < 3 for s in sizes):
@@ -418,6 +424,10 @@ def main():
     systems = []
     for name in args.systems.split(","):
         systems.append({"erlangen": Erlangen, "erlang": Erlang}[name.strip()](args.bin_dir))
+        if args.erlangen_tick and name.strip() == "erlangen":
+            tick, timeout = args.erlangen_tick.replace(",", " ").split()
+            systems[-1].tick = (tick, timeout)
+            systems[-1].label = f"erlangen-tick{tick}"
 
     cpu = ""
     try:

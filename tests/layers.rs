@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("frame", &[]),
     ("crypto", &[]),
     ("time", &[]),
+    ("sys", &[]),
     ("config", &["crypto"]),
     ("mailbox", &["term"]),
     ("agent", &["mailbox", "term"]),
@@ -30,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "supervisor",
         &["agent", "call", "node", "server", "term", "timer"],
     ),
-    ("port_mapper", &["config", "frame"]),
+    ("port_mapper", &["config", "frame", "sys"]),
     (
         "node",
         &[
@@ -40,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "crypto",
             "frame",
             "port_mapper",
+            "sys",
             "term",
             "time",
         ],

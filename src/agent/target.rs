@@ -113,28 +113,7 @@ fn remote() -> Option<Arc<dyn Remote>> {
     REMOTE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// The id of the pseudo-peer through which a layer above hears of an
-/// agent's exit (group membership and global names use it): attached to
-/// the agent as a monitor, its notice goes to the hook installed with
-/// [`install_exit_watch`], never to a node, so it works with or without
-/// one. Real remote ids contain `/`; this one cannot be mistaken for one.
-pub(crate) const EXIT_WATCH_ID: &str = "\u{0}erlangen-watch";
-
-static EXIT_WATCH: std::sync::OnceLock<fn(&Agent)> = std::sync::OnceLock::new();
-
-/// Installs what runs when an agent carrying the exit watch exits (the
-/// first call wins; there is one such hook per process).
-pub(crate) fn install_exit_watch(hook: fn(&Agent)) {
-    let _ = EXIT_WATCH.set(hook);
-}
-
 pub(crate) fn remote_exit_notice(agent: &Agent, to: &RemoteRef, monitor: bool, outcome: &Outcome) {
-    if &*to.id == EXIT_WATCH_ID {
-        if let Some(hook) = EXIT_WATCH.get() {
-            hook(agent);
-        }
-        return;
-    }
     if let Some(remote) = remote() {
         remote.exit_notice(agent, to, monitor, outcome);
     }

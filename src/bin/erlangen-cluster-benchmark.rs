@@ -198,11 +198,20 @@ fn member(m: &getopts::Matches) -> ExitCode {
     }
     // Subscribed before the node exists, so that no NODEUP is missed.
     start_monitor();
+    let seconds = |key: &str| -> Option<std::time::Duration> {
+        m.opt_str(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+    };
+    let defaults = NodeOptions::default();
     let _handle = match node::start(NodeOptions {
         host: Some(HOST.into()),
         name: Some(name.clone()),
         config,
-        ..NodeOptions::default()
+        tick: seconds("tick").unwrap_or(defaults.tick),
+        timeout: seconds("timeout").unwrap_or(defaults.timeout),
+        ..defaults
     }) {
         Ok(h) => h,
         Err(e) => {
@@ -234,6 +243,18 @@ fn main() -> ExitCode {
     opts.optopt("", "registry-port", "port mapper registry port", "PORT");
     opts.optopt("", "directory-port", "port mapper directory port", "PORT");
     opts.optopt("", "cookie-file", "cookie file", "FILE");
+    opts.optopt(
+        "",
+        "tick",
+        "heartbeat interval, seconds (default 1)",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "timeout",
+        "failure timeout, seconds (default 4)",
+        "SECS",
+    );
     opts.optflag("h", "help", "print this help");
     opts.optflag("", "version", "print the version");
     let m = match opts.parse(&args) {

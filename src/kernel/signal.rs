@@ -2,7 +2,7 @@
 //! socket pair (a self-pipe), so an ordinary thread can act on it.
 //!
 //! One of the crate's two modules with `unsafe` code (the other is
-//! `node/sys.rs`, the non-blocking `send`): the C `signal` call that
+//! `sys.rs`, the non-blocking `send` and the wider `listen`): the C `signal` call that
 //! installs the handler, the handler's `write`, and errno's address.
 #![allow(unsafe_code)]
 

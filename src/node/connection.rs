@@ -40,9 +40,9 @@ use std::time::{Duration, Instant, SystemTime};
 use super::attachments::Attachments;
 use super::handshake::PeerInfo;
 use super::protocol::{self, Request};
-use super::sys;
 use crate::agent::Agent;
 use crate::frame;
+use crate::sys;
 use crate::term::{AgentIds, EncodeError};
 
 /// Counters of one peer, kept across reconnects.

@@ -30,8 +30,8 @@ use super::connection::Connection;
 use super::inbound::Route;
 use super::protocol::{Request, MAX_NAME, MAX_SYNC_ENTRIES};
 use super::{current_node, NodeState};
-use crate::agent::target::{self, Remote, RemoteRef, EXIT_WATCH_ID};
-use crate::agent::{Agent, Peer, PeerKey};
+use crate::agent::target::{Remote, RemoteRef};
+use crate::agent::{Agent, ExitHook, Outcome};
 use crate::term::Term;
 
 /// Most group memberships (pairs of group and member) a node keeps for one
@@ -104,24 +104,21 @@ fn check_name(group: &str) -> Result<(), GroupError> {
 /// then removes it from its groups and frees its global names, whether or
 /// not a node is running.
 pub(super) fn watch(agent: &Agent) -> bool {
-    target::install_exit_watch(watched_agent_exited);
-    agent
-        .attach_peer(
-            Peer::Remote(RemoteRef {
-                id: Arc::from(EXIT_WATCH_ID),
-                incarnation: 0,
-            }),
-            true,
-        )
-        .is_ok()
+    agent.attach_exit_hook(&EXIT_HOOK)
 }
+
+/// The exit watch: a one-way hook, so nothing dies with it.
+static EXIT_HOOK: ExitHook = ExitHook {
+    name: "groups and global names",
+    run: watched_agent_exited,
+};
 
 /// Removes the exit watch if `agent` is in no group and holds no global
 /// name.
 fn unwatch_if_idle(agent: &Agent, g: &Groups) {
     let member = g.local.values().any(|v| v.contains(agent));
     if !member && !super::global::holds_any(agent) {
-        agent.detach_peer(&PeerKey::Remote(Arc::from(EXIT_WATCH_ID)));
+        agent.detach_exit_hook(&EXIT_HOOK);
     }
 }
 
@@ -190,7 +187,7 @@ pub fn leave(group: &str, agent: &Agent) -> Result<(), GroupError> {
 
 /// The exit watch's hook: a watched agent is in a group, holds a global
 /// name, or both.
-fn watched_agent_exited(agent: &Agent) {
+fn watched_agent_exited(agent: &Agent, _: &Outcome) {
     member_exited(agent);
     super::global::holder_exited(agent);
 }

@@ -160,6 +160,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         .map_err(NodeError::Cookie)?;
     let listener =
         TcpListener::bind((host.as_str(), 0)).map_err(|e| NodeError::Bind(host.clone(), e))?;
+    crate::sys::widen_backlog(&listener);
     let listen_addr = listener
         .local_addr()
         .map_err(|e| NodeError::Bind(host.clone(), e))?;
@@ -191,6 +192,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         cluster: Mutex::new(super::cluster::Cluster::default()),
         ticker_stop: Mutex::new(false),
         ticker_wake: std::sync::Condvar::new(),
+        ports: super::ports::PortBook::default(),
     });
     {
         let mut slot = NODE.write().unwrap_or_else(|e| e.into_inner());

@@ -31,23 +31,23 @@
 //! was queued there).
 
 // What is here, from the outside in:
-//  1. options.rs      what a node starts with, and why it may not start
-//  2. handle.rs       start and stop: listener, registration, accept loop
-//  3. handshake.rs    cookie authentication of a new connection
-//  4. peers.rs        one connection per pair: dialing, accepting, loss
-//  5. connection.rs   one connection: batching writer, reader, heartbeats
-//  6. protocol.rs     the request frames
-//  7. inbound.rs      what a node does with each request it reads
-//  8. outbound.rs     what agents ask of other nodes; remote spawn
-//  9. attachments.rs  who is told when a connection is lost (exactly once)
-// 10. stats.rs        connection-stats
-// 11. sys.rs          the one non-blocking socket write std lacks
+//  1. options.rs     what a node starts with, and why it may not start
+//  2. handle.rs      start and stop: listener, registration, accept loop
+//  3. handshake.rs   cookie authentication of a new connection
+//  4. peers.rs       one connection per pair: dialing, accepting, loss
+//  5. connection.rs  one connection: batching writer, reader, heartbeats
+//  6. protocol.rs    the request frames
+//  7. inbound.rs     what a node does with each request it reads
+//  8. outbound.rs    what agents ask of other nodes; remote spawn
+//  9. attachments.rs who is told when a connection is lost (exactly once)
+// 10. stats.rs       connection-stats
+// 11. ports.rs       port-mapper lookups shared by a burst of dials
 // 12. cluster.rs     membership, transitive connections, overlap rule,
 //                    heartbeats and redials (the ticker)
-// 13. groups.rs       process groups across nodes (pg); the exit watch
-// 14. global.rs       cluster-wide names (global): claims and conflicts
-// 15. eventlog.rs     one stderr line per connection event, by level
-// 16. throttle.rs     failed handshakes throttled per source address
+// 13. groups.rs      process groups across nodes (pg); the exit watch
+// 14. global.rs      cluster-wide names (global): claims and conflicts
+// 15. eventlog.rs    one stderr line per connection event, by level
+// 16. throttle.rs    failed handshakes throttled per source address
 mod attachments;
 pub mod cluster;
 mod connection;
@@ -60,9 +60,9 @@ mod inbound;
 mod options;
 mod outbound;
 mod peers;
+mod ports;
 pub(crate) mod protocol;
 mod stats;
-mod sys;
 mod throttle;
 
 use std::collections::HashMap;
@@ -138,6 +138,8 @@ pub(crate) struct NodeState {
     /// Set at stop, with `ticker_wake`, to end the ticker at once.
     ticker_stop: Mutex<bool>,
     ticker_wake: Condvar,
+    /// Port-mapper answers shared by the dials of one moment.
+    ports: ports::PortBook,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

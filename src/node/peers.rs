@@ -23,6 +23,10 @@ use super::connection::Connection;
 use super::eventlog::{self, LogLevel};
 use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
+
+/// Peers whose connection counters are kept once their connection is gone
+/// (`connection-stats`); past it, only connected peers' are.
+const MAX_KEPT_STATS: usize = 1024;
 use crate::agent::RemoteError;
 use crate::port_mapper;
 
@@ -139,34 +143,58 @@ impl NodeState {
                 .ok_or_else(|| DialError::Other(format!("cannot resolve {host}")))
         };
         let directory = resolve(self.options.config.directory_port)?;
-        let port = port_mapper::client::query_port(directory, node, HANDSHAKE_TIMEOUT).map_err(
-            |e| match e {
-                port_mapper::PortMapperError::UnknownNode(_) => {
-                    DialError::Gone(format!("cannot find {peer}: {e}"))
-                }
-                e => DialError::Other(format!("cannot find {peer}: {e}")),
-            },
-        )?;
-        let addr = resolve(port)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(DialError::Handshake(HandshakeError::Timeout));
-        }
-        let mut stream = TcpStream::connect_timeout(&addr, left)
-            .map_err(|e| DialError::Other(format!("cannot connect to {peer}: {e}")))?;
+        let lookup = |fresh: bool| {
+            if fresh {
+                self.ports.forget(directory);
+            }
+            self.ports
+                .port(directory, node, HANDSHAKE_TIMEOUT)
+                .map_err(|e| match e {
+                    port_mapper::PortMapperError::UnknownNode(_) => {
+                        DialError::Gone(format!("cannot find {peer}: {e}"))
+                    }
+                    e => DialError::Other(format!("cannot find {peer}: {e}")),
+                })
+        };
+        let connect = |port: u16| -> Result<TcpStream, DialError> {
+            let addr = resolve(port)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DialError::Handshake(HandshakeError::Timeout));
+            }
+            TcpStream::connect_timeout(&addr, left)
+                .map_err(|e| DialError::Other(format!("cannot connect to {peer}: {e}")))
+        };
+        let (port, cached) = lookup(false)?;
+        let mut stream = match connect(port) {
+            // A port from a LIST of the last second may be stale (the node
+            // restarted): ask again by name, once.
+            Err(_) if cached => connect(lookup(true)?.0)?,
+            other => other?,
+        };
         let me = Identity {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
         };
-        let info =
-            handshake::client(&mut stream, &me, peer, deadline).map_err(DialError::Handshake)?;
+        let info = handshake::client(&mut stream, &me, peer, deadline).map_err(|e| {
+            if matches!(e, HandshakeError::WrongPeer { .. }) {
+                self.ports.forget(directory);
+            }
+            DialError::Handshake(e)
+        })?;
         Ok((stream, info))
     }
 
     fn dial_failed(&self, conn: &Arc<Connection>, reason: &str) {
         conn.stats.errors.fetch_add(1, Ordering::Relaxed);
-        lock(&self.failed_dials).insert(conn.peer.clone(), Instant::now());
+        {
+            // Entries past the back-off mean nothing: dropped, so the
+            // table holds only the dials that failed in the last 500 ms.
+            let mut failed = lock(&self.failed_dials);
+            failed.retain(|_, at| at.elapsed() < DIAL_BACKOFF);
+            failed.insert(conn.peer.clone(), Instant::now());
+        }
         if conn.mark_down() {
             self.connection_lost(conn, reason);
         }
@@ -193,6 +221,13 @@ impl NodeState {
             conn.follows(old);
         }
         peers.insert(peer.to_owned(), Arc::clone(&conn));
+        // Counters are kept across reconnects, but not for every peer ever
+        // seen (each remote shell is a new one): past the bound, those of
+        // peers without a connection go.
+        let mut stats = lock(&self.stats);
+        if stats.len() > MAX_KEPT_STATS {
+            stats.retain(|name, _| peers.contains_key(name));
+        }
         Some(conn)
     }
 

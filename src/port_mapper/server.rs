@@ -216,6 +216,9 @@ impl PortMapper {
             })?;
         let directory =
             TcpListener::bind(directory_addr).map_err(protocol::io("bind the directory port"))?;
+        // Every node of a cluster that forms asks at once.
+        crate::sys::widen_backlog(&registry);
+        crate::sys::widen_backlog(&directory);
         let shared = Arc::new(Shared {
             names: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),

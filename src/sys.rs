@@ -1,9 +1,15 @@
-//! The one system call std does not offer: a socket write that never
-//! blocks, without switching the socket (and so its `try_clone` halves,
-//! which share the open file) to non-blocking mode. A sender on a quiet
-//! connection writes its frame itself with it; whatever the kernel does not
-//! take at once is handed to the connection's writer thread, so `send`
-//! never waits for a slow or stopped peer.
+//! The two socket calls std does not offer.
+//!
+//! - `write_now`: a socket write that never blocks, without switching the
+//!   socket (and so its `try_clone` halves, which share the open file) to
+//!   non-blocking mode. A sender on a quiet connection writes its frame
+//!   itself with it; whatever the kernel does not take at once is handed to
+//!   the connection's writer thread, so `send` never waits for a slow or
+//!   stopped peer.
+//! - `widen_backlog`: a listener's accept queue longer than std's 128, so
+//!   that the burst of connections a node joining a large cluster causes
+//!   (every member dials it, and the port mappers are asked) is queued, not
+//!   dropped by the kernel and retried a second later.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -33,6 +39,15 @@ mod imp {
 
     extern "C" {
         fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+        fn listen(fd: i32, backlog: i32) -> i32;
+    }
+
+    pub(super) fn widen_backlog(listener: &std::net::TcpListener, backlog: i32) {
+        // SAFETY: `fd` is the open, listening socket `listener` owns for
+        // the whole call; `listen` on it only sets its queue length (the
+        // kernel caps it at net.core.somaxconn). A failure leaves std's
+        // backlog, which still works.
+        let _ = unsafe { listen(listener.as_raw_fd(), backlog) };
     }
 
     pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
@@ -68,6 +83,15 @@ mod imp {
     pub(super) fn write_now(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
     }
+
+    /// Elsewhere std's backlog stays.
+    pub(super) fn widen_backlog(_: &std::net::TcpListener, _: i32) {}
+}
+
+/// Asks for an accept queue of 1,024 connections on `listener` (std binds
+/// with 128; the kernel caps it at its own maximum).
+pub(crate) fn widen_backlog(listener: &std::net::TcpListener) {
+    imp::widen_backlog(listener, 1024);
 }
 
 /// Writes what the socket takes without waiting: the number of bytes
