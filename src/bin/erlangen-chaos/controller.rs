@@ -849,7 +849,68 @@ impl<'a> Cluster<'a> {
             }
             _ => {}
         }
+        self.check_views(&label, start, &mut line);
         self.note(&line);
+    }
+
+    /// After a fault: every node's view (node.rs, `start_view`) must come
+    /// to agree, each listing all the others as members, all of them in
+    /// group `chaos`, and one node holding `chaos-leader` for everyone.
+    fn check_views(&mut self, label: &str, since: u64, line: &mut String) {
+        let nodes = self.live();
+        let all: Vec<String> = nodes.iter().map(|&k| full(k)).collect();
+        let expected_members: Vec<String> = nodes
+            .iter()
+            .map(|&k| {
+                let mut others: Vec<String> =
+                    all.iter().filter(|n| **n != full(k)).cloned().collect();
+                others.sort();
+                others.join(",")
+            })
+            .collect();
+        let agreed = |ev: &[Event]| -> Option<u64> {
+            let mut leader: Option<String> = None;
+            let mut last_ms = since;
+            for (i, &k) in nodes.iter().enumerate() {
+                let view = ev
+                    .iter()
+                    .rev()
+                    .find(|e| e.kind == "view" && e.node == name(k) && e.ms >= since)?;
+                let field = |key: &str| {
+                    view.fields
+                        .iter()
+                        .find_map(|f| f.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                if field("members") != expected_members[i]
+                    || field("group") != nodes.len().to_string()
+                {
+                    return None;
+                }
+                let l = field("leader");
+                if l == "-" || leader.as_ref().is_some_and(|x| *x != l) {
+                    return None;
+                }
+                leader = Some(l);
+                last_ms = last_ms.max(view.ms);
+            }
+            Some(last_ms)
+        };
+        let ok = self.wait_for(DEADLINE + DEADLINE, |ev| agreed(ev).is_some());
+        if ok {
+            let at = agreed(&self.events).unwrap_or(since);
+            let _ = write!(
+                line,
+                "; views agree (members, group, one leader) {} ms after the fault began",
+                at.saturating_sub(since)
+            );
+        } else {
+            self.fail(format!(
+                "{label}: the nodes' views (members, group chaos, global chaos-leader) did not agree within {:?}",
+                DEADLINE + DEADLINE
+            ));
+        }
     }
 
     fn check_counts(&mut self, label: &str, told: usize, expected: usize, twice: usize) {

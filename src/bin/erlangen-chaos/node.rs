@@ -198,6 +198,7 @@ pub fn run(args: &NodeArgs) -> ExitCode {
         finals: AtomicUsize::new(0),
     });
     let watchers_stop = Arc::new(AtomicBool::new(false));
+    start_view(Arc::clone(&log), Arc::clone(&watchers_stop));
     for peer in peers.iter() {
         let (peer, log2, stop) = (peer.clone(), Arc::clone(&log), Arc::clone(&watchers_stop));
         if let Err(e) = spawn(move || watch_peer(&peer, &log2, &stop)) {
@@ -286,6 +287,55 @@ fn log_stats(log: &EventLog, peers: &[String], c: &Counters, traffic: &[Agent]) 
         line.push_str(&format!(" from:{peer}={}", n.load(Ordering::Relaxed)));
     }
     log.log("stats", &line);
+}
+
+/// The cluster as this node sees it, logged once a second as
+/// `view members=A,B group=N leader=NODE`: its members (`node::nodes()`),
+/// how many members group `chaos` has (every node's view agent joins it),
+/// and the node of the agent holding global name `chaos-leader` (every
+/// view agent registers a candidate under it when it sees no holder, so
+/// each part of a partition elects one, and a heal must leave one). The controller checks
+/// that every node's view agrees after each fault.
+fn start_view(log: Arc<EventLog>, stop: Arc<AtomicBool>) {
+    let view_log = Arc::clone(&log);
+    let spawned = spawn(move || {
+        let log = view_log;
+        let me = Agent::current();
+        let _ = node::groups::join("chaos", &me);
+        let this = node::this_node().unwrap_or_default();
+        while !stop.load(Ordering::SeqCst) {
+            if node::global::whereis("chaos-leader").is_none() {
+                // A candidate of its own, not the view agent: the loser of
+                // a conflict after a heal is killed.
+                if let Ok(candidate) = spawn(|| {
+                    let _ = receive();
+                }) {
+                    if node::global::register("chaos-leader", &candidate).is_err() {
+                        let _ = exit(Term::keyword("not-elected"), &candidate);
+                    }
+                }
+            }
+            let node_of = |id: &str| id.rsplit_once('/').map_or(id, |(n, _)| n).to_owned();
+            let leader = match node::global::whereis("chaos-leader") {
+                Some(Term::Str(id)) => node_of(&id),
+                Some(Term::Agent(AgentRef::Id(id) | AgentRef::Remote { id, .. })) => node_of(&id),
+                Some(_) => this.clone(),
+                None => "-".to_owned(),
+            };
+            log.log(
+                "view",
+                &format!(
+                    "members={} group={} leader={leader}",
+                    node::nodes().join(","),
+                    node::groups::members("chaos").len()
+                ),
+            );
+            let _ = receive_timeout(Duration::from_secs(1));
+        }
+    });
+    if let Err(e) = spawned {
+        log.log("error", &format!("view agent: {e}"));
+    }
 }
 
 /// What a receiver knows of one sender (one agent of one node run).
