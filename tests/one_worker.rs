@@ -193,3 +193,26 @@ fn requests_and_supervisor_starts_from_an_async_agent_with_one_worker() {
     erlangen::exit(Term::keyword("done"), &echo).unwrap();
     async_agents_run();
 }
+
+/// `node::spawn_on` waits for the other node's answer: in an async agent
+/// it fails at once, saying to call it from a thread agent, and the
+/// worker goes on.
+#[test]
+fn a_remote_spawn_from_an_async_agent_fails_at_once() {
+    one_worker();
+    spawn_async_with(&monitored(), async {
+        let call = Term::list(vec![Term::symbol("list")]);
+        match erlangen::node::spawn_on(None, "elsewhere", &call, &SpawnOptions::new()) {
+            Err(e) => Term::Str(e.to_string()),
+            Ok(_) => Term::keyword("spawned"),
+        }
+    })
+    .unwrap();
+    let out = receive_timeout(WAIT).unwrap().to_string();
+    assert!(
+        out.contains("node::spawn_on waits for the other node's answer")
+            && out.contains("call it from a thread agent"),
+        "{out}"
+    );
+    async_agents_run();
+}

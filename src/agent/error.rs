@@ -90,6 +90,9 @@ pub enum RemoteError {
     /// A term of the request cannot go on the wire (a local value, one
     /// that receivers would refuse).
     Unsendable(EncodeError),
+    /// Called in an async agent: waiting for the other node's answer would
+    /// stall every async agent of the worker. The function that refused.
+    WouldBlock(&'static str),
 }
 
 impl fmt::Display for RemoteError {
@@ -104,6 +107,12 @@ impl fmt::Display for RemoteError {
                 write!(f, "no reply from {node} within {waited:?} (spawn_timeout)")
             }
             RemoteError::Unsendable(e) => write!(f, "the request cannot be sent: {e}"),
+            RemoteError::WouldBlock(function) => write!(
+                f,
+                "{function} waits for the other node's answer and would stall this async \
+                 agent's worker; call it from a thread agent (spawn one to do it and send \
+                 you the result)"
+            ),
         }
     }
 }

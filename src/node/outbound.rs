@@ -22,6 +22,9 @@ use crate::term::{self, AgentRef, Term};
 /// `"host/node/aid"` and names that agent of that run of the node only.
 /// With `attach`, the calling agent is attached before the agent runs.
 ///
+/// Blocks until the other node answers: in an async agent it fails at once
+/// ([`RemoteError::WouldBlock`]); spawn a thread agent to call it.
+///
 /// # Errors
 /// [`SpawnError::Remote`]: this process is not a node, the node cannot be
 /// reached, the function is unknown there, the node cannot start the agent
@@ -32,6 +35,9 @@ pub fn spawn_on(
     call: &Term,
     options: &SpawnOptions,
 ) -> Result<AgentRef, SpawnError> {
+    if crate::agent::on_async_worker() {
+        return Err(RemoteError::WouldBlock("node::spawn_on").into());
+    }
     let state = current_node().ok_or(RemoteError::NotANode)?;
     let host = host.unwrap_or(&state.host);
     let peer = format!("{host}/{node}");
