@@ -202,14 +202,18 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         *slot = Some(Arc::clone(&state));
         target::install_remote(Arc::new(Route(Arc::clone(&state))) as Arc<dyn Remote>);
     }
-    if let Err(e) = state.start_ticker() {
+    // A thread that cannot start: the node is taken down again.
+    let abandon = |state, registration, e| {
         let mut handle = NodeHandle {
             state,
             listener: None,
             registration: Some(registration),
         };
         handle.shutdown();
-        return Err(NodeError::Thread(e));
+        NodeError::Thread(e)
+    };
+    if let Err(e) = state.start_ticker() {
+        return Err(abandon(state, registration, e));
     }
     let accept_state = Arc::clone(&state);
     let listener_thread = thread::Builder::new()
@@ -217,15 +221,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         .spawn(move || accept_loop(accept_state, listener));
     let listener_thread = match listener_thread {
         Ok(t) => t,
-        Err(e) => {
-            let mut handle = NodeHandle {
-                state,
-                listener: None,
-                registration: Some(registration),
-            };
-            handle.shutdown();
-            return Err(NodeError::Thread(e));
-        }
+        Err(e) => return Err(abandon(state, registration, e)),
     };
     eventlog::event(
         LogLevel::Info,
