@@ -63,6 +63,17 @@ struct Retry {
     since: Instant,
 }
 
+impl Retry {
+    /// Lost now, first dialed again at `next`.
+    fn from(now: Instant, next: Instant) -> Retry {
+        Retry {
+            next,
+            wait: RETRY_FIRST,
+            since: now,
+        }
+    }
+}
+
 /// The membership state of a node (inside `NodeState`).
 #[derive(Default)]
 pub(crate) struct Cluster {
@@ -181,8 +192,9 @@ impl NodeState {
         );
     }
 
-    /// Refuses a node that names itself or the receiver: a protocol error
-    /// that closes this connection only.
+    /// Refuses a NODES frame that breaks a rule only the receiver can
+    /// check (PROTOCOL.md section 7): a protocol error that closes this
+    /// connection only.
     fn refuse_list(self: &Arc<Self>, conn: &Arc<Connection>, why: &str) {
         conn.stats.errors.fetch_add(1, Ordering::Relaxed);
         conn.fail(
@@ -248,20 +260,17 @@ impl NodeState {
                 }
             }
             // Exclusions this peer caused end when it lists the node again.
-            let lifted: Vec<String> = cluster
-                .excluded
-                .iter()
-                .filter(|(name, (_, cause))| *cause == conn.peer && nodes.contains(name))
-                .map(|(name, _)| name.clone())
-                .collect();
-            for name in lifted {
-                cluster.excluded.remove(&name);
-                eventlog::event(
-                    LogLevel::Info,
-                    &self.full,
-                    format_args!("{} reconnected to {name}: no longer excluded", conn.peer),
-                );
-            }
+            cluster.excluded.retain(|name, (_, cause)| {
+                let lifted = *cause == conn.peer && nodes.contains(name);
+                if lifted {
+                    eventlog::event(
+                        LogLevel::Info,
+                        &self.full,
+                        format_args!("{} reconnected to {name}: no longer excluded", conn.peer),
+                    );
+                }
+                !lifted
+            });
             if self.options.connect_all {
                 for name in nodes {
                     if !cluster.members.contains_key(&name) && !cluster.excluded.contains_key(&name)
@@ -372,24 +381,17 @@ impl NodeState {
         tell(&nodedown(&conn.peer, why), false);
         // Exclusions this member caused end with it: the excluded nodes
         // are dialed again.
-        let lifted: Vec<String> = cluster
-            .excluded
-            .iter()
-            .filter(|(_, (_, cause))| *cause == conn.peer)
-            .map(|(name, _)| name.clone())
-            .collect();
         let now = Instant::now();
-        for name in lifted {
-            cluster.excluded.remove(&name);
-            cluster.retry.insert(
-                name,
-                Retry {
-                    next: now,
-                    wait: RETRY_FIRST,
-                    since: now,
-                },
-            );
-        }
+        let Cluster {
+            excluded, retry, ..
+        } = &mut *cluster;
+        excluded.retain(|name, (_, cause)| {
+            let lifted = *cause == conn.peer;
+            if lifted {
+                retry.insert(name.clone(), Retry::from(now, now));
+            }
+            !lifted
+        });
         if self.stopping.load(Ordering::Acquire) || conn.quiet_loss.load(Ordering::Acquire) {
             return;
         }
@@ -403,14 +405,9 @@ impl NodeState {
             }
         }
         if self.meshing() {
-            cluster.retry.insert(
-                conn.peer.clone(),
-                Retry {
-                    next: now + RETRY_FIRST,
-                    wait: RETRY_FIRST,
-                    since: now,
-                },
-            );
+            cluster
+                .retry
+                .insert(conn.peer.clone(), Retry::from(now, now + RETRY_FIRST));
         }
     }
 
@@ -435,13 +432,11 @@ impl NodeState {
         let now = Instant::now();
         let due: Vec<String> = {
             let mut cluster = self.cluster_lock();
-            cluster
-                .retry
-                .retain(|_, r| now.duration_since(r.since) < RETRY_FOR);
+            let Cluster { members, retry, .. } = &mut *cluster;
+            retry.retain(|_, r| now.duration_since(r.since) < RETRY_FOR);
             let mut due = Vec::new();
-            let members: Vec<String> = cluster.members.keys().cloned().collect();
-            for (name, r) in cluster.retry.iter_mut() {
-                if members.contains(name) || r.next > now {
+            for (name, r) in retry.iter_mut() {
+                if members.contains_key(name) || r.next > now {
                     continue;
                 }
                 r.next = now + r.wait;
@@ -461,25 +456,19 @@ impl NodeState {
         thread::Builder::new()
             .name(format!("node-ticker {}", self.full))
             .spawn(move || {
+                // One tick, or less if the node stops meanwhile.
                 while !state.stopping.load(Ordering::Acquire) {
                     state.tick();
-                    state.ticker_sleep();
+                    state
+                        .ticker_stop
+                        .wait(Instant::now() + state.options.tick, || true);
                 }
             })?;
         Ok(())
     }
 
-    /// Waits one tick, or less if the node stops.
-    fn ticker_sleep(&self) {
-        let guard = lock(&self.ticker_stop);
-        let _ = self
-            .ticker_wake
-            .wait_timeout_while(guard, self.options.tick, |stopped| !*stopped);
-    }
-
     /// Wakes the ticker so it sees the node stopping.
     pub(super) fn stop_ticker(&self) {
-        *lock(&self.ticker_stop) = true;
-        self.ticker_wake.notify_all();
+        self.ticker_stop.set();
     }
 }

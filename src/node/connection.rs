@@ -39,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::attachments::Attachments;
 use super::handshake::PeerInfo;
+use super::latch::Latch;
 use super::protocol::{self, Request};
 use crate::agent::Agent;
 use crate::frame;
@@ -113,57 +114,6 @@ struct Batch {
     messages: Vec<crate::term::Term>,
 }
 
-/// A flag set once, which threads can wait for with a deadline.
-struct Latch {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Latch {
-    fn new() -> Latch {
-        Latch {
-            set: Mutex::new(false),
-            changed: Condvar::new(),
-        }
-    }
-
-    /// Sets the flag; `true` the first time.
-    fn set(&self) -> bool {
-        let first = !std::mem::replace(&mut *super::lock(&self.set), true);
-        self.changed.notify_all();
-        first
-    }
-
-    fn is_set(&self) -> bool {
-        *super::lock(&self.set)
-    }
-
-    /// Wakes the waiters without setting the flag, so they look at their
-    /// other condition again.
-    fn nudge(&self) {
-        let _set = super::lock(&self.set);
-        self.changed.notify_all();
-    }
-
-    /// Waits until the flag is set, `wait_on` turns false or `deadline`
-    /// passes; returns the flag.
-    fn wait(&self, deadline: Instant, wait_on: impl Fn() -> bool) -> bool {
-        let mut set = super::lock(&self.set);
-        while !*set && wait_on() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            set = self
-                .changed
-                .wait_timeout(set, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *set
-    }
-}
-
 /// A connection; before `established` it only queues.
 pub(crate) struct Connection {
     /// `"host/node"` of the peer.
@@ -205,6 +155,41 @@ pub(crate) struct Connection {
     /// (DISCONNECT, a replaced connection): its loss is not reported to
     /// other members and not dialed again.
     pub quiet_loss: AtomicBool,
+}
+
+/// Appends one frame whose payload `write` encodes (returning the frame's
+/// kind) to `buf`: `Ok(false)`, with `buf` as it was, if its length does
+/// not fit the header; `Err`, with `buf` as it was, if the payload cannot
+/// be encoded or is larger than peers accept (checked here, at the
+/// sender, so an oversized message is the sending call's error and not a
+/// protocol error that would take the connection down for every agent
+/// using it).
+fn append_frame(
+    buf: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
+) -> Result<bool, EncodeError> {
+    let start = buf.len();
+    let header = frame::begin_frame(buf, 0);
+    match write(buf) {
+        Ok(kind) => buf[header + 4] = kind,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e);
+        }
+    }
+    let size = buf.len() - header - 4;
+    if size > protocol::MAX_FRAME {
+        buf.truncate(start);
+        return Err(EncodeError::TooBig {
+            size,
+            max: protocol::MAX_FRAME,
+        });
+    }
+    if frame::finish_frame(buf, header).is_err() {
+        buf.truncate(start);
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 impl Connection {
@@ -322,27 +307,7 @@ impl Connection {
             return Ok(false);
         }
         let start = out.buf.len();
-        let header = frame::begin_frame(&mut out.buf, 0);
-        match write(&mut out.buf) {
-            Ok(kind) => out.buf[header + 4] = kind,
-            Err(e) => {
-                out.buf.truncate(start);
-                return Err(e);
-            }
-        }
-        // Checked here, at the sender, so an oversized message is the
-        // sending call's error and not a protocol error that would take
-        // the connection down for every agent using it.
-        let size = out.buf.len() - header - 4;
-        if size > protocol::MAX_FRAME {
-            out.buf.truncate(start);
-            return Err(EncodeError::TooBig {
-                size,
-                max: protocol::MAX_FRAME,
-            });
-        }
-        if frame::finish_frame(&mut out.buf, header).is_err() {
-            out.buf.truncate(start);
+        if !append_frame(&mut out.buf, write)? {
             drop(out);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -427,14 +392,10 @@ impl Connection {
         agents: &dyn AgentIds,
     ) -> Result<(), EncodeError> {
         let mut frame = Vec::with_capacity(64);
-        let header = frame::begin_frame(&mut frame, 0);
-        let kind = protocol::encode(request, &mut frame, agents)?;
-        frame[header + 4] = kind;
-        if frame::finish_frame(&mut frame, header).is_err() {
-            return Ok(());
+        if append_frame(&mut frame, |buf| protocol::encode(request, buf, agents))? {
+            self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.lock().buf.splice(0..0, frame);
         }
-        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        self.lock().buf.splice(0..0, frame);
         Ok(())
     }
 

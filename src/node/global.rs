@@ -142,9 +142,8 @@ struct Names {
     names: HashMap<String, Entry>,
     /// Per peer, the connection its names came over, and how many.
     sources: HashMap<String, (Weak<Connection>, usize)>,
-    /// Claims under way, by request number; and by name.
+    /// Claims under way (a few at most), by request number.
     claims: HashMap<u64, Claim>,
-    claiming: HashMap<String, u64>,
 }
 
 static NAMES: Mutex<Option<Names>> = Mutex::new(None);
@@ -244,7 +243,7 @@ pub fn register(name: &str, agent: &Agent) -> Result<(), GlobalNameError> {
                 holder: e.term().to_string(),
             });
         }
-        if let Some(claim) = n.claiming.get(name).and_then(|id| n.claims.get(id)) {
+        if let Some(claim) = n.claims.values().find(|c| c.name == name) {
             return Err(GlobalNameError::Taken {
                 name: name.to_owned(),
                 holder: Term::Str(claim.key.2.clone()).to_string(),
@@ -264,7 +263,6 @@ pub fn register(name: &str, agent: &Agent) -> Result<(), GlobalNameError> {
                         refused: None,
                     },
                 );
-                n.claiming.insert(name.to_owned(), request);
                 let ask = Request::GlobalClaim {
                     incarnation: state.incarnation,
                     request,
@@ -323,7 +321,6 @@ fn await_claim(
             let Some(claim) = n.claims.remove(&request) else {
                 return Err(GlobalNameError::Exited);
             };
-            n.claiming.remove(&claim.name);
             if let Some(holder) = claim.refused {
                 return Err(GlobalNameError::Taken {
                     name: claim.name,
@@ -612,7 +609,7 @@ impl NodeState {
                     return (claim::HELD, e.id(Some(self)));
                 }
             }
-            let Some(mine) = n.claiming.get(name).and_then(|id| n.claims.get_mut(id)) else {
+            let Some(mine) = n.claims.values_mut().find(|c| c.name == name) else {
                 return (claim::GRANTED, String::new());
             };
             if key < mine.key {

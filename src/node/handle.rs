@@ -190,8 +190,7 @@ pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         port,
         listen_addr,
         cluster: Mutex::new(super::cluster::Cluster::default()),
-        ticker_stop: Mutex::new(false),
-        ticker_wake: std::sync::Condvar::new(),
+        ticker_stop: super::latch::Latch::new(),
         ports: super::ports::PortBook::default(),
     });
     {

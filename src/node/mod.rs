@@ -36,18 +36,19 @@
 //  3. handshake.rs   cookie authentication of a new connection
 //  4. peers.rs       one connection per pair: dialing, accepting, loss
 //  5. connection.rs  one connection: batching writer, reader, heartbeats
-//  6. protocol.rs    the request frames
-//  7. inbound.rs     what a node does with each request it reads
-//  8. outbound.rs    what agents ask of other nodes; remote spawn
-//  9. attachments.rs who is told when a connection is lost (exactly once)
-// 10. stats.rs       connection-stats
-// 11. ports.rs       port-mapper lookups shared by a burst of dials
-// 12. cluster.rs     membership, transitive connections, overlap rule,
+//  6. latch.rs       a flag set once, waited for with a deadline
+//  7. protocol.rs    the request frames
+//  8. inbound.rs     what a node does with each request it reads
+//  9. outbound.rs    what agents ask of other nodes; remote spawn
+// 10. attachments.rs who is told when a connection is lost (exactly once)
+// 11. stats.rs       connection-stats
+// 12. ports.rs       port-mapper lookups shared by a burst of dials
+// 13. cluster.rs     membership, transitive connections, overlap rule,
 //                    heartbeats and redials (the ticker)
-// 13. groups.rs      process groups across nodes (pg); the exit watch
-// 14. global.rs      cluster-wide names (global): claims and conflicts
-// 15. eventlog.rs    one stderr line per connection event, by level
-// 16. throttle.rs    failed handshakes throttled per source address
+// 14. groups.rs      process groups across nodes (pg); the exit watch
+// 15. global.rs      cluster-wide names (global): claims and conflicts
+// 16. eventlog.rs    one stderr line per connection event, by level
+// 17. throttle.rs    failed handshakes throttled per source address
 mod attachments;
 pub mod cluster;
 mod connection;
@@ -57,6 +58,7 @@ pub mod groups;
 mod handle;
 pub(crate) mod handshake;
 mod inbound;
+mod latch;
 mod options;
 mod outbound;
 mod peers;
@@ -67,7 +69,7 @@ mod throttle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::agent::target;
@@ -135,9 +137,8 @@ pub(crate) struct NodeState {
     listen_addr: std::net::SocketAddr,
     /// Members, exclusions and redials (cluster.rs).
     cluster: Mutex<cluster::Cluster>,
-    /// Set at stop, with `ticker_wake`, to end the ticker at once.
-    ticker_stop: Mutex<bool>,
-    ticker_wake: Condvar,
+    /// Set at stop, to end the ticker's wait at once.
+    ticker_stop: latch::Latch,
     /// Port-mapper answers shared by the dials of one moment.
     ports: ports::PortBook,
 }

@@ -143,18 +143,11 @@ impl NodeState {
                 .ok_or_else(|| DialError::Other(format!("cannot resolve {host}")))
         };
         let directory = resolve(self.options.config.directory_port)?;
-        let lookup = |fresh: bool| {
-            if fresh {
-                self.ports.forget(directory);
+        let found = |e: port_mapper::PortMapperError| match e {
+            port_mapper::PortMapperError::UnknownNode(_) => {
+                DialError::Gone(format!("cannot find {peer}: {e}"))
             }
-            self.ports
-                .port(directory, node, HANDSHAKE_TIMEOUT)
-                .map_err(|e| match e {
-                    port_mapper::PortMapperError::UnknownNode(_) => {
-                        DialError::Gone(format!("cannot find {peer}: {e}"))
-                    }
-                    e => DialError::Other(format!("cannot find {peer}: {e}")),
-                })
+            e => DialError::Other(format!("cannot find {peer}: {e}")),
         };
         let connect = |port: u16| -> Result<TcpStream, DialError> {
             let addr = resolve(port)?;
@@ -165,11 +158,18 @@ impl NodeState {
             TcpStream::connect_timeout(&addr, left)
                 .map_err(|e| DialError::Other(format!("cannot connect to {peer}: {e}")))
         };
-        let (port, cached) = lookup(false)?;
+        let (port, maybe_stale) = self
+            .ports
+            .port(directory, node, HANDSHAKE_TIMEOUT)
+            .map_err(found)?;
         let mut stream = match connect(port) {
             // A port from a LIST of the last second may be stale (the node
             // restarted): ask again by name, once.
-            Err(_) if cached => connect(lookup(true)?.0)?,
+            Err(_) if maybe_stale => connect(
+                self.ports
+                    .query_again(directory, node, HANDSHAKE_TIMEOUT)
+                    .map_err(found)?,
+            )?,
             other => other?,
         };
         let me = Identity {

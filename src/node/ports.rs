@@ -34,9 +34,10 @@ pub(crate) struct PortBook {
 }
 
 impl PortBook {
-    /// The port of `node` at the directory `directory`, and whether it
-    /// came from a LIST of the last second (so may be stale: a node that
-    /// restarted listens elsewhere) rather than from a QUERY just now.
+    /// The port of `node` at the directory `directory`, and whether it may
+    /// be stale: it came from a LIST fetched by an earlier dial (a node
+    /// that restarted since listens elsewhere), not from one fetched or a
+    /// QUERY made just now.
     ///
     /// # Errors
     /// The port mapper's error ([`PortMapperError::UnknownNode`] if it
@@ -54,11 +55,13 @@ impl PortBook {
         let fresh = entry.fetched.is_some_and(|t| t.elapsed() < FRESH);
         let mut listed_now = false;
         if !fresh {
-            if let Ok(list) = port_mapper::client::list_nodes(directory, timeout) {
-                entry.ports = list.into_iter().collect();
-                entry.fetched = Some(Instant::now());
-                listed_now = true;
-            }
+            // A failed LIST leaves nothing stale behind: the QUERY below
+            // answers instead.
+            entry.ports = port_mapper::client::list_nodes(directory, timeout)
+                .map(|list| list.into_iter().collect())
+                .unwrap_or_default();
+            entry.fetched = Some(Instant::now());
+            listed_now = true;
         }
         if let Some(&port) = entry.ports.get(node) {
             return Ok((port, !listed_now));
@@ -67,8 +70,23 @@ impl PortBook {
         port_mapper::client::query_port(directory, node, timeout).map(|port| (port, false))
     }
 
+    /// Asks for `node` by name, after a port from a LIST failed (the node
+    /// may have restarted elsewhere); the LIST is forgotten.
+    ///
+    /// # Errors
+    /// As [`PortBook::port`].
+    pub(crate) fn query_again(
+        &self,
+        directory: SocketAddr,
+        node: &str,
+        timeout: Duration,
+    ) -> Result<u16, PortMapperError> {
+        self.forget(directory);
+        port_mapper::client::query_port(directory, node, timeout)
+    }
+
     /// Forgets what the directory at `directory` said (a dial with its
-    /// answer failed: the node may have moved).
+    /// answer reached another node: the port was reused).
     pub(crate) fn forget(&self, directory: SocketAddr) {
         lock(&self.hosts).remove(&directory);
     }
