@@ -187,10 +187,9 @@ impl fmt::Display for RequestError {
             RequestError::CallingSelf { callee } => {
                 write!(f, "{callee} is the caller itself (calling-self)")
             }
-            RequestError::WouldBlock { function, instead } => write!(
-                f,
-                "{function} blocks, and this is an async agent (it would stall its worker): await {instead} instead"
-            ),
+            RequestError::WouldBlock { function, instead } => {
+                f.write_str(&agent::blocking_refused(function, instead))
+            }
         }
     }
 }
@@ -227,8 +226,7 @@ pub fn request(
         });
     }
     let call = Call::start(server.into(), request.into(), timeout)?;
-    let token = call.token;
-    let woken = agent::receive_matching(move |m| is_token(m, token), Some(timeout)).is_ok();
+    let woken = call.waiter.wait(timeout);
     call.finish(woken, timeout)
 }
 
@@ -242,10 +240,7 @@ pub async fn request_async(
     timeout: Duration,
 ) -> Result<Term, RequestError> {
     let call = Call::start(server.into(), request.into(), timeout)?;
-    let token = call.token;
-    let woken = async_agent::receive_matching(move |m| is_token(m, token), Some(timeout))
-        .await
-        .is_ok();
+    let woken = call.waiter.wait_async(timeout).await;
     call.finish(woken, timeout)
 }
 
@@ -274,37 +269,127 @@ pub fn reply(from: &Term, reply: impl Into<Term>) -> bool {
     }
 }
 
-/// What the proxy hands to the caller.
-#[derive(Default)]
-struct Slot {
-    /// The caller stopped waiting: the proxy sends it nothing.
+/// What one agent hands to another that waits for it (a request's proxy
+/// to its caller, a starting supervisor to its starter): see [`handoff`].
+struct Shared<T> {
+    /// The waiter stopped waiting: it is sent nothing.
     abandoned: bool,
-    /// The proxy has its result (and is ending): nothing to cancel.
+    /// The giver has given (and is done): nothing to cancel.
     answered: bool,
-    result: Option<Result<Term, RequestError>>,
+    result: Option<T>,
 }
 
-/// The wake-up message a proxy sends its caller: the call's token.
+/// The wake-up message a giver sends its waiter: the hand-off's token.
 struct Token(u64);
-
-fn is_token(message: &Term, token: u64) -> bool {
-    message
-        .downcast_local::<Token>()
-        .is_some_and(|t| t.0 == token)
-}
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
-/// One request in flight, on the caller's side. Dropping it (also when the
-/// caller is killed while waiting) tells the proxy to stop.
-struct Call {
-    token: u64,
-    slot: Arc<Mutex<Slot>>,
-    proxy: Agent,
+fn lock<T>(shared: &Mutex<Shared<T>>) -> MutexGuard<'_, Shared<T>> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
+/// A one-shot hand-off of a result to the calling agent, which waits for
+/// it: the result goes through a slot both share, and the waiter is woken
+/// by one local message (labelled `label`, on the lane exit notifications
+/// use, so a full mailbox cannot lose it) that it removes itself, also
+/// when its timeout raced with the result. A result given after the
+/// waiter stopped waiting is dropped.
+pub(crate) fn handoff<T>(label: &'static str) -> (Waiter<T>, Giver<T>) {
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    let shared = Arc::new(Mutex::new(Shared {
+        abandoned: false,
+        answered: false,
+        result: None,
+    }));
+    let giver = Giver {
+        waiter: Agent::current(),
+        label,
+        token,
+        shared: Arc::clone(&shared),
+    };
+    (Waiter { token, shared }, giver)
+}
+
+/// The giving side of a [`handoff`].
+pub(crate) struct Giver<T> {
+    waiter: Agent,
+    label: &'static str,
+    token: u64,
+    shared: Arc<Mutex<Shared<T>>>,
+}
+
+impl<T> Giver<T> {
+    /// Hands `result` to the waiter and wakes it, unless it has stopped
+    /// waiting.
+    pub(crate) fn give(self, result: T) {
+        let mut shared = lock(&self.shared);
+        shared.answered = true;
+        if !shared.abandoned {
+            shared.result = Some(result);
+            // Sent under the lock: a waiter that sees the result also
+            // finds this message in its mailbox (a local send is queued
+            // before it returns).
+            self.waiter
+                .notify(Term::local_labeled(self.label, Token(self.token)));
+        }
+    }
+}
+
+/// The waiting side of a [`handoff`] (held by the agent that made it).
+pub(crate) struct Waiter<T> {
+    token: u64,
+    shared: Arc<Mutex<Shared<T>>>,
+}
+
+impl<T> Waiter<T> {
+    fn is_token(&self) -> impl FnMut(&Term) -> bool + Send + Unpin + 'static {
+        let token = self.token;
+        move |m| m.downcast_local::<Token>().is_some_and(|t| t.0 == token)
+    }
+
+    /// Waits (blocking) at most `timeout` for the wake-up; `true` if it came.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        agent::receive_matching(self.is_token(), Some(timeout)).is_ok()
+    }
+
+    /// [`Waiter::wait`] for async agents.
+    pub(crate) async fn wait_async(&self, timeout: Duration) -> bool {
+        async_agent::receive_matching(self.is_token(), Some(timeout))
+            .await
+            .is_ok()
+    }
+
+    /// Stops waiting; the result if it came. `woken`: whether [`wait`]
+    /// took the wake-up (if not and the result came, its wake-up raced
+    /// with the timeout and is taken out here, so it never lands).
+    ///
+    /// [`wait`]: Waiter::wait
+    pub(crate) fn take(&self, woken: bool) -> Option<T> {
+        let result = {
+            let mut shared = lock(&self.shared);
+            shared.abandoned = true;
+            shared.result.take()
+        };
+        if result.is_some() && !woken {
+            // A poll: never blocks (also allowed in an async agent).
+            let _ = agent::receive_matching(self.is_token(), Some(Duration::ZERO));
+        }
+        result
+    }
+
+    /// Stops waiting; `true` if the giver has given already (it is done).
+    pub(crate) fn abandon(&self) -> bool {
+        let mut shared = lock(&self.shared);
+        shared.abandoned = true;
+        shared.answered
+    }
+}
+
+/// One request in flight, on the caller's side. Dropping it (also when the
+/// caller is killed while waiting) stops the proxy.
+struct Call {
+    waiter: Waiter<Result<Term, RequestError>>,
+    proxy: Agent,
 }
 
 impl Call {
@@ -324,56 +409,28 @@ impl Call {
             Ok(Resolved::Remote(_, remote)) => Target::Term(remote.to_term()),
             Ok(Resolved::Dead) | Err(_) => return Err(RequestError::NoProc { callee }),
         };
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Mutex::new(Slot::default()));
-        let proxy_slot = Arc::clone(&slot);
+        let (waiter, giver) = handoff("request-token");
+        let token = waiter.token;
         let body = async move {
-            let result = proxy(server, callee, request, token, timeout + PROXY_GRACE).await;
-            let mut slot = lock(&proxy_slot);
-            slot.answered = true;
-            if !slot.abandoned {
-                slot.result = Some(result);
-                // Sent under the lock: a caller that sees the result also
-                // finds this message in its mailbox (a local send is
-                // queued before it returns). On the notice lane: never
-                // dropped for room, so a full mailbox cannot lose it.
-                caller.notify(Term::local_labeled("request-token", Token(token)));
-            }
+            giver.give(proxy(server, callee, request, token, timeout + PROXY_GRACE).await);
         };
         let proxy = async_agent::spawn(body).map_err(RequestError::Spawn)?;
-        Ok(Call { token, slot, proxy })
+        Ok(Call { waiter, proxy })
     }
 
-    fn finish(self, woken: bool, timeout: Duration) -> Result<Term, RequestError> {
-        let mut slot = lock(&self.slot);
-        slot.abandoned = true;
-        match slot.result.take() {
-            Some(result) => {
-                if !woken {
-                    // The answer raced with the timeout: its wake-up is
-                    // queued now; take it out so it never lands.
-                    let token = self.token;
-                    let _ =
-                        agent::receive_matching(move |m| is_token(m, token), Some(Duration::ZERO));
-                }
-                result
-            }
-            None => Err(RequestError::Timeout(timeout)),
-        }
+    fn finish(&self, woken: bool, timeout: Duration) -> Result<Term, RequestError> {
+        self.waiter
+            .take(woken)
+            .unwrap_or(Err(RequestError::Timeout(timeout)))
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        let answered = {
-            let mut slot = lock(&self.slot);
-            slot.abandoned = true;
-            slot.answered
-        };
         // A proxy that has its answer is ending on its own: only one still
         // waiting is stopped. It only watches the callee (one way), so its
         // end does nothing to the callee.
-        if !answered {
+        if !self.waiter.abandon() {
             self.proxy.kill(Term::keyword("cancelled"));
         }
     }

@@ -86,8 +86,7 @@ use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::agent::{
@@ -170,6 +169,17 @@ impl fmt::Debug for ChildSpec {
     }
 }
 
+/// A child's id as the REPL writes it: a symbol or keyword (read
+/// lower-case) or a string.
+pub(crate) fn child_id(t: &Term) -> Result<String, String> {
+    match t {
+        Term::Symbol(s) => Ok(s.name.to_lowercase()),
+        Term::Keyword(k) => Ok(k.to_lowercase()),
+        Term::Str(s) => Ok(s.clone()),
+        other => Err(format!("a child's id is a symbol, got {other}")),
+    }
+}
+
 fn spawn_error(e: SpawnError) -> Term {
     Term::Str(e.to_string())
 }
@@ -209,15 +219,7 @@ impl ChildSpec {
         F: Fn() -> R + Send + Sync + 'static,
         R: IntoOutcome + 'static,
     {
-        let f = Arc::new(f);
-        ChildSpec::local(
-            id,
-            false,
-            Arc::new(move |options, _| {
-                let f = Arc::clone(&f);
-                agent::spawn_with(options, move || f()).map_err(spawn_error)
-            }),
-        )
+        ChildSpec::thread_child(id, false, move |_| f())
     }
 
     /// A thread agent running `f` with the extra arguments of its start
@@ -228,10 +230,18 @@ impl ChildSpec {
         F: Fn(Vec<Term>) -> R + Send + Sync + 'static,
         R: IntoOutcome + 'static,
     {
+        ChildSpec::thread_child(id, true, f)
+    }
+
+    fn thread_child<F, R>(id: &str, takes_args: bool, f: F) -> ChildSpec
+    where
+        F: Fn(Vec<Term>) -> R + Send + Sync + 'static,
+        R: IntoOutcome + 'static,
+    {
         let f = Arc::new(f);
         ChildSpec::local(
             id,
-            true,
+            takes_args,
             Arc::new(move |options, args| {
                 let f = Arc::clone(&f);
                 agent::spawn_with(options, move || f(args)).map_err(spawn_error)
@@ -247,11 +257,7 @@ impl ChildSpec {
         Fut: Future + Send + 'static,
         Fut::Output: IntoOutcome,
     {
-        ChildSpec::local(
-            id,
-            false,
-            Arc::new(move |options, _| async_agent::spawn_with(options, f()).map_err(spawn_error)),
-        )
+        ChildSpec::async_child(id, false, move |_| f())
     }
 
     /// An async agent running the body `f` makes from the extra arguments
@@ -262,9 +268,18 @@ impl ChildSpec {
         Fut: Future + Send + 'static,
         Fut::Output: IntoOutcome,
     {
+        ChildSpec::async_child(id, true, f)
+    }
+
+    fn async_child<F, Fut>(id: &str, takes_args: bool, f: F) -> ChildSpec
+    where
+        F: Fn(Vec<Term>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoOutcome,
+    {
         ChildSpec::local(
             id,
-            true,
+            takes_args,
             Arc::new(move |options, args| {
                 async_agent::spawn_with(options, f(args)).map_err(spawn_error)
             }),
@@ -308,12 +323,7 @@ impl ChildSpec {
         let [id, call, rest @ ..] = items else {
             return Err(shape());
         };
-        let id = match id {
-            Term::Symbol(s) => s.name.to_lowercase(),
-            Term::Keyword(k) => k.to_lowercase(),
-            Term::Str(s) => s.clone(),
-            other => return Err(format!("a child's id is a symbol, got {other}")),
-        };
+        let id = child_id(id)?;
         let call = match call {
             Term::List(_) => call.clone(),
             Term::Symbol(_) => Term::list(vec![call.clone()]),
@@ -479,9 +489,10 @@ impl fmt::Display for StartError {
             StartError::Child { id, reason } => write!(f, "child {id} cannot start: {reason}"),
             StartError::Template(why) => write!(f, "simple-one-for-one: {why}"),
             StartError::NoAnswer => f.write_str("the supervisor did not report its start"),
-            StartError::WouldBlock => f.write_str(
-                "supervisor::start blocks, and this is an async agent (it would stall its worker): await supervisor::start_async instead",
-            ),
+            StartError::WouldBlock => f.write_str(&agent::blocking_refused(
+                "supervisor::start",
+                "supervisor::start_async",
+            )),
         }
     }
 }
@@ -659,53 +670,15 @@ impl ChildCounts {
 
 // ---- Starting a supervisor ----
 
-/// The supervisor's start report, shared with its starter.
-#[derive(Default)]
-struct StartSlot {
-    /// The starter stopped waiting: it is told nothing.
-    abandoned: bool,
-    result: Option<Result<(), StartError>>,
-}
-
-/// The starter's wake-up: the start's token.
-struct StartToken(u64);
-
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
-
-fn lock(slot: &Mutex<StartSlot>) -> MutexGuard<'_, StartSlot> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn is_start_token(message: &Term, token: u64) -> bool {
-    message
-        .downcast_local::<StartToken>()
-        .is_some_and(|t| t.0 == token)
-}
-
 /// How the supervisor tells its starter how the start went: once; an
 /// unsent report (the supervisor's agent ended before it said) says
 /// [`StartError::NoAnswer`].
-struct Reporter {
-    starter: Agent,
-    token: u64,
-    slot: Arc<Mutex<StartSlot>>,
-    sent: bool,
-}
+struct Reporter(Option<server::Giver<Result<(), StartError>>>);
 
 impl Reporter {
     fn send(&mut self, result: Result<(), StartError>) {
-        if self.sent {
-            return;
-        }
-        self.sent = true;
-        let mut slot = lock(&self.slot);
-        if !slot.abandoned {
-            slot.result = Some(result);
-            // On the notice lane: never dropped for room.
-            self.starter.notify(Term::local_labeled(
-                "supervisor-start",
-                StartToken(self.token),
-            ));
+        if let Some(giver) = self.0.take() {
+            giver.give(result);
         }
     }
 }
@@ -719,8 +692,7 @@ impl Drop for Reporter {
 /// A start in progress, on the starter's side.
 struct Starting {
     sup: Agent,
-    token: u64,
-    slot: Arc<Mutex<StartSlot>>,
+    report: server::Waiter<Result<(), StartError>>,
 }
 
 fn validate(spec: &SupervisorSpec) -> Result<(), StartError> {
@@ -744,33 +716,15 @@ fn validate(spec: &SupervisorSpec) -> Result<(), StartError> {
 impl Starting {
     fn launch(spec: SupervisorSpec, options: &SpawnOptions) -> Result<Starting, StartError> {
         validate(&spec)?;
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Mutex::new(StartSlot::default()));
-        let reporter = Reporter {
-            starter: Agent::current(),
-            token,
-            slot: Arc::clone(&slot),
-            sent: false,
-        };
+        let (report, giver) = server::handoff("supervisor-start");
+        let reporter = Reporter(Some(giver));
         let sup =
             agent::spawn_with(options, move || run(spec, reporter)).map_err(StartError::Spawn)?;
-        Ok(Starting { sup, token, slot })
+        Ok(Starting { sup, report })
     }
 
     fn finish(self, woken: bool) -> Result<Agent, StartError> {
-        let result = {
-            let mut slot = lock(&self.slot);
-            slot.abandoned = true;
-            slot.result.take()
-        };
-        if result.is_some() && !woken {
-            // The report raced with the timeout: take its wake-up out so
-            // it never lands (a poll: this never blocks).
-            let token = self.token;
-            let _ =
-                agent::receive_matching(move |m| is_start_token(m, token), Some(Duration::ZERO));
-        }
-        match result {
+        match self.report.take(woken) {
             Some(Ok(())) => Ok(self.sup),
             Some(Err(e)) => Err(e),
             None => {
@@ -797,9 +751,7 @@ pub fn start(spec: SupervisorSpec, options: &SpawnOptions) -> Result<Agent, Star
         return Err(StartError::WouldBlock);
     }
     let starting = Starting::launch(spec, options)?;
-    let token = starting.token;
-    let woken =
-        agent::receive_matching(move |m| is_start_token(m, token), Some(START_WAIT)).is_ok();
+    let woken = starting.report.wait(START_WAIT);
     starting.finish(woken)
 }
 
@@ -812,10 +764,7 @@ pub async fn start_async(
     options: &SpawnOptions,
 ) -> Result<Agent, StartError> {
     let starting = Starting::launch(spec, options)?;
-    let token = starting.token;
-    let woken = async_agent::receive_matching(move |m| is_start_token(m, token), Some(START_WAIT))
-        .await
-        .is_ok();
+    let woken = starting.report.wait_async(START_WAIT).await;
     starting.finish(woken)
 }
 
@@ -827,7 +776,7 @@ fn would_block(function: &'static str, instead: &'static str) -> Option<RequestE
 }
 
 /// `(:OK value)` → value; `(:ERROR reason)` → the error; `:OK` → nil.
-fn answer(reply: Term) -> Result<Term, ChildError> {
+pub(crate) fn answer(reply: Term) -> Result<Term, ChildError> {
     if reply.is_keyword("OK") {
         return Ok(Term::Nil);
     }
@@ -1196,17 +1145,14 @@ impl Supervisor {
         self.restarts.len() <= self.intensity as usize
     }
 
-    /// Starts child `i`; `false` if it failed.
-    fn start_one(&mut self, i: usize) -> bool {
+    /// Starts child `i`: its agent as a term, or why it cannot start.
+    fn start_one(&mut self, i: usize) -> Result<Term, Term> {
         let child = &mut self.children[i];
-        match start_child_spec(&child.spec, &child.args) {
-            Ok(r) => {
-                child.running = Some(r);
-                child.restarting = false;
-                true
-            }
-            Err(_) => false,
-        }
+        let running = start_child_spec(&child.spec, &child.args)?;
+        let agent = running.to_term();
+        child.running = Some(running);
+        child.restarting = false;
+        Ok(agent)
     }
 
     /// Marks child `i` as waiting for a retry and queues the retry, which
@@ -1224,7 +1170,7 @@ impl Supervisor {
     fn restart(&mut self, i: usize) {
         let first = match self.strategy {
             Strategy::OneForOne | Strategy::SimpleOneForOne => {
-                if !self.start_one(i) {
+                if self.start_one(i).is_err() {
                     self.retry_later(i);
                 }
                 return;
@@ -1246,7 +1192,7 @@ impl Supervisor {
             }
         }
         for j in first..self.children.len() {
-            if !self.start_one(j) {
+            if self.start_one(j).is_err() {
                 self.retry_later(j);
                 return;
             }
@@ -1413,11 +1359,7 @@ impl Supervisor {
 
     fn restart_child(&mut self, key: &Term) -> Result<Term, ChildError> {
         let i = self.child_by_id(key)?;
-        let child = &mut self.children[i];
-        let running = start_child_spec(&child.spec, &child.args).map_err(ChildError::Start)?;
-        let agent = running.to_term();
-        child.running = Some(running);
-        Ok(agent)
+        self.start_one(i).map_err(ChildError::Start)
     }
 
     fn delete_child(&mut self, key: &Term) -> Result<(), ChildError> {
@@ -1428,34 +1370,28 @@ impl Supervisor {
 
     /// Answers a request of the wire shape of [`crate::server`].
     fn handle_call(&mut self, request: &Term) -> Term {
-        if request.is_keyword("WHICH-CHILDREN") {
-            return self.which_children();
-        }
-        if request.is_keyword("COUNT-CHILDREN") {
-            return self.count_children();
-        }
-        let (kind, argument) = match request.as_list() {
-            Some([Term::Keyword(kind), argument]) => (kind.as_str(), argument),
-            _ => {
-                return Term::list(vec![
-                    Term::keyword("error"),
-                    Term::keyword("unknown-request"),
-                ])
-            }
-        };
         let unit = |r: Result<(), ChildError>| r.map_or_else(error, |()| Term::keyword("ok"));
         let value = |r: Result<Term, ChildError>| r.map_or_else(error, ok);
-        match kind {
-            "START-CHILD" => value(self.start_new_child(argument)),
-            "TERMINATE-CHILD" => unit(self.terminate_child(argument)),
-            "RESTART-CHILD" => value(self.restart_child(argument)),
-            "DELETE-CHILD" => unit(self.delete_child(argument)),
-            _ => Term::list(vec![
-                Term::keyword("error"),
-                Term::keyword("unknown-request"),
-            ]),
+        match request.as_list() {
+            _ if request.is_keyword("WHICH-CHILDREN") => self.which_children(),
+            _ if request.is_keyword("COUNT-CHILDREN") => self.count_children(),
+            Some([Term::Keyword(kind), argument]) => match kind.as_str() {
+                "START-CHILD" => value(self.start_new_child(argument)),
+                "TERMINATE-CHILD" => unit(self.terminate_child(argument)),
+                "RESTART-CHILD" => value(self.restart_child(argument)),
+                "DELETE-CHILD" => unit(self.delete_child(argument)),
+                _ => unknown_request(),
+            },
+            _ => unknown_request(),
         }
     }
+}
+
+fn unknown_request() -> Term {
+    Term::list(vec![
+        Term::keyword("error"),
+        Term::keyword("unknown-request"),
+    ])
 }
 
 impl Drop for Supervisor {

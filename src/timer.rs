@@ -276,12 +276,19 @@ fn set(delay: Duration, action: Action) -> TimerRef {
     let service = service();
     let mut timers = service.lock();
     if let Some(agent) = &aimed_at {
-        // Under the timers lock, so the hook (which takes it) runs after
-        // this timer is in the table, and finds it.
-        if !agent.attach_exit_hook(&EXIT_HOOK) {
-            return TimerRef(id);
+        match timers.by_agent.get_mut(&agent.serial()) {
+            // The agent carries the hook already (should it be exiting,
+            // the hook waits for this lock and then finds this timer).
+            Some(ids) => ids.push(id),
+            None => {
+                // Under the timers lock, so the hook (which takes it) runs
+                // after this timer is in the table, and finds it.
+                if !agent.attach_exit_hook(&EXIT_HOOK) {
+                    return TimerRef(id);
+                }
+                timers.by_agent.insert(agent.serial(), vec![id]);
+            }
         }
-        timers.by_agent.entry(agent.serial()).or_default().push(id);
     }
     timers.entries.insert(id, Entry { action, aimed_at });
     if let Some(deadline) = deadline {

@@ -314,6 +314,8 @@ pub(crate) enum Role {
 }
 
 impl Role {
+    const ALL: [Role; 4] = [Role::Link, Role::Monitor, Role::Watcher, Role::Watching];
+
     fn of(monitor: bool) -> Role {
         if monitor {
             Role::Monitor
@@ -372,7 +374,7 @@ impl PeerSet {
         match self {
             PeerSet::Few(v) => v.retain(|(k, _, _)| k != key),
             PeerSet::Many(map) => {
-                for role in [Role::Link, Role::Monitor, Role::Watcher, Role::Watching] {
+                for role in Role::ALL {
                     map.remove(&(key.clone(), role));
                 }
             }
@@ -401,9 +403,10 @@ impl PeerSet {
 
     /// Whether `key` is here in any role.
     fn has(&self, key: &PeerKey) -> bool {
-        [Role::Link, Role::Monitor, Role::Watcher, Role::Watching]
-            .iter()
-            .any(|r| self.contains(key, *r))
+        match self {
+            PeerSet::Few(v) => v.iter().any(|(k, _, _)| k == key),
+            PeerSet::Many(_) => Role::ALL.iter().any(|r| self.contains(key, *r)),
+        }
     }
 
     /// Takes the exit hooks out of the set (no allocation when there is
@@ -1127,9 +1130,15 @@ fn with_current<R>(f: impl FnOnce(&Agent) -> R) -> R {
 /// (which would stall its worker, and every agent queued there), with a
 /// reason that names the async form to await instead.
 pub(crate) fn refuse_blocking(what: &str, instead: &str) -> ! {
-    exit_self(Term::Str(format!(
+    exit_self(Term::Str(blocking_refused(what, instead)))
+}
+
+/// Why the blocking `what`, called in an async agent, refuses: in words
+/// that name the async form to await instead.
+pub(crate) fn blocking_refused(what: &str, instead: &str) -> String {
+    format!(
         "{what} blocks, and this is an async agent (it would stall its worker): await {instead} instead"
-    )))
+    )
 }
 
 fn receive_until(

@@ -191,7 +191,10 @@ fn register_dynamic() {
         // Sent as a term: the supervisor reads it as a child spec, or as
         // the extra arguments of a simple-one-for-one child.
         let request = Term::list(vec![Term::keyword("start-child"), args[1].clone()]);
-        child_answer(f, server::request(sup, request, server::DEFAULT_TIMEOUT))
+        server::request(sup, request, server::DEFAULT_TIMEOUT)
+            .map_err(supervisor::ChildError::from)
+            .and_then(supervisor::answer)
+            .map_err(|e| child_failed(f, &e))
     });
     call::register_function("terminate-child", |args| {
         let f = "terminate-child";
@@ -228,48 +231,23 @@ fn register_dynamic() {
     });
 }
 
-/// A child's id as the REPL writes it (a symbol or keyword, read
-/// lower-case as `start-supervisor` does, or a string).
+/// A child's id as the REPL writes it (see [`supervisor::child_id`]).
 fn id_arg(function: &str, t: &Term) -> Result<String, CallError> {
-    match t {
-        Term::Symbol(s) => Ok(s.name.to_lowercase()),
-        Term::Keyword(k) => Ok(k.to_lowercase()),
-        Term::Str(s) => Ok(s.clone()),
-        other => Err(bad(
-            function,
-            format!("a child's id is a symbol, got {other}"),
-        )),
-    }
+    supervisor::child_id(t).map_err(|e| bad(function, e))
 }
 
-/// An id, or a child agent (of a simple-one-for-one supervisor).
+/// An id, or a child agent (of a simple-one-for-one supervisor), or an
+/// id string `"host/node/aid"` of a remote child.
 fn child_key(t: &Term) -> Term {
-    match t {
-        Term::Agent(_) => t.clone(),
-        Term::Str(s) if s.contains('/') => t.clone(),
-        other => id_arg("terminate-child", other).map_or_else(|_| other.clone(), Term::Str),
-    }
+    supervisor::child_id(t).map_or_else(|_| t.clone(), Term::Str)
 }
 
 /// A supervisor's refusal in words, then as the term it answered.
 fn child_failed(function: &str, e: &supervisor::ChildError) -> CallError {
     match e {
-        supervisor::ChildError::Request(e) => failed(function, e),
+        supervisor::ChildError::Request(_) | supervisor::ChildError::Unexpected(_) => {
+            failed(function, e)
+        }
         e => failed(function, format!("{e}: {}", e.reason())),
-    }
-}
-
-fn child_answer(
-    function: &str,
-    reply: Result<Term, server::RequestError>,
-) -> Result<Term, CallError> {
-    let reply = reply.map_err(|e| failed(function, e))?;
-    match reply.as_list() {
-        Some([k, v]) if k.is_keyword("OK") => Ok(v.clone()),
-        Some([k, reason]) if k.is_keyword("ERROR") => Err(child_failed(
-            function,
-            &supervisor::ChildError::from_reason(reason),
-        )),
-        _ => Err(failed(function, format!("unexpected answer {reply}"))),
     }
 }

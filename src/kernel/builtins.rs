@@ -174,6 +174,15 @@ fn target(function: &str, t: &Term) -> Result<Target, CallError> {
     }
 }
 
+/// A failed `link`-family call in words; `what` names the attempt for the
+/// caller itself ("an agent cannot watch itself").
+fn link_failed(what: &'static str) -> impl Fn(agent::LinkError) -> CallError {
+    move |e| match e {
+        agent::LinkError::SelfLink => CallError::Failed(format!("an agent cannot {what} itself")),
+        e => CallError::Failed(e.to_string()),
+    }
+}
+
 /// A target for the management functions, which see only this node's
 /// agents: an id string of another node is refused by name.
 fn local_target(function: &str, t: &Term) -> Result<Target, CallError> {
@@ -535,22 +544,12 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("unlink", |args| {
         arity("unlink", args, 1, 1)?;
-        agent::unlink(target("unlink", &args[0])?).map_err(|e| match e {
-            agent::LinkError::SelfLink => {
-                CallError::Failed("an agent cannot unlink from itself".to_owned())
-            }
-            e => CallError::Failed(e.to_string()),
-        })?;
+        agent::unlink(target("unlink", &args[0])?).map_err(link_failed("unlink from"))?;
         Ok(Term::T)
     });
     call::register_function("watch", |args| {
         arity("watch", args, 1, 1)?;
-        agent::watch(target("watch", &args[0])?).map_err(|e| match e {
-            agent::LinkError::SelfLink => {
-                CallError::Failed("an agent cannot watch itself".to_owned())
-            }
-            e => CallError::Failed(e.to_string()),
-        })?;
+        agent::watch(target("watch", &args[0])?).map_err(link_failed("watch"))?;
         Ok(Term::T)
     });
     call::register_function("unwatch", |args| {
