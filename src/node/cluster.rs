@@ -419,7 +419,15 @@ impl NodeState {
     /// A dial of `peer` failed because its host's port mapper does not
     /// know it: it stopped or died, and is no longer dialed again.
     pub(super) fn forget_lost(&self, peer: &str) {
-        self.cluster_lock().retry.remove(peer);
+        if self.cluster_lock().retry.remove(peer).is_some() {
+            eventlog::event(
+                LogLevel::Info,
+                &self.full,
+                format_args!(
+                    "{peer} is gone (its port mapper no longer knows it): not dialed again"
+                ),
+            );
+        }
     }
 
     /// One tick: heartbeats on quiet connections, and lost members whose
@@ -446,7 +454,7 @@ impl NodeState {
             due
         };
         for name in due {
-            let _ = self.connection(&name);
+            self.redial(&name);
         }
     }
 

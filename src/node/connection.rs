@@ -155,6 +155,9 @@ pub(crate) struct Connection {
     /// (DISCONNECT, a replaced connection): its loss is not reported to
     /// other members and not dialed again.
     pub quiet_loss: AtomicBool,
+    /// Set when the ticker dials a lost member again (cluster.rs): a
+    /// failure of that dial is logged at debug.
+    pub redial: AtomicBool,
 }
 
 /// Appends one frame whose payload `write` encodes (returning the frame's
@@ -220,6 +223,7 @@ impl Connection {
             established_at: OnceLock::new(),
             hidden: OnceLock::new(),
             quiet_loss: AtomicBool::new(false),
+            redial: AtomicBool::new(false),
         })
     }
 

@@ -34,6 +34,16 @@ impl NodeState {
     /// The connection to `peer`, dialing in the background if there is
     /// none: sends queue until the handshake is done.
     pub(super) fn connection(self: &Arc<Self>, peer: &str) -> Result<Arc<Connection>, RemoteError> {
+        self.open(peer, false)
+    }
+
+    /// [`NodeState::connection`] for the ticker's redial of a lost member:
+    /// if it dials, its failure is logged at debug (the loss was logged).
+    pub(super) fn redial(self: &Arc<Self>, peer: &str) {
+        let _ = self.open(peer, true);
+    }
+
+    fn open(self: &Arc<Self>, peer: &str, redial: bool) -> Result<Arc<Connection>, RemoteError> {
         if let Some(c) = lock(&self.peers).get(peer) {
             if !c.is_down() {
                 return Ok(Arc::clone(c));
@@ -78,6 +88,7 @@ impl NodeState {
             )));
         };
         drop(peers);
+        conn.redial.store(redial, Ordering::Release);
         let state = Arc::clone(self);
         let dialing = Arc::clone(&conn);
         let spawned = thread::Builder::new()
@@ -246,8 +257,16 @@ impl NodeState {
                 format_args!("peer {} down: {why}", conn.peer),
             );
         } else {
+            // A redial of a lost member fails quietly: its loss was
+            // logged, and the ticker tries again (or, when the node is
+            // gone, `forget_lost` says so once).
+            let level = if conn.redial.load(Ordering::Acquire) {
+                LogLevel::Debug
+            } else {
+                LogLevel::Warn
+            };
             eventlog::event(
-                LogLevel::Warn,
+                level,
                 &self.full,
                 format_args!("cannot connect to {}: {why}", conn.peer),
             );
