@@ -333,7 +333,10 @@ def run_once(system, n, idle_s, timeout):
                 ("group", "join workers", "joined", "seen-group", "workers")):
             for m in watchers:
                 m.send(f"watch-{kind} {what}")
-            time.sleep(0.3)  # the watchers are polling
+            # Every watcher's poller has started before the command goes.
+            if wait_all(watchers, lambda m: m.first(f"watching-{kind}", [what]), 30) is None:
+                notes.append(f"{kind}: not every watcher started polling within 30 s")
+                continue
             sent = time.time_ns()
             boss.send(cmd)
             got = wait_all([boss], lambda m: m.first(done, [what]), 30)

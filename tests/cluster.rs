@@ -7,12 +7,7 @@
 
 mod support;
 
-use support::{eval_until, Cluster, Proc};
-
-fn expect(k: &mut Proc, form: &str, expected: &str) {
-    let out = k.eval(form);
-    assert_eq!(out, expected, "{form}");
-}
+use support::{eval_until, expect, Cluster, Proc};
 
 /// The names `(nodes)` (or `(nodes :hidden)`) lists on `k`, in order.
 fn listed(k: &mut Proc, form: &str) -> Vec<String> {

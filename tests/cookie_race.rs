@@ -3,16 +3,18 @@
 //! none sees the file before its secret is in it ("cookie file … is
 //! empty").
 
+mod support;
+
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use erlangen::crypto::cookie;
+use support::TempDir;
 
 #[test]
 fn many_starters_at_once_all_read_one_secret() {
-    let dir = std::env::temp_dir().join(format!("erlangen-cookie-race-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TempDir::new("cookie-race");
+    let dir = &temp.0;
     const STARTERS: usize = 8;
     for trial in 0..100 {
         let path = dir.join(format!("cookie-{trial}"));
@@ -35,12 +37,11 @@ fn many_starters_at_once_all_read_one_secret() {
             assert_eq!(s.as_ref(), Ok(&first), "trial {trial}");
         }
         // Nothing but the cookie is left behind.
-        let left: Vec<_> = std::fs::read_dir(&dir)
+        let left: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.starts_with(&format!("cookie-{trial}")) || n.contains(".tmp"))
             .collect();
         assert_eq!(left, [format!("cookie-{trial}")], "trial {trial}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

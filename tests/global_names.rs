@@ -9,12 +9,7 @@
 
 mod support;
 
-use support::{eval_until, signal, Cluster, Proc};
-
-fn expect(k: &mut Proc, form: &str, expected: &str) {
-    let out = k.eval(form);
-    assert_eq!(out, expected, "{form}");
-}
+use support::{eval_until, expect, signal, Cluster, Proc};
 
 /// Opens the connections a-b, a-c and b-c, and waits until each node
 /// sees the other two (each REPL agent is in group `:all`; a node sees

@@ -6,12 +6,7 @@
 
 mod support;
 
-use support::{eval_until, Cluster, Proc};
-
-fn expect(k: &mut Proc, form: &str, expected: &str) {
-    let out = k.eval(form);
-    assert_eq!(out, expected, "{form}");
-}
+use support::{eval_until, expect, Cluster, Proc};
 
 /// Three nodes a, b, c, each with its REPL agent in group `:g`, all
 /// connected to each other: done when every node sees three members

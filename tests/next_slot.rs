@@ -5,13 +5,14 @@
 //! computes, instead of after it. Three workers, set before any async
 //! agent exists (alone in this test binary for that reason).
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use erlangen::{async_agent, receive_timeout, Agent, Term};
-
-const WAIT: Duration = Duration::from_secs(20);
+use support::WAIT;
 
 #[test]
 fn an_idle_worker_takes_the_agent_a_busy_worker_keeps_waiting() {

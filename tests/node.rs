@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Cluster, Proc};
+use support::{expect, Cluster, Proc};
 
 /// Node B with the helper functions the tests spawn remotely: defuns are
 /// registered functions, so other nodes may call them.
@@ -15,11 +15,6 @@ fn node_b(cluster: &Cluster, name: &str) -> Proc {
     let p = cluster.kernel(name, &["-e", check, "-e", echo, "-e", &form]);
     cluster.wait_registered(name);
     p
-}
-
-fn expect(k: &mut Proc, form: &str, expected: &str) {
-    let out = k.eval(form);
-    assert_eq!(out, expected, "{form}");
 }
 
 fn expect_starts(k: &mut Proc, form: &str, prefix: &str) {

@@ -6,27 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use erlangen::config::Config;
 use erlangen::node::{self, NodeOptions};
-use erlangen::port_mapper::server::{PortMapper, ServerConfig};
 use erlangen::{receive_timeout, send, Agent, Attach, SpawnOptions, Term};
-use support::{eventually, Proc, TempDir};
+use support::{eventually, port_mapper_in_process, Proc};
 
 #[test]
 fn library_node_spawns_sends_and_stops() {
-    let dir = TempDir::new("library");
-    let pm = PortMapper::start(ServerConfig {
-        directory_host: "127.0.0.1".into(),
-        registry_port: 0,
-        directory_port: 0,
-        log: false,
-    })
-    .unwrap();
-    let config = Config {
-        registry_port: pm.registry_addr().port(),
-        directory_port: pm.directory_addr().port(),
-        cookie_file: dir.path("cookie"),
-    };
+    let (_dir, pm, config) = port_mapper_in_process("library");
     let handle = node::start(NodeOptions {
         host: Some("localhost".into()),
         name: Some("lib".into()),

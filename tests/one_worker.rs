@@ -6,6 +6,8 @@
 //! naming the async form instead of blocking. Every test of this binary
 //! asks for one worker before any async agent exists.
 
+mod support;
+
 use std::time::Duration;
 
 use erlangen::server::{self, RequestError, Server};
@@ -14,8 +16,8 @@ use erlangen::{
     async_agent, receive_timeout, spawn_async_with, spawn_with, Agent, Attach, Kind, SpawnOptions,
     Term,
 };
+use support::WAIT;
 
-const WAIT: Duration = Duration::from_secs(20);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// One worker for the whole binary (the first test to spawn an async

@@ -5,30 +5,17 @@
 
 mod support;
 
-use erlangen::config::Config;
 use erlangen::node::{self, NodeOptions};
-use erlangen::port_mapper::server::{PortMapper, ServerConfig};
 use erlangen::{send, Term};
-use support::{eventually, TempDir};
+use support::{eventually, port_mapper_in_process};
 
 #[test]
 fn counters_of_peers_ever_dialed_are_bounded() {
-    let dir = TempDir::new("peer-tables");
-    let pm = PortMapper::start(ServerConfig {
-        directory_host: "127.0.0.1".into(),
-        registry_port: 0,
-        directory_port: 0,
-        log: false,
-    })
-    .expect("port mapper");
+    let (_dir, _pm, config) = port_mapper_in_process("peer-tables");
     let handle = node::start(NodeOptions {
         host: Some("localhost".into()),
         name: Some("tables".into()),
-        config: Config {
-            registry_port: pm.registry_addr().port(),
-            directory_port: pm.directory_addr().port(),
-            cookie_file: dir.path("cookie"),
-        },
+        config,
         ..NodeOptions::default()
     })
     .expect("node");

@@ -36,16 +36,36 @@ fn handle(m: &Term) -> Option<Term> {
     match m.as_list() {
         Some([k, reason]) if k.is_keyword("EXIT") => Some(reason.clone()),
         Some([k, Term::Str(name)]) if k.is_keyword("SQUAT") => {
-            let squatter = erlangen::spawn(|| {
-                let _ = erlangen::receive_timeout(WAIT);
-            })
-            .unwrap();
+            let squatter = squatter();
             registry::unregister(name).unwrap();
             registry::register(name, &squatter).unwrap();
             Some(Term::keyword("squatted"))
         }
         _ => None,
     }
+}
+
+/// An agent that only waits (at most the test's wait), to hold a name.
+fn squatter() -> Agent {
+    erlangen::spawn(|| {
+        let _ = erlangen::receive_timeout(WAIT);
+    })
+    .unwrap()
+}
+
+/// Starts `spec`, monitored, and has its child `id` hand the child's name
+/// `name` to a squatter, so that every restart of the child fails;
+/// returns the supervisor and its exit notice, once the supervisor gave
+/// up (within the wait), and ends the squatter.
+fn squat_until_it_gives_up(spec: SupervisorSpec, id: &str, name: &str) -> (Agent, Term) {
+    let sup = supervisor::start(spec, &SpawnOptions::new().attach(Attach::Monitor)).unwrap();
+    let child = child(&sup, id).unwrap();
+    erlangen::send(squat(name), &child).unwrap();
+    let notice = receive_timeout(WAIT).expect("the supervisor gave up within the wait");
+    if let Some(squatter) = registry::whereis(name) {
+        erlangen::exit(Term::keyword("done"), &squatter).unwrap();
+    }
+    (sup, notice)
 }
 
 /// A worker child of `kind`; `started` counts its starts.
@@ -107,10 +127,7 @@ fn a_restart_that_keeps_failing_ends_the_supervisor() {
         let spec = SupervisorSpec::new(Strategy::OneForOne)
             .intensity(2, HOUR)
             .child(worker(kind, "flaky", &counter()).name(&name));
-        let sup = supervisor::start(spec, &SpawnOptions::new().attach(Attach::Monitor)).unwrap();
-        let flaky = child(&sup, "flaky").unwrap();
-        erlangen::send(squat(&name), &flaky).unwrap();
-        let notice = receive_timeout(WAIT).expect("the supervisor gave up within the wait");
+        let (sup, notice) = squat_until_it_gives_up(spec, "flaky", &name);
         assert_eq!(
             notice.to_string(),
             format!(
@@ -119,9 +136,6 @@ fn a_restart_that_keeps_failing_ends_the_supervisor() {
             ),
             "{kind:?}"
         );
-        if let Some(squatter) = registry::whereis(&name) {
-            erlangen::exit(Term::keyword("done"), &squatter).unwrap();
-        }
     }
 }
 
@@ -215,10 +229,7 @@ fn a_failed_start_returns_after_its_children_are_stopped() {
         let me = Agent::current();
         let release = Arc::new(AtomicBool::new(false));
         let name = format!("start-fails-{kind:?}");
-        let squatter = erlangen::spawn(|| {
-            let _ = erlangen::receive_timeout(WAIT);
-        })
-        .unwrap();
+        let squatter = squatter();
         registry::register(&name, &squatter).unwrap();
         let spec = SupervisorSpec::new(Strategy::OneForOne)
             .child(busy(kind, "busy", &me, &release).shutdown(Duration::from_millis(50)))
@@ -252,11 +263,7 @@ fn a_failed_restart_in_a_group_does_not_start_the_later_siblings() {
                 .child(worker(kind, "a", &counter()))
                 .child(worker(kind, "b", &counter()).name(&name))
                 .child(worker(kind, "c", &later));
-            let sup =
-                supervisor::start(spec, &SpawnOptions::new().attach(Attach::Monitor)).unwrap();
-            let b = child(&sup, "b").unwrap();
-            erlangen::send(squat(&name), &b).unwrap();
-            let notice = receive_timeout(WAIT).expect("the supervisor gave up within the wait");
+            let (_, notice) = squat_until_it_gives_up(spec, "b", &name);
             assert!(
                 notice
                     .to_string()
@@ -268,9 +275,6 @@ fn a_failed_restart_in_a_group_does_not_start_the_later_siblings() {
                 1,
                 "{strategy:?} {kind:?}: c was started again while b could not start"
             );
-            if let Some(squatter) = registry::whereis(&name) {
-                erlangen::exit(Term::keyword("done"), &squatter).unwrap();
-            }
         }
     }
 }

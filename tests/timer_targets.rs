@@ -13,7 +13,7 @@ use erlangen::{
     async_agent, receive_timeout, spawn_async_with, spawn_with, timer, Agent, Attach, Kind,
     SpawnOptions, Term,
 };
-use support::{eventually, WAIT};
+use support::{gone, WAIT};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -29,12 +29,6 @@ fn waiter(kind: Kind, options: &SpawnOptions) -> Agent {
         })
         .unwrap(),
     }
-}
-
-fn gone(agent: &Agent) {
-    eventually("the agent's exit protocol ends", || {
-        !erlangen::management::agents().contains(agent)
-    });
 }
 
 #[test]

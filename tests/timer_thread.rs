@@ -4,11 +4,12 @@
 //! spin heuristic for the rest of the process). One test in this binary,
 //! so nothing else spawns agents while it counts them.
 
+mod support;
+
 use std::time::Duration;
 
 use erlangen::{receive_timeout, spawn_with, timer, Agent, Attach, SpawnOptions, Term};
-
-const WAIT: Duration = Duration::from_secs(20);
+use support::WAIT;
 
 #[test]
 fn firing_timers_makes_no_agent_of_the_timer_thread() {
@@ -31,15 +32,8 @@ fn firing_timers_makes_no_agent_of_the_timer_thread() {
     timer::exit_after(Duration::from_millis(1), Term::keyword("late"), &victim);
     let notice = receive_timeout(WAIT).unwrap();
     assert!(notice.to_string().ends_with(":EXIT . :LATE)"), "{notice}");
-    // Bounded wait for the victim's exit protocol to end.
-    let deadline = std::time::Instant::now() + WAIT;
-    while erlangen::management::agents().contains(&victim) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the victim never left"
-        );
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
+    // The victim's exit protocol ends.
+    support::gone(&victim);
     let agents: Vec<Agent> = erlangen::management::agents();
     assert_eq!(
         agents.len(),

@@ -12,7 +12,7 @@ use erlangen::{
     async_agent, receive_timeout, spawn_async_with, spawn_with, unwatch, watch, Agent, Attach,
     Kind, SpawnOptions, Term,
 };
-use support::{eventually, WAIT};
+use support::{gone, WAIT};
 
 const KINDS: [Kind; 2] = [Kind::Thread, Kind::Async];
 
@@ -49,14 +49,6 @@ fn pinger(kind: Kind, options: &SpawnOptions) -> Agent {
 
 fn exit_with(reason: &str) -> Term {
     Term::list(vec![Term::keyword("exit"), Term::keyword(reason)])
-}
-
-/// Waits until `agent`'s exit protocol is over (it has left the agent
-/// table, the last step, after every peer was told).
-fn gone(agent: &Agent) {
-    eventually("the agent's exit protocol ends", || {
-        !erlangen::management::agents().contains(agent)
-    });
 }
 
 fn answers_ping(agent: &Agent) -> bool {

@@ -800,6 +800,11 @@ def _bounded(s, lo, hi, what):
     return s
 
 
+def _name_and_agent(f, what, agent_what):
+    """Two str fields of section 6: a name (group or global, 1 to 255 bytes), then an agent id (1 to 1024)."""
+    return _bounded(f.str(), 1, 255, what), _bounded(f.str(), 1, 1024, agent_what)
+
+
 def encode_nodes(names, hidden=False, flags=None):
     """A NODES payload (section 7). `flags` overrides the byte (to send a bad one on purpose)."""
     return (p_u8(flags if flags is not None else (NODES_HIDDEN if hidden else 0)) + p_u16(len(names))
@@ -868,8 +873,7 @@ def decode_claim(payload):
     inc = f.u64()
     req = f.u64()
     at = f.u64()
-    name = _bounded(f.str(), 1, 255, "name")
-    holder = _bounded(f.str(), 1, 1024, "holder")
+    name, holder = _name_and_agent(f, "name", "holder")
     f.end()
     return inc, req, at, name, holder
 
@@ -1334,33 +1338,29 @@ class Connection:
         else:
             raise ProtocolError(f"unknown frame kind {kind:#04x}")
 
-    @staticmethod
-    def _bounded(s, lo, hi, what):
-        return _bounded(s, lo, hi, what)
-
     def _handle_cluster(self, kind, f):
         inc = f.u64()
         entries = []
         if kind in (GROUP_JOIN, GROUP_LEAVE):
-            entries.append((self._bounded(f.str(), 1, 255, "group"), self._bounded(f.str(), 1, 1024, "member")))
+            entries.append(_name_and_agent(f, "group", "member"))
         elif kind == GROUP_SYNC:
             n = f.u32()
             if n > 4096 or n * 6 > len(f.data) - f.pos:
                 raise ProtocolError(f"GROUP_SYNC count {n}")
             for _ in range(n):
-                entries.append((self._bounded(f.str(), 1, 255, "group"), self._bounded(f.str(), 1, 1024, "member")))
+                entries.append(_name_and_agent(f, "group", "member"))
         elif kind == GLOBAL_REGISTER:
             at = f.u64()
-            entries.append((at, self._bounded(f.str(), 1, 255, "name"), self._bounded(f.str(), 1, 1024, "holder")))
+            entries.append((at, *_name_and_agent(f, "name", "holder")))
         elif kind == GLOBAL_UNREGISTER:
-            entries.append((self._bounded(f.str(), 1, 255, "name"), self._bounded(f.str(), 1, 1024, "holder")))
+            entries.append(_name_and_agent(f, "name", "holder"))
         elif kind == GLOBAL_SYNC:
             n = f.u32()
             if n > 4096 or n * 14 > len(f.data) - f.pos:
                 raise ProtocolError(f"GLOBAL_SYNC count {n}")
             for _ in range(n):
                 at = f.u64()
-                entries.append((at, self._bounded(f.str(), 1, 255, "name"), self._bounded(f.str(), 1, 1024, "holder")))
+                entries.append((at, *_name_and_agent(f, "name", "holder")))
         f.end()
         if inc != self.peer_inc:
             self.dropped += 1
@@ -1864,6 +1864,15 @@ def eventually(cond, seconds, what):
     while not cond():
         check(time.monotonic() < deadline, f"{what}: not within {seconds} s")
         time.sleep(0.02)
+
+
+def take(q, seconds, what):
+    """The next item of queue `q` within `seconds` (stretched); fails naming `what` if none comes."""
+    seconds *= WAIT_SLACK
+    try:
+        return q.get(timeout=seconds)
+    except queue.Empty:
+        raise AssertionError(f"{what}: none within {seconds} s") from None
 
 
 def wait_closed(conn, seconds, what):
@@ -3409,6 +3418,29 @@ def node_names(conn, agent, *args):
     return [plist(e, "NODE") for e in call(conn, agent, [sym("nodes"), *args]) or []]
 
 
+def deferring(claims):
+    """An `on_claim` that leaves every claim unanswered (a test answers it by hand), queuing
+    (conn, req, at, name, holder) on `claims`."""
+    def on_claim(conn, req, at, name, holder):
+        claims.put((conn, req, at, name, holder))
+        return "defer"
+    return on_claim
+
+
+def register_global_on(conn, watcher, name, kid):
+    """(register-global name kid) on the kernel, in an agent `watcher` monitors; that agent's aid."""
+    ok, r = conn.spawn(watcher, [sym("register-global"), name, kid], attach=ATTACH_MONITOR)
+    check(ok, r)
+    return r
+
+
+def registration_outcome(watcher, r, seconds=15):
+    """(ok, notice) of the registration agent `r` that `watcher` monitors."""
+    _, notif = watcher.receive(seconds, match=lambda it: it[0] == "notice" and _first(it[1]).aid == r)
+    items = notif if isinstance(notif, list) else notif.items
+    return items[1] == kw("OK"), notif
+
+
 def kind_name(kind):
     return KIND_NAMES.get(kind, f"{kind:#04x}") if kind is not None else "nothing"
 
@@ -3460,10 +3492,7 @@ def sc_first_nodes(ctx):
     aa = asker.spawn_agent()
     ok, aid = ac.spawn(aa, [sym("send"), kw("dialed"), f"{srv.name}/:INBOX"], attach=ATTACH_MONITOR)
     check(ok, aid)
-    try:
-        ic = srv.accepted.get(timeout=10 * WAIT_SLACK)
-    except queue.Empty:
-        raise AssertionError("the kernel did not dial us") from None
+    ic = take(srv.accepted, 10, "the kernel's dial of us")
     eventually(lambda: ic.first_kind is not None or ic.closed.is_set(), 5, "the kernel's first frame on its dial")
     log(f"the kernel dialed us: its first frame is {kind_name(ic.first_kind)}"
         + (f"; closed: {ic.close_reason}" if ic.closed.is_set() else ""))
@@ -3485,7 +3514,7 @@ def sc_visible_member(ctx):
     log(f"(nodes) -> {listed}")
     check(n.name in listed, f"a visible client is a member: {n.name} not in (nodes) {listed}")
     claims = queue.Queue()
-    n.on_claim = lambda conn, req, at, name, holder: (claims.put((conn, req, at, name, holder)), "defer")[1]
+    n.on_claim = deferring(claims)
     ok, k = c.spawn(a, [sym("receive")])
     check(ok, k)
     kid = f"{ctx.peer}/{k}"
@@ -3493,21 +3522,13 @@ def sc_visible_member(ctx):
     tag = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     def register(name):
-        """(register-global name kid) on the kernel, in an agent our `w` monitors; its aid."""
-        ok, r = c.spawn(w, [sym("register-global"), name, kid], attach=ATTACH_MONITOR)
-        check(ok, r)
-        return r
+        return register_global_on(c, w, name, kid)
 
     def outcome(r):
-        _, notif = w.receive(15, match=lambda it: it[0] == "notice" and _first(it[1]).aid == r)
-        items = notif if isinstance(notif, list) else notif.items
-        return items[1] == kw("OK"), notif
+        return registration_outcome(w, r)
 
     def claim_for(name):
-        try:
-            conn, req, at, nm, holder = claims.get(timeout=10 * WAIT_SLACK)
-        except queue.Empty:
-            raise AssertionError(f"no GLOBAL_CLAIM for {name!r} reached the member") from None
+        conn, req, at, nm, holder = take(claims, 10, f"a GLOBAL_CLAIM for {name!r} to the member")
         check(conn is c and nm == name and holder == kid, f"claim for {nm!r} by {holder!r}, wanted {name!r} by {kid}")
         return req, at
 
@@ -3558,7 +3579,7 @@ def sc_visible_member(ctx):
         log(f"our claim for the kernel's name: {e}")
         check(e.answer == CLAIM_HELD and e.holder == kid, f"HELD naming {kid}: {e}")
     # crossing claims: the kernel claims (we do not answer yet) while we claim the same name
-    n.on_claim = lambda conn, req, at, name, holder: (claims.put((conn, req, at, name, holder)), "defer")[1]
+    n.on_claim = deferring(claims)
     for delta, we_win in ((+1, False), (-1, True)):
         name_c = f"crossed{delta:+d}-{tag}"
         r = register(name_c)
@@ -3707,10 +3728,7 @@ def sc_claims(ctx):
     with vc.lock:
         vc.claim_waiters[3] = answers
     vc.send_frame(GLOBAL_CLAIM, encode_claim(v.incarnation, 3, time.time_ns() // 1000, f"z-{tag}", va.id))
-    try:
-        answer = answers.get(timeout=5 * WAIT_SLACK)
-    except queue.Empty:
-        raise AssertionError("no GLOBAL_CLAIM_REPLY to a claim for our own agent") from None
+    answer = take(answers, 5, "a GLOBAL_CLAIM_REPLY to a claim for our own agent")
     check(answer == (CLAIM_GRANTED, ""), f"the answer to a claim for a free name: {answer}")
     vc.close()
 
@@ -3719,14 +3737,10 @@ def sc_claims(ctx):
     kid = f"{ctx.peer}/{k}"
 
     def register(name):
-        ok, r = hc.spawn(ha, [sym("register-global"), name, kid], attach=ATTACH_MONITOR)
-        check(ok, r)
-        return r
+        return register_global_on(hc, ha, name, kid)
 
     def outcome(r, seconds=15):
-        _, notif = ha.receive(seconds, match=lambda it: it[0] == "notice" and _first(it[1]).aid == r)
-        items = notif if isinstance(notif, list) else notif.items
-        return items[1] == kw("OK"), notif
+        return registration_outcome(ha, r, seconds)
 
     # a malformed reply closes the member's connection; its loss counts as granting
     for i, (what, payload) in enumerate([
@@ -3736,15 +3750,12 @@ def sc_claims(ctx):
             ("COMPETING without a holder", lambda req: encode_claim_reply(req, CLAIM_COMPETING))]):
         m = ctx.node(f"clm{i}", hidden=False)
         claims = queue.Queue()
-        m.on_claim = lambda conn, req, at, name, holder, claims=claims: (claims.put((req, name)), "defer")[1]
+        m.on_claim = deferring(claims)
         mc = m.dial(ctx.peer)
         eventually(lambda: m.name in node_names(hc, ha), 10, f"{m.short} a member")
         name = f"lost-{i}-{tag}"
         r = register(name)
-        try:
-            req, nm = claims.get(timeout=10 * WAIT_SLACK)
-        except queue.Empty:
-            raise AssertionError(f"{what}: no claim reached the member") from None
+        _, req, _, nm, _ = take(claims, 10, f"{what}: a claim to the member")
         check(nm == name, nm)
         mc.send_frame(GLOBAL_CLAIM_REPLY, payload(req))
         wait_closed(mc, 5, f"GLOBAL_CLAIM_REPLY {what}")
@@ -3756,13 +3767,13 @@ def sc_claims(ctx):
     # a member that never answers fails the registration, not before twice the failure timeout plus 1 s
     m = ctx.node("clsilent", hidden=False)
     claims = queue.Queue()
-    m.on_claim = lambda conn, req, at, name, holder: (claims.put((req, name)), "defer")[1]
+    m.on_claim = deferring(claims)
     mc = m.dial(ctx.peer)
     eventually(lambda: m.name in node_names(hc, ha), 10, f"{m.short} a member")
     name = f"unanswered-{tag}"
     t0 = time.monotonic()
     r = register(name)
-    claims.get(timeout=10 * WAIT_SLACK)
+    take(claims, 10, "a claim to the silent member")
     ok, notif = outcome(r, 30)
     took = time.monotonic() - t0
     log(f"an unanswered claim: {show(notif)} after {took:.2f} s")
@@ -3816,10 +3827,7 @@ def sc_overlap(ctx):
         check(e.code == REFUSE_EXCLUDED, f"REFUSE code 3, got {e.code}")
     # P names Q in a NODES frame: the exclusion ends and the kernel dials Q (NODES its first frame)
     pc.send_frame(NODES, encode_nodes([q.name]))
-    try:
-        ic = q.accepted.get(timeout=10 * WAIT_SLACK)
-    except queue.Empty:
-        raise AssertionError("the kernel did not dial Q after P named it") from None
+    ic = take(q.accepted, 10, "the kernel's dial of Q after P named it")
     check_first_nodes(ic, q.name, "the kernel's dial of Q (connect_all)")
     echo_roundtrip(ic, qa, kw("q-back"))
     eventually(lambda: q.name in node_names(pc, pa), 10, "Q a member again")

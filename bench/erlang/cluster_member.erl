@@ -8,7 +8,9 @@
 %% Prints `pid OSPID`, `up NS`, `members COUNT NS` on each change of the
 %% member count (net_kernel:monitor_nodes/1), `down NODE NS` on each
 %% nodedown; reads `register NAME`, `join GROUP`, `watch-global NAME`,
-%% `watch-group GROUP` and `quit` on stdin. Timestamps are
+%% `watch-group GROUP` (a poller that prints `watching-global NAME NS` or
+%% `watching-group GROUP NS` as it starts, then `seen-...` once the name or
+%% a member is visible) and `quit` on stdin. Timestamps are
 %% os:system_time(nanosecond): the OS wall clock, as the driver's.
 -module(cluster_member).
 -export([start/1]).
@@ -82,11 +84,11 @@ command_loop() ->
                     event("joined ~s", [Group]);
                 ["watch-global", Name] ->
                     N = list_to_atom(Name),
-                    watch("seen-global", Name,
+                    watch("global", Name,
                           fun() -> global:whereis_name(N) =/= undefined end);
                 ["watch-group", Group] ->
                     G = list_to_atom(Group),
-                    watch("seen-group", Group,
+                    watch("group", Group,
                           fun() -> pg:get_members(G) =/= [] end);
                 [] -> ok;
                 Other -> event("error unknown-command ~s", [string:join(Other, "_")])
@@ -95,8 +97,11 @@ command_loop() ->
     end.
 
 %% Polls every millisecond (the finest timer:sleep/1 can do).
-watch(Label, Name, Visible) ->
-    spawn(fun() -> poll(Label, Name, Visible) end).
+watch(Kind, Name, Visible) ->
+    spawn(fun() ->
+                  event("watching-~s ~s", [Kind, Name]),
+                  poll("seen-" ++ Kind, Name, Visible)
+          end).
 
 poll(Label, Name, Visible) ->
     case Visible() of

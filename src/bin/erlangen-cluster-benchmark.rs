@@ -17,9 +17,10 @@
 //! - `register NAME`: registers a new agent under global NAME, prints
 //!   `registered NAME NS` (or `error register NAME why NS`);
 //! - `join GROUP`: a new agent joins GROUP, prints `joined GROUP NS`;
-//! - `watch-global NAME`, `watch-group GROUP`: polls every 200 µs until the
-//!   name or a member of the group is visible, prints `seen-global NAME NS`
-//!   or `seen-group GROUP NS`;
+//! - `watch-global NAME`, `watch-group GROUP`: prints `watching-global
+//!   NAME NS` or `watching-group GROUP NS` as its poller starts, then polls
+//!   every 200 µs until the name or a member of the group is visible, and
+//!   prints `seen-global NAME NS` or `seen-group GROUP NS`;
 //! - `quit` (or the end of stdin): exits.
 //!
 //! Exit codes: 0 ok, 1 the node could not start, 2 bad arguments.
@@ -118,6 +119,9 @@ fn contact(seed: &str) {
 
 fn watch(kind: &'static str, name: String, visible: fn(&str) -> bool) {
     std::thread::spawn(move || {
+        // Said before the first look: once the driver has read it, nothing
+        // the driver does next can be visible before this poller looks.
+        event(&format!("watching-{kind} {name}"));
         while !visible(&name) {
             std::thread::sleep(POLL);
         }
@@ -178,19 +182,16 @@ fn member(m: &getopts::Matches) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let port = |flag: &str| m.opt_str(flag).map(|v| v.parse::<u16>());
-    match (port("registry-port"), port("directory-port")) {
-        (Some(Err(_)), _) | (_, Some(Err(_))) => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-        (r, d) => {
-            if let Some(Ok(r)) = r {
-                config.registry_port = r;
-            }
-            if let Some(Ok(d)) = d {
-                config.directory_port = d;
-            }
+    for (flag, port) in [
+        ("registry-port", &mut config.registry_port),
+        ("directory-port", &mut config.directory_port),
+    ] {
+        if let Some(value) = m.opt_str(flag) {
+            let Ok(p) = value.parse() else {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            };
+            *port = p;
         }
     }
     if let Some(f) = m.opt_str("cookie-file") {
@@ -198,11 +199,11 @@ fn member(m: &getopts::Matches) -> ExitCode {
     }
     // Subscribed before the node exists, so that no NODEUP is missed.
     start_monitor();
-    let seconds = |key: &str| -> Option<std::time::Duration> {
+    let seconds = |key: &str| -> Option<Duration> {
         m.opt_str(key)
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| *v > 0.0)
-            .map(std::time::Duration::from_secs_f64)
+            .map(Duration::from_secs_f64)
     };
     let defaults = NodeOptions::default();
     let _handle = match node::start(NodeOptions {

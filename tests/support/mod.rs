@@ -12,6 +12,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use erlangen::config::Config;
+use erlangen::port_mapper::server::{PortMapper, ServerConfig};
+
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -29,6 +32,34 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         thread::park_timeout(Duration::from_millis(10));
     }
+}
+
+/// Waits until `agent`'s exit protocol is over: it has left the agent
+/// table, the last step, after every peer was told.
+pub fn gone(agent: &erlangen::Agent) {
+    eventually("the agent's exit protocol ends", || {
+        !erlangen::management::agents().contains(agent)
+    });
+}
+
+/// A port mapper in this process on ports of the system's choosing, and
+/// the configuration of a node that uses it, with its cookie file in a
+/// fresh directory (returned too: it is removed when dropped).
+pub fn port_mapper_in_process(tag: &str) -> (TempDir, PortMapper, Config) {
+    let dir = TempDir::new(tag);
+    let pm = PortMapper::start(ServerConfig {
+        directory_host: "127.0.0.1".into(),
+        registry_port: 0,
+        directory_port: 0,
+        log: false,
+    })
+    .expect("port mapper");
+    let config = Config {
+        registry_port: pm.registry_addr().port(),
+        directory_port: pm.directory_addr().port(),
+        cookie_file: dir.path("cookie"),
+    };
+    (dir, pm, config)
 }
 
 /// A fresh directory under the target dir, removed on drop.
@@ -415,6 +446,12 @@ pub fn signal(process: &Proc, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{sig} {}", process.pid());
+}
+
+/// Evaluates `form` in `k`, which must print `expected`.
+pub fn expect(k: &mut Proc, form: &str, expected: &str) {
+    let out = k.eval(form);
+    assert_eq!(out, expected, "{form}");
 }
 
 /// Evaluates `form` in `k` until it prints `expected`, within [`WAIT`]:
