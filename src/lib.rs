@@ -137,8 +137,9 @@ pub use agent::async_agent;
 pub use agent::async_agent::{spawn as spawn_async, spawn_with as spawn_async_with};
 pub use agent::registry;
 pub use agent::{
-    exit, flush_messages, link, receive, receive_matching, receive_timeout, send, spawn,
-    spawn_with, unlink, unwatch, watch, Agent, Attach, Kind, Outcome, SpawnOptions, Target,
+    exit, exit_current, flush_messages, link, receive, receive_matching, receive_timeout, send,
+    spawn, spawn_with, unlink, unwatch, watch, Agent, Attach, IntoReason, Kind, LinkError,
+    NameError, Outcome, RemoteError, SendError, SpawnError, SpawnOptions, Target, TargetError,
     Timeout, Values,
 };
 pub use call::spawn_call;
