@@ -5,19 +5,22 @@
 use std::time::Duration;
 
 use erlangen::async_agent::{self, receive, receive_matching, receive_timeout};
-use erlangen::{Agent, Attach, SpawnOptions, Term};
+use erlangen::term::Keyword;
+use erlangen::{Agent, AgentRef, Attach, SpawnOptions, Term};
 
 /// A worker: answers `(n reply-to)` with `n*n`; ends after a second idle.
 async fn worker() -> Term {
     loop {
-        match receive_timeout(Duration::from_secs(1)).await {
-            Ok(job) => match job.as_list() {
-                Some([Term::Int(n), to]) => {
-                    let _ = erlangen::send(n * n, to);
-                }
-                _ => return Term::keyword("bad-job"),
-            },
-            Err(_) => return Term::keyword("idle"), // nothing for a second
+        let Ok(job) = receive_timeout(Duration::from_secs(1)).await else {
+            return Term::keyword("idle"); // nothing for a second
+        };
+        // The reply address is an AgentRef: any agent, on any node.
+        match job.decode::<(i64, AgentRef)>() {
+            Ok((n, reply_to)) => {
+                let _ = erlangen::send(n * n, &reply_to);
+            }
+            // "element 1 of the list: expected an integer, got …"
+            Err(e) => return Term::from(format!("bad job: {e}")),
         }
     }
 }
@@ -31,7 +34,7 @@ async fn coordinator() -> Term {
         .map(|_| async_agent::spawn_with(&monitor, worker()).expect("spawn"))
         .collect();
     for (i, w) in workers.iter().enumerate() {
-        w.send(Term::list(vec![(i as i64).into(), me.to_term()]));
+        w.send((i, &me)); // a tuple is sent as the list (i me)
     }
     let mut sum = 0;
     for _ in 0..workers.len() {
@@ -49,7 +52,7 @@ async fn coordinator() -> Term {
     let size = async_agent::blocking(|| std::fs::metadata("Cargo.toml").map_or(0, |m| m.len()))
         .await
         .unwrap_or(0);
-    Term::list(vec![sum.into(), idle.into(), (size as i64).into()])
+    Term::from((sum, idle, size))
 }
 
 fn main() {
@@ -59,9 +62,8 @@ fn main() {
     async_agent::spawn_with(&options, coordinator()).expect("spawn coordinator");
     let notice = erlangen::receive_timeout(Duration::from_secs(30)).expect("the result");
     println!("{notice}");
-    if let Some([_, _, Term::List(r)]) = notice.as_list() {
-        if let [sum, idle, size] = &r[..] {
-            println!("sum of squares {sum}, {idle} workers ended idle, Cargo.toml is {size} bytes");
-        }
+    // (coordinator :OK (sum idle size))
+    if let Ok((_, _, (sum, idle, size))) = notice.decode::<(AgentRef, Keyword, (i64, u32, u64))>() {
+        println!("sum of squares {sum}, {idle} workers ended idle, Cargo.toml is {size} bytes");
     }
 }

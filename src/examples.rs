@@ -40,17 +40,10 @@ use crate::term::{Symbol, Term};
 pub async fn async_echo() -> Result<Term, CallError> {
     loop {
         let request = async_agent::receive().await;
-        match request.as_list() {
-            Some([message, target]) => {
-                let _ = agent::send(message.clone(), target);
-            }
-            _ => {
-                return Err(CallError::bad_arguments(
-                    "async-echo",
-                    format!("expected (message target), got {request}"),
-                ))
-            }
-        }
+        let (message, target): (Term, Term) = request.decode().map_err(|e| {
+            CallError::bad_arguments("async-echo", format!("expected (message target): {e}"))
+        })?;
+        let _ = agent::send(message, &target);
     }
 }
 

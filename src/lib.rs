@@ -109,6 +109,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+mod agent_terms;
 // `bench`, `crypto` and `frame` are implementation details, public only so
 // the programs in src/bin and the byte-level tests can reach them; they are
 // not part of the API and may change.

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("config", &["crypto"]),
     ("mailbox", &["term"]),
     ("agent", &["mailbox", "term"]),
+    ("agent_terms", &["agent", "term"]),
     ("call", &["agent", "term"]),
     ("management", &["agent", "term", "time"]),
     ("bench", &["agent", "management", "term"]),
