@@ -158,3 +158,119 @@ fn the_check_sees_a_crate_path() {
     );
     assert_eq!(crate_paths("a(crate::b::c, crate::d)"), vec!["b", "d"]);
 }
+
+/// The sibling modules of `dir` (its `NAME.rs` files but `mod.rs`) that
+/// each one names (`super::NAME`, `crate::DIR::NAME`), outside its tests.
+fn sibling_edges(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let name = dir.file_name().and_then(|n| n.to_str()).expect("dir name");
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    let modules: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem()?.to_str().map(str::to_owned))
+        .filter(|m| m != "mod")
+        .collect();
+    let prefixes = ["super::".to_owned(), format!("crate::{name}::")];
+    let mut edges = BTreeMap::new();
+    for file in &files {
+        let module = file.file_stem().and_then(|s| s.to_str()).expect("stem");
+        if module == "mod" {
+            continue;
+        }
+        let text = fs::read_to_string(file).expect("read file");
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let mut uses = Vec::new();
+        for line in code.lines() {
+            let line = line.split("//").next().unwrap_or("");
+            for prefix in &prefixes {
+                for (i, _) in line.match_indices(prefix.as_str()) {
+                    let after = &line[i + prefix.len()..];
+                    // `super::{a, b::c}` names several.
+                    let names: Vec<&str> = match after.strip_prefix('{') {
+                        Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+                        None => vec![after],
+                    };
+                    for n in names {
+                        let n: String = n
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if n != module && modules.contains(&n) && !uses.contains(&n) {
+                            uses.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        edges.insert(module.to_owned(), uses);
+    }
+    edges
+}
+
+/// A cycle in `edges`, as the path that closes it, if there is one.
+fn find_cycle(edges: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.iter().any(|d| d == node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.push(node.to_owned());
+        None
+    }
+    let mut done = Vec::new();
+    edges
+        .keys()
+        .find_map(|start| visit(start, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_node_modules_import_each_other_one_way() {
+    let node = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/node");
+    let edges = sibling_edges(&node);
+    // The check sees the edges it is meant to see.
+    assert!(edges["inbound"].contains(&"global".to_owned()), "{edges:?}");
+    assert!(
+        edges["connection"].contains(&"attachments".to_owned()),
+        "{edges:?}"
+    );
+    if let Some(cycle) = find_cycle(&edges) {
+        panic!(
+            "src/node modules import each other in a circle: {}",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let edges: BTreeMap<String, Vec<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec![]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(find_cycle(&edges).unwrap().join(" "), "a b c a");
+    let mut acyclic = edges.clone();
+    acyclic.insert("c".to_owned(), vec!["d".to_owned()]);
+    assert_eq!(find_cycle(&acyclic), None);
+}

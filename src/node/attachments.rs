@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::connection::Connection;
 use crate::agent::target::RemoteRef;
 use crate::agent::{Agent, Outcome, PeerKey};
 use crate::term::Term;
@@ -57,16 +56,24 @@ impl Attachments {
         super::lock(&self.table)
     }
 
-    /// Records an attachment. Returns it back if the connection is already
-    /// down: the caller tells the agent (`lost`).
-    pub(crate) fn record(&self, entry: Entry) -> Result<(), Entry> {
+    /// Records that local `agent` is attached to `remote` over the
+    /// connection to `peer` these attachments belong to; if that
+    /// connection is already down, the agent is told at once.
+    pub(crate) fn record(&self, peer: &str, agent: &Agent, remote: RemoteRef, kind: Attachment) {
+        let entry = Entry {
+            agent: agent.clone(),
+            remote,
+            kind,
+        };
         let mut table = self.lock();
         match table.as_mut() {
             Some(t) => {
                 t.insert((entry.agent.serial(), Arc::clone(&entry.remote.id)), entry);
-                Ok(())
             }
-            None => Err(entry),
+            None => {
+                drop(table);
+                tell_lost(entry, peer);
+            }
         }
     }
 
@@ -82,19 +89,6 @@ impl Attachments {
             .take()
             .map(|t| t.into_values().collect())
             .unwrap_or_default()
-    }
-}
-
-/// Records that local `agent` is attached to `remote` over `conn`; if the
-/// connection is already gone, the agent is told at once.
-pub(crate) fn record(conn: &Connection, agent: &Agent, remote: RemoteRef, kind: Attachment) {
-    let entry = Entry {
-        agent: agent.clone(),
-        remote,
-        kind,
-    };
-    if let Err(entry) = conn.attached.record(entry) {
-        tell_lost(entry, &conn.peer);
     }
 }
 

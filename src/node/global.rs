@@ -46,12 +46,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::connection::Connection;
-use super::groups;
-use super::inbound::Route;
 use super::protocol::{claim, Request, MAX_NAME, MAX_SYNC_ENTRIES};
 use super::{current_node, NodeState};
-use crate::agent::target::{Remote, RemoteRef};
-use crate::agent::Agent;
+use crate::agent::target::RemoteRef;
+use crate::agent::{Agent, ExitHook};
 use crate::term::Term;
 
 /// Most global names a node keeps for one peer; registrations beyond it
@@ -205,13 +203,22 @@ impl Entry {
     }
 }
 
-/// `true` if local `agent` holds a global name (so its exit watch stays).
-pub(super) fn holds_any(agent: &Agent) -> bool {
-    with(|n| {
-        n.names
-            .values()
-            .any(|e| matches!(&e.holder, Holder::Local(a) if a == agent))
-    })
+/// The exit watch: a one-way hook on each local holder, so nothing dies
+/// with it, and its exit frees its names whether or not a node is running.
+static EXIT_HOOK: ExitHook = ExitHook {
+    name: "global names",
+    run: |agent, _| holder_exited(agent),
+};
+
+/// Removes the exit watch if local `agent` holds no global name.
+fn unwatch_if_idle(agent: &Agent, n: &Names) {
+    let holds = n
+        .names
+        .values()
+        .any(|e| matches!(&e.holder, Holder::Local(a) if a == agent));
+    if !holds {
+        agent.detach_exit_hook(&EXIT_HOOK);
+    }
 }
 
 /// Registers local `agent` under global `name` and announces it to every
@@ -223,9 +230,19 @@ pub(super) fn holds_any(agent: &Agent) -> bool {
 /// knows another agent holds it, [`GlobalNameError::Exited`].
 pub fn register(name: &str, agent: &Agent) -> Result<(), GlobalNameError> {
     check_name(name)?;
-    if !groups::watch(agent) {
+    if !agent.attach_exit_hook(&EXIT_HOOK) {
         return Err(GlobalNameError::Exited);
     }
+    let result = claim_and_record(name, agent);
+    if result.is_err() {
+        // Refused or exited: the watch stays only for names it holds.
+        with(|n| unwatch_if_idle(agent, n));
+    }
+    result
+}
+
+/// The part of [`register`] after the watch: claim, wait, record.
+fn claim_and_record(name: &str, agent: &Agent) -> Result<(), GlobalNameError> {
     let state = current_node();
     let members = state
         .as_ref()
@@ -393,6 +410,7 @@ pub fn unregister(name: &str) -> Result<(), GlobalNameError> {
                     holder: state.full_id(&agent),
                 });
             }
+            unwatch_if_idle(&agent, n);
         }
         Ok(())
     })
@@ -444,9 +462,9 @@ pub fn send(name: &str, message: Term) -> Result<(), GlobalNameError> {
             agent.send(message);
             Ok(())
         }
+        // Through the agent layer, which hands it to this node's route.
         To::Remote(agent) => match current_node() {
-            Some(state) => Route(state)
-                .send(&agent, message)
+            Some(_) => crate::agent::send(message, agent.to_term())
                 .map_err(|e| GlobalNameError::Unsendable(e.to_string())),
             None => Ok(()),
         },

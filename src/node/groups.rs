@@ -27,11 +27,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::connection::Connection;
-use super::inbound::Route;
 use super::protocol::{Request, MAX_NAME, MAX_SYNC_ENTRIES};
 use super::{current_node, NodeState};
-use crate::agent::target::{Remote, RemoteRef};
-use crate::agent::{Agent, ExitHook, Outcome};
+use crate::agent::target::RemoteRef;
+use crate::agent::{Agent, ExitHook};
 use crate::term::Term;
 
 /// Most group memberships (pairs of group and member) a node keeps for one
@@ -100,24 +99,17 @@ fn check_name(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// Attaches the exit watch to `agent`; `false` if it has exited. Its exit
-/// then removes it from its groups and frees its global names, whether or
-/// not a node is running.
-pub(super) fn watch(agent: &Agent) -> bool {
-    agent.attach_exit_hook(&EXIT_HOOK)
-}
-
-/// The exit watch: a one-way hook, so nothing dies with it.
+/// The exit watch: a one-way hook on each local member, so nothing dies
+/// with it, and its exit removes it from its groups whether or not a node
+/// is running. (Global names have a hook of their own.)
 static EXIT_HOOK: ExitHook = ExitHook {
-    name: "groups and global names",
-    run: watched_agent_exited,
+    name: "process groups",
+    run: |agent, _| member_exited(agent),
 };
 
-/// Removes the exit watch if `agent` is in no group and holds no global
-/// name.
+/// Removes the exit watch if `agent` is in no group.
 fn unwatch_if_idle(agent: &Agent, g: &Groups) {
-    let member = g.local.values().any(|v| v.contains(agent));
-    if !member && !super::global::holds_any(agent) {
+    if !g.local.values().any(|v| v.contains(agent)) {
         agent.detach_exit_hook(&EXIT_HOOK);
     }
 }
@@ -132,7 +124,7 @@ pub fn join(group: &str, agent: &Agent) -> Result<(), GroupError> {
     check_name(group)?;
     // Watched first, then added: an exit in between finds nothing to
     // remove, but then `is_alive` below is false and we remove it.
-    if !watch(agent) {
+    if !agent.attach_exit_hook(&EXIT_HOOK) {
         return Err(GroupError::Exited);
     }
     let state = current_node();
@@ -185,15 +177,8 @@ pub fn leave(group: &str, agent: &Agent) -> Result<(), GroupError> {
     })
 }
 
-/// The exit watch's hook: a watched agent is in a group, holds a global
-/// name, or both.
-fn watched_agent_exited(agent: &Agent, _: &Outcome) {
-    member_exited(agent);
-    super::global::holder_exited(agent);
-}
-
 /// A local member exited: it leaves every group, and the peers are told.
-pub(super) fn member_exited(agent: &Agent) {
+fn member_exited(agent: &Agent) {
     let state = current_node();
     with(|g| {
         let mut left = Vec::new();
@@ -289,10 +274,10 @@ pub fn send_to_group(group: &str, message: &Term) -> usize {
         sent += 1;
     }
     let remote = remote_members(group);
-    if let (Some(state), false) = (current_node(), remote.is_empty()) {
-        let route = Route(state);
+    // Through the agent layer, which hands them to this node's route.
+    if current_node().is_some() {
         for member in &remote {
-            if route.send(member, message.clone()).is_ok() {
+            if crate::agent::send(message.clone(), member.to_term()).is_ok() {
                 sent += 1;
             }
         }

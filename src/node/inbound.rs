@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::attachments::{self, Attachment};
+use super::attachments::Attachment;
 use super::connection::{Connection, Dispatch};
 use super::protocol::{self, Request};
 use super::{lock, NodeState};
@@ -155,7 +155,8 @@ impl NodeState {
         let on_parent = |child: &Agent| {
             if recorded {
                 // The requester's exit (or loss) kills the child.
-                attachments::record(conn, child, requester.clone(), Attachment::Bound);
+                conn.attached
+                    .record(&conn.peer, child, requester.clone(), Attachment::Bound);
             }
         };
         // The reply is the first thing the child does when it runs, so it
@@ -239,7 +240,8 @@ impl NodeState {
             } else {
                 Attachment::Bound
             };
-            attachments::record(conn, &pending.caller, child.clone(), kind);
+            conn.attached
+                .record(&conn.peer, &pending.caller, child.clone(), kind);
             if let Err(outcome) = pending
                 .caller
                 .attach_peer(Peer::Remote(child.clone()), false)
@@ -327,7 +329,8 @@ impl Dispatch for Route {
                 // its exit notice finds the record and removes it, or the
                 // attach fails and we remove it; no record outlives it.
                 let attached = node.local(to_inc, &to).is_some_and(|agent| {
-                    attachments::record(conn, &agent, remote.clone(), Attachment::Bound);
+                    conn.attached
+                        .record(&conn.peer, &agent, remote.clone(), Attachment::Bound);
                     let ok = agent.attach_peer(Peer::Remote(remote), monitor).is_ok();
                     if !ok {
                         conn.attached.take(agent.serial(), &from);

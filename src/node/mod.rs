@@ -45,7 +45,7 @@
 // 12. ports.rs       port-mapper lookups shared by a burst of dials
 // 13. cluster.rs     membership, transitive connections, overlap rule,
 //                    heartbeats and redials (the ticker)
-// 14. groups.rs      process groups across nodes (pg); the exit watch
+// 14. groups.rs      process groups across nodes (pg)
 // 15. global.rs      cluster-wide names (global): claims and conflicts
 // 16. eventlog.rs    one stderr line per connection event, by level
 // 17. throttle.rs    failed handshakes throttled per source address

@@ -228,7 +228,7 @@ impl Remote for Route {
         } else {
             Attachment::Bound
         };
-        attachments::record(&conn, from, to.clone(), kind);
+        conn.attached.record(&conn.peer, from, to.clone(), kind);
         let _ = conn.send(
             &Request::Link {
                 from: node.full_id(from),
