@@ -110,11 +110,9 @@
 
 pub mod agent;
 mod agent_terms;
-// `bench`, `crypto` and `frame` are implementation details, public only so
-// the programs in src/bin and the byte-level tests can reach them; they are
-// not part of the API and may change.
-#[doc(hidden)]
-pub mod bench;
+// `crypto` and `frame` are implementation details, public only so the
+// test tools (tools/, erlangen-tools) and the byte-level tests can reach
+// them; they are not part of the API and may change.
 pub mod call;
 pub mod config;
 #[doc(hidden)]

@@ -46,7 +46,7 @@ fn a_million_async_agents_come_and_go_without_leaking() {
             );
             std::thread::park_timeout(Duration::from_millis(10));
         }
-        resident.push(erlangen::bench::resident_bytes());
+        resident.push(erlangen::management::process_sample(None).map(|p| p.resident_kib * 1024));
     }
     // Every agent is gone, and the second million reused the first's
     // memory instead of adding to it (allow a tenth for the allocator).

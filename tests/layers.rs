@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of src/ and the modules it may name, lowest layer
 /// first. Terms, frames, crypto and time know nothing of the rest; agents
-/// use mailboxes; calls, management and the benchmarks use agents (the
-/// benchmarks also management's process sample); nodes
+/// use mailboxes; calls and management use agents; nodes
 /// use agents, calls and the port-mapper client; the kernel uses all.
 const LAYERS: &[(&str, &[&str])] = &[
     ("term", &[]),
@@ -24,7 +23,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("agent_terms", &["agent", "term"]),
     ("call", &["agent", "term"]),
     ("management", &["agent", "term", "time"]),
-    ("bench", &["agent", "management", "term"]),
     ("examples", &["agent", "call", "term"]),
     ("timer", &["agent", "term"]),
     ("server", &["agent", "call", "node", "term", "timer"]),

@@ -1,6 +1,6 @@
 %% One member of a cluster-scale run, the Erlang/OTP side of
 %% bench/cluster-scale.py; the same event lines and commands as
-%% `erlangen-cluster-benchmark member` (see src/bin/erlangen-cluster-benchmark.rs).
+%% `erlangen-cluster-benchmark member` (see tools/src/bin/erlangen-cluster-benchmark.rs).
 %%
 %%   erl -sname nK -setcookie C -noshell -kernel start_pg true \
 %%       -pa DIR -eval 'cluster_member:start("n0")'

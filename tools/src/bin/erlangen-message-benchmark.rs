@@ -16,13 +16,13 @@ fn main() -> std::process::ExitCode {
     if erlangen::kernel::version_requested("erlangen-message-benchmark") {
         return std::process::ExitCode::SUCCESS;
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-message-benchmark",
         USAGE,
         &[1_000_000, 1, 120],
         |a, mode| {
             let (messages, pairs) = (a[0], a[1]);
-            let t = erlangen::bench::ping_pong(
+            let t = erlangen_tools::bench::ping_pong(
                 messages,
                 pairs as usize,
                 Duration::from_secs(a[2]),

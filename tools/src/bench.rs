@@ -10,9 +10,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::agent::async_agent as aa;
-use crate::agent::{self, Agent, Attach, SpawnError, SpawnOptions};
-use crate::term::Term;
+use erlangen::agent::async_agent as aa;
+use erlangen::agent::{self, Agent, Attach, SpawnError, SpawnOptions};
+use erlangen::term::Term;
 
 /// Which agents a workload runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,7 +517,7 @@ pub fn fan_in(
 
 /// Resident set size of this process from `/proc/self/status` (Linux).
 pub fn resident_bytes() -> Option<u64> {
-    crate::management::process_sample(None).map(|p| p.resident_kib * 1024)
+    erlangen::management::process_sample(None).map(|p| p.resident_kib * 1024)
 }
 
 /// The body of a benchmark program: parses positional numbers over

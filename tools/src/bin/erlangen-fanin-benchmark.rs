@@ -14,14 +14,19 @@ fn main() -> std::process::ExitCode {
     if erlangen::kernel::version_requested("erlangen-fanin-benchmark") {
         return std::process::ExitCode::SUCCESS;
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-fanin-benchmark",
         USAGE,
         &[1_000_000, 4, 120],
         |a, mode| {
             let (per, senders) = (a[0], a[1]);
-            let t = erlangen::bench::fan_in(per, senders as usize, Duration::from_secs(a[2]), mode)
-                .map_err(|e| e.to_string())?;
+            let t = erlangen_tools::bench::fan_in(
+                per,
+                senders as usize,
+                Duration::from_secs(a[2]),
+                mode,
+            )
+            .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
             let total = per * senders;
             erlangen::kernel::print_line(format_args!(

@@ -16,12 +16,12 @@ fn main() -> std::process::ExitCode {
     if erlangen::kernel::version_requested("erlangen-spawn-benchmark") {
         return std::process::ExitCode::SUCCESS;
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-spawn-benchmark",
         USAGE,
         &[100_000, 10_000, 120],
         |a, mode| {
-            let f = erlangen::bench::spawn_exit(a[0], a[1], Duration::from_secs(a[2]), mode)
+            let f = erlangen_tools::bench::spawn_exit(a[0], a[1], Duration::from_secs(a[2]), mode)
                 .map_err(|e| e.to_string())?;
             let s = f.elapsed.as_secs_f64();
             erlangen::kernel::print_line(format_args!(

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     if erlangen::kernel::version_requested("erlangen-codec-benchmark") {
         return std::process::ExitCode::SUCCESS;
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-codec-benchmark",
         "usage: erlangen-codec-benchmark [seconds-per-case]",
         &[2],

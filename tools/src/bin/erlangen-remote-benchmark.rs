@@ -211,7 +211,7 @@ fn main() -> ExitCode {
         };
         return serve(r, d, c, n);
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-remote-benchmark",
         USAGE,
         &[100_000, 1_000_000, 120],

@@ -14,14 +14,15 @@ fn main() -> std::process::ExitCode {
     if erlangen::kernel::version_requested("erlangen-ring-benchmark") {
         return std::process::ExitCode::SUCCESS;
     }
-    erlangen::bench::program(
+    erlangen_tools::bench::program(
         "erlangen-ring-benchmark",
         USAGE,
         &[1_000_000, 10, 120],
         |a, mode| {
             let (hops, agents) = (a[0], a[1]);
-            let t = erlangen::bench::ring(hops, agents as usize, Duration::from_secs(a[2]), mode)
-                .map_err(|e| e.to_string())?;
+            let t =
+                erlangen_tools::bench::ring(hops, agents as usize, Duration::from_secs(a[2]), mode)
+                    .map_err(|e| e.to_string())?;
             let s = t.as_secs_f64();
             erlangen::kernel::print_line(format_args!(
                 "{}W1 ring n={agents}: {hops} hops in {s:.3} s, {:.0} msgs/s, {:.2} us/hop",
