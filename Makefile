@@ -1,5 +1,9 @@
 # A thin front over cargo: programs are built in release mode and copied
-# into bin/. `make test` is what CI runs.
+# into bin/. `make test` is what CI runs. `make install` installs the two
+# programs (erlangen-kernel, erlangen-port-mapper) into
+# $(DESTDIR)$(PREFIX)/bin; the test tools and benchmarks (tools/, the
+# erlangen-tools package) are built for the tests and `make bench`, and
+# never installed.
 
 CARGO ?= cargo
 PROGRAMS := erlangen-kernel erlangen-port-mapper
@@ -7,7 +11,7 @@ BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-spawn-benchmark erlangen-fanin-benchmark \
 	erlangen-codec-benchmark erlangen-remote-benchmark
 
-.PHONY: all programs benchmarks test test-install check bench bench-erlang bench-floor doc clean FORCE \
+.PHONY: all programs benchmarks install install-programs uninstall test test-install check bench bench-erlang bench-floor doc clean FORCE \
 	chaos chaos-test soak protocol-check examples-check
 
 all: programs benchmarks
@@ -28,6 +32,29 @@ bin/%: FORCE
 	@$(call install_file,target/release/$*,$@)
 
 FORCE:
+
+# `make install PREFIX=/opt/erlangen DESTDIR=/tmp/stage`: the release
+# builds of the two programs into $(DESTDIR)$(PREFIX)/bin (default
+# /usr/local/bin), each copied over a running one without "Text file busy"
+# (install_file above). `make uninstall` removes them again.
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+# Where install-programs copies from; test-install points it at debug builds.
+INSTALL_FROM ?= bin
+
+install: programs
+	@$(MAKE) --no-print-directory install-programs
+
+install-programs:
+	@for p in $(PROGRAMS); do [ -x "$(INSTALL_FROM)/$$p" ] || \
+	  { echo "install: $(INSTALL_FROM)/$$p is missing (make programs builds it)"; exit 1; }; done
+	mkdir -p "$(BINDIR)"
+	@for p in $(PROGRAMS); do \
+	  $(call install_file,$(INSTALL_FROM)/$$p,"$(BINDIR)/$$p") || exit 1; \
+	  chmod 755 "$(BINDIR)/$$p" && echo "installed $(BINDIR)/$$p"; done
+
+uninstall:
+	rm -f $(addprefix "$(BINDIR)"/,$(PROGRAMS))
 
 # Format, lints, docs, every test (unit, integration, doc), the examples
 # against the output README.md quotes, the protocol check from outside,
@@ -59,8 +86,23 @@ protocol-check:
 
 # install_file over a program that is running (as bin/erlangen-kernel is
 # during the walkthrough), then again with the same file: the first must
-# succeed, the second must leave the file (its inode) alone.
+# succeed, the second must leave the file (its inode) alone. Then `make
+# install` (install-programs, from the debug builds, so nothing is built in
+# release mode for it) into a temporary DESTDIR and PREFIX: exactly the two
+# programs must land in DESTDIR/PREFIX/bin, and run; uninstall removes them.
 test-install:
+	$(CARGO) build --bin erlangen-kernel --bin erlangen-port-mapper
+	@d=$$(mktemp -d) && \
+	$(MAKE) --no-print-directory install-programs INSTALL_FROM=target/debug DESTDIR=$$d PREFIX=/opt/erlangen >/dev/null && \
+	[ "$$(cd $$d && find . -type f | sort | tr '\n' ' ')" = "./opt/erlangen/bin/erlangen-kernel ./opt/erlangen/bin/erlangen-port-mapper " ] && \
+	$$d/opt/erlangen/bin/erlangen-kernel --version | grep -q '^erlangen-kernel ' && \
+	$$d/opt/erlangen/bin/erlangen-port-mapper --version | grep -q '^erlangen-port-mapper ' && \
+	$(MAKE) --no-print-directory uninstall DESTDIR=$$d PREFIX=/opt/erlangen >/dev/null && \
+	[ -z "$$(cd $$d && find . -type f)" ]; \
+	status=$$?; \
+	if [ $$status -eq 0 ]; then rm -rf $$d; echo "test-install: make install puts exactly the two programs in DESTDIR/PREFIX/bin"; \
+	else echo "test-install: make install DESTDIR=$$d PREFIX=/opt/erlangen did not install exactly bin/erlangen-kernel and bin/erlangen-port-mapper (or uninstall left files); in $$d:"; \
+	  (cd $$d && find . -type f | sed 's/^/  /'); rm -rf $$d; exit 1; fi
 	@d=$$(mktemp -d) && cp /bin/sleep $$d/running && cp /bin/true $$d/new && \
 	{ $$d/running 60 & pid=$$!; } && \
 	n=0; while [ "$$(readlink /proc/$$pid/exe)" != "$$d/running" ] && [ $$n -lt 500 ]; do \
