@@ -45,6 +45,27 @@
 //! assert_eq!(receive_timeout(Duration::ZERO), Err(Timeout));
 //! ```
 //!
+//! # Taking messages apart
+//!
+//! [`Term::decode`] turns a message into Rust values in one call, and a
+//! tuple (or anything [`term::IntoTerm`]) is sent as a list; an element
+//! that does not fit is a [`term::TermError`] naming it. The mapping (what
+//! `NIL` means for `bool`, `Option` and `Vec`) is in [`term::convert`].
+//!
+//! ```
+//! use erlangen::term::Keyword;
+//! use erlangen::{receive, Agent, AgentRef};
+//!
+//! let me = Agent::current();
+//! me.send((Keyword::new("square"), 7, &me));
+//! let (_, n, reply_to): (Keyword, i64, AgentRef) = receive().decode().unwrap();
+//! assert_eq!((n * n, reply_to), (49, me.to_term().decode().unwrap()));
+//!
+//! me.send((Keyword::new("square"), "seven", &me));
+//! let error = receive().decode::<(Keyword, i64, AgentRef)>().unwrap_err();
+//! assert_eq!(error.to_string(), "element 2 of the list: expected an integer, got \"seven\"");
+//! ```
+//!
 //! # Links and monitors
 //!
 //! Spawn with [`Attach::Monitor`] and the spawner receives an exit
