@@ -72,7 +72,8 @@ keep
         "{err}"
     );
     assert!(
-        errors[4].contains("unbalanced ')'") && errors[4].contains("line 1"),
+        // The input's line, not the line within the failed form.
+        errors[4].contains("unbalanced ')'") && errors[4].contains("line 6, column 1"),
         "{err}"
     );
     assert!(errors[5].contains("not a node"), "{err}");
@@ -149,4 +150,37 @@ fn init_file_runs_unless_n() {
         "{out} {err}"
     );
     assert_eq!(status, Some(1), "{err}");
+}
+
+#[test]
+fn read_errors_give_the_inputs_line_and_column() {
+    let (_, out, err) = batch(&[], "(list 1 2)   )\n\n  (list\n 3))\n");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["(1 2)", "(3)"],
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        errors,
+        vec![
+            "error: read error at line 1, column 14: unbalanced ')'",
+            "error: read error at line 4, column 4: unbalanced ')'",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_result_type_is_quoted_at_the_prompt() {
+    let (_, out, err) = batch(
+        &[],
+        "(parallel-map '1+ #(1 2 3) :result-type 'integer)\n(parallel-map '1+ #(1 2 3) :result-type integer)\n",
+    );
+    assert_eq!(out.trim(), "#(2 3 4)", "{err}");
+    // Unquoted, the type is a variable: the error says how to pass it.
+    assert!(
+        err.contains("unbound variable INTEGER") && err.contains("quote it: 'INTEGER"),
+        "{err}"
+    );
 }

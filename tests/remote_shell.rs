@@ -62,7 +62,7 @@ fn a_remote_shell_reads_input_as_the_repl_does() {
     );
     assert_eq!(
         sh.eval(")"),
-        "stderr: error: read error at line 1, column 1: unbalanced ')'"
+        "stderr: error: read error at line 2, column 1: unbalanced ')'"
     );
     assert_eq!(sh.eval("(+ 2 2)"), "4");
     sh.send("(unfinished");

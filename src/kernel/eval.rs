@@ -100,7 +100,7 @@ impl fmt::Display for EvalError {
         match self {
             EvalError::Unbound(s) => write!(
                 f,
-                "unbound variable {s} (and no function of that name; quote data with ')"
+                "unbound variable {s} (and no function of that name); to pass the symbol as data, quote it: '{s}"
             ),
             EvalError::Syntax(s) => write!(f, "{s}"),
             EvalError::Call(e) => write!(f, "{e}"),

@@ -17,13 +17,16 @@
 //! }
 //! ```
 
+mod args;
 mod building_blocks;
 mod builtins;
 mod cluster_builtins;
 mod eval;
 mod input;
+mod manage;
 mod program;
-mod remote;
+mod register;
+mod shell;
 mod signal;
 mod top;
 
@@ -31,7 +34,7 @@ use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,7 +43,8 @@ use input::{Forms, Input};
 pub use builtins::HELP;
 pub use eval::{EvalError, Evaluator};
 pub use program::{exit_if_closed, print_line, version_requested};
-pub use remote::{allow_remote_shell, run_remote};
+pub use register::help;
+pub use shell::{allow_remote_shell, run_remote};
 
 use crate::agent::Agent;
 use crate::config::{self, Config};
@@ -167,7 +171,7 @@ impl Kernel {
     /// A session with the built-ins and the examples registered.
     pub fn new() -> Kernel {
         let evaluator = Evaluator::new();
-        builtins::register(&evaluator);
+        register::all(&evaluator);
         Kernel {
             evaluator,
             errors: Default::default(),
@@ -725,19 +729,6 @@ fn options() -> getopts::Options {
     opts
 }
 
-/// Defaults for `(node …)` set by the command line (`--hidden`,
-/// `--no-connect-all`); the keys `:hidden` and `:connect-all` override
-/// them.
-pub(crate) struct NodeDefaults {
-    pub hidden: AtomicBool,
-    pub connect_all: AtomicBool,
-}
-
-pub(crate) static NODE_DEFAULTS: NodeDefaults = NodeDefaults {
-    hidden: AtomicBool::new(false),
-    connect_all: AtomicBool::new(true),
-};
-
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
 /// `-Q`, `-b`, `-h`, `--registry-port`, `--directory-port`,
 /// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--hidden`,
@@ -788,10 +779,10 @@ pub fn main() -> ExitCode {
     if matches.opt_present("no-remote-shell") {
         allow_remote_shell(false);
     }
-    NODE_DEFAULTS
+    builtins::NODE_DEFAULTS
         .hidden
         .store(matches.opt_present("hidden"), Ordering::Relaxed);
-    NODE_DEFAULTS
+    builtins::NODE_DEFAULTS
         .connect_all
         .store(!matches.opt_present("no-connect-all"), Ordering::Relaxed);
     if let Some(target) = matches.opt_str("remote") {
