@@ -395,3 +395,45 @@ fn ctrl_c_interrupts_a_tail_recursive_loop() {
     assert!(k.line().starts_with("stderr: error: interrupted"));
     assert_eq!(k.eval("(+ 1 2)"), "3");
 }
+
+#[test]
+fn agents_of_another_node_print_as_ids_that_work_in_the_next_call() {
+    let cluster = Cluster::new("ids");
+    let _b = cluster.node("ids-b");
+    let mut k = cluster.client("ids-a");
+    let id = k.eval("(spawn '(receive) :node \"ids-b\")");
+    assert!(id.starts_with("\"localhost/ids-b/"), "{id}");
+    // The other node's agent tree names it by that id, not by a number of
+    // that node's.
+    k.send("(agent-tree :node \"ids-b\")");
+    let shown = k.line_matching(|l| l.contains("localhost/ids-b/") || l.contains("#<AGENT"));
+    assert!(!shown.contains("#<AGENT"), "{shown}");
+    k.line_matching(|l| l.trim() == id);
+    k.line_matching(|l| l == "NIL");
+    // The id works: its stats name it the same way.
+    let stats = k.eval(&format!("(agent-stats {id})"));
+    assert!(stats.starts_with(&format!("(:AGENT {id}")), "{stats}");
+    // (agent-id) gives an agent's id; an id gives itself.
+    let mine = k.eval("(agent-id)");
+    assert!(mine.starts_with("\"localhost/ids-a/"), "{mine}");
+    assert_eq!(k.eval("(agent-id (agent))"), mine);
+    assert_eq!(k.eval(&format!("(agent-id {mine})")), mine);
+    assert_eq!(k.eval(&format!("(agent-id {id})")), id);
+    // An agent that has exited: its node says so.
+    assert_eq!(k.eval(&format!("(exit :stop {id})")), "T");
+    support::eval_until(
+        &mut k,
+        &format!("(agent-stats {id})"),
+        &format!("stderr: error: agent-stats: {id} has exited"),
+    );
+}
+
+#[test]
+fn agent_id_needs_a_node() {
+    let (_, out, err) = kernel_batch(&[], b"(agent-id)\n");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("not a node") && err.contains("(spawn '(node))"),
+        "{err}"
+    );
+}

@@ -32,6 +32,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
+    ("agent-id", "(agent-id &optional agent) the agent's id \"host/node/aid\" (this process must be a node), which any call taking an agent accepts, here and on other nodes"),
     ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
@@ -158,12 +159,38 @@ fn remote_agent_stats(who: Option<&Term>) -> Option<Result<Term, CallError>> {
         return None;
     }
     Some(
-        manage::query(&owner, "agent-stats", vec![Term::Str(id.clone())]).map_err(|e| {
-            CallError::Failed(format!(
-                "agent-stats: {id:?} is an agent of node {owner}, which cannot be asked ({e}); without it agent-stats reports only on agents of this node ({me})"
-            ))
+        manage::query(&owner, "agent-stats", vec![Term::Str(id.clone())]).map_err(|e| match e {
+            // The node answered: the agent has exited, or the id names none.
+            manage::QueryError::Answered { answer, .. } => CallError::Failed(answer),
+            manage::QueryError::NotAsked(why) => CallError::Failed(format!(
+                "agent-stats: {id:?} is an agent of node {owner}, which cannot be asked ({why}); without it agent-stats reports only on agents of this node ({me})"
+            )),
         }),
     )
+}
+
+/// `(agent-id &optional agent)`: the id of an agent (the caller's by
+/// default), as other nodes know it.
+fn agent_id(args: &[Term]) -> Result<Term, CallError> {
+    use crate::agent::target::Resolved;
+    arity("agent-id", args, 0, 1)?;
+    let who = match args.first() {
+        Some(t) => target("agent-id", t)?,
+        None => Target::from(Agent::current()),
+    };
+    match who.resolve() {
+        Ok(Resolved::Local(a)) => a.id().map(Term::Str).ok_or_else(|| {
+            CallError::Failed(
+                "agent-id: this process is not a node, so its agents have no ids yet; start one first, e.g. (spawn '(node))".to_owned(),
+            )
+        }),
+        Ok(Resolved::Remote(_, r)) => Ok(Term::Str(r.id.to_string())),
+        Ok(Resolved::Dead) => Err(CallError::Failed(format!(
+            "agent-id: {} has exited",
+            args.first().map_or_else(|| "the agent".to_owned(), Term::to_string)
+        ))),
+        Err(e) => Err(CallError::Failed(format!("agent-id: {e}"))),
+    }
 }
 
 fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
@@ -523,6 +550,7 @@ pub(super) fn register(ev: &Evaluator) {
         arity("agent", args, 0, 0)?;
         Ok(Agent::current().to_term())
     });
+    call::register_function("agent-id", agent_id);
     call::register_function("node", node_call);
     call::register_function("agent-stats", |args| {
         arity("agent-stats", args, 0, 1)?;
@@ -572,7 +600,7 @@ pub(super) fn register(ev: &Evaluator) {
     });
     call::register_function("connection-stats", |args| {
         if let Some(node) = node_key("connection-stats", args)? {
-            return manage::query(&node, "connection-stats", Vec::new());
+            return Ok(manage::query(&node, "connection-stats", Vec::new())?);
         }
         Ok(Term::list(
             node::connection_stats()

@@ -20,7 +20,7 @@ use crate::agent::{self, Agent, SpawnOptions, Target};
 use crate::call::{self, keyword_args, CallError};
 use crate::management;
 use crate::node;
-use crate::term::Term;
+use crate::term::{self, Term};
 
 /// The registered function that answers a management query.
 pub const QUERY: &str = "ops-query";
@@ -71,17 +71,49 @@ pub(super) fn split_node(target: &str) -> Result<(Option<String>, String, String
     Ok((host, name, full))
 }
 
+/// Why a query has no value.
+#[derive(Debug)]
+pub(super) enum QueryError {
+    /// The node could not be asked (not a node name, not reachable, no
+    /// answer); the message says why.
+    NotAsked(String),
+    /// Node `node` answered with error `answer` (for `agent-stats`: the
+    /// agent has exited, …).
+    Answered {
+        /// The node asked.
+        node: String,
+        /// Its answer.
+        answer: String,
+    },
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::NotAsked(e) => f.write_str(e),
+            QueryError::Answered { node, answer } => write!(f, "node {node}: {answer}"),
+        }
+    }
+}
+
+impl From<QueryError> for CallError {
+    fn from(e: QueryError) -> CallError {
+        failed(e.to_string())
+    }
+}
+
 /// Asks node `target` (`"host/node"` or `"node"`) for `kind` with `args`,
 /// by spawning [`QUERY`] there; returns its answer.
-pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, CallError> {
-    let (host, name, full) = split_node(target)?;
+pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, QueryError> {
+    let not_asked = QueryError::NotAsked;
+    let (host, name, full) = split_node(target).map_err(|e| not_asked(e.to_string()))?;
     if node::this_node().is_none() {
-        return Err(failed(format!(
+        return Err(not_asked(format!(
             "node {full} can be asked only from a node: start one first, e.g. (spawn '(node))"
         )));
     }
     if node::this_node().as_deref() == Some(full.as_str()) {
-        return answer(kind, &args).map_err(failed);
+        return answer(kind, &args).map_err(|answer| QueryError::Answered { node: full, answer });
     }
     let token = token();
     let mut call = vec![
@@ -97,10 +129,10 @@ pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, C
         &Term::list(call),
         &SpawnOptions::new(),
     )
-    .map_err(|e| failed(format!("node {full} cannot be asked: {e}")))?;
+    .map_err(|e| not_asked(format!("node {full} cannot be asked: {e}")))?;
     let reply = agent::receive_matching(|m| is_tagged(m, "OPS-REPLY", &token), Some(QUERY_WAIT))
         .map_err(|_| {
-            failed(format!(
+            not_asked(format!(
                 "node {full} did not answer within {} s (did it go down?)",
                 QUERY_WAIT.as_secs()
             ))
@@ -108,12 +140,13 @@ pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, C
     match reply.as_list() {
         Some([_, _, Term::List(result)]) => match result.as_slice() {
             [Term::Keyword(k), value] if k == "OK" => Ok(value.clone()),
-            [Term::Keyword(k), Term::Str(e)] if k == "ERROR" => {
-                Err(failed(format!("node {full}: {e}")))
-            }
-            _ => Err(failed(format!("node {full} answered {reply}"))),
+            [Term::Keyword(k), Term::Str(e)] if k == "ERROR" => Err(QueryError::Answered {
+                node: full,
+                answer: e.clone(),
+            }),
+            _ => Err(not_asked(format!("node {full} answered {reply}"))),
         },
-        _ => Err(failed(format!("node {full} answered {reply}"))),
+        _ => Err(not_asked(format!("node {full} answered {reply}"))),
     }
 }
 
@@ -157,12 +190,43 @@ pub(super) fn answer(kind: &str, args: &[Term]) -> Result<Term, String> {
     }
 }
 
+/// `t` with this node's agents written as their ids, as they print on
+/// another node (and can be used there in the next call).
+fn as_ids(t: &Term) -> Term {
+    match t {
+        Term::Agent(term::AgentRef::Local(serial)) => {
+            match (
+                agent::target::by_serial(*serial).and_then(|a| a.id()),
+                node::this_incarnation(),
+            ) {
+                (Some(id), Some(incarnation)) => Term::Agent(term::AgentRef::Remote {
+                    id: id.into(),
+                    incarnation,
+                }),
+                _ => t.clone(),
+            }
+        }
+        Term::List(items) => Term::list(items.iter().map(as_ids).collect()),
+        other => other.clone(),
+    }
+}
+
+/// An agent tree with this node's agents written as their ids.
+fn tree_with_ids(tree: management::AgentTree) -> management::AgentTree {
+    management::AgentTree {
+        agent: as_ids(&tree.agent),
+        monitored: tree.monitored.into_iter().map(tree_with_ids).collect(),
+        links: tree.links.iter().map(as_ids).collect(),
+    }
+}
+
 /// The agent tree of `who`, or of every agent no other local agent
-/// monitors, as text.
+/// monitors, as text, agents written as their ids (the text is shown on
+/// the asking node).
 fn tree_text(who: Option<&Term>) -> Result<String, String> {
     if let Some(who) = who {
         return management::agent_tree(Target::from(who))
-            .map(|t| t.to_string())
+            .map(|t| tree_with_ids(t).to_string())
             .map_err(|e| format!("agent-tree: {e}"));
     }
     let all = management::agents();
@@ -181,7 +245,7 @@ fn tree_text(who: Option<&Term>) -> Result<String, String> {
     let mut text = String::new();
     for a in all.iter().filter(|a| !monitored.contains(&a.serial())) {
         if let Ok(t) = management::agent_tree(a.clone()) {
-            text.push_str(&t.to_string());
+            text.push_str(&tree_with_ids(t).to_string());
         }
     }
     Ok(text)
@@ -294,7 +358,7 @@ pub(super) fn register() {
         Ok(Term::T)
     });
     call::register_function("node-info", |args| match node_key("node-info", args)? {
-        Some(n) => query(&n, "node-info", Vec::new()),
+        Some(n) => Ok(query(&n, "node-info", Vec::new())?),
         None => Ok(node_info()),
     });
 }

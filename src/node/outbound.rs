@@ -163,6 +163,10 @@ impl Remote for Route {
         host == self.0.host && node == self.0.name
     }
 
+    fn node_name(&self) -> &str {
+        &self.0.full
+    }
+
     fn incarnation(&self) -> u64 {
         self.0.incarnation
     }
