@@ -546,7 +546,8 @@ impl Kernel {
     /// Runs the kernel as the program does: init file, `-e` forms, banner,
     /// REPL on stdin. Returns the exit code: 0; the status of `(quit n)`;
     /// 1 in batch mode when a form failed, or when a `-e` `(node …)` could
-    /// not start; 130 after Ctrl-C twice at the idle prompt.
+    /// not start or its agent was killed; 130 after Ctrl-C twice at the
+    /// idle prompt, or once while a `-e` `(node …)` serves.
     pub fn run(&self, options: &KernelOptions) -> ExitCode {
         // Unlocked handles, locked per write: agents the session spawns print
         // too, and must not wait for the session to end.
@@ -568,15 +569,15 @@ impl Kernel {
                 }
             }
             for form in &options.eval {
-                let before = self.error_count();
+                if starts_node(form) {
+                    if let Some(status) = self.serve_node(form, &mut out, &mut err)? {
+                        return Ok(Some(status));
+                    }
+                    continue;
+                }
                 self.eval_text(form, &mut out, &mut err)?;
                 if let Some(status) = self.quit_requested() {
                     return Ok(Some(status));
-                }
-                // A kernel meant to serve as a node must not sit there
-                // looking like one when it is not.
-                if self.error_count() > before && starts_node(form) {
-                    return Ok(Some(1));
                 }
             }
             if !options.quiet && !options.batch {
@@ -601,6 +602,45 @@ impl Kernel {
             _ if options.batch && self.error_count() > 0 => ExitCode::from(1),
             _ => ExitCode::SUCCESS,
         }
+    }
+
+    /// Evaluates a `-e` text that starts with `(node …)`: the kernel serves
+    /// as that node until it is stopped. The exit status when the kernel
+    /// must end: Ctrl-C stops the node (its `node … stopped` line is the
+    /// one message) and ends the kernel with 130, as a shell reports a
+    /// program ended by Ctrl-C; a node that cannot start, or whose agent
+    /// is killed, ends it with 1 (a kernel meant to serve as a node must
+    /// not sit there looking like one when it is not). `None`: the node
+    /// form returned, go on with the rest of the text.
+    fn serve_node(
+        &self,
+        text: &str,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<Option<u8>> {
+        let Ok(Some((form, used))) = term::read_prefix(text) else {
+            return Ok(None);
+        };
+        let evaluation = self.eval(&form);
+        match &evaluation {
+            Evaluation::Interrupted => return Ok(Some(INTERRUPT_STATUS)),
+            Evaluation::Quit(status) => return Ok(Some(*status)),
+            Evaluation::Value(_) => {}
+            Evaluation::Error(_) => {
+                self.print(&evaluation, out, err)?;
+                return Ok(Some(1));
+            }
+            Evaluation::AgentExited(reason) => {
+                writeln!(
+                    err,
+                    "erlangen-kernel: the node's agent exited with reason {reason}"
+                )?;
+                return Ok(Some(1));
+            }
+        }
+        self.print(&evaluation, out, err)?;
+        self.eval_text(&text[used..], out, err)?;
+        Ok(self.quit_requested())
     }
 
     /// Evaluates the init file quietly. A missing file is normal; one that
