@@ -195,3 +195,40 @@ fn a_killed_remote_shell_leaves_no_session_behind() {
     sh.kill();
     wait_back(&mut watcher, "killed during a form");
 }
+
+#[test]
+fn a_bare_name_reaches_the_node_of_that_name_on_this_host() {
+    let cluster = Cluster::new("remsh-bare");
+    // Started as in the README's walkthrough, as localhost/NAME, while the
+    // shell's own node takes this machine's host name.
+    let _target = cluster.node("rs-bare");
+    let mut sh = cluster.kernel(
+        "shell to a bare name",
+        &["--log-level", "warn", "--remote", "rs-bare"],
+    );
+    let me = sh.eval("(agent)");
+    assert!(me.starts_with("\"localhost/rs-bare/"), "{me}");
+    assert_eq!(sh.eval("(+ 1 2)"), "3");
+    sh.close_stdin();
+    let status = sh.wait_exit().expect("the shell leaves at end of input");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let rest = sh.rest_of_output();
+    assert!(rest.is_empty(), "no warnings on the way: {rest:?}");
+
+    // A name no node has: one line, and the shell ends (it does not keep
+    // dialing while typed forms wait).
+    let mut wrong = cluster.kernel(
+        "shell to a wrong name",
+        &["--log-level", "warn", "--remote", "rs-nobody"],
+    );
+    wrong.send("(+ 1 2)");
+    let status = wrong.wait_exit().expect("a shell to no node exits");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let lines = wrong.rest_of_output();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("stderr: erlangen-kernel: cannot open a shell on node rs-nobody")
+            && lines[0].contains("rs-nobody"),
+        "{lines:?}"
+    );
+}

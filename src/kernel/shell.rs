@@ -180,6 +180,23 @@ struct Shell {
     failed: usize,
 }
 
+/// Why a session could not be opened.
+enum Unopened {
+    /// The node could not be reached (the spawn's error).
+    Unreachable(String),
+    /// The node was reached and said no (or did not start the session).
+    Refused(String),
+}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unopened::Unreachable(why) => write!(f, "cannot open a shell: {why}"),
+            Unopened::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What came back for one form.
 enum Outcome {
     Done(Option<u8>),
@@ -187,9 +204,11 @@ enum Outcome {
 }
 
 impl Shell {
-    /// Starts a session on the target, retrying for [`CONNECT_WAIT`]
-    /// while the node cannot be reached.
-    fn connect(&mut self) -> Result<(), String> {
+    /// Starts a session on the target. `retry`: keep trying for
+    /// [`CONNECT_WAIT`] while the node cannot be reached (it is
+    /// restarting); else one attempt, which fails within the dial's
+    /// deadline.
+    fn connect(&mut self, retry: bool) -> Result<(), Unopened> {
         let deadline = Instant::now() + CONNECT_WAIT;
         loop {
             let call = Term::list(vec![
@@ -200,9 +219,11 @@ impl Shell {
             let options = SpawnOptions::new().attach(Attach::Monitor);
             match node::spawn_on(self.host.as_deref(), &self.name, &call, &options) {
                 Ok(_) => break,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(format!("cannot open a shell on node {}: {e}", self.full))
+                Err(e) if !retry || Instant::now() >= deadline => {
+                    return Err(Unopened::Unreachable(e.to_string()))
                 }
+                // A restarting node is back within seconds; a failed dial
+                // is not tried again for 0.5 s anyway.
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -211,14 +232,19 @@ impl Shell {
             |m| is_tagged(m, "SHELL-READY", &token) || is_tagged(m, "SHELL-REFUSED", &token),
             Some(CONNECT_WAIT),
         )
-        .map_err(|_| format!("node {} did not start a shell session", self.full))?;
+        .map_err(|_| {
+            Unopened::Refused(format!("node {} did not start a shell session", self.full))
+        })?;
         match answer.as_list() {
             Some([Term::Keyword(k), _, agent]) if k == "SHELL-READY" => {
                 self.session = Some(agent.clone());
                 Ok(())
             }
-            Some([_, _, Term::Str(why)]) => Err(why.clone()),
-            _ => Err(format!("node {} answered {answer}", self.full)),
+            Some([_, _, Term::Str(why)]) => Err(Unopened::Refused(why.clone())),
+            _ => Err(Unopened::Refused(format!(
+                "node {} answered {answer}",
+                self.full
+            ))),
         }
     }
 
@@ -307,6 +333,72 @@ fn describe_loss(full: &str, notice: &Term) -> String {
     }
 }
 
+impl Shell {
+    /// Opens the first session: on `host`'s node of the shell's name, or,
+    /// for a bare name, on the node of that name on this host, whichever
+    /// host name it was started under (this machine's, the default, or
+    /// `localhost`, as in the README's walkthrough). One attempt per host
+    /// name, so a wrong name fails within the dial's deadline, with one
+    /// line.
+    fn open(&mut self, host: Option<String>) -> Result<(), String> {
+        let hosts = match host {
+            Some(h) => vec![h],
+            None => {
+                let mine = node::this_node()
+                    .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
+                    .unwrap_or_else(node::host_name);
+                let mut hosts = vec![mine];
+                if hosts[0] != "localhost" {
+                    hosts.push("localhost".to_owned());
+                }
+                hosts
+            }
+        };
+        // Trying a host name the node does not answer to is no news for
+        // the event log: the one line below says what failed.
+        let level = node::eventlog::level();
+        if hosts.len() > 1 {
+            node::eventlog::set_level(crate::config::LogLevel::Off);
+        }
+        let mut unreachable = Vec::new();
+        let mut result = Err(String::new());
+        for h in &hosts {
+            self.full = format!("{h}/{}", self.name);
+            self.host = Some(h.clone());
+            match self.connect(false) {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(Unopened::Refused(why)) => {
+                    result = Err(why);
+                    break;
+                }
+                Err(Unopened::Unreachable(why)) => unreachable.push(why),
+            }
+        }
+        node::eventlog::set_level(level);
+        match result {
+            Err(why) if why.is_empty() && hosts.len() > 1 => Err(format!(
+                "cannot open a shell on node {}: no node of that name answers on this host (as {}): {}",
+                self.name,
+                hosts
+                    .iter()
+                    .map(|h| format!("{h}/{}", self.name))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                unreachable.first().map_or("", String::as_str)
+            )),
+            Err(why) if why.is_empty() => Err(format!(
+                "cannot open a shell on node {}: {}",
+                self.full,
+                unreachable.join("; ")
+            )),
+            other => other,
+        }
+    }
+}
+
 /// `erlangen-kernel --remote TARGET`: becomes the node `remsh-PID` and
 /// evaluates every form read from stdin on `TARGET` (`"host/node"` or
 /// `"node"`), printing results and errors here. End of input leaves; the
@@ -340,30 +432,22 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let full = match &host {
-        Some(h) => format!("{h}/{name}"),
-        None => format!(
-            "{}/{name}",
-            node::this_node()
-                .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
-                .unwrap_or_default()
-        ),
-    };
     // Interactive like the REPL: `(top)` here runs until Enter.
     super::eval::mark_repl_thread();
     let mut shell = Shell {
-        host,
+        host: None,
         name,
-        full: full.clone(),
+        full: String::new(),
         token: token(),
         session: None,
         next: 0,
         failed: 0,
     };
-    if let Err(e) = shell.connect() {
+    if let Err(e) = shell.open(host) {
         let _ = writeln!(err, "erlangen-kernel: {e}");
         return ExitCode::from(1);
     }
+    let full = shell.full.clone();
     if !quiet && !batch {
         let _ = writeln!(
             out,
@@ -449,7 +533,7 @@ fn shell_form(
         writeln!(err, "error: {why}")?;
     }
     if shell.session.is_none() {
-        match shell.connect() {
+        match shell.connect(true) {
             Ok(()) => writeln!(
                 err,
                 "reconnected to node {}: a new session (the old session's variables and agents are gone)",
