@@ -232,3 +232,54 @@ fn a_bare_name_reaches_the_node_of_that_name_on_this_host() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn ctrl_c_interrupts_the_form_on_the_target_and_twice_at_the_prompt_leaves() {
+    let cluster = Cluster::new("remsh-ctrl-c");
+    let _target = cluster.node("rs-int");
+    let mut sh = shell(&cluster, "rs-int");
+    // A second shell sees when the form runs there: it registers the
+    // session's agent first.
+    let mut watcher = shell(&cluster, "rs-int");
+    sh.send("(defvar *keep* 5)");
+    sh.line();
+    // Blocked in receive.
+    sh.send("(progn (register :blocked) (receive))");
+    support::eval_until(&mut watcher, "(registered)", "(:BLOCKED)");
+    support::signal(&sh, "INT");
+    let told = sh.line();
+    assert!(
+        told.starts_with("stderr: error: interrupted (Ctrl-C); continuing with a new agent"),
+        "{told}"
+    );
+    assert_eq!(sh.eval("*keep*"), "5");
+    // A busy loop.
+    sh.send("(progn (register :busy) (dotimes (i 1000000000000) (+ i 1)))");
+    support::eval_until(&mut watcher, "(registered)", "(:BUSY)");
+    support::signal(&sh, "INT");
+    let told = sh.line();
+    assert!(
+        told.starts_with("stderr: error: interrupted (Ctrl-C)"),
+        "{told}"
+    );
+    assert_eq!(sh.eval("(1+ *keep*)"), "6");
+    // A form that kills the session's agent is an error of that form, not
+    // the loss of the session.
+    let killed = sh.eval("(exit :oops (agent))");
+    assert!(
+        killed.starts_with("stderr: error: the session's agent exited with reason :OOPS"),
+        "{killed}"
+    );
+    assert_eq!(sh.eval("*keep*"), "5");
+    // At the idle prompt: a hint, then the second press leaves; the node
+    // keeps running.
+    support::signal(&sh, "INT");
+    let hint = sh.line();
+    assert!(hint.contains("Ctrl-C again"), "{hint}");
+    support::signal(&sh, "INT");
+    let status = sh
+        .wait_exit()
+        .expect("the shell exits after a second Ctrl-C");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(watcher.eval("(+ 1 1)"), "2");
+}

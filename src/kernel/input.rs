@@ -21,6 +21,9 @@ pub(super) enum Input {
     End,
     /// Reading stdin failed.
     Failed(io::Error),
+    /// Ctrl-C at the remote shell's idle prompt (the local REPL hears of
+    /// Ctrl-C otherwise).
+    Interrupt,
 }
 
 /// Starts the thread that reads stdin into the returned channel, calling
@@ -36,6 +39,20 @@ pub(super) fn read_stdin(
     after_each: impl Fn() + Send + 'static,
 ) -> io::Result<Receiver<Input>> {
     let (send, lines) = mpsc::channel();
+    read_stdin_to(name, send, after_each)?;
+    Ok(lines)
+}
+
+/// [`read_stdin`] into a channel the caller made (and may send other
+/// [`Input`] on).
+///
+/// # Errors
+/// The thread could not be started.
+pub(super) fn read_stdin_to(
+    name: &str,
+    send: mpsc::Sender<Input>,
+    after_each: impl Fn() + Send + 'static,
+) -> io::Result<()> {
     let reader = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -61,7 +78,7 @@ pub(super) fn read_stdin(
             }
         })?;
     drop(reader);
-    Ok(lines)
+    Ok(())
 }
 
 /// Lines of input not yet made into forms.

@@ -502,6 +502,8 @@ impl Kernel {
                     return Ok(Leave::End);
                 }
                 Ok(Input::Failed(e)) => return Err(e),
+                // Only the remote shell sends it.
+                Ok(Input::Interrupt) => {}
             }
         }
     }

@@ -70,6 +70,8 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
         return Ok(Term::Nil);
     }
     let kernel = Kernel::session();
+    // The client's Ctrl-C kills this agent: a busy loop ends too.
+    let _stop = super::eval::stop_when_killed();
     send(vec![
         Term::keyword("shell-ready"),
         token.clone(),
@@ -107,6 +109,10 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
             // Sent as a term, so agents print as their ids there.
             Evaluation::Value(v) => ("value", v.clone()),
             Evaluation::Error(e) => ("error", Term::Str(e.clone())),
+            Evaluation::AgentExited(Term::Keyword(k)) if k == "INTERRUPT" => (
+                "error",
+                Term::Str("interrupted (Ctrl-C); continuing with a new agent (variables and waiting messages kept)".to_owned()),
+            ),
             Evaluation::AgentExited(reason) => (
                 "error",
                 Term::Str(format!("the session's agent exited with reason {reason}; continuing with a new agent (variables and waiting messages kept)")),
@@ -283,15 +289,33 @@ impl Shell {
             return Ok(Outcome::Lost(e.to_string()));
         }
         let token = self.token.clone();
-        let reply = agent::receive_matching(
-            |m| {
-                matches!(m.as_list(), Some([Term::Keyword(k), t, m_n, ..]) if k == "SHELL-RESULT" && *t == token && *m_n == n)
-                    || self.lost_notice(m)
-            },
-            None,
-        );
-        let Ok(reply) = reply else {
-            return Ok(Outcome::Lost("the wait ended".into()));
+        let is_result = |m: &Term| matches!(m.as_list(), Some([Term::Keyword(k), t, m_n, ..]) if k == "SHELL-RESULT" && *t == token && *m_n == n);
+        lock_busy().remote = Some(session);
+        // The session's agent exits when the form kills it (Ctrl-C, an
+        // exit signal, a linked agent's crash): the session goes on with a
+        // new agent and answers. Only a lost connection, or no answer for
+        // CONNECT_WAIT after the exit, is the loss of the session.
+        let mut exited: Option<Term> = None;
+        let reply = loop {
+            let wait = exited.as_ref().map(|_| CONNECT_WAIT);
+            let watching = exited.is_none();
+            match agent::receive_matching(
+                |m| is_result(m) || (watching && self.lost_notice(m)),
+                wait,
+            ) {
+                Ok(m) if is_result(&m) => break Ok(m),
+                Ok(notice) if is_connection_loss(&notice) => break Err(notice),
+                Ok(notice) => exited = Some(notice),
+                Err(_) => break Err(exited.take().unwrap_or(Term::Nil)),
+            }
+        };
+        lock_busy().remote = None;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(notice) => {
+                self.session = None;
+                return Ok(Outcome::Lost(describe_loss(&self.full, &notice)));
+            }
         };
         let Some([_, _, _, Term::Str(printed), Term::Keyword(status), shown, agent]) =
             reply.as_list()
@@ -322,12 +346,64 @@ impl Shell {
     }
 }
 
-fn describe_loss(full: &str, notice: &Term) -> String {
-    match notice.as_list() {
-        Some([_, _, Term::List(reason)]) if matches!(reason.first(), Some(Term::Keyword(k)) if k == "NOCONNECTION") =>
-        {
-            format!("the connection to node {full} was lost (the node went down or restarted)")
+/// Whether an exit notice of the session says the connection was lost.
+fn is_connection_loss(notice: &Term) -> bool {
+    matches!(notice.as_list(), Some([_, _, Term::List(reason)])
+        if matches!(reason.first(), Some(Term::Keyword(k)) if k == "NOCONNECTION"))
+}
+
+/// What the remote shell's Ctrl-C acts on.
+#[derive(Default)]
+struct Busy {
+    /// The session agent evaluating a form: Ctrl-C kills it (with reason
+    /// `:INTERRUPT`), which ends the form there.
+    remote: Option<Term>,
+    /// A `(top)` runs here: Ctrl-C ends it.
+    local: bool,
+}
+
+fn lock_busy() -> std::sync::MutexGuard<'static, Busy> {
+    static BUSY: std::sync::Mutex<Busy> = std::sync::Mutex::new(Busy {
+        remote: None,
+        local: false,
+    });
+    BUSY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread that turns Ctrl-C into an interrupt of the form
+/// evaluating on the target, of a `(top)` here, or, at the idle prompt,
+/// an [`Input::Interrupt`] for the loop.
+fn handle_ctrl_c(events: std::sync::mpsc::Sender<Input>, err: &mut dyn Write) {
+    let mut presses = match super::signal::install() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "erlangen-kernel: Ctrl-C will end the shell: {e}");
+            return;
         }
+    };
+    let _ = std::thread::Builder::new()
+        .name("remote-shell-ctrl-c".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            while let Ok(1) = io::Read::read(&mut presses, &mut byte) {
+                let busy = lock_busy();
+                if let Some(session) = busy.remote.clone() {
+                    drop(busy);
+                    let _ = agent::exit(Term::keyword("interrupt"), Target::from(&session));
+                } else if busy.local {
+                    super::eval::INTERRUPT.store(true, Ordering::Relaxed);
+                } else if events.send(Input::Interrupt).is_err() {
+                    return;
+                }
+            }
+        });
+}
+
+fn describe_loss(full: &str, notice: &Term) -> String {
+    if is_connection_loss(notice) {
+        return format!("the connection to node {full} was lost (the node went down or restarted)");
+    }
+    match notice.as_list() {
         Some([_, _, reason, ..]) => format!("the shell session on node {full} ended: {reason}"),
         _ => format!("the shell session on node {full} ended"),
     }
@@ -476,15 +552,42 @@ fn remote_loop(
     prompt: bool,
 ) -> io::Result<Option<u8>> {
     // A reader thread, so that `(top)` sees Enter while it runs.
-    let lines = input::read_stdin("remote-shell-stdin", || {})?;
+    let (events, lines) = std::sync::mpsc::channel();
+    input::read_stdin_to("remote-shell-stdin", events.clone(), || {})?;
+    handle_ctrl_c(events, err);
     let mut forms = Forms::default();
+    // Ctrl-C presses at the idle prompt since the last input.
+    let mut idle_interrupts = 0;
     loop {
         if prompt && forms.is_idle() {
             write!(out, "{}* ", shell.full)?;
             out.flush()?;
         }
         let line = match lines.recv() {
-            Ok(Input::Line(line)) => line,
+            Ok(Input::Line(line)) => {
+                idle_interrupts = 0;
+                line
+            }
+            Ok(Input::Interrupt) => {
+                // As the local REPL: a hint, then the second press leaves
+                // (the node keeps running).
+                idle_interrupts += 1;
+                if idle_interrupts >= 2 {
+                    if prompt {
+                        writeln!(out)?;
+                    }
+                    return Ok(Some(super::INTERRUPT_STATUS));
+                }
+                writeln!(
+                    err,
+                    "(interrupt: Ctrl-C again leaves the remote shell, as does end of input; the node keeps running)"
+                )?;
+                if prompt {
+                    write!(out, "{}* ", shell.full)?;
+                    out.flush()?;
+                }
+                continue;
+            }
             Ok(Input::Failed(e)) => return Err(e),
             Ok(Input::End) | Err(_) => {
                 if let Some(e) = forms.finish() {
@@ -549,7 +652,11 @@ fn shell_form(
     if is_call_of(form, "TOP") {
         let mut args = form.as_list().map(|l| l[1..].to_vec()).unwrap_or_default();
         args.extend([Term::keyword("node"), Term::Str(shell.full.clone())]);
-        if let Err(e) = super::top::top(&args) {
+        lock_busy().local = true;
+        let shown = super::top::top(&args);
+        lock_busy().local = false;
+        super::eval::INTERRUPT.store(false, Ordering::Relaxed);
+        if let Err(e) = shown {
             shell.failed += 1;
             writeln!(err, "error: {e}")?;
         }
