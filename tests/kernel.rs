@@ -184,3 +184,59 @@ fn a_result_type_is_quoted_at_the_prompt() {
         "{err}"
     );
 }
+
+/// The README's section `## title`, up to the next `## `.
+fn readme_section(title: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no section {title}"));
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_readme_names_every_built_in_and_every_flag() {
+    let section = readme_section("The kernel");
+    let words: std::collections::HashSet<&str> = section
+        .split(|c: char| c.is_whitespace() || matches!(c, '`' | ',' | ';' | '(' | ')' | '['))
+        .collect();
+    // Every name (help) lists.
+    let (_, help, _) = batch(&[], "(help)\n");
+    let names: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix('('))
+        .filter_map(|l| l.split([' ', ')']).next())
+        .collect();
+    assert!(names.len() > 50, "{help}");
+    let missing: Vec<&&str> = names.iter().filter(|n| !words.contains(**n)).collect();
+    assert!(
+        missing.is_empty(),
+        "README's kernel section lacks {missing:?}"
+    );
+    // Every long flag -h shows.
+    let mut h = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    h.arg("-h");
+    let (_, usage, _) = support::run_bounded(h, b"");
+    let flags: Vec<&str> = usage
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| {
+            w.chars()
+                .skip(2)
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect();
+    assert!(
+        flags.contains(&"--remote") && flags.contains(&"--version"),
+        "{usage}"
+    );
+    let missing: Vec<&&str> = flags.iter().filter(|f| !section.contains(**f)).collect();
+    assert!(
+        missing.is_empty(),
+        "README's kernel section lacks {missing:?}"
+    );
+}

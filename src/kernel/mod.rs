@@ -733,13 +733,18 @@ fn options() -> getopts::Options {
         "no-init",
         "skip the init file ($ERLANGEN_INIT or ~/.erlangen-init)",
     );
-    opts.optflag("Q", "quiet", "no banner");
+    opts.optflag(
+        "Q",
+        "quiet",
+        "quiet: no banner, no node up/stopped lines, event log off (unless --log-level)",
+    );
     opts.optflag(
         "b",
         "batch",
         "batch mode: no prompt, exit at end of input (status 1 if a form failed)",
     );
     opts.optflag("h", "help", "print this help");
+    opts.optflag("", "version", "print \"erlangen-kernel VERSION\" and exit");
     opts.optopt(
         "",
         "remote",
@@ -764,7 +769,7 @@ fn options() -> getopts::Options {
     opts.optopt(
         "",
         "log-level",
-        "node event log on stderr: error, warn, info, debug or off (default info, off with -Q or -b; env ERLANGEN_LOG)",
+        "node event log on stderr: error, warn, info, debug or off (default: off with -Q, else $ERLANGEN_LOG, else off with -b, info for a kernel serving as a node (-e '(node …)'), warn at a prompt and in a remote shell)",
         "LEVEL",
     );
     config::add_options(&mut opts);
@@ -772,11 +777,13 @@ fn options() -> getopts::Options {
 }
 
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
-/// `-Q`, `-b`, `-h`, `--registry-port`, `--directory-port`,
+/// `-Q`, `-b`, `-h`, `--version`, `--registry-port`, `--directory-port`,
 /// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--hidden`,
-/// `--no-connect-all`, `--remote NODE`)
-/// and runs the kernel (or, with `--remote`, a remote shell). Exit codes: 0 ok, 1 a batch form
-/// failed or output failed, 2 bad command line.
+/// `--no-connect-all`, `--remote NODE`) and runs the kernel (or, with
+/// `--remote`, a remote shell). Exit codes: 0 ok; the status of `(quit n)`;
+/// 1 a batch form failed, output failed, a `-e` node could not start or a
+/// remote shell could not open; 2 bad command line; 130 Ctrl-C twice at the
+/// idle prompt, or once while a `-e` node serves.
 pub fn main() -> ExitCode {
     if version_requested("erlangen-kernel") {
         return ExitCode::SUCCESS;
