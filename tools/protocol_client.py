@@ -3270,6 +3270,45 @@ def sc_kernels(ctx):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sc_notice_scope(ctx):
+    """A NOTICE reaches only an agent that monitors its sender (section 5): one linked to the sender, or one the
+    sender monitors, does not get it, and the link or the sender's monitor stays."""
+    n = ctx.node("notice")
+    c = n.dial(ctx.peer)
+    m = n.spawn_agent()
+
+    def woken(k):
+        # frames on one connection are handled in order: the NOTICE before was handled (or dropped) first
+        c.send(k, kw("wake"))
+        _, notif = m.receive(5, match=lambda it: it[0] == "notice" and _first(it[1]).aid == k)
+        check(notif == [Agent(f"{ctx.peer}/{k}", c.peer_inc), kw("OK"), kw("wake")],
+              f"the kernel agent received the NOTICE as a message: {show(notif)}")
+
+    # linked to the sender: the NOTICE is dropped, the link stays
+    p = n.spawn_agent()
+    ok, k = c.spawn(m, [sym("receive")], attach=ATTACH_MONITOR)
+    check(ok, k)
+    c.link(p, k)
+    c.notice(p, k, Dotted([p.term(), kw("EXIT")], kw("forged")))
+    woken(k)
+    kind, frm, reason = p.receive(5)
+    check((kind, frm, reason) == ("exit", f"{ctx.peer}/{k}", [kw("OK"), kw("wake")]),
+          f"the link was ended by the NOTICE: {kind} {show(reason)}")
+    log("NOTICE to an agent linked to its sender: dropped, link kept")
+    # monitored by the sender: the NOTICE is dropped, the sender's monitor stays
+    q = n.spawn_agent()
+    ok, k = c.spawn(m, [sym("receive")], attach=ATTACH_MONITOR)
+    check(ok, k)
+    c.link(q, k, monitor=True)
+    c.notice(q, k, Dotted([q.term(), kw("EXIT")], kw("forged")))
+    woken(k)
+    _, notif = q.receive(5)
+    check(notif == [Agent(f"{ctx.peer}/{k}", c.peer_inc), kw("OK"), kw("wake")],
+          f"the sender's monitor was ended by its NOTICE: {show(notif)}")
+    log("NOTICE to an agent its sender monitors: dropped, the monitor kept")
+    c.close()
+
+
 def sc_reverse_attach(ctx):
     """Kernel agents link to / monitor our agents (LINK frames to us); we answer with NOTICE, EXIT, :NOPROC.
 
@@ -3855,6 +3894,7 @@ SCENARIOS = {
     "malformed": (sc_malformed, True),
     "drops": (sc_drops, True),
     "reverse-attach": (sc_reverse_attach, True),
+    "notice-scope": (sc_notice_scope, True),
     "new-run": (sc_new_run, True),
     "cluster": (sc_cluster, True),
     "pm-limits": (sc_pm_limits, True),
