@@ -438,3 +438,28 @@ fn agent_id_needs_a_node() {
         "{err}"
     );
 }
+
+#[test]
+fn an_exit_value_that_cannot_be_sent_arrives_as_a_reason_saying_so() {
+    let cluster = Cluster::new("deep-exit");
+    let _b = cluster.kernel(
+        "deep-b",
+        &[
+            "-e",
+            "(defun deep (n acc) (if (= n 0) acc (deep (1- n) (list acc))))",
+            "-e",
+            "(node :host \"localhost\" :name \"deep-b\")",
+        ],
+    );
+    cluster.wait_registered("deep-b");
+    let mut a = cluster.client("deep-a");
+    let id = a.eval("(spawn '(deep 200 nil) :node \"deep-b\" :attach :monitor)");
+    assert!(id.starts_with("\"localhost/deep-b/"), "{id}");
+    let notice = a.eval("(receive :timeout 20)");
+    assert!(
+        notice.starts_with(&format!(
+            "({id} :EXIT . \"exit values cannot be sent to another node: term nests 128 or more"
+        )),
+        "{notice}"
+    );
+}

@@ -123,7 +123,7 @@ fn render(where_: &str, refresh: usize, snap: &Term, prev: Option<(&Term, f64)>)
             r("BYTES-OUT"),
             r("MESSAGES-IN"),
             r("MESSAGES-OUT"),
-            int(getf(&c, "QUEUED")),
+            int(getf(&c, "QUEUED-BYTES")),
             int(getf(&c, "DROPPED"))
         );
     }

@@ -251,6 +251,11 @@ impl Remote for Route {
             return;
         };
         conn.attached.take(from.serial(), &to.id);
+        if NodeState::is_stale(&conn, to) {
+            // That run is gone: nothing to detach (as for EXIT and the
+            // exit notice; a SEND to it is dropped and counted).
+            return;
+        }
         let _ = conn.send(
             &Request::Unlink {
                 from: node.full_id(from),
