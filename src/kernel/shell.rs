@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::args::is_call_of;
 use super::input::{self, Forms, Input};
 use super::manage::{failed, is_tagged, split_node, token};
-use super::{Evaluation, Kernel};
+use super::repl::{Evaluation, Kernel, INTERRUPT_STATUS};
 use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
 use crate::call::{self, CallError};
 use crate::node;
@@ -576,7 +576,7 @@ fn remote_loop(
                     if prompt {
                         writeln!(out)?;
                     }
-                    return Ok(Some(super::INTERRUPT_STATUS));
+                    return Ok(Some(INTERRUPT_STATUS));
                 }
                 writeln!(
                     err,
