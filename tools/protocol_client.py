@@ -1002,6 +1002,7 @@ class Connection:
         self.peer_groups = set()     # (group, member) announced by the peer over this connection
         self.peer_globals = {}       # name -> (registered_at, holder)
         self.dropped = 0
+        self.kinds_seen = {}         # frame kind -> how many the peer sent over this connection
         self.heartbeats_enabled = True
         # section 7: what the peer's NODES frames said (peer_hidden is None until its first one;
         # a node that never sends NODES counts as hidden)
@@ -1191,6 +1192,8 @@ class Connection:
     def _handle(self, kind, payload):
         f = Fields(payload)
         node = self.node
+        with self.lock:
+            self.kinds_seen[kind] = self.kinds_seen.get(kind, 0) + 1
         if self.disconnect is not None:
             # section 7: nothing follows DISCONNECT but the end of the stream
             raise ProtocolError(f"{KIND_NAMES.get(kind, hex(kind))} after DISCONNECT")
@@ -2667,6 +2670,30 @@ def sc_new_run(ctx):
     c2.close()
 
 
+def sc_stale_requests(ctx):
+    """A sender settles requests naming an agent of an earlier run of its peer itself (section 5, SEND): no SEND,
+    EXIT or UNLINK for such an agent is written."""
+    n1 = ctx.node("stale")
+    c1 = n1.dial(ctx.peer)
+    n1.spawn_agent()
+    old = n1.spawn_agent().term()   # aid 1: not the id of the new run's first agent
+    c1.close()
+    n2 = ctx.node("stale", incarnation=(n1.incarnation + 1) % (1 << 64) or 1)
+    n2.short, n2.name = n1.short, n1.name
+    c2 = n2.dial(ctx.peer)
+    b = n2.spawn_agent()
+    for call in ([sym("unlink"), old], [sym("exit"), kw("stale"), old], [sym("send"), kw("stale"), old]):
+        ok, aid = c2.spawn(b, call, attach=ATTACH_MONITOR)
+        check(ok, aid)
+        # the spawned agent's request, if any, comes before its NOTICE (one agent, one connection)
+        _, notif = b.receive(5, match=lambda it, aid=aid: it[0] == "notice" and _first(it[1]).aid == aid)
+        log(f"{show(call)} on the kernel -> {show(notif)}")
+    with c2.lock:
+        written = {KIND_NAMES[k]: c2.kinds_seen.get(k, 0) for k in (SEND, EXIT, UNLINK)}
+    check(written == {"SEND": 0, "EXIT": 0, "UNLINK": 0}, f"requests for an earlier run were written: {written}")
+    c2.close()
+
+
 def sc_cluster(ctx):
     """Section 6: GROUP_JOIN/LEAVE/SYNC and GLOBAL_REGISTER/UNREGISTER/SYNC, bounds, the conflict rule."""
     n = ctx.node("cluster")
@@ -3896,6 +3923,7 @@ SCENARIOS = {
     "reverse-attach": (sc_reverse_attach, True),
     "notice-scope": (sc_notice_scope, True),
     "new-run": (sc_new_run, True),
+    "stale-requests": (sc_stale_requests, True),
     "cluster": (sc_cluster, True),
     "pm-limits": (sc_pm_limits, True),
     "node-limits": (sc_node_limits, True),

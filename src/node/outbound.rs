@@ -250,12 +250,13 @@ impl Remote for Route {
         let Ok((conn, aid)) = node.route(to) else {
             return;
         };
-        conn.attached.take(from.serial(), &to.id);
         if NodeState::is_stale(&conn, to) {
             // That run is gone: nothing to detach (as for EXIT and the
-            // exit notice; a SEND to it is dropped and counted).
+            // exit notice; a SEND to it is dropped and counted), and an
+            // attachment to the current run's agent of the same id stays.
             return;
         }
+        conn.attached.take(from.serial(), &to.id);
         let _ = conn.send(
             &Request::Unlink {
                 from: node.full_id(from),
