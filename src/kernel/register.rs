@@ -1,10 +1,13 @@
 //! Registration in one place: every group of built-ins, the examples, the
-//! package aliases of the original's kernel, and `(help)` over all of
-//! them. The groups (`builtins`, `building_blocks`, `cluster_builtins`,
-//! `manage`, `shell`, `top`) know nothing of each other's registration.
+//! package aliases of the original's kernel, `(help)` over all of them,
+//! and [`Kernel::new`], the session that has them. The groups
+//! (`builtins`, `building_blocks`, `cluster_builtins`, `manage`, `shell`,
+//! `top`) know nothing of each other's registration, and the REPL
+//! (`repl.rs`) nothing of the groups.
 
 use super::eval::Evaluator;
 use super::program::print_line;
+use super::repl::Kernel;
 use super::{building_blocks, builtins, cluster_builtins, manage, shell, top};
 use crate::call;
 use crate::term::{Symbol, Term};
@@ -53,7 +56,7 @@ pub fn help() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
 
 /// Registers every built-in and the examples. `ev` is the session the REPL
 /// evaluates in.
-pub(super) fn all(ev: &Evaluator) {
+fn all(ev: &Evaluator) {
     crate::examples::register_functions();
     builtins::register(ev);
     building_blocks::register();
@@ -73,5 +76,20 @@ pub(super) fn all(ev: &Evaluator) {
                 call::register_function(&format!("{package}:{name}"), move |args| function(args));
             }
         }
+    }
+}
+
+impl Kernel {
+    /// A session with the built-ins and the examples registered.
+    pub fn new() -> Kernel {
+        let evaluator = Evaluator::new();
+        all(&evaluator);
+        Kernel::with_evaluator(evaluator)
+    }
+}
+
+impl Default for Kernel {
+    fn default() -> Kernel {
+        Kernel::new()
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::eval::{self, Evaluator};
 use super::input::{self, Forms, Input};
-use super::{builtins, register, signal};
+use super::{builtins, signal};
 use crate::agent::Agent;
 use crate::term::{self, Term};
 
@@ -97,12 +97,6 @@ impl Control {
     }
 }
 
-impl Default for Kernel {
-    fn default() -> Kernel {
-        Kernel::new()
-    }
-}
-
 /// What evaluating one form gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Evaluation {
@@ -134,10 +128,9 @@ enum Leave {
 pub(super) const INTERRUPT_STATUS: u8 = 130;
 
 impl Kernel {
-    /// A session with the built-ins and the examples registered.
-    pub fn new() -> Kernel {
-        let evaluator = Evaluator::new();
-        register::all(&evaluator);
+    /// A session over `evaluator`, with whatever is registered (see
+    /// `Kernel::new` in `register.rs`, which registers everything first).
+    pub(super) fn with_evaluator(evaluator: Evaluator) -> Kernel {
         Kernel {
             evaluator,
             errors: Default::default(),
@@ -149,12 +142,7 @@ impl Kernel {
     /// A session for a remote shell on this node: a fresh evaluator over
     /// the built-ins the kernel already registered.
     pub(super) fn session() -> Kernel {
-        Kernel {
-            evaluator: Evaluator::new(),
-            errors: Default::default(),
-            quit: Default::default(),
-            control: Default::default(),
-        }
+        Kernel::with_evaluator(Evaluator::new())
     }
 
     /// The evaluator (to set variables before the REPL starts).
