@@ -240,3 +240,86 @@ fn the_readme_names_every_built_in_and_every_flag() {
         "README's kernel section lacks {missing:?}"
     );
 }
+
+/// The modules of `src/kernel/` that `text` (one of them) uses through
+/// `super::`, tests left out.
+fn kernel_imports(text: &str, modules: &[String]) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut found = Vec::new();
+    for (i, _) in code.match_indices("super::") {
+        let rest = &code[i + "super::".len()..];
+        let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(0)];
+            group.split(',').map(|n| n.trim()).collect()
+        } else {
+            vec![rest]
+        };
+        for name in names {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kernel_modules_import_each_other_one_way() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/kernel"));
+    let mut modules: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .filter(|m| m != "mod")
+        .collect();
+    modules.sort();
+    let imports: std::collections::HashMap<String, Vec<String>> = modules
+        .iter()
+        .map(|m| {
+            let text = std::fs::read_to_string(dir.join(format!("{m}.rs"))).unwrap();
+            (m.clone(), kernel_imports(&text, &modules))
+        })
+        .collect();
+    // Depth-first search for a path back to where it started.
+    fn back_to(
+        start: &str,
+        at: &str,
+        imports: &std::collections::HashMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+    ) -> bool {
+        for next in &imports[at] {
+            if next == start {
+                path.push(next.clone());
+                return true;
+            }
+            if path.contains(next) {
+                continue;
+            }
+            path.push(next.clone());
+            if back_to(start, next, imports, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    assert!(
+        imports["args"].is_empty(),
+        "args.rs is a leaf: {:?}",
+        imports["args"]
+    );
+    for m in &modules {
+        let mut path = vec![m.clone()];
+        assert!(
+            !back_to(m, m, &imports, &mut path),
+            "kernel modules import each other: {}",
+            path.join(" -> ")
+        );
+    }
+}
