@@ -437,41 +437,34 @@ impl Shell {
             node::eventlog::set_level(crate::config::LogLevel::Off);
         }
         let mut unreachable = Vec::new();
-        let mut result = Err(String::new());
+        // `None`: no host name reached a node that answered.
+        let mut answered = None;
         for h in &hosts {
             self.full = format!("{h}/{}", self.name);
             self.host = Some(h.clone());
             match self.connect(false) {
-                Ok(()) => {
-                    result = Ok(());
-                    break;
-                }
-                Err(Unopened::Refused(why)) => {
-                    result = Err(why);
-                    break;
-                }
+                Ok(()) => answered = Some(Ok(())),
+                Err(Unopened::Refused(why)) => answered = Some(Err(why)),
                 Err(Unopened::Unreachable(why)) => unreachable.push(why),
+            }
+            if answered.is_some() {
+                break;
             }
         }
         node::eventlog::set_level(level);
-        match result {
-            Err(why) if why.is_empty() && hosts.len() > 1 => Err(format!(
-                "cannot open a shell on node {}: no node of that name answers on this host (as {}): {}",
-                self.name,
-                hosts
-                    .iter()
-                    .map(|h| format!("{h}/{}", self.name))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                unreachable.first().map_or("", String::as_str)
-            )),
-            Err(why) if why.is_empty() => Err(format!(
-                "cannot open a shell on node {}: {}",
-                self.full,
-                unreachable.join("; ")
-            )),
-            other => other,
-        }
+        answered.unwrap_or_else(|| {
+            let tried: Vec<String> = hosts.iter().map(|h| format!("{h}/{}", self.name)).collect();
+            let why = unreachable.first().map_or("", String::as_str);
+            Err(if tried.len() > 1 {
+                format!(
+                    "cannot open a shell on node {}: no node of that name answers on this host (as {}): {why}",
+                    self.name,
+                    tried.join(" or ")
+                )
+            } else {
+                format!("cannot open a shell on node {}: {why}", self.full)
+            })
+        })
     }
 }
 
