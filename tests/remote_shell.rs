@@ -22,6 +22,16 @@ fn a_remote_shell_evaluates_on_the_target() {
     // An agent spawned from the shell lives there.
     let spawned = sh.eval("(spawn '(receive) :name \"held\")");
     assert!(spawned.starts_with("\"localhost/rs-target/"), "{spawned}");
+    // What forms print there comes here with the target's agents as their
+    // ids too, as values do: ids that work in the next form.
+    sh.send("(print (agent))");
+    assert_eq!(sh.line(), me);
+    assert_eq!(sh.line(), me);
+    sh.send("(progn (link (spawn '(receive)) :monitor) (agent-tree))");
+    let tree = [sh.line(), sh.line()];
+    assert_eq!(tree[0], me, "{tree:?}");
+    assert!(tree[1].starts_with("  \"localhost/rs-target/"), "{tree:?}");
+    assert_eq!(sh.line(), "NIL");
     let info = sh.eval("(node-info)");
     assert!(info.starts_with("(:NODE \"localhost/rs-target\""), "{info}");
     // Variables live in the session; errors come back as errors.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::args::{arity, bad, is_call_of, node_key, seconds, string_arg};
 use super::eval::Evaluator;
 use super::manage;
-use super::program::print_line;
+use super::program::{capturing, print_line};
 use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
 use crate::call::{self, keyword_args, CallError};
 use crate::management;
@@ -190,6 +190,17 @@ fn agent_id(args: &[Term]) -> Result<Term, CallError> {
             args.first().map_or_else(|| "the agent".to_owned(), Term::to_string)
         ))),
         Err(e) => Err(CallError::Failed(format!("agent-id: {e}"))),
+    }
+}
+
+/// `t` as printed here: as it is, or, when the lines go to a remote
+/// shell's client (another node), with this node's agents written as
+/// their ids, as values sent there are.
+fn shown(t: &Term) -> Term {
+    if capturing() {
+        manage::as_ids(t)
+    } else {
+        t.clone()
     }
 }
 
@@ -582,7 +593,11 @@ pub(super) fn register(ev: &Evaluator) {
         };
         let tree = management::agent_tree(who)
             .map_err(|e| CallError::Failed(format!("agent-tree: {e}")))?;
-        let text = tree.to_string();
+        let text = if capturing() {
+            manage::tree_with_ids(tree).to_string()
+        } else {
+            tree.to_string()
+        };
         print_line(format_args!("{}", text.trim_end_matches('\n')));
         Ok(Term::Nil)
     });
@@ -593,7 +608,7 @@ pub(super) fn register(ev: &Evaluator) {
         let messages = agent::flush_messages();
         if print {
             for m in &messages {
-                print_line(format_args!("{m}"));
+                print_line(format_args!("{}", shown(m)));
             }
         }
         Ok(Term::from(messages.len()))
@@ -616,7 +631,7 @@ pub(super) fn register(ev: &Evaluator) {
     });
     call::register_function("print", |args| {
         arity("print", args, 1, 1)?;
-        print_line(format_args!("{}", args[0]));
+        print_line(format_args!("{}", shown(&args[0])));
         Ok(args[0].clone())
     });
     call::register_function("quit", quit);

@@ -192,7 +192,7 @@ pub(super) fn answer(kind: &str, args: &[Term]) -> Result<Term, String> {
 
 /// `t` with this node's agents written as their ids, as they print on
 /// another node (and can be used there in the next call).
-fn as_ids(t: &Term) -> Term {
+pub(super) fn as_ids(t: &Term) -> Term {
     match t {
         Term::Agent(term::AgentRef::Local(serial)) => {
             match (
@@ -207,12 +207,14 @@ fn as_ids(t: &Term) -> Term {
             }
         }
         Term::List(items) => Term::list(items.iter().map(as_ids).collect()),
+        Term::Vector(items) => Term::Vector(items.iter().map(as_ids).collect()),
+        Term::Dotted(items, tail) => Term::dotted(items.iter().map(as_ids).collect(), as_ids(tail)),
         other => other.clone(),
     }
 }
 
 /// An agent tree with this node's agents written as their ids.
-fn tree_with_ids(tree: management::AgentTree) -> management::AgentTree {
+pub(super) fn tree_with_ids(tree: management::AgentTree) -> management::AgentTree {
     management::AgentTree {
         agent: as_ids(&tree.agent),
         monitored: tree.monitored.into_iter().map(tree_with_ids).collect(),
