@@ -22,12 +22,14 @@ Python 3.11, standard library only. It implements:
   in both roles (hidden by default: flags 1, count 0; `Node(hidden=False)`
   joins as a visible member and names its members), the peer's NODES frames
   are checked against every bound and recorded, NODE_LOST and DISCONNECT
-  are decoded and recorded, REFUSE code 3 is raised as `Refused`.
+  are decoded and recorded, REFUSE code 3 is raised as `Refused`;
+* section 8, remote management: with `node.answers_ops`, a SPAWN of
+  `(OPS-QUERY "node-info" asker token)` is answered as the kernel's is.
 
 Python "agents" are mailboxes owned by the script that drives them; an agent
 that gets an exit signal ends and tells its links and monitors, as section 5
 says. A SPAWN from another node is answered with an error (this node runs no
-functions). Choices where PROTOCOL.md leaves room: a HELLO or CHALLENGE with
+functions), but for OPS-QUERY when `answers_ops` is on. Choices where PROTOCOL.md leaves room: a HELLO or CHALLENGE with
 incarnation 0 is refused here; a cookie file with any group/other permission
 bit is refused (as the kernel does); a first frame after ACCEPT that is not
 NODES ("a peer may send nothing else first") closes the connection here; this
@@ -1189,6 +1191,24 @@ class Connection:
             d = f"(undecodable: {e})"
         print(f"    [{self.node.short} <- {self.peer_name}] {KIND_NAMES.get(kind, hex(kind))} {d}", flush=True)
 
+    def _ops_query(self, req, kind, asker, token):
+        """Section 8: (OPS-QUERY kind asker token) as a node in another language answers it: an agent that
+        sends (:OPS-REPLY token (:OK value)) or (:OPS-REPLY token (:ERROR "text")) and returns."""
+        node = self.node
+        agent = node.spawn_agent()
+        self.send_frame(SPAWN_REPLY, p_u64(req) + p_u8(1) + p_str(agent.aid))
+        if kind == "node-info":
+            inc = node.incarnation if node.incarnation < (1 << 63) else str(node.incarnation)
+            value = [kw("NODE"), node.name, kw("INCARNATION"), inc, kw("UPTIME"), OPS_UPTIME,
+                     kw("AGENTS"), len(node.agents), kw("THREAD-AGENTS"), len(node.agents), kw("ASYNC-AGENTS"), 0,
+                     kw("THREADS"), None, kw("RESIDENT-KB"), None, kw("THROTTLED"), 0,
+                     kw("REFUSED-HANDSHAKES"), 0, kw("SLOTS-FULL"), 0, kw("CONNECTION-ERRORS"), 0]
+            answer = [kw("OK"), value]
+        else:
+            answer = [kw("ERROR"), f"unknown query {show(kind)}"]
+        self.send(asker, [kw("OPS-REPLY"), token, answer])
+        agent.exit([kw("OK")])
+
     def _handle(self, kind, payload):
         f = Fields(payload)
         node = self.node
@@ -1219,7 +1239,10 @@ class Connection:
             f.u32()
             call = f.term()
             f.end()
-            # This node runs no functions: every SPAWN is an error reply (no agent started).
+            if node.answers_ops and isinstance(call, list) and len(call) >= 4 and call[0] == sym("ops-query"):
+                self._ops_query(req, call[1], call[2], call[3])
+                return
+            # This node runs no other functions: every SPAWN is an error reply (no agent started).
             self.send_frame(SPAWN_REPLY, p_u64(req) + p_u8(0) + p_str(
                 f"python node {node.name} runs no functions (asked for {show(call)} attach {attach} for {reply_to})"))
         elif kind == SPAWN_REPLY:
@@ -1449,6 +1472,7 @@ class Node:
         self.globals = {}        # name -> (registered_at, holder id) of our own agents
         # section 7: hidden by default (flags 1, count 0); a visible node has members
         self.hidden = hidden
+        self.answers_ops = False    # section 8: answer the kernel's management queries (OPS-QUERY)
         self.claiming = {}       # name -> [registered_at, holder id, abandoned] of our claims under way
         self.next_claim = 1
         # test hook: called with (conn, request, registered_at, name, holder) for every GLOBAL_CLAIM to
@@ -3567,6 +3591,27 @@ def sc_first_nodes(ctx):
     ac.close()
 
 
+OPS_UPTIME = 4242   # what our node-info says, so the scenario can tell its answer
+
+
+def sc_ops_query(ctx):
+    """Section 8: a node in another language answers the kernel's management queries by registering OPS-QUERY:
+    the kernel's (nodes) then lists it with the uptime it gave, and (node-info :node ...) returns its plist."""
+    n = ctx.node("ops", hidden=False)
+    n.answers_ops = True
+    c = n.dial(ctx.peer)
+    a = n.spawn_agent()
+    c.wait_nodes(5)
+    entries = call(c, a, [sym("nodes")]) or []
+    mine = [e for e in entries if plist(e, "NODE") == n.name]
+    log(f"(nodes) -> {show(entries)}")
+    check(len(mine) == 1, f"{n.name} not in (nodes): {show(entries)}")
+    check(plist(mine[0], "UPTIME") == OPS_UPTIME, f"our uptime not shown: {show(mine[0])}")
+    info = call(c, a, [sym("node-info"), kw("node"), n.name])
+    check(plist(info, "NODE") == n.name and plist(info, "UPTIME") == OPS_UPTIME, show(info))
+    c.close()
+
+
 def sc_visible_member(ctx):
     """Section 7 members, section 6 'claimed, then announced': a visible client is in (nodes), is asked
     GLOBAL_CLAIM for the kernel's registrations, and the kernel registers only once it answered GRANTED;
@@ -3936,6 +3981,7 @@ SCENARIOS = {
     "peer-silent": (sc_peer_silent, True),
     "first-nodes": (sc_first_nodes, True),
     "visible-member": (sc_visible_member, True),
+    "ops-query": (sc_ops_query, True),
     "hidden-member": (sc_hidden_member, True),
     "bad-nodes": (sc_bad_nodes, True),
     "claims": (sc_claims, True),
