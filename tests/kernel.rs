@@ -72,7 +72,8 @@ keep
         "{err}"
     );
     assert!(
-        errors[4].contains("unbalanced ')'") && errors[4].contains("line 1"),
+        // The input's line, not the line within the failed form.
+        errors[4].contains("unbalanced ')'") && errors[4].contains("line 6, column 1"),
         "{err}"
     );
     assert!(errors[5].contains("not a node"), "{err}");
@@ -149,4 +150,176 @@ fn init_file_runs_unless_n() {
         "{out} {err}"
     );
     assert_eq!(status, Some(1), "{err}");
+}
+
+#[test]
+fn read_errors_give_the_inputs_line_and_column() {
+    let (_, out, err) = batch(&[], "(list 1 2)   )\n\n  (list\n 3))\n");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["(1 2)", "(3)"],
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        errors,
+        vec![
+            "error: read error at line 1, column 14: unbalanced ')'",
+            "error: read error at line 4, column 4: unbalanced ')'",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_result_type_is_quoted_at_the_prompt() {
+    let (_, out, err) = batch(
+        &[],
+        "(parallel-map '1+ #(1 2 3) :result-type 'integer)\n(parallel-map '1+ #(1 2 3) :result-type integer)\n",
+    );
+    assert_eq!(out.trim(), "#(2 3 4)", "{err}");
+    // Unquoted, the type is a variable: the error says how to pass it.
+    assert!(
+        err.contains("unbound variable INTEGER") && err.contains("quote it: 'INTEGER"),
+        "{err}"
+    );
+}
+
+/// The README's section `## title`, up to the next `## `.
+fn readme_section(title: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no section {title}"));
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_readme_names_every_built_in_and_every_flag() {
+    let section = readme_section("The kernel");
+    let words: std::collections::HashSet<&str> = section
+        .split(|c: char| c.is_whitespace() || matches!(c, '`' | ',' | ';' | '(' | ')' | '['))
+        .collect();
+    // Every name (help) lists.
+    let (_, help, _) = batch(&[], "(help)\n");
+    let names: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix('('))
+        .filter_map(|l| l.split([' ', ')']).next())
+        .collect();
+    assert!(names.len() > 50, "{help}");
+    let missing: Vec<&&str> = names.iter().filter(|n| !words.contains(**n)).collect();
+    assert!(
+        missing.is_empty(),
+        "README's kernel section lacks {missing:?}"
+    );
+    // Every long flag -h shows.
+    let mut h = Command::new(env!("CARGO_BIN_EXE_erlangen-kernel"));
+    h.arg("-h");
+    let (_, usage, _) = support::run_bounded(h, b"");
+    let flags: Vec<&str> = usage
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| {
+            w.chars()
+                .skip(2)
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect();
+    assert!(
+        flags.contains(&"--remote") && flags.contains(&"--version"),
+        "{usage}"
+    );
+    let missing: Vec<&&str> = flags.iter().filter(|f| !section.contains(**f)).collect();
+    assert!(
+        missing.is_empty(),
+        "README's kernel section lacks {missing:?}"
+    );
+}
+
+/// The modules of `src/kernel/` that `text` (one of them) uses through
+/// `super::`, tests left out.
+fn kernel_imports(text: &str, modules: &[String]) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut found = Vec::new();
+    for (i, _) in code.match_indices("super::") {
+        let rest = &code[i + "super::".len()..];
+        let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(0)];
+            group.split(',').map(|n| n.trim()).collect()
+        } else {
+            vec![rest]
+        };
+        for name in names {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kernel_modules_import_each_other_one_way() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/kernel"));
+    let mut modules: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .filter(|m| m != "mod")
+        .collect();
+    modules.sort();
+    let imports: std::collections::HashMap<String, Vec<String>> = modules
+        .iter()
+        .map(|m| {
+            let text = std::fs::read_to_string(dir.join(format!("{m}.rs"))).unwrap();
+            (m.clone(), kernel_imports(&text, &modules))
+        })
+        .collect();
+    // Depth-first search for a path back to where it started.
+    fn back_to(
+        start: &str,
+        at: &str,
+        imports: &std::collections::HashMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+    ) -> bool {
+        for next in &imports[at] {
+            if next == start {
+                path.push(next.clone());
+                return true;
+            }
+            if path.contains(next) {
+                continue;
+            }
+            path.push(next.clone());
+            if back_to(start, next, imports, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    assert!(
+        imports["args"].is_empty(),
+        "args.rs is a leaf: {:?}",
+        imports["args"]
+    );
+    for m in &modules {
+        let mut path = vec![m.clone()];
+        assert!(
+            !back_to(m, m, &imports, &mut path),
+            "kernel modules import each other: {}",
+            path.join(" -> ")
+        );
+    }
 }

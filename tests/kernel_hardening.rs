@@ -290,10 +290,12 @@ fn a_kernel_serving_as_a_node_says_so() {
     support::signal(&k, "INT");
     k.line_matching(|l| l == "stderr: node localhost/announced stopped");
     cluster.wait_unregistered("announced");
-    k.close_stdin();
-    // The serving form was interrupted: a failed form in batch mode.
+    // Ctrl-C ends a kernel serving as a node at once, with the status a
+    // shell reports for Ctrl-C, and that one line said it all.
     let status = k.wait_exit().expect("the kernel exits");
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(130));
+    let rest = k.rest_of_output();
+    assert!(rest.is_empty(), "{rest:?}");
 
     // -Q: not a word.
     let mut quiet = cluster.kernel(
@@ -303,9 +305,8 @@ fn a_kernel_serving_as_a_node_says_so() {
     cluster.wait_registered("quiet");
     support::signal(&quiet, "INT");
     cluster.wait_unregistered("quiet");
-    quiet.close_stdin();
     let status = quiet.wait_exit().expect("the kernel exits");
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(130));
     // Everything it wrote, read to the end of both pipes.
     let rest = quiet.rest_of_output();
     assert!(
@@ -370,4 +371,71 @@ fn ctrl_c_interrupts_a_tail_recursive_loop() {
     support::signal(&k, "INT");
     assert!(k.line().starts_with("stderr: error: interrupted"));
     assert_eq!(k.eval("(+ 1 2)"), "3");
+}
+
+#[test]
+fn agents_of_another_node_print_as_ids_that_work_in_the_next_call() {
+    let cluster = Cluster::new("ids");
+    let _b = cluster.node("ids-b");
+    let mut k = cluster.client("ids-a");
+    let id = k.eval("(spawn '(receive) :node \"ids-b\")");
+    assert!(id.starts_with("\"localhost/ids-b/"), "{id}");
+    // The other node's agent tree names it by that id, not by a number of
+    // that node's.
+    k.send("(agent-tree :node \"ids-b\")");
+    let shown = k.line_matching(|l| l.contains("localhost/ids-b/") || l.contains("#<AGENT"));
+    assert!(!shown.contains("#<AGENT"), "{shown}");
+    k.line_matching(|l| l.trim() == id);
+    k.line_matching(|l| l == "NIL");
+    // The id works: its stats name it the same way.
+    let stats = k.eval(&format!("(agent-stats {id})"));
+    assert!(stats.starts_with(&format!("(:AGENT {id}")), "{stats}");
+    // (agent-id) gives an agent's id; an id gives itself.
+    let mine = k.eval("(agent-id)");
+    assert!(mine.starts_with("\"localhost/ids-a/"), "{mine}");
+    assert_eq!(k.eval("(agent-id (agent))"), mine);
+    assert_eq!(k.eval(&format!("(agent-id {mine})")), mine);
+    assert_eq!(k.eval(&format!("(agent-id {id})")), id);
+    // An agent that has exited: its node says so.
+    assert_eq!(k.eval(&format!("(exit :stop {id})")), "T");
+    support::eval_until(
+        &mut k,
+        &format!("(agent-stats {id})"),
+        &format!("stderr: error: agent-stats: {id} has exited"),
+    );
+}
+
+#[test]
+fn agent_id_needs_a_node() {
+    let (_, out, err) = kernel_batch(&[], b"(agent-id)\n");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("not a node") && err.contains("(spawn '(node))"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_exit_value_that_cannot_be_sent_arrives_as_a_reason_saying_so() {
+    let cluster = Cluster::new("deep-exit");
+    let _b = cluster.kernel(
+        "deep-b",
+        &[
+            "-e",
+            "(defun deep (n acc) (if (= n 0) acc (deep (1- n) (list acc))))",
+            "-e",
+            "(node :host \"localhost\" :name \"deep-b\")",
+        ],
+    );
+    cluster.wait_registered("deep-b");
+    let mut a = cluster.client("deep-a");
+    let id = a.eval("(spawn '(deep 200 nil) :node \"deep-b\" :attach :monitor)");
+    assert!(id.starts_with("\"localhost/deep-b/"), "{id}");
+    let notice = a.eval("(receive :timeout 20)");
+    assert!(
+        notice.starts_with(&format!(
+            "({id} :EXIT . \"exit values cannot be sent to another node: term nests 128 or more"
+        )),
+        "{notice}"
+    );
 }

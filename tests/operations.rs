@@ -141,6 +141,9 @@ fn remote_management_against_a_live_and_a_dead_node() {
         conns.contains(":NODE \"localhost/mg-asker\" :CONNECTED T"),
         "{conns}"
     );
+    // Bytes queued for the peer: named so, unlike agent-stats' :QUEUED
+    // (messages).
+    assert!(conns.contains(":QUEUED-BYTES "), "{conns}");
     k.send("(agent-tree :node \"mg-target\")");
     let tree_end = k.line_matching(|l| l == "NIL" || l.starts_with("stderr:"));
     assert_eq!(tree_end, "NIL");

@@ -22,6 +22,16 @@ fn a_remote_shell_evaluates_on_the_target() {
     // An agent spawned from the shell lives there.
     let spawned = sh.eval("(spawn '(receive) :name \"held\")");
     assert!(spawned.starts_with("\"localhost/rs-target/"), "{spawned}");
+    // What forms print there comes here with the target's agents as their
+    // ids too, as values do: ids that work in the next form.
+    sh.send("(print (agent))");
+    assert_eq!(sh.line(), me);
+    assert_eq!(sh.line(), me);
+    sh.send("(progn (link (spawn '(receive)) :monitor) (agent-tree))");
+    let tree = [sh.line(), sh.line()];
+    assert_eq!(tree[0], me, "{tree:?}");
+    assert!(tree[1].starts_with("  \"localhost/rs-target/"), "{tree:?}");
+    assert_eq!(sh.line(), "NIL");
     let info = sh.eval("(node-info)");
     assert!(info.starts_with("(:NODE \"localhost/rs-target\""), "{info}");
     // Variables live in the session; errors come back as errors.
@@ -62,7 +72,7 @@ fn a_remote_shell_reads_input_as_the_repl_does() {
     );
     assert_eq!(
         sh.eval(")"),
-        "stderr: error: read error at line 1, column 1: unbalanced ')'"
+        "stderr: error: read error at line 2, column 1: unbalanced ')'"
     );
     assert_eq!(sh.eval("(+ 2 2)"), "4");
     sh.send("(unfinished");
@@ -194,4 +204,92 @@ fn a_killed_remote_shell_leaves_no_session_behind() {
     assert_ne!(count(&mut watcher), before, "the session is an agent");
     sh.kill();
     wait_back(&mut watcher, "killed during a form");
+}
+
+#[test]
+fn a_bare_name_reaches_the_node_of_that_name_on_this_host() {
+    let cluster = Cluster::new("remsh-bare");
+    // Started as in the README's walkthrough, as localhost/NAME, while the
+    // shell's own node takes this machine's host name.
+    let _target = cluster.node("rs-bare");
+    let mut sh = cluster.kernel(
+        "shell to a bare name",
+        &["--log-level", "warn", "--remote", "rs-bare"],
+    );
+    let me = sh.eval("(agent)");
+    assert!(me.starts_with("\"localhost/rs-bare/"), "{me}");
+    assert_eq!(sh.eval("(+ 1 2)"), "3");
+    sh.close_stdin();
+    let status = sh.wait_exit().expect("the shell leaves at end of input");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let rest = sh.rest_of_output();
+    assert!(rest.is_empty(), "no warnings on the way: {rest:?}");
+
+    // A name no node has: one line, and the shell ends (it does not keep
+    // dialing while typed forms wait).
+    let mut wrong = cluster.kernel(
+        "shell to a wrong name",
+        &["--log-level", "warn", "--remote", "rs-nobody"],
+    );
+    wrong.send("(+ 1 2)");
+    let status = wrong.wait_exit().expect("a shell to no node exits");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let lines = wrong.rest_of_output();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("stderr: erlangen-kernel: cannot open a shell on node rs-nobody")
+            && lines[0].contains("rs-nobody"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_interrupts_the_form_on_the_target_and_twice_at_the_prompt_leaves() {
+    let cluster = Cluster::new("remsh-ctrl-c");
+    let _target = cluster.node("rs-int");
+    let mut sh = shell(&cluster, "rs-int");
+    // A second shell sees when the form runs there: it registers the
+    // session's agent first.
+    let mut watcher = shell(&cluster, "rs-int");
+    sh.send("(defvar *keep* 5)");
+    sh.line();
+    // Blocked in receive.
+    sh.send("(progn (register :blocked) (receive))");
+    support::eval_until(&mut watcher, "(registered)", "(:BLOCKED)");
+    support::signal(&sh, "INT");
+    let told = sh.line();
+    assert!(
+        told.starts_with("stderr: error: interrupted (Ctrl-C); continuing with a new agent"),
+        "{told}"
+    );
+    assert_eq!(sh.eval("*keep*"), "5");
+    // A busy loop.
+    sh.send("(progn (register :busy) (dotimes (i 1000000000000) (+ i 1)))");
+    support::eval_until(&mut watcher, "(registered)", "(:BUSY)");
+    support::signal(&sh, "INT");
+    let told = sh.line();
+    assert!(
+        told.starts_with("stderr: error: interrupted (Ctrl-C)"),
+        "{told}"
+    );
+    assert_eq!(sh.eval("(1+ *keep*)"), "6");
+    // A form that kills the session's agent is an error of that form, not
+    // the loss of the session.
+    let killed = sh.eval("(exit :oops (agent))");
+    assert!(
+        killed.starts_with("stderr: error: the session's agent exited with reason :OOPS"),
+        "{killed}"
+    );
+    assert_eq!(sh.eval("*keep*"), "5");
+    // At the idle prompt: a hint, then the second press leaves; the node
+    // keeps running.
+    support::signal(&sh, "INT");
+    let hint = sh.line();
+    assert!(hint.contains("Ctrl-C again"), "{hint}");
+    support::signal(&sh, "INT");
+    let status = sh
+        .wait_exit()
+        .expect("the shell exits after a second Ctrl-C");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(watcher.eval("(+ 1 1)"), "2");
 }

@@ -22,12 +22,14 @@ Python 3.11, standard library only. It implements:
   in both roles (hidden by default: flags 1, count 0; `Node(hidden=False)`
   joins as a visible member and names its members), the peer's NODES frames
   are checked against every bound and recorded, NODE_LOST and DISCONNECT
-  are decoded and recorded, REFUSE code 3 is raised as `Refused`.
+  are decoded and recorded, REFUSE code 3 is raised as `Refused`;
+* section 8, remote management: with `node.answers_ops`, a SPAWN of
+  `(OPS-QUERY "node-info" asker token)` is answered as the kernel's is.
 
 Python "agents" are mailboxes owned by the script that drives them; an agent
 that gets an exit signal ends and tells its links and monitors, as section 5
 says. A SPAWN from another node is answered with an error (this node runs no
-functions). Choices where PROTOCOL.md leaves room: a HELLO or CHALLENGE with
+functions), but for OPS-QUERY when `answers_ops` is on. Choices where PROTOCOL.md leaves room: a HELLO or CHALLENGE with
 incarnation 0 is refused here; a cookie file with any group/other permission
 bit is refused (as the kernel does); a first frame after ACCEPT that is not
 NODES ("a peer may send nothing else first") closes the connection here; this
@@ -1002,6 +1004,7 @@ class Connection:
         self.peer_groups = set()     # (group, member) announced by the peer over this connection
         self.peer_globals = {}       # name -> (registered_at, holder)
         self.dropped = 0
+        self.kinds_seen = {}         # frame kind -> how many the peer sent over this connection
         self.heartbeats_enabled = True
         # section 7: what the peer's NODES frames said (peer_hidden is None until its first one;
         # a node that never sends NODES counts as hidden)
@@ -1188,9 +1191,29 @@ class Connection:
             d = f"(undecodable: {e})"
         print(f"    [{self.node.short} <- {self.peer_name}] {KIND_NAMES.get(kind, hex(kind))} {d}", flush=True)
 
+    def _ops_query(self, req, kind, asker, token):
+        """Section 8: (OPS-QUERY kind asker token) as a node in another language answers it: an agent that
+        sends (:OPS-REPLY token (:OK value)) or (:OPS-REPLY token (:ERROR "text")) and returns."""
+        node = self.node
+        agent = node.spawn_agent()
+        self.send_frame(SPAWN_REPLY, p_u64(req) + p_u8(1) + p_str(agent.aid))
+        if kind == "node-info":
+            inc = node.incarnation if node.incarnation < (1 << 63) else str(node.incarnation)
+            value = [kw("NODE"), node.name, kw("INCARNATION"), inc, kw("UPTIME"), OPS_UPTIME,
+                     kw("AGENTS"), len(node.agents), kw("THREAD-AGENTS"), len(node.agents), kw("ASYNC-AGENTS"), 0,
+                     kw("THREADS"), None, kw("RESIDENT-KB"), None, kw("THROTTLED"), 0,
+                     kw("REFUSED-HANDSHAKES"), 0, kw("SLOTS-FULL"), 0, kw("CONNECTION-ERRORS"), 0]
+            answer = [kw("OK"), value]
+        else:
+            answer = [kw("ERROR"), f"unknown query {show(kind)}"]
+        self.send(asker, [kw("OPS-REPLY"), token, answer])
+        agent.exit([kw("OK")])
+
     def _handle(self, kind, payload):
         f = Fields(payload)
         node = self.node
+        with self.lock:
+            self.kinds_seen[kind] = self.kinds_seen.get(kind, 0) + 1
         if self.disconnect is not None:
             # section 7: nothing follows DISCONNECT but the end of the stream
             raise ProtocolError(f"{KIND_NAMES.get(kind, hex(kind))} after DISCONNECT")
@@ -1216,7 +1239,10 @@ class Connection:
             f.u32()
             call = f.term()
             f.end()
-            # This node runs no functions: every SPAWN is an error reply (no agent started).
+            if node.answers_ops and isinstance(call, list) and len(call) >= 4 and call[0] == sym("ops-query"):
+                self._ops_query(req, call[1], call[2], call[3])
+                return
+            # This node runs no other functions: every SPAWN is an error reply (no agent started).
             self.send_frame(SPAWN_REPLY, p_u64(req) + p_u8(0) + p_str(
                 f"python node {node.name} runs no functions (asked for {show(call)} attach {attach} for {reply_to})"))
         elif kind == SPAWN_REPLY:
@@ -1446,6 +1472,7 @@ class Node:
         self.globals = {}        # name -> (registered_at, holder id) of our own agents
         # section 7: hidden by default (flags 1, count 0); a visible node has members
         self.hidden = hidden
+        self.answers_ops = False    # section 8: answer the kernel's management queries (OPS-QUERY)
         self.claiming = {}       # name -> [registered_at, holder id, abandoned] of our claims under way
         self.next_claim = 1
         # test hook: called with (conn, request, registered_at, name, holder) for every GLOBAL_CLAIM to
@@ -2667,6 +2694,30 @@ def sc_new_run(ctx):
     c2.close()
 
 
+def sc_stale_requests(ctx):
+    """A sender settles requests naming an agent of an earlier run of its peer itself (section 5, SEND): no SEND,
+    EXIT or UNLINK for such an agent is written."""
+    n1 = ctx.node("stale")
+    c1 = n1.dial(ctx.peer)
+    n1.spawn_agent()
+    old = n1.spawn_agent().term()   # aid 1: not the id of the new run's first agent
+    c1.close()
+    n2 = ctx.node("stale", incarnation=(n1.incarnation + 1) % (1 << 64) or 1)
+    n2.short, n2.name = n1.short, n1.name
+    c2 = n2.dial(ctx.peer)
+    b = n2.spawn_agent()
+    for call in ([sym("unlink"), old], [sym("exit"), kw("stale"), old], [sym("send"), kw("stale"), old]):
+        ok, aid = c2.spawn(b, call, attach=ATTACH_MONITOR)
+        check(ok, aid)
+        # the spawned agent's request, if any, comes before its NOTICE (one agent, one connection)
+        _, notif = b.receive(5, match=lambda it, aid=aid: it[0] == "notice" and _first(it[1]).aid == aid)
+        log(f"{show(call)} on the kernel -> {show(notif)}")
+    with c2.lock:
+        written = {KIND_NAMES[k]: c2.kinds_seen.get(k, 0) for k in (SEND, EXIT, UNLINK)}
+    check(written == {"SEND": 0, "EXIT": 0, "UNLINK": 0}, f"requests for an earlier run were written: {written}")
+    c2.close()
+
+
 def sc_cluster(ctx):
     """Section 6: GROUP_JOIN/LEAVE/SYNC and GLOBAL_REGISTER/UNREGISTER/SYNC, bounds, the conflict rule."""
     n = ctx.node("cluster")
@@ -3270,6 +3321,45 @@ def sc_kernels(ctx):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sc_notice_scope(ctx):
+    """A NOTICE reaches only an agent that monitors its sender (section 5): one linked to the sender, or one the
+    sender monitors, does not get it, and the link or the sender's monitor stays."""
+    n = ctx.node("notice")
+    c = n.dial(ctx.peer)
+    m = n.spawn_agent()
+
+    def woken(k):
+        # frames on one connection are handled in order: the NOTICE before was handled (or dropped) first
+        c.send(k, kw("wake"))
+        _, notif = m.receive(5, match=lambda it: it[0] == "notice" and _first(it[1]).aid == k)
+        check(notif == [Agent(f"{ctx.peer}/{k}", c.peer_inc), kw("OK"), kw("wake")],
+              f"the kernel agent received the NOTICE as a message: {show(notif)}")
+
+    # linked to the sender: the NOTICE is dropped, the link stays
+    p = n.spawn_agent()
+    ok, k = c.spawn(m, [sym("receive")], attach=ATTACH_MONITOR)
+    check(ok, k)
+    c.link(p, k)
+    c.notice(p, k, Dotted([p.term(), kw("EXIT")], kw("forged")))
+    woken(k)
+    kind, frm, reason = p.receive(5)
+    check((kind, frm, reason) == ("exit", f"{ctx.peer}/{k}", [kw("OK"), kw("wake")]),
+          f"the link was ended by the NOTICE: {kind} {show(reason)}")
+    log("NOTICE to an agent linked to its sender: dropped, link kept")
+    # monitored by the sender: the NOTICE is dropped, the sender's monitor stays
+    q = n.spawn_agent()
+    ok, k = c.spawn(m, [sym("receive")], attach=ATTACH_MONITOR)
+    check(ok, k)
+    c.link(q, k, monitor=True)
+    c.notice(q, k, Dotted([q.term(), kw("EXIT")], kw("forged")))
+    woken(k)
+    _, notif = q.receive(5)
+    check(notif == [Agent(f"{ctx.peer}/{k}", c.peer_inc), kw("OK"), kw("wake")],
+          f"the sender's monitor was ended by its NOTICE: {show(notif)}")
+    log("NOTICE to an agent its sender monitors: dropped, the monitor kept")
+    c.close()
+
+
 def sc_reverse_attach(ctx):
     """Kernel agents link to / monitor our agents (LINK frames to us); we answer with NOTICE, EXIT, :NOPROC.
 
@@ -3499,6 +3589,27 @@ def sc_first_nodes(ctx):
     check_first_nodes(ic, srv.name, "the kernel's own dial (it had a SEND for us)")
     check(inbox.receive(5)[1] == kw("dialed"), "the SEND after the kernel's NODES")
     ac.close()
+
+
+OPS_UPTIME = 4242   # what our node-info says, so the scenario can tell its answer
+
+
+def sc_ops_query(ctx):
+    """Section 8: a node in another language answers the kernel's management queries by registering OPS-QUERY:
+    the kernel's (nodes) then lists it with the uptime it gave, and (node-info :node ...) returns its plist."""
+    n = ctx.node("ops", hidden=False)
+    n.answers_ops = True
+    c = n.dial(ctx.peer)
+    a = n.spawn_agent()
+    c.wait_nodes(5)
+    entries = call(c, a, [sym("nodes")]) or []
+    mine = [e for e in entries if plist(e, "NODE") == n.name]
+    log(f"(nodes) -> {show(entries)}")
+    check(len(mine) == 1, f"{n.name} not in (nodes): {show(entries)}")
+    check(plist(mine[0], "UPTIME") == OPS_UPTIME, f"our uptime not shown: {show(mine[0])}")
+    info = call(c, a, [sym("node-info"), kw("node"), n.name])
+    check(plist(info, "NODE") == n.name and plist(info, "UPTIME") == OPS_UPTIME, show(info))
+    c.close()
 
 
 def sc_visible_member(ctx):
@@ -3855,7 +3966,9 @@ SCENARIOS = {
     "malformed": (sc_malformed, True),
     "drops": (sc_drops, True),
     "reverse-attach": (sc_reverse_attach, True),
+    "notice-scope": (sc_notice_scope, True),
     "new-run": (sc_new_run, True),
+    "stale-requests": (sc_stale_requests, True),
     "cluster": (sc_cluster, True),
     "pm-limits": (sc_pm_limits, True),
     "node-limits": (sc_node_limits, True),
@@ -3868,6 +3981,7 @@ SCENARIOS = {
     "peer-silent": (sc_peer_silent, True),
     "first-nodes": (sc_first_nodes, True),
     "visible-member": (sc_visible_member, True),
+    "ops-query": (sc_ops_query, True),
     "hidden-member": (sc_hidden_member, True),
     "bad-nodes": (sc_bad_nodes, True),
     "claims": (sc_claims, True),

@@ -136,9 +136,10 @@ if [ $# -gt 0 ]; then
     SCENARIOS="$*"
 else
     SCENARIOS="codec port-mapper pm-limits handshake wrong-cookie bad-hello handshake-deadline send drops
-               spawn-monitor link-exit reverse-attach groups cluster inbound cross-dial heartbeat silent-client close new-run
+               spawn-monitor link-exit reverse-attach notice-scope groups cluster inbound cross-dial heartbeat
+               silent-client close new-run stale-requests
                malformed node-limits big kernels documented
-               first-nodes visible-member hidden-member bad-nodes claims overlap
+               first-nodes visible-member ops-query hidden-member bad-nodes claims overlap
                throttle peer-silent"
 fi
 failed=0

@@ -538,7 +538,7 @@ impl Eq for Agent {}
 
 impl fmt::Debug for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#<AGENT {:X}>", self.0.serial)
+        write!(f, "#<AGENT {}>", self.0.serial)
     }
 }
 
@@ -652,6 +652,14 @@ impl Agent {
 
     pub(crate) fn serial(&self) -> u64 {
         self.0.serial
+    }
+
+    /// The id other nodes know this agent by, `"host/node/aid"` (aid in
+    /// hexadecimal, handed out on first use, SPEC section 6): what it
+    /// prints as on another node, and what any call taking an agent
+    /// accepts. `None` while this process is not a node.
+    pub fn id(&self) -> Option<String> {
+        target::id_of(self)
     }
 
     /// This agent as a term, for messages: `#<AGENT …>` locally, its id

@@ -41,6 +41,8 @@ impl RemoteRef {
 pub(crate) trait Remote: Send + Sync {
     /// `true` if `host/node` is this node itself.
     fn is_self(&self, host: &str, node: &str) -> bool;
+    /// This node's name, `"host/node"` (the front of its agents' ids).
+    fn node_name(&self) -> &str;
     /// This node's incarnation: references to this node's agents that
     /// carry another one name an earlier run, and reach nothing.
     fn incarnation(&self) -> u64;
@@ -107,6 +109,13 @@ pub(crate) fn install_remote(remote: Arc<dyn Remote>) {
 /// Removes the hook (when the node stops).
 pub(crate) fn remove_remote() {
     *REMOTE.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The id of one of this node's agents, `"host/node/aid"`; `None` when
+/// this process is not a node.
+pub(crate) fn id_of(agent: &crate::agent::Agent) -> Option<String> {
+    let remote = remote()?;
+    Some(format!("{}/{:x}", remote.node_name(), agent.aid()))
 }
 
 fn remote() -> Option<Arc<dyn Remote>> {

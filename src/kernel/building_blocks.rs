@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::builtins::{arity, bad, seconds};
+use super::args::{arity, bad, seconds};
 use crate::agent::SpawnOptions;
 use crate::call::{self, keyword_args, CallError};
 use crate::server::{self, Server};

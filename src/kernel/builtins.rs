@@ -1,12 +1,17 @@
 //! The kernel's built-in functions: the whole agent, node and management
 //! API, plus list, vector and comparison helpers. Each is a registered
 //! function (see [`crate::call`]), so it can also be spawned and called by
-//! other nodes; `(help)` lists them from [`HELP`].
+//! other nodes; `(help)` lists them from [`HELP`] (`register.rs` registers
+//! every group).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::args::{arity, bad, is_call_of, node_key, seconds, string_arg};
 use super::eval::Evaluator;
+use super::manage;
+use super::program::{capturing, print_line};
 use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
 use crate::call::{self, keyword_args, CallError};
 use crate::management;
@@ -27,6 +32,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
+    ("agent-id", "(agent-id &optional agent) the agent's id \"host/node/aid\" (this process must be a node), which any call taking an agent accepts, here and on other nodes"),
     ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
@@ -37,7 +43,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("demonitor-nodes", "(demonitor-nodes) stop receiving :NODEUP and :NODEDOWN"),
     ("node-info", "(node-info &key node) agents by kind, threads, resident memory, uptime, throttled connections of this node or node x"),
     ("top", "(top &key node refreshes) a live view redrawn every second until Enter or Ctrl-C (once outside the REPL): agents by mailbox depth, connections, totals"),
-    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type t (default), integer, fixnum, float, double-float, number or string"),
+    ("parallel-map", "(parallel-map function vector &key level result-type) map with worker agents; result-type (quoted at the REPL: :result-type 'integer) t (default), integer, fixnum, float, double-float, number or string"),
     ("sleep", "(sleep seconds) pause"),
     ("list", "(list x…) a list; also cons car cdr first second third nth length append reverse"),
     ("vector", "(vector x…) a vector; also aref elt"),
@@ -49,37 +55,19 @@ pub const HELP: &[(&str, &str)] = &[
     ("quit", "(quit &optional status) leave the kernel with exit status 0-255 (default 0)"),
 ];
 
-/// The packages of the original's kernel: its built-ins also answer to
-/// `erlangen:spawn`, `erlangen.management:agent-tree`, … as well as to the
-/// bare names (`erlangen.examples:parallel-map` is registered by the
-/// examples).
-const PACKAGES: &[(&str, &[&str])] = &[
-    (
-        "erlangen",
-        &[
-            "spawn",
-            "send",
-            "receive",
-            "exit",
-            "link",
-            "unlink",
-            "register",
-            "unregister",
-            "registered",
-            "agent",
-            "node",
-        ],
-    ),
-    (
-        "erlangen.management",
-        &[
-            "agent-stats",
-            "agent-tree",
-            "flush-messages",
-            "connection-stats",
-        ],
-    ),
-];
+/// Defaults for `(node …)` set by the command line (`--hidden`,
+/// `--no-connect-all`); the keys `:hidden` and `:connect-all` override
+/// them.
+pub(super) struct NodeDefaults {
+    pub(super) hidden: AtomicBool,
+    pub(super) connect_all: AtomicBool,
+}
+
+/// The [`NodeDefaults`] of this process.
+pub(super) static NODE_DEFAULTS: NodeDefaults = NodeDefaults {
+    hidden: AtomicBool::new(false),
+    connect_all: AtomicBool::new(true),
+};
 
 thread_local! {
     /// The exit status `(quit …)` asked for on this thread. Only the REPL's
@@ -112,56 +100,6 @@ fn quit(args: &[Term]) -> Result<Term, CallError> {
     Err(CallError::Failed(format!(
         "(quit {status}) leaves the kernel only when the REPL evaluates it"
     )))
-}
-
-pub(super) fn bad(function: &str, message: impl Into<String>) -> CallError {
-    CallError::bad_arguments(function, message)
-}
-
-pub(super) fn arity(
-    function: &str,
-    args: &[Term],
-    min: usize,
-    max: usize,
-) -> Result<(), CallError> {
-    if args.len() < min || args.len() > max {
-        let expected = if min == max {
-            call::count_of(min, "argument")
-        } else {
-            format!("{min} to {max} arguments")
-        };
-        return Err(bad(
-            function,
-            format!("expected {expected}, got {}", args.len()),
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn seconds(function: &str, t: &Term) -> Result<Duration, CallError> {
-    let secs = match t {
-        Term::Int(i) if *i >= 0 => *i as f64,
-        Term::Float(f) if *f >= 0.0 && f.is_finite() => *f,
-        other => {
-            return Err(bad(
-                function,
-                format!("expected a number of seconds, got {other}"),
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(secs.min(1e9)))
-}
-
-fn string_arg(function: &str, key: &str, t: &Term) -> Result<String, CallError> {
-    match t {
-        Term::Str(s) => Ok(s.clone()),
-        Term::Symbol(s) => Ok(s.name.to_lowercase()),
-        Term::Keyword(k) => Ok(k.to_lowercase()),
-        other => Err(bad(
-            function,
-            format!(":{key} expects a string, got {other}"),
-        )),
-    }
 }
 
 fn target(function: &str, t: &Term) -> Result<Target, CallError> {
@@ -221,12 +159,49 @@ fn remote_agent_stats(who: Option<&Term>) -> Option<Result<Term, CallError>> {
         return None;
     }
     Some(
-        super::remote::query(&owner, "agent-stats", vec![Term::Str(id.clone())]).map_err(|e| {
-            CallError::Failed(format!(
-                "agent-stats: {id:?} is an agent of node {owner}, which cannot be asked ({e}); without it agent-stats reports only on agents of this node ({me})"
-            ))
+        manage::query(&owner, "agent-stats", vec![Term::Str(id.clone())]).map_err(|e| match e {
+            // The node answered: the agent has exited, or the id names none.
+            manage::QueryError::Answered { answer, .. } => CallError::Failed(answer),
+            manage::QueryError::NotAsked(why) => CallError::Failed(format!(
+                "agent-stats: {id:?} is an agent of node {owner}, which cannot be asked ({why}); without it agent-stats reports only on agents of this node ({me})"
+            )),
         }),
     )
+}
+
+/// `(agent-id &optional agent)`: the id of an agent (the caller's by
+/// default), as other nodes know it.
+fn agent_id(args: &[Term]) -> Result<Term, CallError> {
+    use crate::agent::target::Resolved;
+    arity("agent-id", args, 0, 1)?;
+    let who = match args.first() {
+        Some(t) => target("agent-id", t)?,
+        None => Target::from(Agent::current()),
+    };
+    match who.resolve() {
+        Ok(Resolved::Local(a)) => a.id().map(Term::Str).ok_or_else(|| {
+            CallError::Failed(
+                "agent-id: this process is not a node, so its agents have no ids yet; start one first, e.g. (spawn '(node))".to_owned(),
+            )
+        }),
+        Ok(Resolved::Remote(_, r)) => Ok(Term::Str(r.id.to_string())),
+        Ok(Resolved::Dead) => Err(CallError::Failed(format!(
+            "agent-id: {} has exited",
+            args.first().map_or_else(|| "the agent".to_owned(), Term::to_string)
+        ))),
+        Err(e) => Err(CallError::Failed(format!("agent-id: {e}"))),
+    }
+}
+
+/// `t` as printed here: as it is, or, when the lines go to a remote
+/// shell's client (another node), with this node's agents written as
+/// their ids, as values sent there are.
+fn shown(t: &Term) -> Term {
+    if capturing() {
+        manage::as_ids(t)
+    } else {
+        t.clone()
+    }
 }
 
 fn list_items<'a>(function: &str, t: &'a Term) -> Result<&'a [Term], CallError> {
@@ -323,12 +298,6 @@ fn spawn(ev: &Evaluator, args: &[Term]) -> Result<Term, CallError> {
     Ok(agent.to_term())
 }
 
-/// Whether `call` is `(name …)` or `(erlangen:name …)`.
-pub(super) fn is_call_of(call: &Term, name: &str) -> bool {
-    matches!(call.as_list().and_then(<[Term]>::first), Some(Term::Symbol(s))
-        if s.name == name && s.package.as_deref().is_none_or(|p| p == "ERLANGEN"))
-}
-
 /// `(spawn '(node …))` returns once the node is up (or failed), so the next
 /// form can use it; the seed left that race to the typist.
 fn wait_for_node(agent: &Agent) -> Result<(), CallError> {
@@ -401,12 +370,8 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
         ],
     )?;
     let mut options = node::NodeOptions {
-        hidden: super::NODE_DEFAULTS
-            .hidden
-            .load(std::sync::atomic::Ordering::Relaxed),
-        connect_all: super::NODE_DEFAULTS
-            .connect_all
-            .load(std::sync::atomic::Ordering::Relaxed),
+        hidden: NODE_DEFAULTS.hidden.load(Ordering::Relaxed),
+        connect_all: NODE_DEFAULTS.connect_all.load(Ordering::Relaxed),
         ..node::NodeOptions::default()
     };
     if let Some(hidden) = keys.get("HIDDEN") {
@@ -497,9 +462,8 @@ fn index(function: &str, t: &Term) -> Result<usize, CallError> {
     }
 }
 
-/// Registers every built-in. `ev` is the session the REPL evaluates in.
-pub fn register(ev: &Evaluator) {
-    crate::examples::register_functions();
+/// Registers these built-ins. `ev` is the session the REPL evaluates in.
+pub(super) fn register(ev: &Evaluator) {
     let e = ev.clone();
     call::register_function("spawn", move |args| spawn(&e, args));
     call::register_function("send", |args| {
@@ -597,6 +561,7 @@ pub fn register(ev: &Evaluator) {
         arity("agent", args, 0, 0)?;
         Ok(Agent::current().to_term())
     });
+    call::register_function("agent-id", agent_id);
     call::register_function("node", node_call);
     call::register_function("agent-stats", |args| {
         arity("agent-stats", args, 0, 1)?;
@@ -613,9 +578,9 @@ pub fn register(ev: &Evaluator) {
     });
     call::register_function("agent-tree", |args| {
         if matches!(args.first(), Some(Term::Keyword(k)) if k == "NODE") {
-            let node = super::remote::node_key("agent-tree", args)?.unwrap_or_default();
-            let text = super::remote::query(&node, "agent-tree", Vec::new())?;
-            super::print_line(format_args!(
+            let node = node_key("agent-tree", args)?.unwrap_or_default();
+            let text = manage::query(&node, "agent-tree", Vec::new())?;
+            print_line(format_args!(
                 "{}",
                 text.as_str().unwrap_or_default().trim_end_matches('\n')
             ));
@@ -628,8 +593,12 @@ pub fn register(ev: &Evaluator) {
         };
         let tree = management::agent_tree(who)
             .map_err(|e| CallError::Failed(format!("agent-tree: {e}")))?;
-        let text = tree.to_string();
-        super::print_line(format_args!("{}", text.trim_end_matches('\n')));
+        let text = if capturing() {
+            manage::tree_with_ids(tree).to_string()
+        } else {
+            tree.to_string()
+        };
+        print_line(format_args!("{}", text.trim_end_matches('\n')));
         Ok(Term::Nil)
     });
     call::register_function("flush-messages", |args| {
@@ -639,14 +608,14 @@ pub fn register(ev: &Evaluator) {
         let messages = agent::flush_messages();
         if print {
             for m in &messages {
-                super::print_line(format_args!("{m}"));
+                print_line(format_args!("{}", shown(m)));
             }
         }
         Ok(Term::from(messages.len()))
     });
     call::register_function("connection-stats", |args| {
-        if let Some(node) = super::remote::node_key("connection-stats", args)? {
-            return super::remote::query(&node, "connection-stats", Vec::new());
+        if let Some(node) = node_key("connection-stats", args)? {
+            return Ok(manage::query(&node, "connection-stats", Vec::new())?);
         }
         Ok(Term::list(
             node::connection_stats()
@@ -660,36 +629,13 @@ pub fn register(ev: &Evaluator) {
         std::thread::sleep(seconds("sleep", &args[0])?);
         Ok(Term::Nil)
     });
-    super::building_blocks::register();
-    call::register_function("help", |_| {
-        // One list of everything: the built-ins, the building blocks, the
-        // cluster functions.
-        let all = HELP
-            .iter()
-            .chain(super::building_blocks::HELP)
-            .chain(super::cluster_builtins::CLUSTER_HELP);
-        for (_, line) in all {
-            super::print_line(format_args!("{line}"));
-        }
-        Ok(Term::Nil)
-    });
     call::register_function("print", |args| {
         arity("print", args, 1, 1)?;
-        super::print_line(format_args!("{}", args[0]));
+        print_line(format_args!("{}", shown(&args[0])));
         Ok(args[0].clone())
     });
     call::register_function("quit", quit);
     register_data_helpers();
-    super::cluster_builtins::register();
-    super::remote::register();
-    call::register_function("top", super::top::top);
-    for (package, names) in PACKAGES {
-        for name in *names {
-            if let Ok(function) = call::lookup(&crate::term::Symbol::new(name)) {
-                call::register_function(&format!("{package}:{name}"), move |args| function(args));
-            }
-        }
-    }
 }
 
 fn register_data_helpers() {

@@ -1,7 +1,6 @@
 //! REPL built-ins for process groups and cluster-wide names
-//! (`node::groups`, `node::global`). Registered by
-//! `builtins::register`, which calls [`register`] last; `(help)` lists
-//! these lines after the others.
+//! (`node::groups`, `node::global`). `register.rs` calls [`register`];
+//! `(help)` lists these lines after the others.
 
 use crate::agent::target::{Resolved, Target};
 use crate::agent::Agent;
@@ -23,7 +22,7 @@ pub const CLUSTER_HELP: &[(&str, &str)] = &[
     ("send-global", "(send-global name message) send to the holder of a cluster-wide name; returns the message"),
 ];
 
-use super::builtins::{arity, bad};
+use super::args::{arity, bad};
 
 /// A group or global name: a string as it is, a keyword or symbol by its
 /// (upper-case) name.
@@ -59,7 +58,7 @@ fn local_agent(function: &str, t: Option<&Term>) -> Result<Agent, CallError> {
     }
 }
 
-/// Registers the cluster built-ins, and a `help` that lists them too.
+/// Registers the cluster built-ins.
 pub(super) fn register() {
     call::register_function("join-group", |args| {
         arity("join-group", args, 1, 2)?;

@@ -34,6 +34,24 @@ thread_local! {
     /// Set on the thread the REPL evaluates in: only that evaluation
     /// stops for Ctrl-C, not lambdas running in other agents.
     static REPL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set on the thread a remote shell's session evaluates in: an exit
+    /// signal to its agent (the client's Ctrl-C) ends a busy loop too.
+    static STOP_WHEN_KILLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes evaluations on the calling thread end, as the agent's exit,
+/// when an exit signal is waiting for its agent (see [`Nesting`]); for a
+/// remote shell's session, whose agent the client kills on Ctrl-C. Ends
+/// when the returned guard is dropped.
+pub(crate) fn stop_when_killed() -> impl Drop {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STOP_WHEN_KILLED.with(|s| s.set(false));
+        }
+    }
+    STOP_WHEN_KILLED.with(|s| s.set(true));
+    Reset
 }
 
 /// Ctrl-C asked the REPL's evaluation to stop: checked at every step, so
@@ -69,6 +87,18 @@ impl Nesting {
         if INTERRUPT.load(std::sync::atomic::Ordering::Relaxed) && REPL_THREAD.with(|r| r.get()) {
             return Err(EvalError::Interrupted);
         }
+        if STOP_WHEN_KILLED.with(|s| s.get())
+            && crate::agent::Agent::current()
+                .mailbox()
+                .pending_exit()
+                .is_some()
+        {
+            // A receive that finds the exit signal unwinds as the agent's
+            // exit, as a blocked receive would have.
+            drop(guard);
+            let _ = crate::agent::receive_matching(|_| false, Some(std::time::Duration::ZERO));
+            return Err(EvalError::Interrupted);
+        }
         Ok(guard)
     }
 }
@@ -100,7 +130,7 @@ impl fmt::Display for EvalError {
         match self {
             EvalError::Unbound(s) => write!(
                 f,
-                "unbound variable {s} (and no function of that name; quote data with ')"
+                "unbound variable {s} (and no function of that name); to pass the symbol as data, quote it: '{s}"
             ),
             EvalError::Syntax(s) => write!(f, "{s}"),
             EvalError::Call(e) => write!(f, "{e}"),

@@ -4,10 +4,14 @@
 //! buffer that turns lines into complete forms (a form may span lines).
 
 use std::io::{self, BufRead};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 
 use crate::term::{self, Term};
+
+/// Lines of input the kernel has read so far: `(top)` stops when it grows
+/// (Enter was pressed).
+pub(super) static INPUT_LINES: AtomicUsize = AtomicUsize::new(0);
 
 /// What the stdin reader hands on.
 pub(super) enum Input {
@@ -17,6 +21,9 @@ pub(super) enum Input {
     End,
     /// Reading stdin failed.
     Failed(io::Error),
+    /// Ctrl-C at the remote shell's idle prompt (the local REPL hears of
+    /// Ctrl-C otherwise).
+    Interrupt,
 }
 
 /// Starts the thread that reads stdin into the returned channel, calling
@@ -32,6 +39,20 @@ pub(super) fn read_stdin(
     after_each: impl Fn() + Send + 'static,
 ) -> io::Result<Receiver<Input>> {
     let (send, lines) = mpsc::channel();
+    read_stdin_to(name, send, after_each)?;
+    Ok(lines)
+}
+
+/// [`read_stdin`] into a channel the caller made (and may send other
+/// [`Input`] on).
+///
+/// # Errors
+/// The thread could not be started.
+pub(super) fn read_stdin_to(
+    name: &str,
+    send: mpsc::Sender<Input>,
+    after_each: impl Fn() + Send + 'static,
+) -> io::Result<()> {
     let reader = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -46,7 +67,7 @@ pub(super) fn read_stdin(
                     Err(e) => Input::Failed(e),
                 };
                 let last = !matches!(event, Input::Line(_));
-                super::top::INPUT_LINES.fetch_add(1, Ordering::Relaxed);
+                INPUT_LINES.fetch_add(1, Ordering::Relaxed);
                 if send.send(event).is_err() {
                     return;
                 }
@@ -57,14 +78,20 @@ pub(super) fn read_stdin(
             }
         })?;
     drop(reader);
-    Ok(lines)
+    Ok(())
 }
 
 /// Lines of input not yet made into forms.
 #[derive(Default)]
 pub(super) struct Forms {
     buffer: String,
+    /// Lines pushed so far.
     lines: usize,
+    /// Where the buffer starts in the input: whole lines before it, and
+    /// characters before it on its first line. Read errors are reported
+    /// at the input's line and column, not the buffer's.
+    start_line: usize,
+    start_column: usize,
 }
 
 impl Forms {
@@ -92,7 +119,7 @@ impl Forms {
                 } else {
                     " with the unfinished form before it"
                 };
-                self.buffer.clear();
+                self.discard();
                 Err(format!(
                     "input line {} is not valid UTF-8 (bad byte at column {}); the line{pending} was skipped",
                     self.lines,
@@ -111,16 +138,18 @@ impl Forms {
     pub(super) fn next_form(&mut self) -> Result<Option<(Term, String)>, term::ReadError> {
         match term::read_prefix(&self.buffer) {
             Ok(None) => {
-                self.buffer.clear();
+                self.discard();
                 Ok(None)
             }
             Ok(Some((form, used))) => {
-                let text = self.buffer.drain(..used).collect();
+                let text: String = self.buffer.drain(..used).collect();
+                self.advance(&text);
                 Ok(Some((form, text)))
             }
             Err(e) if e.is_incomplete() => Ok(None),
             Err(e) => {
-                self.buffer.clear();
+                let e = self.in_input(e);
+                self.discard();
                 Err(e)
             }
         }
@@ -131,7 +160,37 @@ impl Forms {
         if self.is_idle() {
             return None;
         }
-        term::read_prefix(&self.buffer).err()
+        term::read_prefix(&self.buffer)
+            .err()
+            .map(|e| self.in_input(e))
+    }
+
+    /// Drops the pending input: the next line starts afresh.
+    fn discard(&mut self) {
+        self.buffer.clear();
+        self.start_line = self.lines;
+        self.start_column = 0;
+    }
+
+    /// Moves the buffer's start past `text`, taken from its front.
+    fn advance(&mut self, text: &str) {
+        for c in text.chars() {
+            if c == '\n' {
+                self.start_line += 1;
+                self.start_column = 0;
+            } else {
+                self.start_column += 1;
+            }
+        }
+    }
+
+    /// A read error of the buffer, placed in the input.
+    fn in_input(&self, mut e: term::ReadError) -> term::ReadError {
+        if e.line == 1 {
+            e.column += self.start_column;
+        }
+        e.line += self.start_line;
+        e
     }
 }
 
@@ -153,8 +212,11 @@ mod tests {
         assert!(forms.next_form().unwrap().is_none());
         assert!(forms.is_idle());
 
-        forms.push_line(b")\n").unwrap();
-        assert!(forms.next_form().is_err());
+        // Positions are the input's, not the pending text's.
+        forms.push_line(b"(list 1 2)   )\n").unwrap();
+        assert!(forms.next_form().unwrap().is_some());
+        let e = forms.next_form().unwrap_err();
+        assert_eq!((e.line, e.column), (3, 14), "{e}");
         assert!(forms.is_idle());
 
         forms.push_line(b"(a\n").unwrap();
@@ -165,6 +227,8 @@ mod tests {
 
         forms.push_line(b"(b\n").unwrap();
         assert!(forms.next_form().unwrap().is_none());
-        assert!(forms.finish().is_some());
+        // The end of input: the line after the last one.
+        let e = forms.finish().unwrap();
+        assert_eq!((e.line, e.column), (7, 1), "{e}");
     }
 }

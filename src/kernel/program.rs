@@ -57,6 +57,12 @@ pub(crate) fn capture_output<T>(f: impl FnOnce() -> T) -> (T, String) {
     (value, text.unwrap_or_default())
 }
 
+/// Whether [`print_line`] on this thread collects its lines now (for a
+/// remote shell's client, on another node).
+pub(crate) fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
 /// Ends the program quietly (status 0) if `e` says stdout's reader is
 /// gone; otherwise does nothing.
 pub fn exit_if_closed(e: &io::Error) {

@@ -3,61 +3,23 @@
 //! times (once by default outside the REPL's own evaluation).
 //!
 //! Each refresh takes a [`snapshot`] (here, or on another node through the
-//! `top` query of `remote.rs`) and shows the difference to the one before:
+//! `top` query of `manage.rs`) and shows the difference to the one before:
 //! agents sorted by mailbox depth, with receive rate and drops;
 //! connections with bytes and messages per second each way and drops;
 //! node totals (agents, threads, resident memory, uptime).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::remote::{self, getf};
+use super::args::{getf, string_arg};
+use super::input::INPUT_LINES;
+use super::manage;
 use crate::call::{keyword_args, CallError};
-use crate::management;
 use crate::term::Term;
-
-/// Lines of input the kernel has read so far: `(top)` stops when it grows
-/// (Enter was pressed).
-pub(super) static INPUT_LINES: AtomicUsize = AtomicUsize::new(0);
 
 /// Agents shown at most.
 const MAX_AGENTS: usize = 20;
-
-fn count(n: u64) -> Term {
-    Term::Int(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-/// This node now: `(:INFO node-info :AGENTS ((agent name queued received
-/// dropped) …) :CONNECTIONS (connection-stats…))`.
-pub(super) fn snapshot() -> Term {
-    let agents = management::agents()
-        .iter()
-        .filter_map(|a| management::agent_stats(a.clone()).ok())
-        .map(|s| {
-            Term::list(vec![
-                s.agent.clone(),
-                s.name.as_deref().map_or(Term::Nil, Term::keyword),
-                Term::from(s.queued),
-                count(s.received),
-                count(s.dropped),
-            ])
-        })
-        .collect();
-    Term::plist(vec![
-        ("info", remote::node_info()),
-        ("agents", Term::list(agents)),
-        (
-            "connections",
-            Term::list(
-                crate::node::connection_stats()
-                    .iter()
-                    .map(|s| s.to_term())
-                    .collect(),
-            ),
-        ),
-    ])
-}
 
 fn int(t: Option<&Term>) -> i64 {
     t.and_then(Term::as_int).unwrap_or(0)
@@ -161,7 +123,7 @@ fn render(where_: &str, refresh: usize, snap: &Term, prev: Option<(&Term, f64)>)
             r("BYTES-OUT"),
             r("MESSAGES-IN"),
             r("MESSAGES-OUT"),
-            int(getf(&c, "QUEUED")),
+            int(getf(&c, "QUEUED-BYTES")),
             int(getf(&c, "DROPPED"))
         );
     }
@@ -171,17 +133,10 @@ fn render(where_: &str, refresh: usize, snap: &Term, prev: Option<(&Term, f64)>)
 /// `(top &key node refreshes)`.
 pub(super) fn top(args: &[Term]) -> Result<Term, CallError> {
     let (_, keys) = keyword_args("top", args, 0, &["NODE", "REFRESHES"])?;
-    let node = match keys.get("NODE") {
-        Some(Term::Str(s)) => Some(s.clone()),
-        Some(Term::Keyword(k)) => Some(k.to_lowercase()),
-        Some(other) => {
-            return Err(CallError::bad_arguments(
-                "top",
-                format!(":node expects a string, got {other}"),
-            ))
-        }
-        None => None,
-    };
+    let node = keys
+        .get("NODE")
+        .map(|n| string_arg("top", "node", n))
+        .transpose()?;
     let interactive = super::eval::on_repl_thread();
     let refreshes = match keys.get("REFRESHES") {
         // Only the REPL's evaluation can be stopped by Enter or Ctrl-C: in
@@ -207,8 +162,8 @@ pub(super) fn top(args: &[Term]) -> Result<Term, CallError> {
     loop {
         refresh += 1;
         let snap = match &node {
-            Some(n) => remote::query(n, "top", Vec::new())?,
-            None => snapshot(),
+            Some(n) => manage::query(n, "top", Vec::new())?,
+            None => manage::snapshot(),
         };
         let screen = render(
             &where_,
@@ -216,7 +171,7 @@ pub(super) fn top(args: &[Term]) -> Result<Term, CallError> {
             &snap,
             prev.as_ref().map(|(p, at)| (p, at.elapsed().as_secs_f64())),
         );
-        super::print_line(format_args!("\x1b[H\x1b[2J{}", screen.trim_end()));
+        super::program::print_line(format_args!("\x1b[H\x1b[2J{}", screen.trim_end()));
         prev = Some((snap, Instant::now()));
         if refreshes.is_some_and(|n| refresh >= n) {
             return Ok(Term::Nil);

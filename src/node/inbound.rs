@@ -370,11 +370,20 @@ impl Dispatch for Route {
                 notification,
             } => {
                 if let Some(agent) = node.local(to_inc, &to) {
-                    // Delivered only if the attachment was still recorded:
-                    // a connection-lost notice may already have been given.
-                    if conn.attached.take(agent.serial(), &from).is_some() {
-                        agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
-                        agent.notify(notification);
+                    // Delivered only if `to` monitors `from` and that is
+                    // still recorded (a connection-lost notice may already
+                    // have been given). A monitor notification goes to the
+                    // monitoring side only, as in Erlang: an agent linked
+                    // to `from`, or one `from` monitors, hears of `from`'s
+                    // exit by an EXIT, and a NOTICE must not end that
+                    // attachment (nor the monitor `from` holds on it).
+                    if let Some(entry) = conn.attached.take(agent.serial(), &from) {
+                        if entry.kind == Attachment::Watching {
+                            agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
+                            agent.notify(notification);
+                        } else {
+                            attachments::record(conn, &entry.agent, entry.remote, entry.kind);
+                        }
                     }
                 }
             }

@@ -163,6 +163,10 @@ impl Remote for Route {
         host == self.0.host && node == self.0.name
     }
 
+    fn node_name(&self) -> &str {
+        &self.0.full
+    }
+
     fn incarnation(&self) -> u64 {
         self.0.incarnation
     }
@@ -246,6 +250,12 @@ impl Remote for Route {
         let Ok((conn, aid)) = node.route(to) else {
             return;
         };
+        if NodeState::is_stale(&conn, to) {
+            // That run is gone: nothing to detach (as for EXIT and the
+            // exit notice; a SEND to it is dropped and counted), and an
+            // attachment to the current run's agent of the same id stays.
+            return;
+        }
         conn.attached.take(from.serial(), &to.id);
         let _ = conn.send(
             &Request::Unlink {

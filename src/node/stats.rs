@@ -51,7 +51,7 @@ impl ConnectionStats {
             ("bytes-in", count(self.bytes_in)),
             ("bytes-out", count(self.bytes_out)),
             ("dropped", count(self.dropped)),
-            ("queued", count(self.queued)),
+            ("queued-bytes", count(self.queued)),
         ])
     }
 }

@@ -1,50 +1,39 @@
-//! Looking into and working on other nodes: the remote management
-//! functions (`(agent-stats "host/node/aid")`, `(agent-tree :node …)`,
-//! `(connection-stats :node …)`, `(nodes)`, `(node-info …)`) and the
-//! remote shell (`erlangen-kernel --remote NODE`).
+//! The remote shell, `erlangen-kernel --remote NODE`: the session that
+//! evaluates forms on the target node, and the client that reads them
+//! here.
 //!
-//! Both use remote spawn, no frame of their own: the asking agent spawns a
-//! registered function on the target node ([`QUERY`] or [`SESSION`]) with
-//! its own agent as an argument; that function computes on the target
-//! and sends the answer back as an ordinary message. A dead node fails the
-//! spawn at once, with the reason, and that is the error the user sees.
-//!
-//! The query reply is `(:OPS-REPLY token (:OK value))` or
-//! `(:OPS-REPLY token (:ERROR "text"))`. The shell session answers
-//! `(:SHELL-READY token agent)` or `(:SHELL-REFUSED token "why")` first,
-//! then one `(:SHELL-RESULT token n "printed lines" status text agent)` per
+//! No frame of its own: the client spawns the registered function
+//! [`SESSION`] on the target with its own agent as an argument. The
+//! session answers `(:SHELL-READY token agent)` or
+//! `(:SHELL-REFUSED token "why")` first, then one
+//! `(:SHELL-RESULT token n "printed lines" status value agent)` per
 //! `(:SHELL-EVAL token n "form")`, where status is `:VALUE`, `:ERROR` or
 //! `:QUIT`.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::args::is_call_of;
 use super::input::{self, Forms, Input};
-use super::{Evaluation, Kernel};
+use super::manage::{failed, is_tagged, split_node, token};
+use super::repl::{Evaluation, Kernel, INTERRUPT_STATUS};
 use crate::agent::{self, Agent, Attach, SpawnOptions, Target};
-use crate::call::{self, keyword_args, CallError};
-use crate::management;
+use crate::call::{self, CallError};
 use crate::node;
 use crate::term::{self, Term};
 
-/// The registered function that answers a management query.
-pub const QUERY: &str = "ops-query";
 /// The registered function that runs a remote shell's session.
 pub const SESSION: &str = "remote-shell-session";
 
-/// How long a query waits for its answer once the spawn succeeded.
-const QUERY_WAIT: Duration = Duration::from_secs(10);
-/// How long a remote shell tries to reach (or reach again) its node.
+/// How long a remote shell tries to reach its node again after losing it.
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// How often a remote shell session that waits for its next form checks
 /// that its client is still connected.
 const CLIENT_CHECK: Duration = Duration::from_millis(250);
 
 static ALLOW_REMOTE_SHELL: AtomicBool = AtomicBool::new(true);
-static TOKENS: AtomicI64 = AtomicI64::new(1);
 
 /// Whether this process accepts remote shells (`--no-remote-shell` turns
 /// it off). A cookie holder can still spawn any registered function here.
@@ -52,310 +41,10 @@ pub fn allow_remote_shell(allow: bool) {
     ALLOW_REMOTE_SHELL.store(allow, Ordering::Relaxed);
 }
 
-/// When this process started counting (the kernel's start): what
-/// `node-info` and `(nodes)` report as uptime.
-pub(super) fn started() -> Instant {
-    static STARTED: OnceLock<Instant> = OnceLock::new();
-    *STARTED.get_or_init(Instant::now)
-}
-
-fn token() -> Term {
-    Term::Int(TOKENS.fetch_add(1, Ordering::Relaxed))
-}
-
-fn failed(message: String) -> CallError {
-    CallError::Failed(message)
-}
-
-fn is_tagged(m: &Term, tag: &str, token: &Term) -> bool {
-    matches!(m.as_list(), Some([Term::Keyword(k), t, ..]) if k == tag && t == token)
-}
-
-/// `"host/node"` or `"node"` (this node's host) as (host, node, full name).
-fn split_node(target: &str) -> Result<(Option<String>, String, String), CallError> {
-    let me = node::this_node();
-    let (host, name) = match target.split_once('/') {
-        Some((h, n)) => (Some(h.to_owned()), n.to_owned()),
-        None => (None, target.to_owned()),
-    };
-    if name.is_empty() || name.contains('/') {
-        return Err(failed(format!(
-            "{target:?} is not a node name (\"node\" or \"host/node\")"
-        )));
-    }
-    let host_shown = host
-        .clone()
-        .or_else(|| {
-            me.as_ref()
-                .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
-        })
-        .unwrap_or_else(node::host_name);
-    let full = format!("{host_shown}/{name}");
-    Ok((host, name, full))
-}
-
-/// Asks node `target` (`"host/node"` or `"node"`) for `kind` with `args`,
-/// by spawning [`QUERY`] there; returns its answer.
-pub(super) fn query(target: &str, kind: &str, args: Vec<Term>) -> Result<Term, CallError> {
-    let (host, name, full) = split_node(target)?;
-    if node::this_node().is_none() {
-        return Err(failed(format!(
-            "node {full} can be asked only from a node: start one first, e.g. (spawn '(node))"
-        )));
-    }
-    if node::this_node().as_deref() == Some(full.as_str()) {
-        return answer(kind, &args).map_err(failed);
-    }
-    let token = token();
-    let mut call = vec![
-        Term::symbol(QUERY),
-        Term::Str(kind.to_owned()),
-        Agent::current().to_term(),
-        token.clone(),
-    ];
-    call.extend(args);
-    node::spawn_on(
-        host.as_deref(),
-        &name,
-        &Term::list(call),
-        &SpawnOptions::new(),
-    )
-    .map_err(|e| failed(format!("node {full} cannot be asked: {e}")))?;
-    let reply = agent::receive_matching(|m| is_tagged(m, "OPS-REPLY", &token), Some(QUERY_WAIT))
-        .map_err(|_| {
-            failed(format!(
-                "node {full} did not answer within {} s (did it go down?)",
-                QUERY_WAIT.as_secs()
-            ))
-        })?;
-    match reply.as_list() {
-        Some([_, _, Term::List(result)]) => match result.as_slice() {
-            [Term::Keyword(k), value] if k == "OK" => Ok(value.clone()),
-            [Term::Keyword(k), Term::Str(e)] if k == "ERROR" => {
-                Err(failed(format!("node {full}: {e}")))
-            }
-            _ => Err(failed(format!("node {full} answered {reply}"))),
-        },
-        _ => Err(failed(format!("node {full} answered {reply}"))),
-    }
-}
-
-/// `(ops-query kind reply-to token arg…)` on the target: computes and
-/// sends the answer.
-fn serve_query(args: &[Term]) -> Result<Term, CallError> {
-    let [Term::Str(kind), reply_to, token, rest @ ..] = args else {
-        return Err(CallError::bad_arguments(
-            QUERY,
-            "expected a kind, an agent to answer and a token",
-        ));
-    };
-    let result = match answer(kind, rest) {
-        Ok(v) => Term::list(vec![Term::keyword("ok"), v]),
-        Err(e) => Term::list(vec![Term::keyword("error"), Term::Str(e)]),
-    };
-    let reply = Term::list(vec![Term::keyword("ops-reply"), token.clone(), result]);
-    agent::send(reply, Target::from(reply_to)).map_err(|e| failed(e.to_string()))?;
-    Ok(Term::Nil)
-}
-
-/// The answer to a query, computed on this node.
-pub(super) fn answer(kind: &str, args: &[Term]) -> Result<Term, String> {
-    match kind {
-        "agent-stats" => {
-            let who = args.first().ok_or("agent-stats needs an agent")?;
-            management::agent_stats(Target::from(who))
-                .map(|s| s.to_term())
-                .map_err(|e| format!("agent-stats: {e}"))
-        }
-        "agent-tree" => Ok(Term::Str(tree_text(args.first())?)),
-        "connection-stats" => Ok(Term::list(
-            node::connection_stats()
-                .iter()
-                .map(|s| s.to_term())
-                .collect(),
-        )),
-        "node-info" => Ok(node_info()),
-        "top" => Ok(super::top::snapshot()),
-        other => Err(format!("unknown query {other:?}")),
-    }
-}
-
-/// The agent tree of `who`, or of every agent no other local agent
-/// monitors, as text.
-fn tree_text(who: Option<&Term>) -> Result<String, String> {
-    if let Some(who) = who {
-        return management::agent_tree(Target::from(who))
-            .map(|t| t.to_string())
-            .map_err(|e| format!("agent-tree: {e}"));
-    }
-    let all = management::agents();
-    let monitored: std::collections::HashSet<u64> = all
-        .iter()
-        .flat_map(|a| {
-            let me = agent::PeerKey::Local(a.serial());
-            a.peers().0.into_iter().filter_map(move |p| match p {
-                agent::Peer::Local(child) if child.peers().1.iter().any(|m| m.key() == me) => {
-                    Some(child.serial())
-                }
-                _ => None,
-            })
-        })
-        .collect();
-    let mut text = String::new();
-    for a in all.iter().filter(|a| !monitored.contains(&a.serial())) {
-        if let Ok(t) = management::agent_tree(a.clone()) {
-            text.push_str(&t.to_string());
-        }
-    }
-    Ok(text)
-}
-
-/// `(:NODE "h/n" :INCARNATION i :UPTIME s :AGENTS n :THREAD-AGENTS t
-/// :ASYNC-AGENTS a :THREADS n :RESIDENT-KB k :THROTTLED c
-/// :REFUSED-HANDSHAKES r :SLOTS-FULL f :CONNECTION-ERRORS e)` of this
-/// process (`c`: connections closed by the failed-handshake throttle; `r`:
-/// handshakes that failed or were refused; `f`: connections closed at
-/// accept because every handshake slot was busy; `e`: I/O and protocol
-/// errors on established connections, summed over peers).
-/// An unsigned number as a term: an integer, or, above the largest term
-/// integer (2^63 - 1; only another implementation's incarnation can be),
-/// its decimal digits as a string rather than a wrapped negative number.
-fn count_term(n: u64) -> Term {
-    i64::try_from(n).map_or_else(|_| Term::Str(n.to_string()), Term::Int)
-}
-
-pub(super) fn node_info() -> Term {
-    let agents = management::agents();
-    let threads = agents
-        .iter()
-        .filter(|a| a.kind() == agent::Kind::Thread)
-        .count();
-    let opt = |v: Option<u64>| v.map_or(Term::Nil, count_term);
-    let process = management::process_sample(None);
-    Term::plist(vec![
-        ("node", node::this_node().map_or(Term::Nil, Term::Str)),
-        ("incarnation", opt(node::this_incarnation())),
-        ("uptime", Term::Int(started().elapsed().as_secs() as i64)),
-        ("agents", Term::from(agents.len())),
-        ("thread-agents", Term::from(threads)),
-        ("async-agents", Term::from(agents.len() - threads)),
-        ("threads", opt(process.map(|p| p.threads))),
-        ("resident-kb", opt(process.map(|p| p.resident_kib))),
-        ("throttled", count_term(node::throttled_connections())),
-        ("refused-handshakes", count_term(node::refused_handshakes())),
-        ("slots-full", count_term(node::slots_full_closes())),
-        (
-            "connection-errors",
-            count_term(node::connection_stats().iter().map(|s| s.errors).sum()),
-        ),
-    ])
-}
-
-/// The value of key `key` in property list `plist`.
-pub(super) fn getf<'a>(plist: &'a Term, key: &str) -> Option<&'a Term> {
-    plist
-        .as_list()?
-        .chunks(2)
-        .find(|c| matches!(&c[0], Term::Keyword(k) if k == key))
-        .and_then(|c| c.get(1))
-}
-
-/// The `:node` keyword argument as a string, if given.
-pub(super) fn node_key(function: &str, args: &[Term]) -> Result<Option<String>, CallError> {
-    let (_, keys) = keyword_args(function, args, 0, &["NODE"])?;
-    keys.get("NODE")
-        .map(|n| match n {
-            Term::Str(s) => Ok(s.clone()),
-            Term::Keyword(k) => Ok(k.to_lowercase()),
-            Term::Symbol(s) => Ok(s.name.to_lowercase()),
-            other => Err(CallError::bad_arguments(
-                function,
-                format!(":node expects a string, got {other}"),
-            )),
-        })
-        .transpose()
-}
-
-/// `(nodes)`: every other visible node of the cluster (with `:hidden`,
-/// hidden ones too) with its incarnation, uptime and the round-trip time
-/// of asking it.
-fn nodes(args: &[Term]) -> Result<Term, CallError> {
-    let hidden = match args {
-        [] => false,
-        [Term::Keyword(k)] if k == "HIDDEN" => true,
-        _ => {
-            return Err(CallError::bad_arguments(
-                "nodes",
-                "expected no arguments, or :hidden",
-            ))
-        }
-    };
-    let listed = if hidden {
-        node::nodes_with_hidden()
-    } else {
-        node::nodes()
-    };
-    let incarnations: std::collections::HashMap<String, u64> =
-        node::connected_peers().into_iter().collect();
-    let mut out = Vec::new();
-    for peer in listed {
-        let Some(&incarnation) = incarnations.get(&peer) else {
-            continue;
-        };
-        let asked = Instant::now();
-        let info = query(&peer, "node-info", Vec::new());
-        let rtt = asked.elapsed();
-        let mut plist = vec![
-            ("node", Term::Str(peer)),
-            ("incarnation", count_term(incarnation)),
-        ];
-        match info {
-            Ok(info) => {
-                plist.push((
-                    "uptime",
-                    getf(&info, "UPTIME").cloned().unwrap_or(Term::Nil),
-                ));
-                plist.push(("rtt-ms", Term::Float(rtt.as_secs_f64() * 1000.0)));
-            }
-            Err(e) => plist.push(("error", Term::Str(e.to_string()))),
-        }
-        out.push(Term::plist(plist));
-    }
-    Ok(Term::list(out))
-}
-
-/// `(monitor-nodes &key hidden)` and `(demonitor-nodes)`.
-fn monitor_nodes(args: &[Term]) -> Result<Term, CallError> {
-    let (_, keys) = keyword_args("monitor-nodes", args, 0, &["HIDDEN"])?;
-    node::monitor_nodes(keys.get("HIDDEN").is_some_and(|t| t.is_true()));
-    Ok(Term::T)
-}
-
-/// Registers the query and session functions and the remote management
-/// built-ins that are not extensions of older ones.
+/// Registers the session function.
 pub(super) fn register() {
-    let _ = started();
-    call::register_function(QUERY, serve_query);
     call::register_function(SESSION, session);
-    call::register_function("nodes", nodes);
-    call::register_function("monitor-nodes", monitor_nodes);
-    call::register_function("demonitor-nodes", |args| {
-        if !args.is_empty() {
-            return Err(CallError::bad_arguments(
-                "demonitor-nodes",
-                "expected no arguments",
-            ));
-        }
-        node::demonitor_nodes();
-        Ok(Term::T)
-    });
-    call::register_function("node-info", |args| match node_key("node-info", args)? {
-        Some(n) => query(&n, "node-info", Vec::new()),
-        None => Ok(node_info()),
-    });
 }
-
-// The remote shell: the session on the target, then the client.
 
 /// `(remote-shell-session client token)` on the target: evaluates each
 /// form the client sends, in this agent, and sends back the result.
@@ -381,6 +70,8 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
         return Ok(Term::Nil);
     }
     let kernel = Kernel::session();
+    // The client's Ctrl-C kills this agent: a busy loop ends too.
+    let _stop = super::eval::stop_when_killed();
     send(vec![
         Term::keyword("shell-ready"),
         token.clone(),
@@ -418,6 +109,10 @@ fn session(args: &[Term]) -> Result<Term, CallError> {
             // Sent as a term, so agents print as their ids there.
             Evaluation::Value(v) => ("value", v.clone()),
             Evaluation::Error(e) => ("error", Term::Str(e.clone())),
+            Evaluation::AgentExited(Term::Keyword(k)) if k == "INTERRUPT" => (
+                "error",
+                Term::Str("interrupted (Ctrl-C); continuing with a new agent (variables and waiting messages kept)".to_owned()),
+            ),
             Evaluation::AgentExited(reason) => (
                 "error",
                 Term::Str(format!("the session's agent exited with reason {reason}; continuing with a new agent (variables and waiting messages kept)")),
@@ -491,6 +186,23 @@ struct Shell {
     failed: usize,
 }
 
+/// Why a session could not be opened.
+enum Unopened {
+    /// The node could not be reached (the spawn's error).
+    Unreachable(String),
+    /// The node was reached and said no (or did not start the session).
+    Refused(String),
+}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unopened::Unreachable(why) => write!(f, "cannot open a shell: {why}"),
+            Unopened::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What came back for one form.
 enum Outcome {
     Done(Option<u8>),
@@ -498,9 +210,11 @@ enum Outcome {
 }
 
 impl Shell {
-    /// Starts a session on the target, retrying for [`CONNECT_WAIT`]
-    /// while the node cannot be reached.
-    fn connect(&mut self) -> Result<(), String> {
+    /// Starts a session on the target. `retry`: keep trying for
+    /// [`CONNECT_WAIT`] while the node cannot be reached (it is
+    /// restarting); else one attempt, which fails within the dial's
+    /// deadline.
+    fn connect(&mut self, retry: bool) -> Result<(), Unopened> {
         let deadline = Instant::now() + CONNECT_WAIT;
         loop {
             let call = Term::list(vec![
@@ -511,9 +225,11 @@ impl Shell {
             let options = SpawnOptions::new().attach(Attach::Monitor);
             match node::spawn_on(self.host.as_deref(), &self.name, &call, &options) {
                 Ok(_) => break,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(format!("cannot open a shell on node {}: {e}", self.full))
+                Err(e) if !retry || Instant::now() >= deadline => {
+                    return Err(Unopened::Unreachable(e.to_string()))
                 }
+                // A restarting node is back within seconds; a failed dial
+                // is not tried again for 0.5 s anyway.
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -522,14 +238,19 @@ impl Shell {
             |m| is_tagged(m, "SHELL-READY", &token) || is_tagged(m, "SHELL-REFUSED", &token),
             Some(CONNECT_WAIT),
         )
-        .map_err(|_| format!("node {} did not start a shell session", self.full))?;
+        .map_err(|_| {
+            Unopened::Refused(format!("node {} did not start a shell session", self.full))
+        })?;
         match answer.as_list() {
             Some([Term::Keyword(k), _, agent]) if k == "SHELL-READY" => {
                 self.session = Some(agent.clone());
                 Ok(())
             }
-            Some([_, _, Term::Str(why)]) => Err(why.clone()),
-            _ => Err(format!("node {} answered {answer}", self.full)),
+            Some([_, _, Term::Str(why)]) => Err(Unopened::Refused(why.clone())),
+            _ => Err(Unopened::Refused(format!(
+                "node {} answered {answer}",
+                self.full
+            ))),
         }
     }
 
@@ -568,15 +289,33 @@ impl Shell {
             return Ok(Outcome::Lost(e.to_string()));
         }
         let token = self.token.clone();
-        let reply = agent::receive_matching(
-            |m| {
-                matches!(m.as_list(), Some([Term::Keyword(k), t, m_n, ..]) if k == "SHELL-RESULT" && *t == token && *m_n == n)
-                    || self.lost_notice(m)
-            },
-            None,
-        );
-        let Ok(reply) = reply else {
-            return Ok(Outcome::Lost("the wait ended".into()));
+        let is_result = |m: &Term| matches!(m.as_list(), Some([Term::Keyword(k), t, m_n, ..]) if k == "SHELL-RESULT" && *t == token && *m_n == n);
+        lock_busy().remote = Some(session);
+        // The session's agent exits when the form kills it (Ctrl-C, an
+        // exit signal, a linked agent's crash): the session goes on with a
+        // new agent and answers. Only a lost connection, or no answer for
+        // CONNECT_WAIT after the exit, is the loss of the session.
+        let mut exited: Option<Term> = None;
+        let reply = loop {
+            let wait = exited.as_ref().map(|_| CONNECT_WAIT);
+            let watching = exited.is_none();
+            match agent::receive_matching(
+                |m| is_result(m) || (watching && self.lost_notice(m)),
+                wait,
+            ) {
+                Ok(m) if is_result(&m) => break Ok(m),
+                Ok(notice) if is_connection_loss(&notice) => break Err(notice),
+                Ok(notice) => exited = Some(notice),
+                Err(_) => break Err(exited.take().unwrap_or(Term::Nil)),
+            }
+        };
+        lock_busy().remote = None;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(notice) => {
+                self.session = None;
+                return Ok(Outcome::Lost(describe_loss(&self.full, &notice)));
+            }
         };
         let Some([_, _, _, Term::Str(printed), Term::Keyword(status), shown, agent]) =
             reply.as_list()
@@ -607,14 +346,125 @@ impl Shell {
     }
 }
 
-fn describe_loss(full: &str, notice: &Term) -> String {
-    match notice.as_list() {
-        Some([_, _, Term::List(reason)]) if matches!(reason.first(), Some(Term::Keyword(k)) if k == "NOCONNECTION") =>
-        {
-            format!("the connection to node {full} was lost (the node went down or restarted)")
+/// Whether an exit notice of the session says the connection was lost.
+fn is_connection_loss(notice: &Term) -> bool {
+    matches!(notice.as_list(), Some([_, _, Term::List(reason)])
+        if matches!(reason.first(), Some(Term::Keyword(k)) if k == "NOCONNECTION"))
+}
+
+/// What the remote shell's Ctrl-C acts on.
+#[derive(Default)]
+struct Busy {
+    /// The session agent evaluating a form: Ctrl-C kills it (with reason
+    /// `:INTERRUPT`), which ends the form there.
+    remote: Option<Term>,
+    /// A `(top)` runs here: Ctrl-C ends it.
+    local: bool,
+}
+
+fn lock_busy() -> std::sync::MutexGuard<'static, Busy> {
+    static BUSY: std::sync::Mutex<Busy> = std::sync::Mutex::new(Busy {
+        remote: None,
+        local: false,
+    });
+    BUSY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread that turns Ctrl-C into an interrupt of the form
+/// evaluating on the target, of a `(top)` here, or, at the idle prompt,
+/// an [`Input::Interrupt`] for the loop.
+fn handle_ctrl_c(events: std::sync::mpsc::Sender<Input>, err: &mut dyn Write) {
+    let mut presses = match super::signal::install() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "erlangen-kernel: Ctrl-C will end the shell: {e}");
+            return;
         }
+    };
+    let _ = std::thread::Builder::new()
+        .name("remote-shell-ctrl-c".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            while let Ok(1) = io::Read::read(&mut presses, &mut byte) {
+                let busy = lock_busy();
+                if let Some(session) = busy.remote.clone() {
+                    drop(busy);
+                    let _ = agent::exit(Term::keyword("interrupt"), Target::from(&session));
+                } else if busy.local {
+                    super::eval::INTERRUPT.store(true, Ordering::Relaxed);
+                } else if events.send(Input::Interrupt).is_err() {
+                    return;
+                }
+            }
+        });
+}
+
+fn describe_loss(full: &str, notice: &Term) -> String {
+    if is_connection_loss(notice) {
+        return format!("the connection to node {full} was lost (the node went down or restarted)");
+    }
+    match notice.as_list() {
         Some([_, _, reason, ..]) => format!("the shell session on node {full} ended: {reason}"),
         _ => format!("the shell session on node {full} ended"),
+    }
+}
+
+impl Shell {
+    /// Opens the first session: on `host`'s node of the shell's name, or,
+    /// for a bare name, on the node of that name on this host, whichever
+    /// host name it was started under (this machine's, the default, or
+    /// `localhost`, as in the README's walkthrough). One attempt per host
+    /// name, so a wrong name fails within the dial's deadline, with one
+    /// line.
+    fn open(&mut self, host: Option<String>) -> Result<(), String> {
+        let hosts = match host {
+            Some(h) => vec![h],
+            None => {
+                let mine = node::this_node()
+                    .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
+                    .unwrap_or_else(node::host_name);
+                let mut hosts = vec![mine];
+                if hosts[0] != "localhost" {
+                    hosts.push("localhost".to_owned());
+                }
+                hosts
+            }
+        };
+        // Trying a host name the node does not answer to is no news for
+        // the event log: the one line below says what failed.
+        let level = node::eventlog::level();
+        if hosts.len() > 1 {
+            node::eventlog::set_level(crate::config::LogLevel::Off);
+        }
+        let mut unreachable = Vec::new();
+        // `None`: no host name reached a node that answered.
+        let mut answered = None;
+        for h in &hosts {
+            self.full = format!("{h}/{}", self.name);
+            self.host = Some(h.clone());
+            match self.connect(false) {
+                Ok(()) => answered = Some(Ok(())),
+                Err(Unopened::Refused(why)) => answered = Some(Err(why)),
+                Err(Unopened::Unreachable(why)) => unreachable.push(why),
+            }
+            if answered.is_some() {
+                break;
+            }
+        }
+        node::eventlog::set_level(level);
+        answered.unwrap_or_else(|| {
+            let tried: Vec<String> = hosts.iter().map(|h| format!("{h}/{}", self.name)).collect();
+            let why = unreachable.first().map_or("", String::as_str);
+            Err(if tried.len() > 1 {
+                format!(
+                    "cannot open a shell on node {}: no node of that name answers on this host (as {}): {why}",
+                    self.name,
+                    tried.join(" or ")
+                )
+            } else {
+                format!("cannot open a shell on node {}: {why}", self.full)
+            })
+        })
     }
 }
 
@@ -651,30 +501,22 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let full = match &host {
-        Some(h) => format!("{h}/{name}"),
-        None => format!(
-            "{}/{name}",
-            node::this_node()
-                .and_then(|m| m.split_once('/').map(|p| p.0.to_owned()))
-                .unwrap_or_default()
-        ),
-    };
     // Interactive like the REPL: `(top)` here runs until Enter.
     super::eval::mark_repl_thread();
     let mut shell = Shell {
-        host,
+        host: None,
         name,
-        full: full.clone(),
+        full: String::new(),
         token: token(),
         session: None,
         next: 0,
         failed: 0,
     };
-    if let Err(e) = shell.connect() {
+    if let Err(e) = shell.open(host) {
         let _ = writeln!(err, "erlangen-kernel: {e}");
         return ExitCode::from(1);
     }
+    let full = shell.full.clone();
     if !quiet && !batch {
         let _ = writeln!(
             out,
@@ -703,15 +545,42 @@ fn remote_loop(
     prompt: bool,
 ) -> io::Result<Option<u8>> {
     // A reader thread, so that `(top)` sees Enter while it runs.
-    let lines = input::read_stdin("remote-shell-stdin", || {})?;
+    let (events, lines) = std::sync::mpsc::channel();
+    input::read_stdin_to("remote-shell-stdin", events.clone(), || {})?;
+    handle_ctrl_c(events, err);
     let mut forms = Forms::default();
+    // Ctrl-C presses at the idle prompt since the last input.
+    let mut idle_interrupts = 0;
     loop {
         if prompt && forms.is_idle() {
             write!(out, "{}* ", shell.full)?;
             out.flush()?;
         }
         let line = match lines.recv() {
-            Ok(Input::Line(line)) => line,
+            Ok(Input::Line(line)) => {
+                idle_interrupts = 0;
+                line
+            }
+            Ok(Input::Interrupt) => {
+                // As the local REPL: a hint, then the second press leaves
+                // (the node keeps running).
+                idle_interrupts += 1;
+                if idle_interrupts >= 2 {
+                    if prompt {
+                        writeln!(out)?;
+                    }
+                    return Ok(Some(INTERRUPT_STATUS));
+                }
+                writeln!(
+                    err,
+                    "(interrupt: Ctrl-C again leaves the remote shell, as does end of input; the node keeps running)"
+                )?;
+                if prompt {
+                    write!(out, "{}* ", shell.full)?;
+                    out.flush()?;
+                }
+                continue;
+            }
             Ok(Input::Failed(e)) => return Err(e),
             Ok(Input::End) | Err(_) => {
                 if let Some(e) = forms.finish() {
@@ -760,7 +629,7 @@ fn shell_form(
         writeln!(err, "error: {why}")?;
     }
     if shell.session.is_none() {
-        match shell.connect() {
+        match shell.connect(true) {
             Ok(()) => writeln!(
                 err,
                 "reconnected to node {}: a new session (the old session's variables and agents are gone)",
@@ -773,10 +642,14 @@ fn shell_form(
             }
         }
     }
-    if super::builtins::is_call_of(form, "TOP") {
+    if is_call_of(form, "TOP") {
         let mut args = form.as_list().map(|l| l[1..].to_vec()).unwrap_or_default();
         args.extend([Term::keyword("node"), Term::Str(shell.full.clone())]);
-        if let Err(e) = super::top::top(&args) {
+        lock_busy().local = true;
+        let shown = super::top::top(&args);
+        lock_busy().local = false;
+        super::eval::INTERRUPT.store(false, Ordering::Relaxed);
+        if let Err(e) = shown {
             shell.failed += 1;
             writeln!(err, "error: {e}")?;
         }
@@ -792,28 +665,5 @@ fn shell_form(
             )?;
             Ok(None)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_names_split() {
-        let (host, name, full) = split_node("h/n").unwrap();
-        assert_eq!(
-            (host.as_deref(), name.as_str(), full.as_str()),
-            (Some("h"), "n", "h/n")
-        );
-        assert!(split_node("h/").is_err());
-        assert!(split_node("a/b/c").is_err());
-    }
-
-    #[test]
-    fn plist_lookup() {
-        let p = Term::plist(vec![("a", Term::Int(1)), ("b", Term::Int(2))]);
-        assert_eq!(getf(&p, "B"), Some(&Term::Int(2)));
-        assert_eq!(getf(&p, "C"), None);
     }
 }
