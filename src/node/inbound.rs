@@ -382,7 +382,12 @@ impl Dispatch for Route {
                             agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
                             agent.notify(notification);
                         } else {
-                            attachments::record(conn, &entry.agent, entry.remote, entry.kind);
+                            conn.attached.record(
+                                &conn.peer,
+                                &entry.agent,
+                                entry.remote,
+                                entry.kind,
+                            );
                         }
                     }
                 }
