@@ -282,7 +282,7 @@ impl NodeState {
         }
         // Outside the lock: dialing takes the peers lock.
         for name in to_dial {
-            let _ = self.connection(&name);
+            self.background_dial(&name);
         }
     }
 
@@ -454,7 +454,7 @@ impl NodeState {
             due
         };
         for name in due {
-            self.redial(&name);
+            self.background_dial(&name);
         }
     }
 

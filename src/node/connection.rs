@@ -155,9 +155,10 @@ pub(crate) struct Connection {
     /// (DISCONNECT, a replaced connection): its loss is not reported to
     /// other members and not dialed again.
     pub quiet_loss: AtomicBool,
-    /// Set when the ticker dials a lost member again (cluster.rs): a
-    /// failure of that dial is logged at debug.
-    pub redial: AtomicBool,
+    /// Set when the node dialed on its own (a redial of a lost member, a
+    /// member another node listed; cluster.rs): a failure of that dial
+    /// is logged at debug.
+    pub background: AtomicBool,
 }
 
 /// Appends one frame whose payload `write` encodes (returning the frame's
@@ -223,7 +224,7 @@ impl Connection {
             established_at: OnceLock::new(),
             hidden: OnceLock::new(),
             quiet_loss: AtomicBool::new(false),
-            redial: AtomicBool::new(false),
+            background: AtomicBool::new(false),
         })
     }
 

@@ -37,13 +37,20 @@ impl NodeState {
         self.open(peer, false)
     }
 
-    /// [`NodeState::connection`] for the ticker's redial of a lost member:
-    /// if it dials, its failure is logged at debug (the loss was logged).
-    pub(super) fn redial(self: &Arc<Self>, peer: &str) {
+    /// [`NodeState::connection`] for a dial this node makes on its own:
+    /// the ticker's redial of a lost member, or a member another node
+    /// listed (connect_all). If it dials, its failure is logged at debug:
+    /// nobody asked for it, and a loss was logged when it happened (a
+    /// list can name a node that died a moment ago).
+    pub(super) fn background_dial(self: &Arc<Self>, peer: &str) {
         let _ = self.open(peer, true);
     }
 
-    fn open(self: &Arc<Self>, peer: &str, redial: bool) -> Result<Arc<Connection>, RemoteError> {
+    fn open(
+        self: &Arc<Self>,
+        peer: &str,
+        background: bool,
+    ) -> Result<Arc<Connection>, RemoteError> {
         if let Some(c) = lock(&self.peers).get(peer) {
             if !c.is_down() {
                 return Ok(Arc::clone(c));
@@ -88,7 +95,7 @@ impl NodeState {
             )));
         };
         drop(peers);
-        conn.redial.store(redial, Ordering::Release);
+        conn.background.store(background, Ordering::Release);
         let state = Arc::clone(self);
         let dialing = Arc::clone(&conn);
         let spawned = thread::Builder::new()
@@ -257,10 +264,11 @@ impl NodeState {
                 format_args!("peer {} down: {why}", conn.peer),
             );
         } else {
-            // A redial of a lost member fails quietly: its loss was
+            // A dial made on the node's own (a redial of a lost member,
+            // a member another node listed) fails quietly: a loss was
             // logged, and the ticker tries again (or, when the node is
             // gone, `forget_lost` says so once).
-            let level = if conn.redial.load(Ordering::Acquire) {
+            let level = if conn.background.load(Ordering::Acquire) {
                 LogLevel::Debug
             } else {
                 LogLevel::Warn
