@@ -26,8 +26,22 @@
 //! connection: idle connections cost a write on the sending side and a
 //! read on the receiving side, and nothing else.
 //!
-//! Lock rule: `out` is held only to append or swap bytes (and while the
-//! codec encodes a term into it, which runs no user code).
+//! Sealing (PROTOCOL.md section 5, "Sealed frames"): on a sealed
+//! connection each frame is sealed in place in `out.buf` right after it is
+//! encoded there, under the same lock, by the one `Sealer` of the
+//! connection's sending direction; so the record numbers follow the order
+//! of the buffer whoever appends (senders, the ticker's heartbeats, the
+//! first NODES frame), and both write paths (the writer thread and a
+//! sender's direct write) only move sealed bytes. Frames queued before the
+//! handshake ended are sealed, in order, when the connection is
+//! established. The reader opens each record with the receiving
+//! direction's `Opener`; one that fails to open (altered, replayed,
+//! reordered, truncated) closes the connection before anything of it is
+//! delivered: one log line (the loss, with the reason), one count in the
+//! peer's `bad-seals` and `errors`.
+//!
+//! Lock rule: `out` is held only to append, seal or swap bytes (and while
+//! the codec encodes a term into it, which runs no user code).
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
@@ -41,6 +55,7 @@ use super::attachments::Attachments;
 use super::handshake::PeerInfo;
 use super::latch::Latch;
 use super::protocol::{self, Request};
+use super::seal::{Keys, Opener, RecordError, Sealer};
 use crate::agent::Agent;
 use crate::frame;
 use crate::sys;
@@ -55,6 +70,8 @@ pub(crate) struct PeerStats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub dropped: AtomicU64,
+    /// Sealed records that failed to open (each closed its connection).
+    pub bad_seals: AtomicU64,
     pub established: Mutex<Option<SystemTime>>,
 }
 
@@ -76,6 +93,9 @@ struct Out {
     /// The last frame is queued (`send_last`): the socket is shut down once
     /// the buffer is written, and nothing more is queued.
     closing: bool,
+    /// Seals each frame appended to `buf`, once the connection is
+    /// established with sealing on.
+    sealer: Option<Sealer>,
 }
 
 /// What the connection calls back into (the node).
@@ -169,6 +189,7 @@ pub(crate) struct Connection {
 /// using it).
 fn append_frame(
     buf: &mut Vec<u8>,
+    sealer: Option<&mut Sealer>,
     write: impl FnOnce(&mut Vec<u8>) -> Result<u8, EncodeError>,
 ) -> Result<bool, EncodeError> {
     let start = buf.len();
@@ -192,6 +213,12 @@ fn append_frame(
         buf.truncate(start);
         return Ok(false);
     }
+    if let Some(sealer) = sealer {
+        if !sealer.seal_frame(buf, header) {
+            buf.truncate(start);
+            return Ok(false);
+        }
+    }
     Ok(true)
 }
 
@@ -209,6 +236,7 @@ impl Connection {
                 spare: Vec::with_capacity(1024),
                 last_write: None,
                 closing: false,
+                sealer: None,
             }),
             ready: Condvar::new(),
             down: AtomicBool::new(false),
@@ -311,7 +339,11 @@ impl Connection {
             return Ok(false);
         }
         let start = out.buf.len();
-        if !append_frame(&mut out.buf, write)? {
+        let appended = {
+            let o = &mut *out;
+            append_frame(&mut o.buf, o.sealer.as_mut(), write)?
+        };
+        if !appended {
             drop(out);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -395,10 +427,20 @@ impl Connection {
         request: &Request,
         agents: &dyn AgentIds,
     ) -> Result<(), EncodeError> {
+        let mut out = self.lock();
+        if out.sealer.is_some() {
+            // Established already: records are numbered in buffer order,
+            // so it can only go last (never the case: callers queue it
+            // before `establish`).
+            drop(out);
+            return self.send(request, agents).map(drop);
+        }
         let mut frame = Vec::with_capacity(64);
-        if append_frame(&mut frame, |buf| protocol::encode(request, buf, agents))? {
+        if append_frame(&mut frame, None, |buf| {
+            protocol::encode(request, buf, agents)
+        })? {
             self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-            self.lock().buf.splice(0..0, frame);
+            out.buf.splice(0..0, frame);
         }
         Ok(())
     }
@@ -449,9 +491,19 @@ impl Connection {
         self: &Arc<Self>,
         stream: TcpStream,
         info: PeerInfo,
+        keys: Option<Keys>,
         dispatch: Arc<dyn Dispatch>,
         timeout: Duration,
     ) -> io::Result<()> {
+        let opener = keys.map(|keys| {
+            // Frames queued while dialing are sealed now, before the
+            // stream is visible to a sender's direct write.
+            let mut sealer = Sealer::new(keys.send);
+            let mut out = self.lock();
+            sealer.seal_all(&mut out.buf);
+            out.sealer = Some(sealer);
+            Opener::new(keys.recv)
+        });
         let _ = self.established_at.set(Instant::now());
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
@@ -473,7 +525,7 @@ impl Connection {
         let conn = Arc::clone(self);
         thread::Builder::new()
             .name(format!("node-reader {}", self.peer))
-            .spawn(move || conn.read_loop(reader_stream, dispatch))?;
+            .spawn(move || conn.read_loop(reader_stream, opener, dispatch))?;
         Ok(())
     }
 
@@ -523,11 +575,16 @@ impl Connection {
         }
     }
 
-    fn read_loop(self: Arc<Self>, stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
+    fn read_loop(
+        self: Arc<Self>,
+        stream: TcpStream,
+        mut opener: Option<Opener>,
+        dispatch: Arc<dyn Dispatch>,
+    ) {
         let _ = self.reader.set(std::thread::current().id());
         self.wait_for_predecessor();
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
-        let mut payload = Vec::new();
+        let mut body = Vec::new();
         let max = dispatch
             .limits()
             .max_size
@@ -539,9 +596,17 @@ impl Connection {
             if reader.buffer().is_empty() {
                 self.flush(&dispatch, &mut resolved, &mut batch);
             }
-            let kind = match frame::read_frame(&mut reader, max, &mut payload) {
-                Ok(kind) => kind,
-                Err(e) => {
+            // A sealed record's frame is `body` (kind first); a clear
+            // frame's payload is `body` whole.
+            let read = match &mut opener {
+                Some(o) => o.read(&mut reader, max, &mut body).map(|k| (k, 1)),
+                None => frame::read_frame(&mut reader, max, &mut body)
+                    .map(|k| (k, 0))
+                    .map_err(RecordError::Frame),
+            };
+            let (kind, skip) = match read {
+                Ok(read) => read,
+                Err(RecordError::Frame(e)) => {
                     self.flush(&dispatch, &mut resolved, &mut batch);
                     let reason = if e.is_timeout() {
                         "peer silent past the failure timeout".to_owned()
@@ -554,16 +619,32 @@ impl Connection {
                     self.fail(&dispatch, &reason);
                     return;
                 }
+                Err(RecordError::Unsealed) => {
+                    // Nothing of it is delivered; what came before it was
+                    // authentic and in order, and is.
+                    self.flush(&dispatch, &mut resolved, &mut batch);
+                    if !self.is_down() {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats.bad_seals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.fail(
+                        &dispatch,
+                        "a sealed frame failed to open (altered, replayed, reordered or not from the peer)",
+                    );
+                    return;
+                }
             };
+            let payload = &body[skip..];
             self.stats.bytes_in.fetch_add(
-                (payload.len() + frame::HEADER_LEN) as u64,
+                (body.len() + frame::HEADER_LEN - skip
+                    + if skip == 1 { super::seal::TAG_LEN } else { 0 }) as u64,
                 Ordering::Relaxed,
             );
             if kind == protocol::kind::SEND {
                 // The hot path: no Request is built, the target is looked
                 // up once per connection, and consecutive messages to one
                 // agent are delivered together.
-                match protocol::decode_send(&payload, dispatch.limits()) {
+                match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                         if batch.to != to
@@ -588,7 +669,7 @@ impl Connection {
             }
             // Requests keep their order relative to messages.
             self.flush(&dispatch, &mut resolved, &mut batch);
-            match protocol::decode(kind, &payload, dispatch.limits()) {
+            match protocol::decode(kind, payload, dispatch.limits()) {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);

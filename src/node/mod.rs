@@ -64,6 +64,7 @@ mod outbound;
 mod peers;
 mod ports;
 pub(crate) mod protocol;
+pub(crate) mod seal;
 mod stats;
 mod throttle;
 

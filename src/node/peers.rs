@@ -21,7 +21,7 @@ use std::time::Instant;
 use super::attachments;
 use super::connection::Connection;
 use super::eventlog::{self, LogLevel};
-use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
+use super::handshake::{self, HandshakeError, Identity, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
 
 /// Peers whose connection counters are kept once their connection is gone
@@ -106,7 +106,7 @@ impl NodeState {
     fn dial(self: Arc<Self>, conn: Arc<Connection>) {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match self.dial_inner(&conn.peer, deadline) {
-            Ok((stream, info)) => {
+            Ok((stream, (info, keys))) => {
                 if conn.is_claimed() || conn.is_down() {
                     // An accepted connection from the peer took over (or
                     // the node stopped): this one is surplus.
@@ -115,7 +115,7 @@ impl NodeState {
                 }
                 let dispatch = self.dispatcher();
                 self.announce_membership(&conn);
-                if let Err(e) = conn.establish(stream, info, dispatch, self.options.timeout) {
+                if let Err(e) = conn.establish(stream, info, keys, dispatch, self.options.timeout) {
                     self.dial_failed(&conn, &e.to_string());
                     return;
                 }
@@ -142,7 +142,7 @@ impl NodeState {
         &self,
         peer: &str,
         deadline: Instant,
-    ) -> Result<(TcpStream, PeerInfo), DialError> {
+    ) -> Result<(TcpStream, handshake::Session), DialError> {
         let (host, node) = peer
             .split_once('/')
             .ok_or_else(|| DialError::Other(format!("{peer:?} is not host/node")))?;
@@ -187,6 +187,7 @@ impl NodeState {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
+            seal: self.options.seal,
         };
         let info = handshake::client(&mut stream, &me, peer, deadline).map_err(|e| {
             if matches!(e, HandshakeError::WrongPeer { .. }) {
@@ -315,6 +316,7 @@ impl NodeState {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
+            seal: self.options.seal,
         };
         let mut chosen: Option<Arc<Connection>> = None;
         let mut replaced: Option<(Arc<Connection>, &str)> = None;
@@ -380,8 +382,8 @@ impl NodeState {
                 }
             }
         });
-        let info = match admitted {
-            Ok(info) => info,
+        let (info, keys) = match admitted {
+            Ok(session) => session,
             Err(e) => {
                 // Admitted, then the handshake failed (the ACCEPT could not
                 // be written): the connection made for it must not stay in
@@ -401,7 +403,13 @@ impl NodeState {
                 // A peer that did not prove the cookie costs its address a
                 // token (throttle.rs); one refused or admitted after proving
                 // it does not.
-                let proved = admitted.is_some() || matches!(e, HandshakeError::RefusedByUs(..));
+                let proved = admitted.is_some()
+                    || matches!(
+                        e,
+                        HandshakeError::RefusedByUs(..)
+                            | HandshakeError::SealMismatch { .. }
+                            | HandshakeError::LowOrderKey
+                    );
                 if let (Some(ip), false) = (from, proved) {
                     lock(&self.throttle).failed(ip, Instant::now());
                 }
@@ -435,7 +443,13 @@ impl NodeState {
         }
         let Some(conn) = chosen else { return };
         self.announce_membership(&conn);
-        if let Err(e) = conn.establish(stream, info, Arc::clone(&dispatch), self.options.timeout) {
+        if let Err(e) = conn.establish(
+            stream,
+            info,
+            keys,
+            Arc::clone(&dispatch),
+            self.options.timeout,
+        ) {
             conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
             return;
         }
