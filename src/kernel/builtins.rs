@@ -27,7 +27,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("unregister", "(unregister name) remove a name"),
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
-    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
+    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all seal) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
@@ -398,6 +398,7 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
             "REMOTE-SHELL",
             "HIDDEN",
             "CONNECT-ALL",
+            "SEAL",
         ],
     )?;
     let mut options = node::NodeOptions {
@@ -407,6 +408,9 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
         connect_all: super::NODE_DEFAULTS
             .connect_all
             .load(std::sync::atomic::Ordering::Relaxed),
+        seal: super::NODE_DEFAULTS
+            .seal
+            .load(std::sync::atomic::Ordering::Relaxed),
         ..node::NodeOptions::default()
     };
     if let Some(hidden) = keys.get("HIDDEN") {
@@ -414,6 +418,9 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     }
     if let Some(all) = keys.get("CONNECT-ALL") {
         options.connect_all = all.is_true();
+    }
+    if let Some(seal) = keys.get("SEAL") {
+        options.seal = seal.is_true();
     }
     if let Some(h) = keys.get("HOST") {
         options.host = Some(string_arg(name, "host", h)?);

@@ -715,6 +715,11 @@ fn options() -> getopts::Options {
         "no-connect-all",
         "a node started here does not connect to the nodes its peers are connected to",
     );
+    opts.optflag(
+        "",
+        "no-seal",
+        "a node started here sends clear frames (for a trusted network; every node of the cluster must agree)",
+    );
     opts.optopt(
         "",
         "log-level",
@@ -726,22 +731,24 @@ fn options() -> getopts::Options {
 }
 
 /// Defaults for `(node …)` set by the command line (`--hidden`,
-/// `--no-connect-all`); the keys `:hidden` and `:connect-all` override
-/// them.
+/// `--no-connect-all`, `--no-seal`); the keys `:hidden`, `:connect-all` and
+/// `:seal` override them.
 pub(crate) struct NodeDefaults {
     pub hidden: AtomicBool,
     pub connect_all: AtomicBool,
+    pub seal: AtomicBool,
 }
 
 pub(crate) static NODE_DEFAULTS: NodeDefaults = NodeDefaults {
     hidden: AtomicBool::new(false),
     connect_all: AtomicBool::new(true),
+    seal: AtomicBool::new(true),
 };
 
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
 /// `-Q`, `-b`, `-h`, `--registry-port`, `--directory-port`,
 /// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--hidden`,
-/// `--no-connect-all`, `--remote NODE`)
+/// `--no-connect-all`, `--no-seal`, `--remote NODE`)
 /// and runs the kernel (or, with `--remote`, a remote shell). Exit codes: 0 ok, 1 a batch form
 /// failed or output failed, 2 bad command line.
 pub fn main() -> ExitCode {
@@ -794,6 +801,9 @@ pub fn main() -> ExitCode {
     NODE_DEFAULTS
         .connect_all
         .store(!matches.opt_present("no-connect-all"), Ordering::Relaxed);
+    NODE_DEFAULTS
+        .seal
+        .store(!matches.opt_present("no-seal"), Ordering::Relaxed);
     if let Some(target) = matches.opt_str("remote") {
         return run_remote(&target, matches.opt_present("Q"), matches.opt_present("b"));
     }

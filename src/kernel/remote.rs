@@ -244,6 +244,11 @@ pub(super) fn node_info() -> Term {
         ("throttled", count_term(node::throttled_connections())),
         ("refused-handshakes", count_term(node::refused_handshakes())),
         ("slots-full", count_term(node::slots_full_closes())),
+        ("sealed", Term::from(node::sealed())),
+        (
+            "bad-seals",
+            count_term(node::connection_stats().iter().map(|s| s.bad_seals).sum()),
+        ),
         (
             "connection-errors",
             count_term(node::connection_stats().iter().map(|s| s.errors).sum()),
@@ -639,6 +644,9 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
         host: host.clone(),
         name: Some(format!("remsh-{}", std::process::id())),
         hidden: true,
+        seal: super::NODE_DEFAULTS
+            .seal
+            .load(std::sync::atomic::Ordering::Relaxed),
         ..node::NodeOptions::default()
     };
     let _handle = match node::start(options) {
