@@ -137,7 +137,7 @@ if [ $# -gt 0 ]; then
 else
     SCENARIOS="codec port-mapper pm-limits handshake wrong-cookie bad-hello handshake-deadline send drops
                spawn-monitor link-exit reverse-attach groups cluster inbound cross-dial heartbeat silent-client close new-run
-               malformed node-limits big kernels documented
+               malformed node-limits big kernels clear documented
                first-nodes visible-member hidden-member bad-nodes claims overlap
                throttle peer-silent"
 fi
