@@ -354,6 +354,44 @@ fn shape<T>(r: Result<T, FieldError>) -> Result<T, HandshakeError> {
     r.map_err(|e| HandshakeError::Unexpected(e.to_string()))
 }
 
+/// The HELLO payload (without its frame header).
+fn hello_payload(
+    name: &str,
+    incarnation: u64,
+    nonce: &[u8; 32],
+    seal: bool,
+    public: &[u8; 32],
+) -> Vec<u8> {
+    let mut hello = Vec::with_capacity(128);
+    hello.extend_from_slice(MAGIC);
+    hello.push(VERSION);
+    hello.push(MIN_VERSION);
+    put_str(&mut hello, name);
+    hello.extend_from_slice(&incarnation.to_be_bytes());
+    hello.extend_from_slice(nonce);
+    hello.push(if seal { FLAG_SEAL } else { 0 });
+    hello.extend_from_slice(public);
+    hello
+}
+
+/// The CHALLENGE payload up to (without) its proof.
+fn challenge_payload(
+    name: &str,
+    incarnation: u64,
+    nonce: &[u8; 32],
+    seal: bool,
+    public: &[u8; 32],
+) -> Vec<u8> {
+    let mut challenge = Vec::with_capacity(160);
+    challenge.push(VERSION);
+    put_str(&mut challenge, name);
+    challenge.extend_from_slice(&incarnation.to_be_bytes());
+    challenge.extend_from_slice(nonce);
+    challenge.push(if seal { FLAG_SEAL } else { 0 });
+    challenge.extend_from_slice(public);
+    challenge
+}
+
 /// An ephemeral X25519 key pair: (private, public).
 fn ephemeral() -> Result<([u8; 32], [u8; 32]), HandshakeError> {
     let private = random32()?;
@@ -394,15 +432,7 @@ pub(crate) fn client(
 ) -> Result<Session, HandshakeError> {
     let nonce_c = random32()?;
     let (private, public) = ephemeral()?;
-    let mut hello = Vec::with_capacity(128);
-    hello.extend_from_slice(MAGIC);
-    hello.push(VERSION);
-    hello.push(MIN_VERSION);
-    put_str(&mut hello, me.name);
-    hello.extend_from_slice(&me.incarnation.to_be_bytes());
-    hello.extend_from_slice(&nonce_c);
-    hello.push(if me.seal { FLAG_SEAL } else { 0 });
-    hello.extend_from_slice(&public);
+    let hello = hello_payload(me.name, me.incarnation, &nonce_c, me.seal, &public);
     write_step(stream, deadline, kind::HELLO, &hello)?;
 
     let mut buf = Vec::new();
@@ -540,13 +570,7 @@ pub(crate) fn server(
     }
     let nonce_s = random32()?;
     let (private, public) = ephemeral()?;
-    let mut challenge = Vec::with_capacity(160);
-    challenge.push(VERSION);
-    put_str(&mut challenge, me.name);
-    challenge.extend_from_slice(&me.incarnation.to_be_bytes());
-    challenge.extend_from_slice(&nonce_s);
-    challenge.push(if me.seal { FLAG_SEAL } else { 0 });
-    challenge.extend_from_slice(&public);
+    let mut challenge = challenge_payload(me.name, me.incarnation, &nonce_s, me.seal, &public);
     let mut t = hello.clone();
     t.extend_from_slice(&challenge);
     challenge.extend_from_slice(&proof(me.cookie, SERVER_LABEL, &t));
@@ -599,4 +623,155 @@ pub(crate) fn server(
     stream.flush()?;
     stream.set_read_timeout(None)?;
     Ok((client, keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::seal::{Opener, Sealer};
+
+    /// One dump line: up to 16 bytes in hex, then what they are.
+    fn line(out: &mut String, bytes: &[u8], what: &str) {
+        for (i, chunk) in bytes.chunks(16).enumerate() {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let note = if i == 0 { what } else { "" };
+            out.push_str(format!("{:<48}{note}", hex.join(" ")).trim_end());
+            out.push('\n');
+        }
+    }
+
+    fn frame_header(out: &mut String, payload_len: usize, kind: u8, name: &str) {
+        line(
+            out,
+            &((payload_len + 1) as u32).to_be_bytes(),
+            &format!("length {}", payload_len + 1),
+        );
+        line(out, &[kind], &format!("kind {name}"));
+    }
+
+    fn str_field(name: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        put_str(&mut v, name);
+        v
+    }
+
+    /// The annotated dump of PROTOCOL.md section 4 ("A handshake and two
+    /// records, byte by byte"), computed with the code that runs.
+    fn dump() -> String {
+        let cookie = b"0123456789abcdef0123456789abcdef";
+        let (nonce_c, e_c) = ([0x11u8; 32], [0x22u8; 32]);
+        let (nonce_s, e_s) = ([0x33u8; 32], [0x44u8; 32]);
+        let (pub_c, pub_s) = (crypto::x25519_public(&e_c), crypto::x25519_public(&e_s));
+        let hello = hello_payload("h/c", 1, &nonce_c, true, &pub_c);
+        let challenge = challenge_payload("h/s", 2, &nonce_s, true, &pub_s);
+        let mut t = hello.clone();
+        t.extend_from_slice(&challenge);
+        let proof_s = proof(cookie, SERVER_LABEL, &t);
+        let proof_c = proof(cookie, CLIENT_LABEL, &t);
+        let dh = crypto::x25519_shared(&e_c, &pub_s).expect("not low order");
+        assert_eq!(crypto::x25519_shared(&e_s, &pub_c).expect("same"), dh);
+        let (c2s, s2c) = derive_keys(cookie, &dh, &t);
+
+        let mut d = String::new();
+        d.push_str("HELLO (client to server)\n");
+        frame_header(&mut d, hello.len(), kind::HELLO, "HELLO");
+        line(&mut d, MAGIC, "magic \"ERLN\"");
+        line(
+            &mut d,
+            &[VERSION],
+            "version 3 (the highest the client speaks)",
+        );
+        line(&mut d, &[MIN_VERSION], "min_version 3 (the lowest)");
+        line(&mut d, &str_field("h/c"), "name \"h/c\"");
+        line(&mut d, &1u64.to_be_bytes(), "incarnation 1");
+        line(&mut d, &nonce_c, "nonce_c");
+        line(&mut d, &[FLAG_SEAL], "flags: bit 0, seal");
+        line(
+            &mut d,
+            &pub_c,
+            "key_c = X25519(e_c, 9), e_c = 32 bytes 0x22",
+        );
+        d.push_str("\nCHALLENGE (server to client)\n");
+        frame_header(&mut d, challenge.len() + 32, kind::CHALLENGE, "CHALLENGE");
+        line(&mut d, &[VERSION], "version 3 (chosen)");
+        line(&mut d, &str_field("h/s"), "name \"h/s\"");
+        line(&mut d, &2u64.to_be_bytes(), "incarnation 2");
+        line(&mut d, &nonce_s, "nonce_s");
+        line(&mut d, &[FLAG_SEAL], "flags: seal");
+        line(
+            &mut d,
+            &pub_s,
+            "key_s = X25519(e_s, 9), e_s = 32 bytes 0x44",
+        );
+        line(
+            &mut d,
+            &proof_s,
+            "proof_s = HMAC(cookie, \"erlangen server\" || T)",
+        );
+        d.push_str("\nPROOF (client to server)\n");
+        frame_header(&mut d, 32, kind::PROOF, "PROOF");
+        line(
+            &mut d,
+            &proof_c,
+            "proof_c = HMAC(cookie, \"erlangen client\" || T)",
+        );
+        d.push_str("\nACCEPT (server to client)\n");
+        frame_header(&mut d, 0, kind::ACCEPT, "ACCEPT");
+        d.push_str("\nKeys\n");
+        line(&mut d, &dh, "dh = X25519(e_c, key_s) = X25519(e_s, key_c)");
+        line(&mut d, &crypto::sha256(&t), "th = SHA-256(T)");
+        line(&mut d, &c2s, "key_c2s");
+        line(&mut d, &s2c, "key_s2c");
+
+        let mut sealer = Sealer::new(c2s);
+        let mut opener = Opener::new(c2s);
+        for n in 0..2u64 {
+            let mut rec = Vec::new();
+            frame::encode_frame(&mut rec, 0x17, &[]).expect("frame");
+            assert!(sealer.seal_frame(&mut rec, 0));
+            let mut body = Vec::new();
+            assert_eq!(
+                opener.read(&mut &rec[..], 64, &mut body).expect("opens"),
+                0x17
+            );
+            d.push_str(&format!(
+                "\nRecord {n} client to server: a HEARTBEAT frame (kind 0x17, no payload)\n"
+            ));
+            line(&mut d, &rec[..4], "length 17 = 1 + 16, the AAD");
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&n.to_le_bytes());
+            line(
+                &mut d,
+                &rec[4..5],
+                &format!("0x17 encrypted, nonce {}", {
+                    let h: Vec<String> = nonce.iter().map(|b| format!("{b:02x}")).collect();
+                    h.join("")
+                }),
+            );
+            line(&mut d, &rec[5..], "tag");
+        }
+        d
+    }
+
+    #[test]
+    fn protocol_md_dump_is_exact() {
+        let doc = include_str!("../../PROTOCOL.md");
+        let want = dump();
+        assert!(
+            doc.contains(&want),
+            "PROTOCOL.md's annotated handshake dump is out of date; it should read:\n{want}"
+        );
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_keys_and_a_different_cookie_does_not() {
+        let t = b"transcript";
+        let dh = [5u8; 32];
+        let (a, b) = derive_keys(b"cookie one, long enough.........", &dh, t);
+        assert_ne!(a, b);
+        let (c, _) = derive_keys(b"cookie two, long enough.........", &dh, t);
+        assert_ne!(a, c);
+        let (e, _) = derive_keys(b"cookie one, long enough.........", &dh, b"transcripT");
+        assert_ne!(a, e);
+    }
 }
