@@ -174,6 +174,8 @@ struct Sealed {
     recv: [u8; 32],
     sent: u64,
     received: u64,
+    /// Frames of the last record opened, not yet read.
+    frames: Vec<u8>,
 }
 
 fn nonce_of(counter: u64) -> [u8; 12] {
@@ -208,6 +210,7 @@ impl Sealed {
             recv: key(b"erlangen v3 s2c"),
             sent: 0,
             received: 0,
+            frames: Vec::new(),
         }
     }
 
@@ -220,13 +223,14 @@ impl Sealed {
             if len == 0 || at + 4 + len > bytes.len() {
                 break;
             }
-            let length = ((len + 16) as u32).to_be_bytes();
+            // One whole frame (its length field included) per record.
+            let length = ((4 + len + 16) as u32).to_be_bytes();
             out.extend_from_slice(&length);
             out.extend_from_slice(&aead::seal(
                 &self.send,
                 &nonce_of(self.sent),
                 &length,
-                &bytes[at + 4..at + 4 + len],
+                &bytes[at..at + 4 + len],
             ));
             self.sent += 1;
             at += 4 + len;
@@ -235,13 +239,18 @@ impl Sealed {
         out
     }
 
-    /// Reads and opens one record: the frame's kind, its payload in `buf`.
+    /// The next frame (a record may carry several): its kind, its payload
+    /// in `buf`.
     fn read_frame(&mut self, buf: &mut Vec<u8>) -> u8 {
-        let aad = frame::read_record(&mut self.stream, 17, 1 << 24, buf).expect("record");
-        let opened = aead::open(&self.recv, &nonce_of(self.received), &aad, buf).expect("opens");
-        self.received += 1;
-        *buf = opened[1..].to_vec();
-        opened[0]
+        if self.frames.is_empty() {
+            let aad = frame::read_record(&mut self.stream, 21, 1 << 25, buf).expect("record");
+            self.frames =
+                aead::open(&self.recv, &nonce_of(self.received), &aad, buf).expect("opens");
+            self.received += 1;
+        }
+        let kind = frame::read_frame(&mut &self.frames[..], 1 << 25, buf).expect("a whole frame");
+        self.frames.drain(..4 + 1 + buf.len());
+        kind
     }
 }
 

@@ -815,6 +815,7 @@ def session_keys(cookie, dh, t):
 
 REKEY_AFTER = 1 << 24
 TAG_LEN = 16
+RECORD_FRAMES = 256 * 1024   # a record's frames, unless it holds one larger frame
 
 
 class _Direction:
@@ -833,9 +834,10 @@ class _Direction:
 class SealedSocket:
     """A socket whose frames are sealed (section 5, "Sealed frames"). To the rest of this
     client it looks like the socket of a clear connection: sendall() takes clear frames and
-    sends each as a record (bytes that are not whole frames go as they are, for the
-    malformed cases), and recv() gives the opened frames back as clear frames (length,
-    kind, payload). Everything else goes to the socket."""
+    sends each in a record of its own (a record may hold several; one each is simplest;
+    bytes that are not whole frames go as they are, for the malformed cases), and recv()
+    gives back the frames of the records it opens, as section 1 writes them. Everything
+    else goes to the socket."""
 
     def __init__(self, sock, send_key, recv_key):
         self._sock = sock
@@ -859,8 +861,9 @@ class SealedSocket:
             (length,) = struct.unpack(">I", data[at:at + 4])
             if length == 0 or at + 4 + length > len(data):
                 break
-            aad = struct.pack(">I", length + TAG_LEN)
-            out.append(aad + aead_seal(self._tx.key, self._tx.nonce(), aad, data[at + 4:at + 4 + length]))
+            # one whole frame, its length field included, per record
+            aad = struct.pack(">I", 4 + length + TAG_LEN)
+            out.append(aad + aead_seal(self._tx.key, self._tx.nonce(), aad, data[at:at + 4 + length]))
             self.records_sent += 1
             at += 4 + length
         out.append(data[at:])
@@ -880,16 +883,17 @@ class SealedSocket:
         while not self._clear:
             if len(self._raw) >= 4:
                 (length,) = struct.unpack(">I", self._raw[:4])
-                if length < 1 + TAG_LEN or length > MAX_NODE_FRAME + TAG_LEN:
+                if length < 5 + TAG_LEN or length > max(RECORD_FRAMES, MAX_NODE_FRAME + 4) + TAG_LEN:
                     raise ProtocolError(f"record length {length} out of bounds")
                 if len(self._raw) >= 4 + length:
                     aad = bytes(self._raw[:4])
                     body = bytes(self._raw[4:4 + length])
                     del self._raw[:4 + length]
-                    frame = aead_open(self._rx.key, self._rx.nonce(), aad, body)
-                    if frame is None:
+                    frames = aead_open(self._rx.key, self._rx.nonce(), aad, body)
+                    if frames is None:
                         raise ProtocolError("a sealed record failed to open")
-                    self._clear += struct.pack(">I", len(frame)) + frame
+                    # one or more whole frames, as section 1 writes them
+                    self._clear += frames
                     break
             chunk = self._sock.recv(1 << 16)
             if not chunk:
@@ -2804,8 +2808,8 @@ def sc_malformed(ctx):
         ("HEARTBEAT with a payload", encode_frame(HEARTBEAT, b"\x00")),
         ("LINK with monitor 2", encode_frame(LINK, p_str("x/y/0") + p_u64(0) + p_str("0") + p_u8(2))),
         ("zero length", b"\x00\x00\x00\x00"),
-        ("record length over 17,039,376", struct.pack(">I", MAX_NODE_FRAME + TAG_LEN + 1)),
-        ("record length 16 (no room for a kind byte)", struct.pack(">I", TAG_LEN) + bytes(TAG_LEN)),
+        ("record length over 17,039,380", struct.pack(">I", MAX_NODE_FRAME + 4 + TAG_LEN + 1)),
+        ("record length 20 (no room for a frame)", struct.pack(">I", 4 + TAG_LEN) + bytes(4 + TAG_LEN)),
         ("truncated frame, then EOF", encode_frame(SEND, p_u64(0) + p_str(":ECHO") + encode(1))[:-2]),
     ]
     for i, (what, data) in enumerate(cases):
@@ -3257,8 +3261,9 @@ def sc_node_limits(ctx):
     # waits for the body, which never comes, so the connection lasts until the
     # documented deadline for a silent peer closes it (the heartbeat timeout
     # after our last frame, the handshake's PROOF, sent just before t0)
-    # (a sealed connection's records: the frame maximum plus the 16-byte tag, section 5)
-    for length, at_once in [(MAX_NODE_FRAME + TAG_LEN + 1, True), (MAX_NODE_FRAME + TAG_LEN, False)]:
+    # (a sealed connection's records: the frame maximum plus its length field and the 16-byte tag,
+    # section 5)
+    for length, at_once in [(MAX_NODE_FRAME + 4 + TAG_LEN + 1, True), (MAX_NODE_FRAME + 4 + TAG_LEN, False)]:
         sock, n, _, _ = raw_dial(ctx, f"len{length}")
         t0 = time.monotonic()
         sock.sendall(struct.pack(">I", length))

@@ -391,7 +391,8 @@ impl Sealer {
             if len == 0 || at + 4 + len > bytes.len() {
                 break;
             }
-            let length = ((len + 16) as u32).to_be_bytes();
+            // One whole frame (its length field included) per record.
+            let length = ((4 + len + 16) as u32).to_be_bytes();
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&self.next.to_le_bytes());
             self.next += 1;
@@ -400,7 +401,7 @@ impl Sealer {
                 &self.key,
                 &nonce,
                 &length,
-                &bytes[at + 4..at + 4 + len],
+                &bytes[at..at + 4 + len],
             ));
             at += 4 + len;
         }

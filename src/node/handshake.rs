@@ -726,29 +726,28 @@ mod tests {
         let mut sealer = Sealer::new(c2s);
         let mut opener = Opener::new(c2s);
         for n in 0..2u64 {
+            let mut clear = Vec::new();
+            frame::encode_frame(&mut clear, 0x17, &[]).expect("frame");
             let mut rec = Vec::new();
-            frame::encode_frame(&mut rec, 0x17, &[]).expect("frame");
-            assert!(sealer.seal_frame(&mut rec, 0));
+            sealer.seal_batch(&clear, &mut rec);
             let mut body = Vec::new();
-            assert_eq!(
-                opener.read(&mut &rec[..], 64, &mut body).expect("opens"),
-                0x17
-            );
+            opener.read(&mut &rec[..], 64, &mut body).expect("opens");
+            assert_eq!(body, clear);
             d.push_str(&format!(
-                "\nRecord {n} client to server: a HEARTBEAT frame (kind 0x17, no payload)\n"
+                "\nRecord {n} client to server: one HEARTBEAT frame (00 00 00 01 17)\n"
             ));
-            line(&mut d, &rec[..4], "length 17 = 1 + 16, the AAD");
-            let mut nonce = [0u8; 12];
-            nonce[4..].copy_from_slice(&n.to_le_bytes());
+            line(&mut d, &rec[..4], "length 21 = 5 + 16, the AAD");
+            let nonce: Vec<String> = {
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&n.to_le_bytes());
+                nonce.iter().map(|b| format!("{b:02x}")).collect()
+            };
             line(
                 &mut d,
-                &rec[4..5],
-                &format!("0x17 encrypted, nonce {}", {
-                    let h: Vec<String> = nonce.iter().map(|b| format!("{b:02x}")).collect();
-                    h.join("")
-                }),
+                &rec[4..9],
+                &format!("the frame encrypted, nonce {}", nonce.join("")),
             );
-            line(&mut d, &rec[5..], "tag");
+            line(&mut d, &rec[9..], "tag");
         }
         d
     }

@@ -1,12 +1,16 @@
 //! Sealed frames (PROTOCOL.md section 5, "Sealed frames"): after the
-//! handshake every frame travels as one record, encrypted and
-//! authenticated with ChaCha20-Poly1305 under the key of its direction.
+//! handshake the frames of each direction travel in records, encrypted and
+//! authenticated with ChaCha20-Poly1305 under the key of the direction. A
+//! record carries one or more whole frames, as TLS records carry a
+//! stream: a writer seals what it writes at once (one frame on a quiet
+//! connection, a batch in a burst), so a stream of small messages pays for
+//! the AEAD's set-up once per batch, not once per message.
 //!
 //! ```text
-//! +----------------+--------------------------------+-----------+
-//! | length: u32 BE | ChaCha20(kind || payload)      | tag: 16   |
-//! +----------------+--------------------------------+-----------+
-//!   length = 1 + payload + 16, in clear and authenticated (the AAD)
+//! +----------------+----------------------------------------+-----------+
+//! | length: u32 BE | ChaCha20(frame || frame || ...)        | tag: 16   |
+//! +----------------+----------------------------------------+-----------+
+//!   length = frames + 16, in clear and authenticated (the AAD)
 //!   nonce  = 4 zero bytes || record number: u64 little-endian
 //! ```
 //!
@@ -78,6 +82,14 @@ impl Direction {
     }
 }
 
+/// Frames a record carries at most, in bytes, unless it carries a single
+/// larger frame (256 KiB: large enough to amortise the AEAD, small enough
+/// that a reader holds little before it can check a tag).
+pub(crate) const RECORD_FRAMES: usize = 256 * 1024;
+
+/// Smallest record: one frame of 5 bytes (length and kind) and the tag.
+pub(crate) const MIN_RECORD: usize = frame::HEADER_LEN + TAG_LEN;
+
 /// Seals the frames of one direction, in order.
 pub(crate) struct Sealer(Direction);
 
@@ -91,42 +103,48 @@ impl Sealer {
         Sealer(Direction::new(key, rekey_after))
     }
 
-    /// Turns the one clear frame at `buf[start..]` (`length`, `kind`,
-    /// `payload`, as `frame::finish_frame` left it) into a record, in
-    /// place: the length grows by the tag, the body is encrypted where it
-    /// lies and the tag appended. Returns `false`, with `buf` unchanged, if
-    /// the longer length would not fit its `u32`.
-    pub(crate) fn seal_frame(&mut self, buf: &mut Vec<u8>, start: usize) -> bool {
-        let body = buf.len() - start - 4;
-        let Ok(length) = u32::try_from(body + TAG_LEN) else {
-            return false;
-        };
-        let aad = length.to_be_bytes();
-        buf[start..start + 4].copy_from_slice(&aad);
-        let nonce = self.0.next_nonce();
-        let tag = aead::seal_in_place(&self.0.key, &nonce, &aad, &mut buf[start + 4..]);
-        buf.extend_from_slice(&tag);
-        true
-    }
-
-    /// Seals every clear frame in `buf` (frames queued before the
-    /// handshake ended), in order.
-    pub(crate) fn seal_all(&mut self, buf: &mut Vec<u8>) {
-        if buf.is_empty() {
-            return;
-        }
-        let clear = std::mem::take(buf);
+    /// Appends the clear frames `frames` (whole frames, as queued) to
+    /// `out` as records of at most [`RECORD_FRAMES`] bytes of frames each
+    /// (one larger frame goes alone), encrypted in place in `out`: the
+    /// frames are copied once, into the write buffer, and sealed there.
+    pub(crate) fn seal_batch(&mut self, frames: &[u8], out: &mut Vec<u8>) {
         let mut at = 0;
-        while at + 4 <= clear.len() {
-            let len = u32::from_be_bytes([clear[at], clear[at + 1], clear[at + 2], clear[at + 3]])
-                as usize;
-            let end = (at + 4 + len).min(clear.len());
-            let start = buf.len();
-            buf.extend_from_slice(&clear[at..end]);
-            // Frames in the queue passed the size check when queued.
-            let _ = self.seal_frame(buf, start);
+        while at < frames.len() {
+            // Whole frames up to the record's size (at least one).
+            let mut end = at;
+            while end + 4 <= frames.len() {
+                let len = u32::from_be_bytes([
+                    frames[end],
+                    frames[end + 1],
+                    frames[end + 2],
+                    frames[end + 3],
+                ]) as usize;
+                let next = (end + 4 + len).min(frames.len());
+                if end > at && next - at > RECORD_FRAMES {
+                    break;
+                }
+                end = next;
+            }
+            if end == at {
+                // Not a whole frame header (never queued): send the rest.
+                end = frames.len();
+            }
+            self.seal_one(&frames[at..end], out);
             at = end;
         }
+    }
+
+    /// Appends one record carrying `frames` to `out`.
+    fn seal_one(&mut self, frames: &[u8], out: &mut Vec<u8>) {
+        // Frames are bounded far below 4 GiB (the sender checks).
+        let length = u32::try_from(frames.len() + TAG_LEN).unwrap_or(u32::MAX);
+        let aad = length.to_be_bytes();
+        out.extend_from_slice(&aad);
+        let start = out.len();
+        out.extend_from_slice(frames);
+        let nonce = self.0.next_nonce();
+        let tag = aead::seal_in_place(&self.0.key, &nonce, &aad, &mut out[start..]);
+        out.extend_from_slice(&tag);
     }
 }
 
@@ -159,61 +177,113 @@ impl Opener {
         Opener(Direction::new(key, rekey_after))
     }
 
-    /// Reads and opens the next record from `r` into `body`; returns the
-    /// frame's kind, its payload being `body[1..]`. `max` bounds the
-    /// frame (kind and payload) as for a clear one.
+    /// Reads and opens the next record from `r` into `body`, which then
+    /// holds its frames (whole clear frames, to be read with
+    /// [`next_frame`]). `max` bounds one frame (length field) as for a
+    /// clear connection; a record may hold [`RECORD_FRAMES`] bytes of
+    /// frames, or one frame of up to `max`.
     pub(crate) fn read(
         &mut self,
         r: &mut impl std::io::Read,
         max: usize,
         body: &mut Vec<u8>,
-    ) -> Result<u8, RecordError> {
-        let aad = frame::read_record(r, 1 + TAG_LEN, max.saturating_add(TAG_LEN), body)?;
-        self.open(&aad, body)
-    }
-
-    /// Opens the record body `body` (ciphertext and tag) whose length
-    /// bytes were `aad`; on success `body` holds the frame (kind first).
-    fn open(&mut self, aad: &[u8; 4], body: &mut Vec<u8>) -> Result<u8, RecordError> {
-        let Some(text_len) = body.len().checked_sub(TAG_LEN).filter(|&n| n >= 1) else {
-            return Err(RecordError::Unsealed);
-        };
+    ) -> Result<(), RecordError> {
+        let limit = RECORD_FRAMES
+            .max(max.saturating_add(4))
+            .saturating_add(TAG_LEN);
+        let aad = frame::read_record(r, MIN_RECORD, limit, body)?;
+        let text_len = body.len() - TAG_LEN;
         let nonce = self.0.next_nonce();
         let (text, tag) = body.split_at_mut(text_len);
-        aead::open_in_place(&self.0.key, &nonce, aad, text, tag)
+        aead::open_in_place(&self.0.key, &nonce, &aad, text, tag)
             .map_err(|_| RecordError::Unsealed)?;
         body.truncate(text_len);
-        Ok(body[0])
+        Ok(())
     }
+}
+
+/// The frame at `frames[*at..]` of an opened record: its kind and the
+/// range of its payload, moving `at` past it. `Err` for a frame of length
+/// 0, over `max`, or running past the record's end (frames never straddle
+/// records).
+pub(crate) fn next_frame(
+    frames: &[u8],
+    at: &mut usize,
+    max: usize,
+) -> Result<(u8, std::ops::Range<usize>), FrameError> {
+    let rest = &frames[*at..];
+    if rest.len() < frame::HEADER_LEN {
+        return Err(FrameError::Truncated {
+            got: rest.len(),
+            expected: frame::HEADER_LEN,
+        });
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max {
+        return Err(FrameError::TooBig {
+            declared: len as u64,
+            max,
+        });
+    }
+    if 4 + len > rest.len() {
+        return Err(FrameError::Truncated {
+            got: rest.len(),
+            expected: 4 + len,
+        });
+    }
+    let kind = rest[4];
+    let payload = *at + 5..*at + 4 + len;
+    *at += 4 + len;
+    Ok((kind, payload))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(sealer: &mut Sealer, kind: u8, payload: &[u8]) -> Vec<u8> {
+    fn frames(list: &[(u8, &[u8])]) -> Vec<u8> {
         let mut buf = Vec::new();
-        frame::encode_frame(&mut buf, kind, payload).unwrap();
-        assert!(sealer.seal_frame(&mut buf, 0));
+        for (kind, payload) in list {
+            frame::encode_frame(&mut buf, *kind, payload).unwrap();
+        }
         buf
     }
 
-    fn read_one(opener: &mut Opener, bytes: &[u8]) -> Result<(u8, Vec<u8>), RecordError> {
+    fn sealed(sealer: &mut Sealer, list: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        sealer.seal_batch(&frames(list), &mut out);
+        out
+    }
+
+    /// Every frame of the next record.
+    fn read_one(opener: &mut Opener, mut bytes: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, RecordError> {
         let mut body = Vec::new();
-        let kind = opener.read(&mut &bytes[..], 1 << 20, &mut body)?;
-        Ok((kind, body[1..].to_vec()))
+        opener.read(&mut bytes, 1 << 20, &mut body)?;
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < body.len() {
+            let (kind, range) = next_frame(&body, &mut at, 1 << 20)?;
+            out.push((kind, body[range].to_vec()));
+        }
+        Ok(out)
     }
 
     #[test]
     fn records_open_in_order_and_nothing_else_does() {
         let key = [7u8; 32];
         let (mut s, mut o) = (Sealer::new(key), Opener::new(key));
-        let r0 = record(&mut s, 0x10, b"first");
-        let r1 = record(&mut s, 0x17, b"");
-        assert_eq!(r0.len(), 4 + 1 + 5 + 16);
-        assert_eq!(&r0[..4], &22u32.to_be_bytes());
+        let r0 = sealed(&mut s, &[(0x10, b"first"), (0x17, b"")]);
+        let r1 = sealed(&mut s, &[(0x17, b"")]);
+        assert_eq!(r0.len(), 4 + 10 + 5 + 16);
+        assert_eq!(&r0[..4], &31u32.to_be_bytes());
         assert!(!r0.windows(5).any(|w| w == b"first"));
-        assert_eq!(read_one(&mut o, &r0).unwrap(), (0x10, b"first".to_vec()));
+        assert_eq!(
+            read_one(&mut o, &r0).unwrap(),
+            vec![(0x10, b"first".to_vec()), (0x17, Vec::new())]
+        );
         // A replay of record 0 where record 1 is expected fails.
         let mut o2 = Opener::new(key);
         read_one(&mut o2, &r0).unwrap();
@@ -221,7 +291,7 @@ mod tests {
         // Reordered: record 1 first fails.
         let mut o3 = Opener::new(key);
         assert!(matches!(read_one(&mut o3, &r1), Err(RecordError::Unsealed)));
-        assert_eq!(read_one(&mut o, &r1).unwrap(), (0x17, Vec::new()));
+        assert_eq!(read_one(&mut o, &r1).unwrap(), vec![(0x17, Vec::new())]);
         // Every single flipped bit, the length included, is refused.
         for bit in 0..r0.len() * 8 {
             let mut bad = r0.clone();
@@ -232,36 +302,71 @@ mod tests {
     }
 
     #[test]
+    fn large_batches_are_cut_into_records_at_frame_boundaries() {
+        let key = [3u8; 32];
+        let (mut s, mut o) = (Sealer::new(key), Opener::new(key));
+        let big = vec![0xabu8; 100_000];
+        let small = vec![0x01u8; 10];
+        let huge = vec![2u8; 300_000];
+        let list: Vec<(u8, &[u8])> = vec![
+            (0x10, &big),
+            (0x10, &big),
+            (0x10, &small),
+            (0x10, &big),
+            (0x10, &huge),
+        ];
+        let out = sealed(&mut s, &list);
+        let mut r = &out[..];
+        let mut got = Vec::new();
+        let mut records = 0;
+        while !r.is_empty() {
+            let mut body = Vec::new();
+            o.read(&mut r, 1 << 20, &mut body).unwrap();
+            assert!(
+                body.len() <= RECORD_FRAMES || records == 2,
+                "record {records}"
+            );
+            let mut at = 0;
+            while at < body.len() {
+                let (kind, range) = next_frame(&body, &mut at, 1 << 20).unwrap();
+                got.push((kind, body[range].len()));
+            }
+            records += 1;
+        }
+        // 200 KB + 10 B + 100 KB would pass 256 KiB: the third big frame
+        // starts a record; the 300 KB frame goes alone.
+        assert_eq!(records, 3);
+        assert_eq!(
+            got,
+            vec![
+                (0x10, 100_000),
+                (0x10, 100_000),
+                (0x10, 10),
+                (0x10, 100_000),
+                (0x10, 300_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_frame_running_past_its_record_is_refused() {
+        let mut at = 0;
+        let bytes = [0, 0, 0, 9, 0x10, 1, 2];
+        assert!(next_frame(&bytes, &mut at, 100).is_err());
+        let mut at = 0;
+        assert!(next_frame(&[0, 0, 0, 0, 0x10], &mut at, 100).is_err());
+    }
+
+    #[test]
     fn both_sides_rekey_at_the_same_record() {
         let key = [9u8; 32];
         let (mut s, mut o) = (Sealer::with_rekey(key, 3), Opener::with_rekey(key, 3));
         let mut late = Opener::with_rekey(key, 1_000);
-        for i in 0..10u8 {
-            let r = record(&mut s, 0x10, &[i; 40]);
-            assert_eq!(read_one(&mut o, &r).unwrap(), (0x10, vec![i; 40]));
+        for i in 0..4u8 {
+            let r = sealed(&mut s, &[(0x10, &[i; 40])]);
+            assert_eq!(read_one(&mut o, &r).unwrap(), vec![(0x10, vec![i; 40])]);
             // A side that did not rekey cannot open records after the third.
             assert_eq!(read_one(&mut late, &r).is_ok(), i < 3, "record {i}");
-            if i >= 3 {
-                break;
-            }
         }
-    }
-
-    #[test]
-    fn queued_clear_frames_are_sealed_in_order() {
-        let key = [1u8; 32];
-        let mut buf = Vec::new();
-        frame::encode_frame(&mut buf, 0x1e, b"nodes").unwrap();
-        frame::encode_frame(&mut buf, 0x10, b"send").unwrap();
-        let mut s = Sealer::new(key);
-        s.seal_all(&mut buf);
-        let mut o = Opener::new(key);
-        let mut r = &buf[..];
-        let mut body = Vec::new();
-        assert_eq!(o.read(&mut r, 1024, &mut body).unwrap(), 0x1e);
-        assert_eq!(&body[1..], b"nodes");
-        assert_eq!(o.read(&mut r, 1024, &mut body).unwrap(), 0x10);
-        assert_eq!(&body[1..], b"send");
-        assert!(r.is_empty());
     }
 }
