@@ -3,7 +3,7 @@
 //! encrypted where it lies and the tag written beside it, so sealing a
 //! frame into a write buffer allocates nothing.
 
-use super::chacha20::{self, ChaCha20, FOUR_BLOCKS};
+use super::chacha20::ChaCha20;
 use super::poly1305::Poly1305;
 
 /// Bytes of a tag.
@@ -26,18 +26,12 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Runs ChaCha20 from block 1 over `data` and returns the Poly1305 key
-/// (block 0): the first four blocks are computed together, so a short
-/// message costs one four-block call.
-fn crypt(c: &ChaCha20, data: &mut [u8]) -> [u8; 32] {
-    let mut ks = [0u8; FOUR_BLOCKS];
-    c.blocks4(0, &mut ks);
+/// The Poly1305 key of a message: the first 32 bytes of block 0.
+fn poly_key(c: &ChaCha20) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    c.block(0, &mut block);
     let mut key = [0u8; 32];
-    key.copy_from_slice(&ks[..32]);
-    let first = data.len().min(FOUR_BLOCKS - 64);
-    let (head, tail) = data.split_at_mut(first);
-    chacha20::xor(head, &ks[64..]);
-    c.apply(4, tail);
+    key.copy_from_slice(&block[..32]);
     key
 }
 
@@ -65,8 +59,8 @@ pub fn seal_in_place(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], data: &mut [u
         "ChaCha20-Poly1305 message over 2^38 - 64 bytes"
     );
     let c = ChaCha20::new(key, nonce);
-    let poly_key = crypt(&c, data);
-    tag(&poly_key, aad, data)
+    c.apply(1, data);
+    tag(&poly_key(&c), aad, data)
 }
 
 /// Checks `tag` over `aad` and the ciphertext `data` (in constant time),
@@ -86,19 +80,11 @@ pub fn open_in_place(
         return Err(OpenError);
     }
     let c = ChaCha20::new(key, nonce);
-    // The Poly1305 key is block 0; the ciphertext is decrypted only after
-    // its tag checked.
-    let mut four = [0u8; FOUR_BLOCKS];
-    c.blocks4(0, &mut four);
-    let mut poly_key = [0u8; 32];
-    poly_key.copy_from_slice(&four[..32]);
-    if !super::constant_time_eq(&tag(&poly_key, aad, data), tag_in) {
+    // The ciphertext is decrypted only after its tag checked.
+    if !super::constant_time_eq(&tag(&poly_key(&c), aad, data), tag_in) {
         return Err(OpenError);
     }
-    let first = data.len().min(FOUR_BLOCKS - 64);
-    let (head, tail) = data.split_at_mut(first);
-    chacha20::xor(head, &four[64..]);
-    c.apply(4, tail);
+    c.apply(1, data);
     Ok(())
 }
 
