@@ -514,19 +514,7 @@ fn out_of_order_and_malformed_handshakes_are_refused() {
             v[5] = b'X';
             v
         },
-        // A peer speaking only version 99 (max and min), one speaking
-        // only version 2, and a range upside down.
-        {
-            let mut v = hello("localhost/mallory", 1, &[5; 32]);
-            v[9] = 99;
-            v[10] = 99;
-            v
-        },
-        {
-            let mut v = hello("localhost/mallory", 1, &[5; 32]);
-            v[9] = 2;
-            v
-        },
+        // A range upside down.
         {
             let mut v = hello("localhost/mallory", 1, &[5; 32]);
             v[10] = 4;
@@ -540,6 +528,23 @@ fn out_of_order_and_malformed_handshakes_are_refused() {
         let mut stream = connect(s.port);
         let _ = stream.write_all(&bytes);
         assert!(closed(&mut stream), "{bytes:?}");
+    }
+    // A peer speaking only version 99 (max and min), and one speaking only
+    // version 2: answered with a CHALLENGE holding only version 3, then
+    // closed.
+    for (max, min) in [(99, 99), (2, 2)] {
+        let mut v = hello("localhost/mallory", 1, &[5; 32]);
+        v[9] = max;
+        v[10] = min;
+        let mut stream = connect(s.port);
+        stream.write_all(&v).expect("hello");
+        let mut buf = Vec::new();
+        assert_eq!(
+            frame::read_frame(&mut stream, 64, &mut buf).expect("answer"),
+            CHALLENGE
+        );
+        assert_eq!(buf, [PROTOCOL_VERSION], "versions {min} to {max}");
+        assert!(closed(&mut stream), "versions {min} to {max}");
     }
     still_serving(&mut s, "after");
 }

@@ -449,8 +449,9 @@ pub(crate) fn client(
     }
     let mut f = Fields::new(&buf);
     let version = shape(f.u8("version"))?;
-    if version != VERSION {
-        // A server must choose a version of our range.
+    if version != VERSION || buf.len() == 1 {
+        // A server must choose a version of our range; one that has none
+        // in common answers its highest alone.
         return Err(HandshakeError::Version {
             min: version,
             max: version,
@@ -546,15 +547,28 @@ pub(crate) fn server(
     if shape(f.take(4, "magic"))? != MAGIC {
         return Err(HandshakeError::Unexpected("magic bytes".into()));
     }
+    // No common version: the answer is a CHALLENGE holding only our
+    // highest version, which a node of version 2 reports as "unsupported
+    // protocol version 3" and a later one as the versions both speak.
+    let refuse_version = |stream: &mut TcpStream, min: u8, max: u8| {
+        let _ = write_step(stream, deadline, kind::CHALLENGE, &[VERSION]);
+        let _ = stream.flush();
+        HandshakeError::Version { min, max }
+    };
     let max = shape(f.u8("version"))?;
     if max < MIN_VERSION {
         // A node of version 2 or earlier sent one version and nothing else
         // we could read: its HELLO continues with its name.
-        return Err(HandshakeError::Version { min: max, max });
+        return Err(refuse_version(stream, max, max));
     }
     let min = shape(f.u8("min_version"))?;
-    if min > VERSION || min > max {
-        return Err(HandshakeError::Version { min, max });
+    if min > max {
+        return Err(HandshakeError::Unexpected(format!(
+            "version range {min} to {max}"
+        )));
+    }
+    if min > VERSION {
+        return Err(refuse_version(stream, min, max));
     }
     let client = PeerInfo {
         name: shape(f.str("name"))?.to_owned(),
