@@ -43,6 +43,12 @@
 //! ephemeral keys are gone: forward secrecy), and a peer without the
 //! cookie learns nothing (it can neither prove nor derive).
 //!
+//! Versions: HELLO carries the range the client speaks, CHALLENGE the one
+//! the server chose; fields a later version adds go after the key, where
+//! this one ignores them. Without a common version the server answers a
+//! CHALLENGE holding only its highest version and closes (a version 2
+//! node then reports "unsupported protocol version 3").
+//!
 //! The whole exchange has one deadline, enforced on every socket read
 //! (`frame::Deadline`): a peer that trickles bytes cannot hold a handshake
 //! slot past it. REFUSE is sent only to a peer that proved the cookie; an
