@@ -9,7 +9,8 @@ CARGO ?= cargo
 PROGRAMS := erlangen-kernel erlangen-port-mapper
 BENCHMARKS := erlangen-ring-benchmark erlangen-message-benchmark \
 	erlangen-spawn-benchmark erlangen-fanin-benchmark \
-	erlangen-codec-benchmark erlangen-remote-benchmark
+	erlangen-codec-benchmark erlangen-remote-benchmark \
+	erlangen-seal-benchmark
 
 .PHONY: all programs benchmarks install install-programs uninstall test test-install check bench bench-erlang bench-floor doc clean FORCE \
 	chaos chaos-test soak protocol-check examples-check

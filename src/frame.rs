@@ -182,6 +182,60 @@ pub fn read_frame(
     Ok(header[4])
 }
 
+/// Reads one record of a sealed connection (PROTOCOL.md section 5,
+/// "Sealed frames"): a `u32` length, then that many bytes, which go to
+/// `body` (cleared first); returns the length's four bytes (the record's
+/// associated data). A length below `min_len` or above `max_len` is
+/// refused as soon as its four bytes are in; large bodies grow only as
+/// their bytes arrive, as in [`read_frame`].
+///
+/// # Errors
+/// [`FrameError`], as for [`read_frame`] ([`FrameError::Empty`] for a
+/// length below `min_len`).
+pub fn read_record(
+    r: &mut impl Read,
+    min_len: usize,
+    max_len: usize,
+    body: &mut Vec<u8>,
+) -> Result<[u8; 4], FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_header_part(r, &mut header, 0, 4)?;
+    let length = [header[0], header[1], header[2], header[3]];
+    let declared = u32::from_be_bytes(length) as usize;
+    if declared < min_len {
+        return Err(FrameError::Empty);
+    }
+    if declared as u64 > max_len as u64 {
+        return Err(FrameError::TooBig {
+            declared: declared as u64,
+            max: max_len,
+        });
+    }
+    body.clear();
+    let read = if declared <= EAGER_BODY {
+        body.resize(declared, 0);
+        let mut got = 0;
+        while got < declared {
+            match r.read(&mut body[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+        got
+    } else {
+        r.take(declared as u64).read_to_end(body)?
+    };
+    if read < declared {
+        return Err(FrameError::Truncated {
+            got: 4 + read,
+            expected: 4 + declared,
+        });
+    }
+    Ok(length)
+}
+
 /// Fills `header[from..to]`; a clean end of stream before the first byte of
 /// the frame is [`FrameError::Closed`].
 fn read_header_part(

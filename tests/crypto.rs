@@ -1,7 +1,12 @@
+//! (Also: RFC 7748 X25519, RFC 8439 ChaCha20 / Poly1305 / AEAD and RFC
+//! 5869 HKDF vectors; every Wycheproof vector is in tests/wycheproof.rs.)
 //! SHA-256 against FIPS 180-4 / NIST example vectors, HMAC-SHA256 against
 //! all RFC 4231 test cases, and the cookie file's rules.
 
-use erlangen::crypto::{cookie, hmac_sha256, sha256, HmacSha256, Sha256};
+use erlangen::crypto::{
+    aead, chacha20_xor, cookie, hkdf, hmac_sha256, poly1305, sha256, x25519, x25519_public,
+    x25519_shared, HmacSha256, Sha256,
+};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -195,4 +200,132 @@ fn empty_cookie_is_refused() {
         assert!(err.to_string().contains("empty"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+fn arr32(s: &str) -> [u8; 32] {
+    unhex(s).try_into().unwrap()
+}
+
+#[test]
+fn x25519_rfc_7748_vectors() {
+    // Section 5.2.
+    assert_eq!(
+        hex(&x25519(
+            &arr32("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"),
+            &arr32("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+        )),
+        "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+    );
+    assert_eq!(
+        hex(&x25519(
+            &arr32("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d"),
+            &arr32("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493")
+        )),
+        "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"
+    );
+    // Section 5.2's iteration: 1 and 1,000 times.
+    let (mut k, mut u) = (erlangen::crypto::BASEPOINT, erlangen::crypto::BASEPOINT);
+    for i in 1..=1000 {
+        let r = x25519(&k, &u);
+        u = k;
+        k = r;
+        if i == 1 {
+            assert_eq!(
+                hex(&k),
+                "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079"
+            );
+        }
+    }
+    assert_eq!(
+        hex(&k),
+        "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51"
+    );
+    // Section 6.1: Alice and Bob.
+    let a = arr32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+    let b = arr32("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+    assert_eq!(
+        hex(&x25519_public(&a)),
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    );
+    assert_eq!(
+        hex(&x25519_public(&b)),
+        "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
+    );
+    let shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742";
+    assert_eq!(hex(&x25519_shared(&a, &x25519_public(&b)).unwrap()), shared);
+    assert_eq!(hex(&x25519_shared(&b, &x25519_public(&a)).unwrap()), shared);
+    // A low-order point (0) gives the all-zero secret, refused.
+    assert!(x25519_shared(&a, &[0u8; 32]).is_err());
+}
+
+#[test]
+fn chacha20_poly1305_rfc_8439_vectors() {
+    // Section 2.4.2.
+    let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let nonce: [u8; 12] = unhex("000000000000004a00000000").try_into().unwrap();
+    let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+    let mut data = plain.to_vec();
+    chacha20_xor(&key, &nonce, 1, &mut data);
+    assert_eq!(hex(&data), "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0bf91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d807ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab77937365af90bbf74a35be6b40b8eedf2785e42874d");
+    // Section 2.5.2.
+    let pkey = arr32("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b");
+    assert_eq!(
+        hex(&poly1305(&pkey, b"Cryptographic Forum Research Group")),
+        "a8061dc1305136c6c22b8baf0c0127a9"
+    );
+    // Section 2.8.2.
+    let key = arr32("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+    let nonce: [u8; 12] = unhex("070000004041424344454647").try_into().unwrap();
+    let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+    let sealed = aead::seal(&key, &nonce, &aad, plain);
+    assert_eq!(
+        hex(&sealed[plain.len()..]),
+        "1ae10b594f09e26a7e902ecbd0600691"
+    );
+    assert_eq!(aead::open(&key, &nonce, &aad, &sealed).unwrap(), plain);
+    // Any flipped bit (ciphertext, tag or associated data) is refused.
+    for i in 0..sealed.len() * 8 {
+        let mut bad = sealed.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        assert!(aead::open(&key, &nonce, &aad, &bad).is_err());
+    }
+    let mut bad_aad = aad.clone();
+    bad_aad[0] ^= 1;
+    assert!(aead::open(&key, &nonce, &bad_aad, &sealed).is_err());
+    // Lengths across the four-block boundaries of the implementation.
+    for len in [
+        0, 1, 15, 16, 17, 63, 64, 65, 191, 192, 193, 255, 256, 257, 1000, 4096,
+    ] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        let s = aead::seal(&key, &nonce, b"", &msg);
+        let mut stream = msg.clone();
+        chacha20_xor(&key, &nonce, 1, &mut stream);
+        assert_eq!(&s[..len], &stream[..], "length {len}");
+        assert_eq!(aead::open(&key, &nonce, b"", &s).unwrap(), msg);
+    }
+}
+
+#[test]
+fn hkdf_rfc_5869_vectors() {
+    // Test case 1.
+    let mut okm = [0u8; 42];
+    hkdf(
+        &unhex("000102030405060708090a0b0c"),
+        &[0x0b; 22],
+        &unhex("f0f1f2f3f4f5f6f7f8f9"),
+        &mut okm,
+    )
+    .unwrap();
+    assert_eq!(
+        hex(&okm),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    );
+    // Test case 3: empty salt and info.
+    hkdf(b"", &[0x0b; 22], b"", &mut okm).unwrap();
+    assert_eq!(
+        hex(&okm),
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"
+    );
+    let mut too_long = vec![0u8; 255 * 32 + 1];
+    assert!(hkdf(b"", b"k", b"", &mut too_long).is_err());
 }

@@ -1,6 +1,7 @@
 //! The node handshake and hostile peers, at the byte level: this file
 //! speaks the protocol from PROTOCOL.md with its own code (frames, HMAC
-//! transcript), so it also checks that the document is implementable.
+//! transcript, key schedule and sealed records, on the crate's primitives),
+//! so it also checks that the document is implementable.
 //!
 //! Every attack must end in a closed connection with nothing served, and
 //! the node must go on serving everyone else: after each attack a second
@@ -11,9 +12,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use erlangen::crypto::HmacSha256;
+use erlangen::crypto::{aead, hkdf_expand, hkdf_extract, sha256, x25519_public, x25519_shared};
 use erlangen::frame::{self, put_str};
 use support::{connect, cookie, Cluster, Proc};
 
@@ -27,7 +30,7 @@ const SEND: u8 = 0x10;
 const NODES: u8 = 0x1E;
 const NODE_LOST: u8 = 0x1F;
 /// The protocol version of PROTOCOL.md.
-const PROTOCOL_VERSION: u8 = 2;
+const PROTOCOL_VERSION: u8 = 3;
 
 struct Setup {
     cluster: Cluster,
@@ -94,14 +97,23 @@ fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
-fn hello(name: &str, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
+/// The HELLO payload of client `name`; its ephemeral X25519 private key
+/// is `nonce` (fine for a test), and it seals.
+fn hello_payload(name: &str, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
     let mut p = b"ERLN".to_vec();
+    p.push(PROTOCOL_VERSION);
     p.push(PROTOCOL_VERSION);
     put_str(&mut p, name);
     p.extend_from_slice(&incarnation.to_be_bytes());
     p.extend_from_slice(nonce);
+    p.push(1);
+    p.extend_from_slice(&x25519_public(nonce));
+    p
+}
+
+fn hello(name: &str, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
     let mut out = Vec::new();
-    frame::encode_frame(&mut out, HELLO, &p).expect("frame");
+    frame::encode_frame(&mut out, HELLO, &hello_payload(name, incarnation, nonce)).expect("frame");
     out
 }
 
@@ -109,7 +121,10 @@ struct Challenge {
     name: String,
     incarnation: u64,
     nonce: [u8; 32],
+    key: [u8; 32],
     proof: [u8; 32],
+    /// The payload as received.
+    raw: Vec<u8>,
 }
 
 fn read_challenge(stream: &mut TcpStream) -> Challenge {
@@ -126,25 +141,141 @@ fn parse_challenge(buf: &[u8]) -> Challenge {
     let incarnation = f.u64("incarnation").expect("incarnation");
     let mut nonce = [0u8; 32];
     nonce.copy_from_slice(f.take(32, "nonce").expect("nonce"));
+    assert_eq!(f.u8("flags").expect("flags"), 1, "the node seals");
+    let mut key = [0u8; 32];
+    key.copy_from_slice(f.take(32, "key").expect("key"));
     let mut proof = [0u8; 32];
     proof.copy_from_slice(f.take(32, "proof").expect("proof"));
+    f.end().expect("nothing after the proof");
     Challenge {
         name,
         incarnation,
         nonce,
+        key,
         proof,
+        raw: buf.to_vec(),
     }
 }
 
+/// `T`: the HELLO payload, then the CHALLENGE payload without its proof.
 fn transcript(client: &str, inc_c: u64, nonce_c: &[u8; 32], ch: &Challenge) -> Vec<u8> {
-    let mut t = Vec::new();
-    put_str(&mut t, client);
-    t.extend_from_slice(&inc_c.to_be_bytes());
-    t.extend_from_slice(nonce_c);
-    put_str(&mut t, &ch.name);
-    t.extend_from_slice(&ch.incarnation.to_be_bytes());
-    t.extend_from_slice(&ch.nonce);
+    let mut t = hello_payload(client, inc_c, nonce_c);
+    t.extend_from_slice(&ch.raw[..ch.raw.len() - 32]);
     t
+}
+
+/// An authenticated connection whose frames are sealed (PROTOCOL.md
+/// section 5): writes take clear frames and send them as records (bytes
+/// that are not whole frames go as they are); it derefs to the socket for
+/// everything else.
+struct Sealed {
+    stream: TcpStream,
+    send: [u8; 32],
+    recv: [u8; 32],
+    sent: u64,
+    received: u64,
+    /// Frames of the last record opened, not yet read.
+    frames: Vec<u8>,
+}
+
+fn nonce_of(counter: u64) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    n
+}
+
+impl Sealed {
+    /// The keys of the key schedule of PROTOCOL.md section 4, client side.
+    fn new(
+        stream: TcpStream,
+        cookie: &[u8],
+        private: &[u8; 32],
+        ch: &Challenge,
+        t: &[u8],
+    ) -> Sealed {
+        let dh = x25519_shared(private, &ch.key).expect("not a low-order key");
+        let early = hkdf_extract(b"", cookie);
+        let mut derived = [0u8; 32];
+        hkdf_expand(&early, b"erlangen v3 derived", &mut derived).expect("hkdf");
+        let secret = hkdf_extract(&derived, &dh);
+        let th = sha256(t);
+        let key = |label: &[u8]| {
+            let mut k = [0u8; 32];
+            hkdf_expand(&secret, &[label, &th[..]].concat(), &mut k).expect("hkdf");
+            k
+        };
+        Sealed {
+            stream,
+            send: key(b"erlangen v3 c2s"),
+            recv: key(b"erlangen v3 s2c"),
+            sent: 0,
+            received: 0,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Seals the whole frames in `bytes`; anything else goes as it is.
+    fn seal(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+            if len == 0 || at + 4 + len > bytes.len() {
+                break;
+            }
+            // One whole frame (its length field included) per record.
+            let length = ((4 + len + 16) as u32).to_be_bytes();
+            out.extend_from_slice(&length);
+            out.extend_from_slice(&aead::seal(
+                &self.send,
+                &nonce_of(self.sent),
+                &length,
+                &bytes[at..at + 4 + len],
+            ));
+            self.sent += 1;
+            at += 4 + len;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
+    }
+
+    /// The next frame (a record may carry several): its kind, its payload
+    /// in `buf`.
+    fn read_frame(&mut self, buf: &mut Vec<u8>) -> u8 {
+        if self.frames.is_empty() {
+            let aad = frame::read_record(&mut self.stream, 21, 1 << 25, buf).expect("record");
+            self.frames =
+                aead::open(&self.recv, &nonce_of(self.received), &aad, buf).expect("opens");
+            self.received += 1;
+        }
+        let kind = frame::read_frame(&mut &self.frames[..], 1 << 25, buf).expect("a whole frame");
+        self.frames.drain(..4 + 1 + buf.len());
+        kind
+    }
+}
+
+impl Write for Sealed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let sealed = self.seal(bytes);
+        self.stream.write_all(&sealed)?;
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Deref for Sealed {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for Sealed {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
 }
 
 fn mac(cookie: &[u8], label: &[u8], t: &[u8]) -> [u8; 32] {
@@ -162,37 +293,35 @@ fn proof_frame(proof: &[u8]) -> Vec<u8> {
 
 /// A full, honest handshake as client "localhost/mallory"; returns the
 /// authenticated stream and the bytes the client sent.
-fn authenticate(s: &Setup) -> (TcpStream, Vec<u8>) {
+fn authenticate(s: &Setup) -> (Sealed, Vec<u8>) {
     authenticate_as(s, "localhost/mallory")
 }
 
 /// Proves the cookie under `name` and returns the stream after PROOF, with
 /// everything sent; the server's answer (ACCEPT) is checked.
-fn authenticate_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
+fn authenticate_as(s: &Setup, name: &str) -> (Sealed, Vec<u8>) {
     let (mut stream, sent) = prove_as(s, name);
     let mut buf = Vec::new();
     assert_eq!(
-        frame::read_frame(&mut stream, 4096, &mut buf).expect("accept"),
+        frame::read_frame(&mut *stream, 4096, &mut buf).expect("accept"),
         ACCEPT
     );
     // The node's first frame says whom it is connected to (PROTOCOL.md
     // section 7): visible, and not naming the receiver.
-    assert_eq!(
-        frame::read_frame(&mut stream, 1 << 20, &mut buf).expect("nodes"),
-        NODES
-    );
+    assert_eq!(stream.read_frame(&mut buf), NODES);
     assert_eq!(buf[0], 0, "a visible node's flags");
     (stream, sent)
 }
 
 /// Sends HELLO and a correct PROOF under `name`; the answer is not read.
-fn prove_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
+fn prove_as(s: &Setup, name: &str) -> (Sealed, Vec<u8>) {
     let secret = cookie(&s.cluster.cookie_file());
     let mut stream = connect(s.port);
     let nonce = [7u8; 32];
     let mut sent = hello(name, 1, &nonce);
     stream.write_all(&sent).expect("hello");
     let ch = read_challenge(&mut stream);
+    assert_eq!(ch.name, "localhost/b");
     let t = transcript(name, 1, &nonce, &ch);
     assert_eq!(
         ch.proof,
@@ -202,7 +331,7 @@ fn prove_as(s: &Setup, name: &str) -> (TcpStream, Vec<u8>) {
     let p = proof_frame(&mac(&secret, b"erlangen client", &t));
     stream.write_all(&p).expect("proof");
     sent.extend_from_slice(&p);
-    (stream, sent)
+    (Sealed::new(stream, &secret, &nonce, &ch, &t), sent)
 }
 
 #[test]
@@ -385,9 +514,10 @@ fn out_of_order_and_malformed_handshakes_are_refused() {
             v[5] = b'X';
             v
         },
+        // A range upside down.
         {
             let mut v = hello("localhost/mallory", 1, &[5; 32]);
-            v[9] = 99;
+            v[10] = 4;
             v
         },
         vec![0x00, 0x10, 0x00, 0x00, HELLO],
@@ -398,6 +528,23 @@ fn out_of_order_and_malformed_handshakes_are_refused() {
         let mut stream = connect(s.port);
         let _ = stream.write_all(&bytes);
         assert!(closed(&mut stream), "{bytes:?}");
+    }
+    // A peer speaking only version 99 (max and min), and one speaking only
+    // version 2: answered with a CHALLENGE holding only version 3, then
+    // closed.
+    for (max, min) in [(99, 99), (2, 2)] {
+        let mut v = hello("localhost/mallory", 1, &[5; 32]);
+        v[9] = max;
+        v[10] = min;
+        let mut stream = connect(s.port);
+        stream.write_all(&v).expect("hello");
+        let mut buf = Vec::new();
+        assert_eq!(
+            frame::read_frame(&mut stream, 64, &mut buf).expect("answer"),
+            CHALLENGE
+        );
+        assert_eq!(buf, [PROTOCOL_VERSION], "versions {min} to {max}");
+        assert!(closed(&mut stream), "versions {min} to {max}");
     }
     still_serving(&mut s, "after");
 }

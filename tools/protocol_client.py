@@ -655,12 +655,267 @@ def pm_register(name, port, registry_port, timeout=5.0):
 
 
 # ---------------------------------------------------------------------------
+# Section 4 and 5: the cryptography of sealed connections, pure Python
+# (hashlib and hmac are in the standard library; X25519 and ChaCha20-Poly1305
+# are not, so they are written here from RFC 7748 and RFC 8439)
+# ---------------------------------------------------------------------------
+
+_P25519 = 2 ** 255 - 19
+
+
+def x25519(k, u):
+    """RFC 7748 section 5: the scalar k (32 bytes, clamped here) times the point u (32 bytes)."""
+    k = bytearray(k)
+    k[0] &= 248
+    k[31] &= 127
+    k[31] |= 64
+    k = int.from_bytes(k, "little")
+    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
+    p = _P25519
+    for t in range(254, -1, -1):
+        kt = (k >> t) & 1
+        if swap ^ kt:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = kt
+        a, b = (x2 + z2) % p, (x2 - z2) % p
+        aa, bb = a * a % p, b * b % p
+        e = (aa - bb) % p
+        c, d = (x3 + z3) % p, (x3 - z3) % p
+        da, cb = d * a % p, c * b % p
+        x3 = (da + cb) ** 2 % p
+        z3 = x1 * (da - cb) ** 2 % p
+        x2 = aa * bb % p
+        z2 = e * (aa + 121665 * e) % p
+    if swap:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, p - 2, p) % p).to_bytes(32, "little")
+
+
+def x25519_public(k):
+    return x25519(k, (9).to_bytes(32, "little"))
+
+
+def _chacha_blocks(key, nonce, counter, n):
+    """n 64-byte blocks of ChaCha20 keystream (RFC 8439 section 2.3) from block `counter`.
+    All n blocks are computed at once: each state word is one Python integer holding
+    that word of every block in its own 64-bit lane, so every step is a few big-integer
+    operations (additions carry into the lane's unused upper half, which is masked off)."""
+    lanes = sum(1 << (64 * i) for i in range(n))
+    mask = 0xFFFFFFFF * lanes
+    words = struct.unpack("<4I8I3I", b"expand 32-byte k"[:0] + struct.pack("<4I", 0x61707865, 0x3320646E,
+                                                                           0x79622D32, 0x6B206574)
+                          + key + nonce)
+    init = [w * lanes for w in words[:12]]
+    init.append(counter * lanes + sum(i << (64 * i) for i in range(n)))
+    init.extend(w * lanes for w in words[12:])
+    x = list(init)
+
+    def qr(a, b, c, d):
+        xa, xb, xc, xd = x[a], x[b], x[c], x[d]
+        xa = (xa + xb) & mask
+        xd ^= xa
+        xd = ((xd << 16) | (xd >> 16)) & mask
+        xc = (xc + xd) & mask
+        xb ^= xc
+        xb = ((xb << 12) | (xb >> 20)) & mask
+        xa = (xa + xb) & mask
+        xd ^= xa
+        xd = ((xd << 8) | (xd >> 24)) & mask
+        xc = (xc + xd) & mask
+        xb ^= xc
+        xb = ((xb << 7) | (xb >> 25)) & mask
+        x[a], x[b], x[c], x[d] = xa, xb, xc, xd
+
+    for _ in range(10):
+        qr(0, 4, 8, 12)
+        qr(1, 5, 9, 13)
+        qr(2, 6, 10, 14)
+        qr(3, 7, 11, 15)
+        qr(0, 5, 10, 15)
+        qr(1, 6, 11, 12)
+        qr(2, 7, 8, 13)
+        qr(3, 4, 9, 14)
+    out = bytearray(64 * n)
+    for i in range(16):
+        w = (((x[i] + init[i]) & mask)).to_bytes(8 * n, "little")
+        for j in range(4):
+            out[4 * i + j::64] = w[j::8]
+    return bytes(out)
+
+
+def chacha20_xor(key, nonce, counter, data):
+    """RFC 8439 section 2.4: data XOR the keystream from block `counter`."""
+    out = []
+    step = 4096  # blocks per batch
+    for at in range(0, len(data), 64 * step):
+        chunk = data[at:at + 64 * step]
+        ks = _chacha_blocks(key, nonce, counter + at // 64, (len(chunk) + 63) // 64)
+        v = int.from_bytes(chunk, "little") ^ int.from_bytes(ks[:len(chunk)], "little")
+        out.append(v.to_bytes(len(chunk), "little"))
+    return b"".join(out)
+
+
+def poly1305(key, msg):
+    """RFC 8439 section 2.5."""
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    s = int.from_bytes(key[16:], "little")
+    p = (1 << 130) - 5
+    h = 0
+    for i in range(0, len(msg), 16):
+        block = msg[i:i + 16]
+        h = (h + int.from_bytes(block, "little") + (1 << (8 * len(block)))) * r % p
+    return ((h + s) & ((1 << 128) - 1)).to_bytes(16, "little")
+
+
+def _pad16(n):
+    return bytes(-n % 16)
+
+
+def aead_seal(key, nonce, aad, plaintext):
+    """RFC 8439 section 2.8: ciphertext followed by the 16-byte tag."""
+    poly_key = _chacha_blocks(key, nonce, 0, 1)[:32]
+    ct = chacha20_xor(key, nonce, 1, plaintext)
+    mac = aad + _pad16(len(aad)) + ct + _pad16(len(ct)) + struct.pack("<QQ", len(aad), len(ct))
+    return ct + poly1305(poly_key, mac)
+
+
+def aead_open(key, nonce, aad, sealed):
+    """The plaintext, or None if the tag does not match (compared in constant time)."""
+    if len(sealed) < 16:
+        return None
+    ct, tag = sealed[:-16], sealed[-16:]
+    poly_key = _chacha_blocks(key, nonce, 0, 1)[:32]
+    mac = aad + _pad16(len(aad)) + ct + _pad16(len(ct)) + struct.pack("<QQ", len(aad), len(ct))
+    if not hmac.compare_digest(poly1305(poly_key, mac), tag):
+        return None
+    return chacha20_xor(key, nonce, 1, ct)
+
+
+def hkdf_extract(salt, ikm):
+    return hmac.new(salt or bytes(32), ikm, hashlib.sha256).digest()
+
+
+def hkdf_expand(prk, info, length):
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+def session_keys(cookie, dh, t):
+    """Section 4's key schedule: (key_c2s, key_s2c)."""
+    early = hkdf_extract(b"", cookie)
+    derived = hkdf_expand(early, b"erlangen v3 derived", 32)
+    secret = hkdf_extract(derived, dh)
+    th = hashlib.sha256(t).digest()
+    return (hkdf_expand(secret, b"erlangen v3 c2s" + th, 32),
+            hkdf_expand(secret, b"erlangen v3 s2c" + th, 32))
+
+
+REKEY_AFTER = 1 << 24
+TAG_LEN = 16
+RECORD_FRAMES = 256 * 1024   # a record's frames, unless it holds one larger frame
+
+
+class _Direction:
+    def __init__(self, key):
+        self.key, self.counter = key, 0
+
+    def nonce(self):
+        if self.counter >= REKEY_AFTER:
+            self.key = hkdf_expand(self.key, b"erlangen v3 rekey", 32)
+            self.counter = 0
+        n = bytes(4) + struct.pack("<Q", self.counter)
+        self.counter += 1
+        return n
+
+
+class SealedSocket:
+    """A socket whose frames are sealed (section 5, "Sealed frames"). To the rest of this
+    client it looks like the socket of a clear connection: sendall() takes clear frames and
+    sends each in a record of its own (a record may hold several; one each is simplest;
+    bytes that are not whole frames go as they are, for the malformed cases), and recv()
+    gives back the frames of the records it opens, as section 1 writes them. Everything
+    else goes to the socket."""
+
+    def __init__(self, sock, send_key, recv_key):
+        self._sock = sock
+        self._tx = _Direction(send_key)
+        self._rx = _Direction(recv_key)
+        self._raw = bytearray()     # record bytes received, not yet a whole record
+        self._clear = bytearray()   # opened frames not yet taken by recv()
+        self._tx_lock = threading.Lock()
+        self.records_sent = 0
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def seal(self, data):
+        with self._tx_lock:
+            return self._seal(data)
+
+    def _seal(self, data):
+        out, at = [], 0
+        while at + 4 <= len(data):
+            (length,) = struct.unpack(">I", data[at:at + 4])
+            if length == 0 or at + 4 + length > len(data):
+                break
+            # one whole frame, its length field included, per record
+            aad = struct.pack(">I", 4 + length + TAG_LEN)
+            out.append(aad + aead_seal(self._tx.key, self._tx.nonce(), aad, data[at:at + 4 + length]))
+            self.records_sent += 1
+            at += 4 + length
+        out.append(data[at:])
+        return b"".join(out)
+
+    def sendall(self, data):
+        # sealed and sent under one lock, so records leave in the order of their numbers
+        with self._tx_lock:
+            self._sock.sendall(self._seal(bytes(data)))
+
+    def send_raw_bytes(self, data):
+        """Bytes as they are, no sealing (a malformed record)."""
+        with self._tx_lock:
+            self._sock.sendall(data)
+
+    def recv(self, n):
+        while not self._clear:
+            if len(self._raw) >= 4:
+                (length,) = struct.unpack(">I", self._raw[:4])
+                if length < 5 + TAG_LEN or length > max(RECORD_FRAMES, MAX_NODE_FRAME + 4) + TAG_LEN:
+                    raise ProtocolError(f"record length {length} out of bounds")
+                if len(self._raw) >= 4 + length:
+                    aad = bytes(self._raw[:4])
+                    body = bytes(self._raw[4:4 + length])
+                    del self._raw[:4 + length]
+                    frames = aead_open(self._rx.key, self._rx.nonce(), aad, body)
+                    if frames is None:
+                        raise ProtocolError("a sealed record failed to open")
+                    # one or more whole frames, as section 1 writes them
+                    self._clear += frames
+                    break
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                return b""
+            self._raw += chunk
+        out = bytes(self._clear[:n])
+        del self._clear[:n]
+        return out
+
+
+# ---------------------------------------------------------------------------
 # Section 4: cookie and handshake
 # ---------------------------------------------------------------------------
 
 HS_HELLO, HS_CHALLENGE, HS_PROOF, HS_ACCEPT, HS_REFUSE = 1, 2, 3, 4, 5
 NODE_MAGIC = b"ERLN"
-NODE_VERSION = 2
+NODE_VERSION = 3        # the highest version we speak
+NODE_MIN_VERSION = 3    # the lowest
+FLAG_SEAL = 0x01
+REFUSE_SEAL = 4
 HANDSHAKE_TIMEOUT = 5.0
 # A node declares a peer down that sent nothing for this long (the default
 # `timeout`, which the checked kernel keeps).
@@ -702,8 +957,14 @@ def valid_node_name(name):
     return len(parts) == 2 and all(valid_name_part(p) for p in parts)
 
 
-def transcript(name_c, inc_c, nonce_c, name_s, inc_s, nonce_s):
-    return p_str(name_c) + p_u64(inc_c) + nonce_c + p_str(name_s) + p_u64(inc_s) + nonce_s
+def hello_payload(name, inc, nonce, public, seal=True, max_version=NODE_VERSION, min_version=NODE_MIN_VERSION):
+    return (NODE_MAGIC + p_u8(max_version) + p_u8(min_version) + p_str(name) + p_u64(inc) + nonce
+            + p_u8(FLAG_SEAL if seal else 0) + public)
+
+
+def transcript(hello, challenge):
+    """T: the HELLO payload, then the CHALLENGE payload without its proof (section 4)."""
+    return hello + challenge[:-32]
 
 
 def proof(cookie, label, t):
@@ -720,12 +981,15 @@ class Refused(HandshakeError):
         self.code, self.reason = code, reason
 
 
-def client_handshake(sock, cookie, name_c, inc_c, expect_name, *, send_proof_anyway=False, hello_override=None):
-    """Run the dialing side. Returns (name_s, inc_s). Raises HandshakeError."""
+def client_handshake(sock, cookie, name_c, inc_c, expect_name, *, send_proof_anyway=False, hello_override=None,
+                     seal=True):
+    """Run the dialing side. Returns (name_s, inc_s, sock): the socket to use from now on, a
+    SealedSocket if both sides seal. Raises HandshakeError."""
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     nonce_c = secrets.token_bytes(32)
-    hello = hello_override if hello_override is not None else (
-        NODE_MAGIC + p_u8(NODE_VERSION) + p_str(name_c) + p_u64(inc_c) + nonce_c)
+    private = secrets.token_bytes(32)
+    hello = hello_override if hello_override is not None else hello_payload(
+        name_c, inc_c, nonce_c, x25519_public(private), seal)
     write_frame(sock, HS_HELLO, hello, deadline)
     try:
         kind, payload = read_frame(sock, MAX_HANDSHAKE_FRAME, deadline)
@@ -735,21 +999,26 @@ def client_handshake(sock, cookie, name_c, inc_c, expect_name, *, send_proof_any
         raise HandshakeError(f"expected CHALLENGE, got kind {kind:#04x}")
     f = Fields(payload)
     version = f.u8()
+    if len(payload) == 1:
+        raise HandshakeError(f"no common version: the server speaks up to version {version}")
     name_s = f.str()
     inc_s = f.u64()
-    nonce_s = f.take(32)
+    f.take(32)              # nonce_s
+    flags_s = f.u8()
+    key_s = f.take(32)
     proof_s = f.take(32)
     f.end()
     if version != NODE_VERSION:
-        raise HandshakeError(f"server version {version}")
+        raise HandshakeError(f"server chose version {version}, we speak {NODE_MIN_VERSION} to {NODE_VERSION}")
     if inc_s == 0:
         raise HandshakeError("server incarnation 0")
-    t = transcript(name_c, inc_c, nonce_c, name_s, inc_s, nonce_s)
+    t = transcript(hello, payload)
     server_ok = hmac.compare_digest(proof(cookie, b"erlangen server", t), proof_s)
     if expect_name is not None and name_s != expect_name:
         raise HandshakeError(f"server is {name_s!r}, wanted {expect_name!r}")
     if not server_ok and not send_proof_anyway:
         raise HandshakeError("server proof does not match (wrong cookie?)")
+    theirs = bool(flags_s & FLAG_SEAL)
     write_frame(sock, HS_PROOF, proof(cookie, b"erlangen client", t), deadline)
     try:
         kind, payload = read_frame(sock, MAX_HANDSHAKE_FRAME, deadline)
@@ -767,7 +1036,15 @@ def client_handshake(sock, cookie, name_c, inc_c, expect_name, *, send_proof_any
     f.end()
     if not server_ok:
         raise HandshakeError("server ACCEPTed although its proof did not match")
-    return name_s, inc_s
+    if seal != theirs:
+        raise HandshakeError(f"server ACCEPTed although it has seal {theirs} and we {seal}")
+    if seal:
+        dh = x25519(private, key_s)
+        if dh == bytes(32):
+            raise HandshakeError("the server's key is a low-order point")
+        c2s, s2c = session_keys(cookie, dh, t)
+        sock = SealedSocket(sock, c2s, s2c)
+    return name_s, inc_s, sock
 
 
 # ---------------------------------------------------------------------------
@@ -1452,7 +1729,7 @@ class Node:
     """This Python process as an Erlangen node `host/name`."""
 
     def __init__(self, host, name, cookie, directory_port, registry_port=None, tick=1.0, timeout=4.0,
-                 hidden=True):
+                 hidden=True, seal=True):
         self.host = host
         self.short = name
         self.name = f"{host}/{name}"
@@ -1463,6 +1740,7 @@ class Node:
         self.directory_port = directory_port
         self.registry_port = registry_port
         self.tick, self.timeout = tick, timeout
+        self.seal = seal         # section 5: frames sealed (both sides must agree)
         self.lock = threading.RLock()
         self.agents = {}         # aid -> LocalAgent
         self.names = {}          # ":NAME" -> aid
@@ -1730,7 +2008,8 @@ class Node:
             host = peer.split("/")[0]
             sock = socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT)
             try:
-                name_s, inc_s = client_handshake(sock, self.cookie, self.name, self.incarnation, peer)
+                name_s, inc_s, sock = client_handshake(sock, self.cookie, self.name, self.incarnation, peer,
+                                                       seal=self.seal)
             except Refused as e:
                 sock.close()
                 if e.code != REFUSE_BUSY or self.listener is None:
@@ -1786,23 +2065,33 @@ class Node:
             kind, payload = read_frame(sock, MAX_HANDSHAKE_FRAME, deadline)
             if kind != HS_HELLO:
                 raise HandshakeError(f"first frame kind {kind:#04x}")
+            hello = payload
             f = Fields(payload)
             if f.take(4) != NODE_MAGIC:
                 raise HandshakeError("bad magic")
-            if f.u8() != NODE_VERSION:
-                raise HandshakeError("bad version")
+            max_c = f.u8()
+            if max_c < NODE_MIN_VERSION:
+                raise HandshakeError(f"the client speaks version {max_c}, we {NODE_MIN_VERSION} to {NODE_VERSION}")
+            min_c = f.u8()
+            if min_c > NODE_VERSION or min_c > max_c:
+                raise HandshakeError(f"the client speaks versions {min_c} to {max_c}, we {NODE_MIN_VERSION} to "
+                                     f"{NODE_VERSION}")
             name_c = f.str()
             inc_c = f.u64()
-            nonce_c = f.take(32)
-            f.end()
+            f.take(32)          # nonce_c
+            flags_c = f.u8()
+            key_c = f.take(32)
+            # bytes after the key: room for later versions, ignored (but in the transcript)
             if not valid_node_name(name_c) or name_c == self.name or inc_c == 0:
                 raise HandshakeError(f"bad peer name {name_c!r}")
             if self.on_hello is not None:
                 self.on_hello(name_c)
             nonce_s = secrets.token_bytes(32)
-            t = transcript(name_c, inc_c, nonce_c, self.name, self.incarnation, nonce_s)
-            write_frame(sock, HS_CHALLENGE, p_u8(NODE_VERSION) + p_str(self.name) + p_u64(self.incarnation)
-                        + nonce_s + proof(self.cookie, b"erlangen server", t), deadline)
+            private = secrets.token_bytes(32)
+            challenge = (p_u8(NODE_VERSION) + p_str(self.name) + p_u64(self.incarnation) + nonce_s
+                         + p_u8(FLAG_SEAL if self.seal else 0) + x25519_public(private))
+            t = hello + challenge
+            write_frame(sock, HS_CHALLENGE, challenge + proof(self.cookie, b"erlangen server", t), deadline)
             kind, payload = read_frame(sock, MAX_HANDSHAKE_FRAME, deadline)
             if kind != HS_PROOF:
                 raise HandshakeError(f"expected PROOF, got {kind:#04x}")
@@ -1811,18 +2100,31 @@ class Node:
             f.end()
             if not hmac.compare_digest(proof_c, proof(self.cookie, b"erlangen client", t)):
                 raise HandshakeError("client proof does not match")
+            theirs = bool(flags_c & FLAG_SEAL)
+            if theirs != self.seal:
+                write_frame(sock, HS_REFUSE, p_u8(REFUSE_SEAL) + p_str(
+                    f"sealing settings differ: the server has seal {'t' if self.seal else 'nil'}, you (the client) "
+                    f"seal {'t' if theirs else 'nil'}"), deadline)
+                raise HandshakeError("refused SEAL")
+            clear_sock = sock
+            if self.seal:
+                dh = x25519(private, key_c)
+                if dh == bytes(32):
+                    raise HandshakeError("the client's key is a low-order point")
+                c2s, s2c = session_keys(self.cookie, dh, t)
+                sock = SealedSocket(sock, s2c, c2s)
             with self.lock:
                 if name_c in self.dialing and self.name.encode() < name_c.encode():
                     # both dial at once: the dial of the node whose name sorts first wins on both sides
-                    write_frame(sock, HS_REFUSE, p_u8(REFUSE_BUSY) + p_str("our own dial wins"), deadline)
+                    write_frame(clear_sock, HS_REFUSE, p_u8(REFUSE_BUSY) + p_str("our own dial wins"), deadline)
                     raise HandshakeError("refused BUSY: our dial to it wins")
                 old = self.connections.get(name_c)
                 if old is not None and not old.closed.is_set():
                     if old.peer_inc == inc_c:
-                        write_frame(sock, HS_REFUSE, p_u8(REFUSE_BUSY) + p_str("already connected"), deadline)
+                        write_frame(clear_sock, HS_REFUSE, p_u8(REFUSE_BUSY) + p_str("already connected"), deadline)
                         raise HandshakeError("refused BUSY")
                     old._down("replaced by a connection from the peer's new run")
-                write_frame(sock, HS_ACCEPT, b"", deadline)
+                write_frame(clear_sock, HS_ACCEPT, b"", deadline)
                 c = Connection(self, sock, name_c, inc_c, dialed=False)
                 self.connections[name_c] = c
                 self._send_first_nodes(c)   # the first frame, before any other sender can see it
@@ -1862,9 +2164,9 @@ class Ctx:
         self.peer = args.peer
         self.nodes = []
 
-    def node(self, tag, cookie=None, listen=False, incarnation=None, hidden=True):
+    def node(self, tag, cookie=None, listen=False, incarnation=None, hidden=True, seal=True):
         n = Node("localhost", f"py-{tag}-{os.getpid()}", cookie or self.cookie,
-                 self.args.directory_port, self.args.registry_port, hidden=hidden)
+                 self.args.directory_port, self.args.registry_port, hidden=hidden, seal=seal)
         if incarnation:
             n.incarnation = incarnation
         self.nodes.append(n)
@@ -1914,7 +2216,7 @@ def raw_dial(ctx, name=None, cookie=None):
     port = n.lookup(ctx.peer)
     check(port is not None, f"{ctx.peer} not in the directory")
     sock = socket.create_connection(("localhost", port), timeout=5)
-    name_s, inc_s = client_handshake(sock, n.cookie, n.name, n.incarnation, ctx.peer)
+    name_s, inc_s, sock = client_handshake(sock, n.cookie, n.name, n.incarnation, ctx.peer, seal=n.seal)
     return sock, n, name_s, inc_s
 
 
@@ -2183,17 +2485,27 @@ def sc_wrong_cookie(ctx):
 
 
 def sc_bad_hello(ctx):
-    """Bad HELLOs (own name, bad name, other version, a request before ACCEPT) are closed without CHALLENGE."""
+    """Bad HELLOs (own name, bad name, other version, a request before ACCEPT) are closed without CHALLENGE;
+    a newer node's HELLO (versions 3 to 4, a field after the key) is answered in version 3."""
     n = ctx.node("badhello")
     port = n.lookup(ctx.peer)
     nonce = secrets.token_bytes(32)
+    key = x25519_public(secrets.token_bytes(32))
+    s = socket.create_connection(("localhost", port), timeout=5)
+    write_frame(s, HS_HELLO, hello_payload(n.name, 5, nonce, key, max_version=4) + b"a version 4 field")
+    kind, payload = read_frame(s, MAX_HANDSHAKE_FRAME, time.monotonic() + 5)
+    check(kind == HS_CHALLENGE and payload[0] == 3, f"a 3-to-4 HELLO: {kind_name(kind)} version {payload[:1]}")
+    s.close()
+    log("a HELLO of versions 3 to 4 with an extra field: CHALLENGE in version 3")
     cases = {
-        "server's own name": NODE_MAGIC + p_u8(2) + p_str(ctx.peer) + p_u64(5) + nonce,
-        "name without host": NODE_MAGIC + p_u8(2) + p_str("justnode") + p_u64(5) + nonce,
-        "name with a space": NODE_MAGIC + p_u8(2) + p_str("local host/x") + p_u64(5) + nonce,
-        "version 3": NODE_MAGIC + p_u8(3) + p_str(n.name) + p_u64(5) + nonce,
-        "bad magic": b"ERLX" + p_u8(2) + p_str(n.name) + p_u64(5) + nonce,
-        "trailing byte": NODE_MAGIC + p_u8(2) + p_str(n.name) + p_u64(5) + nonce + b"\x00",
+        "server's own name": hello_payload(ctx.peer, 5, nonce, key),
+        "name without host": hello_payload("justnode", 5, nonce, key),
+        "name with a space": hello_payload("local host/x", 5, nonce, key),
+        "only version 2 (the old HELLO)": NODE_MAGIC + p_u8(2) + p_str(n.name) + p_u64(5) + nonce,
+        "only version 9": hello_payload(n.name, 5, nonce, key, max_version=9, min_version=9),
+        "versions 4 to 3": hello_payload(n.name, 5, nonce, key, max_version=3, min_version=4),
+        "bad magic": b"ERLX" + hello_payload(n.name, 5, nonce, key)[4:],
+        "key one byte short": hello_payload(n.name, 5, nonce, key)[:-1],
     }
     for what, hello in cases.items():
         s = socket.create_connection(("localhost", port), timeout=5)
@@ -2201,7 +2513,11 @@ def sc_bad_hello(ctx):
             client_handshake(s, n.cookie, n.name, 5, ctx.peer, hello_override=hello)
             raise AssertionError(f"{what}: handshake went through")
         except HandshakeError as e:
-            check("closed before CHALLENGE" in str(e), f"{what}: {e}")
+            if what.startswith("only version"):
+                # no common version: a CHALLENGE holding only the server's version, then the end
+                check("no common version: the server speaks up to version 3" in str(e), f"{what}: {e}")
+            else:
+                check("closed before CHALLENGE" in str(e), f"{what}: {e}")
         s.close()
     # a SEND before ACCEPT
     s = socket.create_connection(("localhost", port), timeout=5)
@@ -2525,7 +2841,8 @@ def sc_malformed(ctx):
         ("HEARTBEAT with a payload", encode_frame(HEARTBEAT, b"\x00")),
         ("LINK with monitor 2", encode_frame(LINK, p_str("x/y/0") + p_u64(0) + p_str("0") + p_u8(2))),
         ("zero length", b"\x00\x00\x00\x00"),
-        ("length over 17,039,360", struct.pack(">I", MAX_NODE_FRAME + 1)),
+        ("record length over 17,039,380", struct.pack(">I", MAX_NODE_FRAME + 4 + TAG_LEN + 1)),
+        ("record length 20 (no room for a frame)", struct.pack(">I", 4 + TAG_LEN) + bytes(4 + TAG_LEN)),
         ("truncated frame, then EOF", encode_frame(SEND, p_u64(0) + p_str(":ECHO") + encode(1))[:-2]),
     ]
     for i, (what, data) in enumerate(cases):
@@ -3001,7 +3318,9 @@ def sc_node_limits(ctx):
     # waits for the body, which never comes, so the connection lasts until the
     # documented deadline for a silent peer closes it (the heartbeat timeout
     # after our last frame, the handshake's PROOF, sent just before t0)
-    for length, at_once in [(MAX_NODE_FRAME + 1, True), (MAX_NODE_FRAME, False)]:
+    # (a sealed connection's records: the frame maximum plus its length field and the 16-byte tag,
+    # section 5)
+    for length, at_once in [(MAX_NODE_FRAME + 4 + TAG_LEN + 1, True), (MAX_NODE_FRAME + 4 + TAG_LEN, False)]:
         sock, n, _, _ = raw_dial(ctx, f"len{length}")
         t0 = time.monotonic()
         sock.sendall(struct.pack(">I", length))
@@ -3043,7 +3362,8 @@ def sc_handshake_deadline(ctx):
     """One 5 s deadline for the whole handshake, however the bytes trickle in; a second HELLO closes."""
     n = ctx.node("trickle")
     port = n.lookup(ctx.peer)
-    hello = encode_frame(HS_HELLO, NODE_MAGIC + p_u8(2) + p_str(n.name) + p_u64(n.incarnation) + secrets.token_bytes(32))
+    hello = encode_frame(HS_HELLO, hello_payload(n.name, n.incarnation, secrets.token_bytes(32),
+                                                 x25519_public(secrets.token_bytes(32))))
     results = {}
 
     def trickler():
@@ -3152,7 +3472,8 @@ def sc_throttle(ctx):
     # the node takes a slot per connection in accept order: these 64 hold them all
     holders = [socket.create_connection(("localhost", port), timeout=5) for _ in range(64)]
     s = socket.create_connection(("localhost", port), timeout=5)
-    write_frame(s, HS_HELLO, NODE_MAGIC + p_u8(2) + p_str("localhost/slot65") + p_u64(1) + secrets.token_bytes(32))
+    write_frame(s, HS_HELLO, hello_payload("localhost/slot65", 1, secrets.token_bytes(32),
+                                           x25519_public(secrets.token_bytes(32))))
     t0 = time.monotonic()
     expect_eof(s, 2, "65th handshake")
     log(f"65th concurrent handshake closed after {time.monotonic() - t0:.3f} s")
@@ -3193,6 +3514,43 @@ def sc_throttle(ctx):
     check(plist(after, "THROTTLED") > plist(before, "THROTTLED"), "throttled counted")
     check(b == b"", "connection closed unread while throttled")
     c.close()
+
+
+def sc_clear(ctx):
+    """Section 5 with `:seal nil`: a kernel started with --no-seal speaks clear frames with a node that does not
+    seal either; a node that seals is refused with REFUSE 4 naming both settings, both ways round."""
+    import subprocess
+    name = f"clear{os.getpid()}"
+    p = subprocess.Popen([os.path.join(ctx.args.bin, "erlangen-kernel"), "-n", "--no-seal",
+                          "--registry-port", str(ctx.args.registry_port),
+                          "--directory-port", str(ctx.args.directory_port), "--cookie-file", ctx.args.cookie_file,
+                          "-e", "(spawn '(async-echo) :name \"echo\")",
+                          "-e", f'(node :host "localhost" :name "{name}")'],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if ctx.args.pid_file:
+        with open(ctx.args.pid_file, "a") as fh:
+            fh.write(f"{p.pid}\n")
+    try:
+        peer = f"localhost/{name}"
+        clear = ctx.node("clear", seal=False)
+        eventually(lambda: clear.lookup(peer) is not None, 10, f"{peer} registered")
+        c = clear.dial(peer)
+        check(not isinstance(c.sock, SealedSocket), "a clear connection")
+        a = clear.spawn_agent()
+        echo_roundtrip(c, a, [kw("in-clear"), "readable on the wire"])
+        log(f"{peer} (--no-seal) and a node with seal nil: clear frames, echo answered")
+        c.close()
+        for who, node, target in [("a sealing node to the clear kernel", ctx.node("sealing"), peer),
+                                  ("a clear node to the sealing kernel", ctx.node("clear2", seal=False), ctx.peer)]:
+            try:
+                node.dial(target)
+                raise AssertionError(f"{who}: accepted")
+            except Refused as e:
+                check(e.code == REFUSE_SEAL and "seal t" in e.reason and "seal nil" in e.reason, f"{who}: {e}")
+                log(f"{who}: {e}")
+    finally:
+        p.kill()
+        p.wait()
 
 
 def sc_kernels(ctx):
@@ -3975,6 +4333,7 @@ SCENARIOS = {
     "handshake-deadline": (sc_handshake_deadline, True),
     "cross-dial": (sc_cross_dial, True),
     "kernels": (sc_kernels, True),
+    "clear": (sc_clear, True),
     "throttle": (sc_throttle, True),
     "documented": (sc_documented, True),
     "big": (sc_big, True),

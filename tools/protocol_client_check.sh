@@ -138,7 +138,7 @@ else
     SCENARIOS="codec port-mapper pm-limits handshake wrong-cookie bad-hello handshake-deadline send drops
                spawn-monitor link-exit reverse-attach notice-scope groups cluster inbound cross-dial heartbeat
                silent-client close new-run stale-requests
-               malformed node-limits big kernels documented
+               malformed node-limits big kernels clear documented
                first-nodes visible-member ops-query hidden-member bad-nodes claims overlap
                throttle peer-silent"
 fi

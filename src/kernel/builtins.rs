@@ -33,7 +33,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("registered", "(registered) list of registered names"),
     ("agent", "(agent) the REPL's own agent"),
     ("agent-id", "(agent-id &optional agent) the agent's id \"host/node/aid\" (this process must be a node), which any call taking an agent accepts, here and on other nodes"),
-    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
+    ("node", "(node &key host name tick timeout spawn-timeout max-connections remote-shell hidden connect-all seal) become a node (serves until its agent is killed; spawn it); it joins the cluster of every node it connects to unless :hidden t"),
     ("agent-stats", "(agent-stats &optional agent) messages received and dropped, birth and death; an id \"host/node/aid\" of another node asks that node"),
     ("agent-tree", "(agent-tree &optional agent &key node) print an agent and the agents it monitors; :node \"x\" prints every tree of node x"),
     ("flush-messages", "(flush-messages &key print-p) drop every message waiting for the REPL, printing each unless :print-p nil; returns how many"),
@@ -56,17 +56,19 @@ pub const HELP: &[(&str, &str)] = &[
 ];
 
 /// Defaults for `(node …)` set by the command line (`--hidden`,
-/// `--no-connect-all`); the keys `:hidden` and `:connect-all` override
-/// them.
+/// `--no-connect-all`, `--no-seal`); the keys `:hidden`, `:connect-all`
+/// and `:seal` override them.
 pub(super) struct NodeDefaults {
     pub(super) hidden: AtomicBool,
     pub(super) connect_all: AtomicBool,
+    pub(super) seal: AtomicBool,
 }
 
 /// The [`NodeDefaults`] of this process.
 pub(super) static NODE_DEFAULTS: NodeDefaults = NodeDefaults {
     hidden: AtomicBool::new(false),
     connect_all: AtomicBool::new(true),
+    seal: AtomicBool::new(true),
 };
 
 thread_local! {
@@ -367,11 +369,13 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
             "REMOTE-SHELL",
             "HIDDEN",
             "CONNECT-ALL",
+            "SEAL",
         ],
     )?;
     let mut options = node::NodeOptions {
         hidden: NODE_DEFAULTS.hidden.load(Ordering::Relaxed),
         connect_all: NODE_DEFAULTS.connect_all.load(Ordering::Relaxed),
+        seal: NODE_DEFAULTS.seal.load(Ordering::Relaxed),
         ..node::NodeOptions::default()
     };
     if let Some(hidden) = keys.get("HIDDEN") {
@@ -379,6 +383,9 @@ fn node_call(args: &[Term]) -> Result<Term, CallError> {
     }
     if let Some(all) = keys.get("CONNECT-ALL") {
         options.connect_all = all.is_true();
+    }
+    if let Some(seal) = keys.get("SEAL") {
+        options.seal = seal.is_true();
     }
     if let Some(h) = keys.get("HOST") {
         options.host = Some(string_arg(name, "host", h)?);

@@ -280,6 +280,11 @@ pub(super) fn node_info() -> Term {
         ("throttled", count_term(node::throttled_connections())),
         ("refused-handshakes", count_term(node::refused_handshakes())),
         ("slots-full", count_term(node::slots_full_closes())),
+        ("sealed", Term::from(node::sealed())),
+        (
+            "bad-seals",
+            count_term(node::connection_stats().iter().map(|s| s.bad_seals).sum()),
+        ),
         (
             "connection-errors",
             count_term(node::connection_stats().iter().map(|s| s.errors).sum()),

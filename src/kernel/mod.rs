@@ -124,6 +124,11 @@ fn options() -> getopts::Options {
         "no-connect-all",
         "a node started here does not connect to the nodes its peers are connected to",
     );
+    opts.optflag(
+        "",
+        "no-seal",
+        "a node started here sends clear frames (for a trusted network; every node of the cluster must agree)",
+    );
     opts.optopt(
         "",
         "log-level",
@@ -137,7 +142,7 @@ fn options() -> getopts::Options {
 /// The `erlangen-kernel` program: parses the command line (`-e FORM`, `-n`,
 /// `-Q`, `-b`, `-h`, `--version`, `--registry-port`, `--directory-port`,
 /// `--cookie-file`, `--log-level`, `--no-remote-shell`, `--hidden`,
-/// `--no-connect-all`, `--remote NODE`) and runs the kernel (or, with
+/// `--no-connect-all`, `--no-seal`, `--remote NODE`) and runs the kernel (or, with
 /// `--remote`, a remote shell). Exit codes: 0 ok; the status of `(quit n)`;
 /// 1 a batch form failed, output failed, a `-e` node could not start or a
 /// remote shell could not open; 2 bad command line; 130 Ctrl-C twice at the
@@ -192,6 +197,9 @@ pub fn main() -> ExitCode {
     builtins::NODE_DEFAULTS
         .connect_all
         .store(!matches.opt_present("no-connect-all"), Ordering::Relaxed);
+    builtins::NODE_DEFAULTS
+        .seal
+        .store(!matches.opt_present("no-seal"), Ordering::Relaxed);
     if let Some(target) = matches.opt_str("remote") {
         return run_remote(&target, matches.opt_present("Q"), matches.opt_present("b"));
     }

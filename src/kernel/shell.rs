@@ -489,6 +489,9 @@ pub fn run_remote(target: &str, quiet: bool, batch: bool) -> ExitCode {
         host: host.clone(),
         name: Some(format!("remsh-{}", std::process::id())),
         hidden: true,
+        seal: super::builtins::NODE_DEFAULTS
+            .seal
+            .load(std::sync::atomic::Ordering::Relaxed),
         ..node::NodeOptions::default()
     };
     let _handle = match node::start(options) {

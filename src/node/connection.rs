@@ -26,8 +26,24 @@
 //! connection: idle connections cost a write on the sending side and a
 //! read on the receiving side, and nothing else.
 //!
+//! Sealing (PROTOCOL.md section 5, "Sealed frames"): `out.buf` holds clear
+//! frames, appended by every sender (messages, the ticker's heartbeats,
+//! the first NODES frame) under the `out` lock. Whoever writes (the writer
+//! thread, or a sender writing directly; only one at a time, `writing`)
+//! takes the buffer and the connection's one `Sealer` together under that
+//! lock, seals what it took into its write buffer (records of whole
+//! frames: one frame on a quiet connection, a batch in a burst) and
+//! gives the sealer back; so record numbers follow the byte order on the
+//! wire. Bytes a direct write could not finish are already sealed: they
+//! wait in `out.front`, which is written before anything in `buf`. The
+//! reader opens each record with the receiving direction's `Opener`; one
+//! that fails to open (altered, replayed, reordered, truncated) closes the
+//! connection before anything of it is delivered: one log line (the loss,
+//! with the reason), one count in the peer's `bad-seals` and `errors`.
+//!
 //! Lock rule: `out` is held only to append or swap bytes (and while the
-//! codec encodes a term into it, which runs no user code).
+//! codec encodes a term into it, which runs no user code); sealing runs
+//! outside it.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
@@ -41,6 +57,7 @@ use super::attachments::Attachments;
 use super::handshake::PeerInfo;
 use super::latch::Latch;
 use super::protocol::{self, Request};
+use super::seal::{Keys, Opener, RecordError, Sealer};
 use crate::agent::Agent;
 use crate::frame;
 use crate::sys;
@@ -55,6 +72,8 @@ pub(crate) struct PeerStats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub dropped: AtomicU64,
+    /// Sealed records that failed to open (each closed its connection).
+    pub bad_seals: AtomicU64,
     pub established: Mutex<Option<SystemTime>>,
 }
 
@@ -76,6 +95,21 @@ struct Out {
     /// The last frame is queued (`send_last`): the socket is shut down once
     /// the buffer is written, and nothing more is queued.
     closing: bool,
+    /// Bytes in wire form (sealed records, or clear frames) that a direct
+    /// write left over: written before anything in `buf`.
+    front: Vec<u8>,
+    /// Seals what is written, once the connection is established with
+    /// sealing on; taken by whoever writes (`writing`) and given back.
+    sealer: Option<Sealer>,
+    /// An empty buffer with capacity, for a direct write's records.
+    spare_wire: Vec<u8>,
+}
+
+impl Out {
+    /// Nothing waits to be written.
+    fn idle(&self) -> bool {
+        self.buf.is_empty() && self.front.is_empty()
+    }
 }
 
 /// What the connection calls back into (the node).
@@ -210,6 +244,9 @@ impl Connection {
                 spare: Vec::with_capacity(1024),
                 last_write: None,
                 closing: false,
+                front: Vec::new(),
+                sealer: None,
+                spare_wire: Vec::with_capacity(1024),
             }),
             ready: Condvar::new(),
             down: AtomicBool::new(false),
@@ -261,7 +298,8 @@ impl Connection {
 
     /// Bytes queued for the peer and not yet written.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.lock().buf.len()
+        let out = self.lock();
+        out.buf.len() + out.front.len()
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -322,6 +360,7 @@ impl Connection {
         // read only then, not on every send.
         let quiet = start == 0
             && !out.writing
+            && out.front.is_empty()
             && out
                 .last_write
                 .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP);
@@ -333,32 +372,40 @@ impl Connection {
                 let mut frame = std::mem::take(&mut out.spare);
                 std::mem::swap(&mut frame, &mut out.buf);
                 out.writing = true;
+                let mut sealer = out.sealer.take();
+                let mut wire = std::mem::take(&mut out.spare_wire);
                 drop(out);
-                let written = sys::write_now(stream, &frame);
+                if let Some(s) = sealer.as_mut() {
+                    s.seal_batch(&frame, &mut wire);
+                }
+                let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
+                let written = sys::write_now(stream, bytes);
                 let mut out = self.lock();
                 out.writing = false;
+                out.sealer = sealer;
                 out.last_write = Some(Instant::now());
                 let taken = match &written {
                     Ok(n) => *n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(_) => frame.len(),
+                    Err(_) => bytes.len(),
                 };
-                if taken < frame.len() {
+                if taken < bytes.len() {
                     // The socket is full (a slow or stopped peer): the rest
-                    // goes to the writer thread, ahead of anything queued
-                    // meanwhile, and this send returns now.
-                    let queued_meanwhile = std::mem::take(&mut out.buf);
-                    frame.drain(..taken);
-                    frame.extend_from_slice(&queued_meanwhile);
-                    out.buf = frame;
-                } else {
-                    frame.clear();
-                    if frame.capacity() <= 64 * 1024 {
-                        out.spare = frame;
-                    }
+                    // (in wire form, sealed if sealing) goes to the writer
+                    // thread, ahead of anything queued meanwhile, and this
+                    // send returns now.
+                    out.front.extend_from_slice(&bytes[taken..]);
                 }
-                let wake = !out.buf.is_empty() && out.writer_waiting;
-                let close_now = out.closing && out.buf.is_empty();
+                frame.clear();
+                if frame.capacity() <= 64 * 1024 {
+                    out.spare = frame;
+                }
+                wire.clear();
+                if wire.capacity() <= 64 * 1024 {
+                    out.spare_wire = wire;
+                }
+                let wake = !out.idle() && out.writer_waiting;
+                let close_now = out.closing && out.idle();
                 drop(out);
                 if close_now {
                     let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -411,7 +458,7 @@ impl Connection {
         let _ = self.send(request, agents);
         let mut out = self.lock();
         out.closing = true;
-        let idle = out.buf.is_empty() && !out.writing;
+        let idle = out.idle() && !out.writing;
         let wake = out.writer_waiting;
         drop(out);
         if idle {
@@ -435,7 +482,7 @@ impl Connection {
             let out = self.lock();
             // Never before the first frame (NODES, written at establish):
             // a peer reads that first.
-            let quiet = out.buf.is_empty()
+            let quiet = out.idle()
                 && !out.writing
                 && out.last_write.is_some_and(|t| t.elapsed() >= tick / 2);
             if !quiet {
@@ -450,9 +497,17 @@ impl Connection {
         self: &Arc<Self>,
         stream: TcpStream,
         info: PeerInfo,
+        keys: Option<Keys>,
         dispatch: Arc<dyn Dispatch>,
         timeout: Duration,
     ) -> io::Result<()> {
+        let opener = keys.map(|keys| {
+            // Set before the stream is visible to a sender's direct write:
+            // everything written on this connection is sealed, the frames
+            // queued while dialing included.
+            self.lock().sealer = Some(Sealer::new(keys.send));
+            Opener::new(keys.recv)
+        });
         let _ = self.established_at.set(Instant::now());
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
@@ -474,17 +529,20 @@ impl Connection {
         let conn = Arc::clone(self);
         thread::Builder::new()
             .name(format!("node-reader {}", self.peer))
-            .spawn(move || conn.read_loop(reader_stream, dispatch))?;
+            .spawn(move || conn.read_loop(reader_stream, opener, dispatch))?;
         Ok(())
     }
 
     fn write_loop(self: Arc<Self>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
         let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+        // Wire bytes: what a direct write left over, then the batch sealed
+        // (or, clear, only the leftover: the batch is written as it is).
+        let mut wire: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
-            {
+            let mut sealer = {
                 let mut out = self.lock();
-                while (out.buf.is_empty() || out.writing) && !out.closed {
-                    if out.closing && out.buf.is_empty() && !out.writing {
+                while (out.idle() || out.writing) && !out.closed {
+                    if out.closing && out.idle() && !out.writing {
                         drop(out);
                         let _ = stream.shutdown(Shutdown::Both);
                         return;
@@ -501,12 +559,24 @@ impl Connection {
                     return;
                 }
                 std::mem::swap(&mut out.buf, &mut batch);
+                std::mem::swap(&mut out.front, &mut wire);
                 out.writing = true;
-            }
-            let written = stream.write_all(&batch);
+                out.sealer.take()
+            };
+            let written = match sealer.as_mut() {
+                Some(s) => {
+                    s.seal_batch(&batch, &mut wire);
+                    stream.write_all(&wire)
+                }
+                None => stream
+                    .write_all(&wire)
+                    .and_then(|()| stream.write_all(&batch)),
+            };
+            let sent = wire.len() + if sealer.is_some() { 0 } else { batch.len() };
             {
                 let mut out = self.lock();
                 out.writing = false;
+                out.sealer = sealer;
                 out.last_write = Some(Instant::now());
             }
             if let Err(e) = written {
@@ -516,19 +586,31 @@ impl Connection {
             }
             self.stats
                 .bytes_out
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                .fetch_add(sent as u64, Ordering::Relaxed);
             batch.clear();
+            wire.clear();
             if batch.capacity() > 4 * 1024 * 1024 {
                 batch.shrink_to(64 * 1024);
+            }
+            if wire.capacity() > 4 * 1024 * 1024 {
+                wire.shrink_to(64 * 1024);
             }
         }
     }
 
-    fn read_loop(self: Arc<Self>, stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
+    fn read_loop(
+        self: Arc<Self>,
+        stream: TcpStream,
+        mut opener: Option<Opener>,
+        dispatch: Arc<dyn Dispatch>,
+    ) {
         let _ = self.reader.set(std::thread::current().id());
         self.wait_for_predecessor();
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
-        let mut payload = Vec::new();
+        // Clear: one frame's payload. Sealed: the frames of the last record
+        // opened, the next one at `at`.
+        let mut body = Vec::new();
+        let mut at = 0;
         let max = dispatch
             .limits()
             .max_size
@@ -537,12 +619,38 @@ impl Connection {
         let mut batch = Batch::default();
         loop {
             // About to block on the socket: hand over what was decoded.
-            if reader.buffer().is_empty() {
+            if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
                 self.flush(&dispatch, &mut resolved, &mut batch);
             }
-            let kind = match frame::read_frame(&mut reader, max, &mut payload) {
-                Ok(kind) => kind,
-                Err(e) => {
+            let read = match &mut opener {
+                Some(o) => {
+                    let opened = if at >= body.len() {
+                        at = 0;
+                        o.read(&mut reader, max, &mut body).inspect(|()| {
+                            self.stats.bytes_in.fetch_add(
+                                (body.len() + 4 + super::seal::TAG_LEN) as u64,
+                                Ordering::Relaxed,
+                            );
+                        })
+                    } else {
+                        Ok(())
+                    };
+                    opened.and_then(|()| {
+                        super::seal::next_frame(&body, &mut at, max).map_err(RecordError::Frame)
+                    })
+                }
+                None => frame::read_frame(&mut reader, max, &mut body)
+                    .inspect(|_| {
+                        self.stats
+                            .bytes_in
+                            .fetch_add((body.len() + frame::HEADER_LEN) as u64, Ordering::Relaxed);
+                    })
+                    .map(|k| (k, 0..body.len()))
+                    .map_err(RecordError::Frame),
+            };
+            let (kind, range) = match read {
+                Ok(read) => read,
+                Err(RecordError::Frame(e)) => {
                     self.flush(&dispatch, &mut resolved, &mut batch);
                     let reason = if e.is_timeout() {
                         "peer silent past the failure timeout".to_owned()
@@ -555,16 +663,27 @@ impl Connection {
                     self.fail(&dispatch, &reason);
                     return;
                 }
+                Err(RecordError::Unsealed) => {
+                    // Nothing of it is delivered; what came before it was
+                    // authentic and in order, and is.
+                    self.flush(&dispatch, &mut resolved, &mut batch);
+                    if !self.is_down() {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats.bad_seals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.fail(
+                        &dispatch,
+                        "a sealed frame failed to open (altered, replayed, reordered or not from the peer)",
+                    );
+                    return;
+                }
             };
-            self.stats.bytes_in.fetch_add(
-                (payload.len() + frame::HEADER_LEN) as u64,
-                Ordering::Relaxed,
-            );
+            let payload = &body[range];
             if kind == protocol::kind::SEND {
                 // The hot path: no Request is built, the target is looked
                 // up once per connection, and consecutive messages to one
                 // agent are delivered together.
-                match protocol::decode_send(&payload, dispatch.limits()) {
+                match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                         if batch.to != to
@@ -589,7 +708,7 @@ impl Connection {
             }
             // Requests keep their order relative to messages.
             self.flush(&dispatch, &mut resolved, &mut batch);
-            match protocol::decode(kind, &payload, dispatch.limits()) {
+            match protocol::decode(kind, payload, dispatch.limits()) {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -716,6 +835,7 @@ impl Connection {
             let mut out = self.lock();
             out.closed = true;
             out.buf = Vec::new();
+            out.front = Vec::new();
         }
         self.ready.notify_all();
         // A dial waiting to be taken over stops waiting.

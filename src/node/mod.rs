@@ -64,6 +64,7 @@ mod outbound;
 mod peers;
 mod ports;
 pub(crate) mod protocol;
+pub(crate) mod seal;
 mod stats;
 mod throttle;
 
@@ -84,8 +85,8 @@ pub use handle::{node, start, NodeHandle};
 pub use options::{NodeError, NodeOptions};
 pub use outbound::spawn_on;
 pub use stats::{
-    connected_peers, connection_stats, refused_handshakes, slots_full_closes, this_incarnation,
-    throttled_connections, ConnectionStats,
+    connected_peers, connection_stats, refused_handshakes, sealed, slots_full_closes,
+    this_incarnation, throttled_connections, ConnectionStats,
 };
 
 /// Handshakes in progress at once; more connections are closed at once.

@@ -46,6 +46,13 @@ pub struct NodeOptions {
     /// default true). Off, the node connects only to what it addresses and
     /// does not disconnect peers to prevent overlapping partitions.
     pub connect_all: bool,
+    /// Whether frames to and from other nodes are sealed: encrypted and
+    /// authenticated with ChaCha20-Poly1305 under keys agreed in the
+    /// handshake (default true; PROTOCOL.md section 5, "Sealed frames").
+    /// Off (REPL `:seal nil`, kernel `--no-seal`), frames travel in clear,
+    /// for a cluster on a trusted network; both sides of a connection must
+    /// agree, or the handshake is refused naming both settings.
+    pub seal: bool,
     /// Limits on decoded terms.
     pub limits: term::Limits,
 }
@@ -64,6 +71,7 @@ impl Default for NodeOptions {
             remote_shell: true,
             hidden: false,
             connect_all: true,
+            seal: true,
             limits: term::Limits::default(),
         }
     }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use super::attachments;
 use super::connection::Connection;
 use super::eventlog::{self, LogLevel};
-use super::handshake::{self, HandshakeError, Identity, PeerInfo, Refusal};
+use super::handshake::{self, HandshakeError, Identity, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
 
 /// Peers whose connection counters are kept once their connection is gone
@@ -113,7 +113,7 @@ impl NodeState {
     fn dial(self: Arc<Self>, conn: Arc<Connection>) {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match self.dial_inner(&conn.peer, deadline) {
-            Ok((stream, info)) => {
+            Ok((stream, (info, keys))) => {
                 if conn.is_claimed() || conn.is_down() {
                     // An accepted connection from the peer took over (or
                     // the node stopped): this one is surplus.
@@ -122,7 +122,7 @@ impl NodeState {
                 }
                 let dispatch = self.dispatcher();
                 self.announce_membership(&conn);
-                if let Err(e) = conn.establish(stream, info, dispatch, self.options.timeout) {
+                if let Err(e) = conn.establish(stream, info, keys, dispatch, self.options.timeout) {
                     self.dial_failed(&conn, &e.to_string());
                     return;
                 }
@@ -149,7 +149,7 @@ impl NodeState {
         &self,
         peer: &str,
         deadline: Instant,
-    ) -> Result<(TcpStream, PeerInfo), DialError> {
+    ) -> Result<(TcpStream, handshake::Session), DialError> {
         let (host, node) = peer
             .split_once('/')
             .ok_or_else(|| DialError::Other(format!("{peer:?} is not host/node")))?;
@@ -194,6 +194,7 @@ impl NodeState {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
+            seal: self.options.seal,
         };
         let info = handshake::client(&mut stream, &me, peer, deadline).map_err(|e| {
             if matches!(e, HandshakeError::WrongPeer { .. }) {
@@ -323,6 +324,7 @@ impl NodeState {
             name: &self.full,
             incarnation: self.incarnation,
             cookie: &self.cookie,
+            seal: self.options.seal,
         };
         let mut chosen: Option<Arc<Connection>> = None;
         let mut replaced: Option<(Arc<Connection>, &str)> = None;
@@ -388,8 +390,8 @@ impl NodeState {
                 }
             }
         });
-        let info = match admitted {
-            Ok(info) => info,
+        let (info, keys) = match admitted {
+            Ok(session) => session,
             Err(e) => {
                 // Admitted, then the handshake failed (the ACCEPT could not
                 // be written): the connection made for it must not stay in
@@ -409,7 +411,13 @@ impl NodeState {
                 // A peer that did not prove the cookie costs its address a
                 // token (throttle.rs); one refused or admitted after proving
                 // it does not.
-                let proved = admitted.is_some() || matches!(e, HandshakeError::RefusedByUs(..));
+                let proved = admitted.is_some()
+                    || matches!(
+                        e,
+                        HandshakeError::RefusedByUs(..)
+                            | HandshakeError::SealMismatch { .. }
+                            | HandshakeError::LowOrderKey
+                    );
                 if let (Some(ip), false) = (from, proved) {
                     lock(&self.throttle).failed(ip, Instant::now());
                 }
@@ -443,7 +451,13 @@ impl NodeState {
         }
         let Some(conn) = chosen else { return };
         self.announce_membership(&conn);
-        if let Err(e) = conn.establish(stream, info, Arc::clone(&dispatch), self.options.timeout) {
+        if let Err(e) = conn.establish(
+            stream,
+            info,
+            keys,
+            Arc::clone(&dispatch),
+            self.options.timeout,
+        ) {
             conn.fail(&dispatch, &format!("cannot start the connection: {e}"));
             return;
         }

@@ -28,6 +28,9 @@ pub struct ConnectionStats {
     pub bytes_out: u64,
     /// Requests dropped (queue full, connection down, stale ids).
     pub dropped: u64,
+    /// Sealed frames that failed to open (altered, replayed, reordered);
+    /// each closed its connection, and counts in `errors` too.
+    pub bad_seals: u64,
     /// Bytes queued for the peer now, not yet written (bounded by
     /// `NodeOptions::max_queue`).
     pub queued: u64,
@@ -51,6 +54,7 @@ impl ConnectionStats {
             ("bytes-in", count(self.bytes_in)),
             ("bytes-out", count(self.bytes_out)),
             ("dropped", count(self.dropped)),
+            ("bad-seals", count(self.bad_seals)),
             ("queued-bytes", count(self.queued)),
         ])
     }
@@ -76,6 +80,7 @@ pub fn connection_stats() -> Vec<ConnectionStats> {
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            bad_seals: s.bad_seals.load(Ordering::Relaxed),
             queued: peers
                 .get(name)
                 .map_or(0, |c| u64::try_from(c.queued_bytes()).unwrap_or(u64::MAX)),
@@ -111,6 +116,12 @@ pub fn refused_handshakes() -> u64 {
 /// process is not a node; counted from the node's start.
 pub fn slots_full_closes() -> u64 {
     current_node().map_or(0, |n| n.slots_full.load(Ordering::Relaxed))
+}
+
+/// Whether this node seals its connections (`NodeOptions::seal`); false
+/// if this process is not a node.
+pub fn sealed() -> bool {
+    current_node().is_some_and(|n| n.options.seal)
 }
 
 /// The peers connected now, as `("host/node", incarnation)`, sorted.

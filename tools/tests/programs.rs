@@ -83,6 +83,10 @@ fn every_benchmark_prints_its_version() {
             env!("CARGO_BIN_EXE_erlangen-remote-benchmark"),
             "erlangen-remote-benchmark",
         ),
+        (
+            env!("CARGO_BIN_EXE_erlangen-seal-benchmark"),
+            "erlangen-seal-benchmark",
+        ),
     ] {
         // `--version` wins over arguments the program would refuse.
         let mut cmd = Command::new(program);

@@ -48,7 +48,9 @@ use std::time::{Duration, Instant};
 
 use erlangen::agent;
 use erlangen::config::Config;
-use erlangen::crypto::{random_bytes, HmacSha256};
+use erlangen::crypto::{
+    aead, hkdf_expand, hkdf_extract, random_bytes, sha256, x25519_public, x25519_shared, HmacSha256,
+};
 use erlangen::frame::{self, put_str};
 use erlangen::node::{self, NodeOptions};
 use erlangen::Term;
@@ -62,6 +64,8 @@ const CHALLENGE: u8 = 0x02;
 const PROOF: u8 = 0x03;
 const ACCEPT: u8 = 0x04;
 const SEND: u8 = 0x10;
+/// The protocol version of PROTOCOL.md (section 4).
+const VERSION: u8 = 3;
 const PM_HELLO: u8 = 0x20;
 const PM_REGISTER: u8 = 0x22;
 const PM_QUERY: u8 = 0x24;
@@ -76,7 +80,7 @@ const CASES: &[(&str, &str)] = &[
     ("node-half-frame", "half a HELLO, then silence"),
     ("node-silence", "connect and send nothing"),
     ("node-trickle", "a HELLO one byte every 250 ms"),
-    ("node-wrong-version", "HELLO with version 99"),
+    ("node-wrong-version", "HELLO with only version 99"),
     ("node-unknown-kind", "a frame of kind 0x7F first"),
     ("node-bad-name", "HELLO with a name without host part"),
     ("node-own-name", "HELLO claiming the server's own name"),
@@ -237,13 +241,21 @@ fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn node_hello(name: &str, version: u8, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
+/// The HELLO payload of a node speaking only `version`, sealing, whose
+/// ephemeral X25519 private key is `nonce` (good enough for a test peer).
+fn hello_payload(name: &str, version: u8, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
     let mut p = b"ERLN".to_vec();
-    p.push(version);
+    p.extend_from_slice(&[version, version]);
     put_str(&mut p, name);
     p.extend_from_slice(&incarnation.to_be_bytes());
     p.extend_from_slice(nonce);
-    frame_bytes(HELLO, &p)
+    p.push(1);
+    p.extend_from_slice(&x25519_public(nonce));
+    p
+}
+
+fn node_hello(name: &str, version: u8, incarnation: u64, nonce: &[u8; 32]) -> Vec<u8> {
+    frame_bytes(HELLO, &hello_payload(name, version, incarnation, nonce))
 }
 
 fn pm_hello(magic: &[u8], version: u8) -> Vec<u8> {
@@ -266,8 +278,10 @@ fn own_name(ctx: &Ctx) -> String {
 
 struct Challenge {
     name: String,
-    incarnation: u64,
-    nonce: [u8; 32],
+    /// The server's ephemeral X25519 key.
+    key: [u8; 32],
+    /// The payload as received.
+    raw: Vec<u8>,
 }
 
 /// Why no CHALLENGE came.
@@ -307,13 +321,15 @@ fn read_challenge(s: &mut TcpStream) -> Result<Challenge, NoChallenge> {
     let parse = |f: &mut frame::Fields| -> Result<Challenge, frame::FieldError> {
         f.u8("version")?;
         let name = f.str("name")?.to_owned();
-        let incarnation = f.u64("incarnation")?;
-        let mut nonce = [0u8; 32];
-        nonce.copy_from_slice(f.take(32, "nonce")?);
+        f.u64("incarnation")?;
+        f.take(32, "nonce")?;
+        f.u8("flags")?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(f.take(32, "key")?);
         Ok(Challenge {
             name,
-            incarnation,
-            nonce,
+            key,
+            raw: buf.clone(),
         })
     };
     let ch = parse(&mut f).map_err(|e| NoChallenge::Other(format!("challenge: {e}")))?;
@@ -326,18 +342,72 @@ fn ctx_server_name() -> &'static Mutex<Option<String>> {
     &NAME
 }
 
+/// The transcript: our HELLO payload, then the CHALLENGE's without its
+/// proof.
+fn transcript(name: &str, inc: u64, nonce: &[u8; 32], ch: &Challenge) -> Vec<u8> {
+    let mut t = hello_payload(name, VERSION, inc, nonce);
+    t.extend_from_slice(&ch.raw[..ch.raw.len().saturating_sub(32)]);
+    t
+}
+
 fn client_proof(cookie: &[u8], name: &str, inc: u64, nonce: &[u8; 32], ch: &Challenge) -> [u8; 32] {
-    let mut t = Vec::new();
-    put_str(&mut t, name);
-    t.extend_from_slice(&inc.to_be_bytes());
-    t.extend_from_slice(nonce);
-    put_str(&mut t, &ch.name);
-    t.extend_from_slice(&ch.incarnation.to_be_bytes());
-    t.extend_from_slice(&ch.nonce);
+    let t = transcript(name, inc, nonce, ch);
     let mut m = HmacSha256::new(cookie);
     m.update(b"erlangen client");
     m.update(&t);
     m.finalize()
+}
+
+/// The sending side of a sealed connection (PROTOCOL.md section 5): the
+/// client-to-server key and the next record number.
+struct Sealer {
+    key: [u8; 32],
+    next: u64,
+}
+
+impl Sealer {
+    /// The key schedule of PROTOCOL.md section 4, client side.
+    fn new(cookie: &[u8], private: &[u8; 32], ch: &Challenge, t: &[u8]) -> Result<Sealer, String> {
+        let dh = x25519_shared(private, &ch.key).map_err(|e| e.to_string())?;
+        let early = hkdf_extract(b"", cookie);
+        let mut derived = [0u8; 32];
+        let _ = hkdf_expand(&early, b"erlangen v3 derived", &mut derived);
+        let secret = hkdf_extract(&derived, &dh);
+        let mut info = b"erlangen v3 c2s".to_vec();
+        info.extend_from_slice(&sha256(t));
+        let mut key = [0u8; 32];
+        let _ = hkdf_expand(&secret, &info, &mut key);
+        Ok(Sealer { key, next: 0 })
+    }
+
+    /// Seals every whole frame in `bytes` as a record; what is not a whole
+    /// frame (a lying length) goes as it is.
+    fn seal(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
+            if len == 0 || at + 4 + len > bytes.len() {
+                break;
+            }
+            // One whole frame (its length field included) per record.
+            let length = ((4 + len + 16) as u32).to_be_bytes();
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&self.next.to_le_bytes());
+            self.next += 1;
+            out.extend_from_slice(&length);
+            out.extend_from_slice(&aead::seal(
+                &self.key,
+                &nonce,
+                &length,
+                &bytes[at..at + 4 + len],
+            ));
+            at += 4 + len;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
+    }
 }
 
 /// An honest handshake; returns the stream after ACCEPT and the bytes sent.
@@ -345,7 +415,7 @@ fn client_proof(cookie: &[u8], name: &str, inc: u64, nonce: &[u8; 32], ch: &Chal
 /// of failed handshakes, after an earlier case), it tries again, for at
 /// most 10 s: an honest handshake costs the address nothing, so one gets
 /// in as soon as a token is back.
-fn authenticate(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), String> {
+fn authenticate(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>, Sealer), String> {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         match authenticate_once(ctx) {
@@ -357,7 +427,7 @@ fn authenticate(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), String> {
     }
 }
 
-fn authenticate_once(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), NoChallenge> {
+fn authenticate_once(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>, Sealer), NoChallenge> {
     let cookie = ctx
         .cookie
         .as_ref()
@@ -366,7 +436,7 @@ fn authenticate_once(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), NoChallenge> {
     let name = own_name(ctx);
     let nonce = random_nonce();
     let inc = u64::from(std::process::id()) << 16 | 1;
-    let mut sent = node_hello(&name, 2, inc, &nonce);
+    let mut sent = node_hello(&name, VERSION, inc, &nonce);
     // A node that closed unread may reset the write; the read tells.
     let _ = s.write_all(&sent);
     let ch = read_challenge(&mut s)?;
@@ -374,9 +444,11 @@ fn authenticate_once(ctx: &Ctx) -> Result<(TcpStream, Vec<u8>), NoChallenge> {
     s.write_all(&p)
         .map_err(|e| NoChallenge::Other(format!("proof: {e}")))?;
     sent.extend_from_slice(&p);
+    let sealer = Sealer::new(cookie, &nonce, &ch, &transcript(&name, inc, &nonce, &ch))
+        .map_err(NoChallenge::Other)?;
     let mut buf = Vec::new();
     match frame::read_frame(&mut s, 4096, &mut buf) {
-        Ok(ACCEPT) => Ok((s, sent)),
+        Ok(ACCEPT) => Ok((s, sent, sealer)),
         Ok(k) => Err(NoChallenge::Other(format!("kind {k:#x} instead of ACCEPT"))),
         Err(e) => Err(NoChallenge::Other(format!("accept: {e}"))),
     }
@@ -405,8 +477,8 @@ fn write_then_end(ctx: &Ctx, port: u16, bytes: &[u8], deadline: Instant) -> End 
 
 fn after_accept(ctx: &Ctx, bytes: &[u8], deadline: Instant) -> End {
     match authenticate(ctx) {
-        Ok((mut s, _)) => {
-            if s.write_all(bytes).is_err() {
+        Ok((mut s, _, mut sealer)) => {
+            if s.write_all(&sealer.seal(bytes)).is_err() {
                 return End::Closed;
             }
             await_end(&mut s, deadline)
@@ -492,7 +564,7 @@ fn wrong_proof(ctx: &Ctx, name: &str, deadline: Instant) -> End {
 /// wrong cookie (written or not: the server may have closed first).
 fn hello_then_wrong_proof(s: &mut TcpStream, name: &str) -> Result<(), NoChallenge> {
     let nonce = random_nonce();
-    let _ = s.write_all(&node_hello(name, 2, 7, &nonce));
+    let _ = s.write_all(&node_hello(name, VERSION, 7, &nonce));
     let ch = read_challenge(s)?;
     let proof = client_proof(
         b"not the cookie, not the cookie, not it",
@@ -575,7 +647,7 @@ fn failed_flood(ctx: &Ctx, deadline: Instant) -> End {
 }
 
 fn symbols(ctx: &Ctx, deadline: Instant) -> End {
-    let (mut s, _) = match authenticate(ctx) {
+    let (mut s, _, mut sealer) = match authenticate(ctx) {
         Ok(x) => x,
         Err(e) => return End::Other(e),
     };
@@ -589,7 +661,7 @@ fn symbols(ctx: &Ctx, deadline: Instant) -> End {
             term.extend_from_slice(&(name.len() as u32).to_be_bytes());
             term.extend_from_slice(name.as_bytes());
         }
-        if s.write_all(&send_frame(&term)).is_err() {
+        if s.write_all(&sealer.seal(&send_frame(&term))).is_err() {
             return End::Other(format!("closed after {f} frames"));
         }
         if Instant::now() >= deadline {
@@ -697,14 +769,14 @@ fn run_case(ctx: &Ctx, name: &str) -> (End, bool) {
         "node-zero-length" => write_then_end(ctx, p, &[0, 0, 0, 0, 1], deadline),
         "node-oversized" => write_then_end(ctx, p, &[0xff, 0xff, 0xff, 0xff], deadline),
         "node-half-frame" => {
-            let h = node_hello("10.0.0.1/x", 2, 1, &random_nonce());
+            let h = node_hello("10.0.0.1/x", VERSION, 1, &random_nonce());
             write_then_end(ctx, p, &h[..h.len() / 2], deadline)
         }
         "node-silence" => write_then_end(ctx, p, &[], deadline),
         "node-trickle" => trickle(
             ctx,
             p,
-            &node_hello(&own_name(ctx), 2, 1, &random_nonce()),
+            &node_hello(&own_name(ctx), VERSION, 1, &random_nonce()),
             deadline,
         ),
         "node-wrong-version" => write_then_end(
@@ -717,7 +789,7 @@ fn run_case(ctx: &Ctx, name: &str) -> (End, bool) {
         "node-bad-name" => write_then_end(
             ctx,
             p,
-            &node_hello("nohost", 2, 1, &random_nonce()),
+            &node_hello("nohost", VERSION, 1, &random_nonce()),
             deadline,
         ),
         "node-own-name" => {
@@ -737,7 +809,12 @@ fn run_case(ctx: &Ctx, name: &str) -> (End, bool) {
                 }
             };
             match server {
-                Some(n) => write_then_end(ctx, p, &node_hello(&n, 2, 1, &random_nonce()), deadline),
+                Some(n) => write_then_end(
+                    ctx,
+                    p,
+                    &node_hello(&n, VERSION, 1, &random_nonce()),
+                    deadline,
+                ),
                 None => End::Other("server name unknown".into()),
             }
         }
@@ -748,7 +825,7 @@ fn run_case(ctx: &Ctx, name: &str) -> (End, bool) {
         "node-wrong-cookie" => wrong_proof(ctx, &own_name(ctx), deadline),
         "node-no-handshake" => write_then_end(ctx, p, &send_frame(&[1, 0]), deadline),
         "node-replay" => match authenticate(ctx) {
-            Ok((s, sent)) => {
+            Ok((s, sent, _)) => {
                 drop(s);
                 write_then_end(ctx, p, &sent, deadline)
             }

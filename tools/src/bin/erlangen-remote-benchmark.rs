@@ -9,6 +9,10 @@
 //!   agent that acknowledges the count; messages per second until the
 //!   acknowledgement.
 //!
+//! Both nodes seal their connection (the default); with the environment
+//! variable `ERLANGEN_BENCH_CLEAR=1` both send clear frames (`seal:
+//! false`), for the sealed-beside-clear comparison. Every line says which.
+//!
 //! Exit codes: 0 ok, 1 the run failed, 2 bad arguments.
 
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -33,6 +37,19 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Whether this run seals (the child inherits the environment).
+fn sealed() -> bool {
+    std::env::var_os("ERLANGEN_BENCH_CLEAR").is_none_or(|v| v != "1")
+}
+
+fn mode() -> &'static str {
+    if sealed() {
+        "sealed"
+    } else {
+        "clear"
+    }
+}
+
 fn options(name: &str, registry: u16, directory: u16, cookie: &str, queue: usize) -> NodeOptions {
     NodeOptions {
         host: Some("localhost".into()),
@@ -45,6 +62,7 @@ fn options(name: &str, registry: u16, directory: u16, cookie: &str, queue: usize
         // The stream benchmark sends a million messages in one burst;
         // the per-peer queue bound is raised so none is dropped.
         max_queue: queue,
+        seal: sealed(),
         ..NodeOptions::default()
     }
 }
@@ -162,9 +180,10 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
     }
     let rt = start.elapsed();
     erlangen::kernel::print_line(format_args!(
-        "W5 round trip: {round_trips} round trips in {:.3} s, {:.1} us each",
+        "W5 round trip: {round_trips} round trips in {:.3} s, {:.1} us each ({})",
         rt.as_secs_f64(),
-        rt.as_secs_f64() * 1e6 / round_trips.max(1) as f64
+        rt.as_secs_f64() * 1e6 / round_trips.max(1) as f64,
+        mode()
     ));
     // An agent reference (as decoded from the wire), not a string: a clone
     // is a reference count, not a copy.
@@ -186,9 +205,10 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
         return Err(format!("sink acknowledged {ack}, expected {stream}"));
     }
     erlangen::kernel::print_line(format_args!(
-        "W5 stream: {stream} messages in {:.3} s, {:.0} msgs/s",
+        "W5 stream: {stream} messages in {:.3} s, {:.0} msgs/s ({})",
         st.as_secs_f64(),
-        stream as f64 / st.as_secs_f64()
+        stream as f64 / st.as_secs_f64(),
+        mode()
     ));
     let _ = std::fs::remove_file(&cookie);
     Ok(())
