@@ -43,11 +43,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Agent;
+use super::task;
+use super::{Agent, Cell as AgentCell};
 use crate::mailbox::RunnableGuard;
 
 /// Messages one poll of an agent may receive before its receive yields.
@@ -537,7 +538,10 @@ impl Scheduler {
         // destructors; this is the backstop that keeps the worker (and
         // every agent queued on it) alive whatever escapes.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::task::run(self, agent);
+            self.start_poll();
+            if let Some(agent) = task::run(agent) {
+                self.push_back(agent);
+            }
         }));
     }
 
@@ -619,6 +623,26 @@ impl Scheduler {
     pub(crate) fn start_poll(&self) {
         BUDGET_LEFT.with(|b| b.set(BUDGET));
     }
+}
+
+/// An agent is its own waker: waking it queues it, once.
+impl Wake for AgentCell {
+    fn wake(self: Arc<Self>) {
+        if self.task.wake() {
+            get().schedule(Agent(self));
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.task.wake() {
+            get().schedule(Agent(Arc::clone(self)));
+        }
+    }
+}
+
+/// Queues a new async agent (its slot is SCHEDULED from birth).
+pub(crate) fn start(agent: Agent) {
+    get().push_back(agent);
 }
 
 #[cfg(test)]
