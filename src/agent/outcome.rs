@@ -134,3 +134,26 @@ impl<T: IntoOutcome, E: IntoReason> IntoOutcome for Result<T, E> {
         }
     }
 }
+
+/// Names the never type `!` on stable Rust: the output of `fn() -> !`.
+pub trait FnOutput {
+    /// The function's return type.
+    type Output;
+}
+impl<T> FnOutput for fn() -> T {
+    type Output = T;
+}
+/// The never type, the return type of an agent function that never
+/// returns (it ends in `panic!`, `exit_current` or an endless loop).
+type Never = <fn() -> ! as FnOutput>::Output;
+
+/// So that `spawn(|| { receive(); panic!("boom") })` compiles as written:
+/// the closure's return type is `!` falling back to `()`, and since Rust
+/// 1.8x a fallback that a trait bound depends on is an error
+/// (`dependency_on_unit_never_type_fallback`) unless the bound also holds
+/// for `!`. With this, `!` is `Into<Term>`, hence [`IntoOutcome`].
+impl From<Never> for Term {
+    fn from(never: Never) -> Term {
+        match never {}
+    }
+}

@@ -7,6 +7,25 @@ use super::*;
 /// Starts an agent running `f` with default options and returns its handle
 /// at once.
 ///
+/// `f` may return nothing, a term (or anything convertible into one),
+/// [`Values`], or a `Result` (see [`IntoOutcome`]); a function that never
+/// returns compiles as written, with no `-> ()`:
+///
+/// ```
+/// use std::time::Duration;
+/// use erlangen::{receive, receive_timeout, send, spawn, watch, Term};
+///
+/// let agent = spawn(|| {
+///     receive();
+///     panic!("boom")
+/// })
+/// .unwrap();
+/// watch(&agent).unwrap();
+/// send(1, &agent).unwrap();
+/// let notice = receive_timeout(Duration::from_secs(10)).unwrap();
+/// assert_eq!(notice.to_string(), format!("({} :EXIT . \"boom\")", Term::from(&agent)));
+/// ```
+///
 /// # Errors
 /// [`SpawnError::Thread`] if the OS refuses a thread.
 pub fn spawn<F, R>(f: F) -> Result<Agent, SpawnError>
