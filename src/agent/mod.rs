@@ -23,6 +23,7 @@ mod error;
 mod exit;
 mod options;
 mod outcome;
+mod panics;
 mod peers;
 mod pool;
 pub mod registry;

@@ -67,6 +67,7 @@ pub(super) fn new_child(
     if options.mailbox_size == 0 {
         return Err(SpawnError::ZeroMailbox);
     }
+    panics::install_hook();
     let child = Agent::with_task(options.mailbox_size, task);
     if let Some(name) = &options.name {
         if let Err(e) = crate::agent::registry::register(name, &child) {
