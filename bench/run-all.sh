@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One sitting: Erlangen's benchmarks (thread and async agents), the
-# bare-thread floor and Erlang/OTP,
+# bare-thread floor (bench/floor.rs), the bare std-only executor floor for
+# async agents (bench/floor_async.rs, lines "floor async ...") and
+# Erlang/OTP,
 # each REPS times (default 3), one after the other on the same machine.
 # Prints every run's lines, prefixed with the system they measure.
 set -euo pipefail
@@ -32,6 +34,7 @@ for r in $(seq "$reps"); do
     bin/erlangen-fanin-benchmark --async 1000000 4
   } | sed 's/^/erlangen  /'
   target/bench-floor | sed 's/^/floor     /'
+  target/bench-floor-async | sed 's/^/floor     /'
   bash bench/erlang/run.sh 1 2>/dev/null | grep '^W' | sed 's/^/erlang    /'
 done
 bin/erlangen-codec-benchmark 2 | sed 's/^/erlangen  /'
