@@ -126,6 +126,41 @@ thread_local! {
     static NEXT: RefCell<Option<Agent>> = const { RefCell::new(None) };
     /// Messages the running poll may still receive.
     static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
+    /// Whether a [`WakeBatch`] is open on this thread (not a worker), and
+    /// the agents it woke so far.
+    static BATCHING: Cell<bool> = const { Cell::new(false) };
+    static DEFERRED: RefCell<Vec<Agent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Collects the wake-ups of async agents a thread that is not a worker
+/// makes while it lives, and queues them together when dropped: one
+/// injector lock and one round of worker wake-ups for the lot, instead of
+/// one each. A node's reader opens one for the messages of one read
+/// buffer, so the agents they wake are handed over at once. Whoever holds
+/// one must not wait for an agent it may have woken (the agent is not
+/// queued until the batch closes). A no-op on a worker (its wake-ups go
+/// to its next slot) and when one is open already.
+pub(crate) struct WakeBatch {
+    outermost: bool,
+}
+
+/// Opens a [`WakeBatch`] on the calling thread.
+pub(crate) fn batch_wakes() -> WakeBatch {
+    let outermost = !on_worker() && !BATCHING.with(|b| b.replace(true));
+    WakeBatch { outermost }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        BATCHING.with(|b| b.set(false));
+        let woken = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        if !woken.is_empty() {
+            get().inject_many(woken);
+        }
+    }
 }
 
 static SCHEDULER: OnceLock<Arc<Scheduler>> = OnceLock::new();
@@ -339,12 +374,42 @@ impl Scheduler {
     }
 
     fn inject(&self, agent: Agent) {
+        if BATCHING.with(Cell::get) {
+            DEFERRED.with(|d| d.borrow_mut().push(agent));
+            return;
+        }
         {
             let mut q = lock(&self.injector);
             q.push_back(agent);
             self.injected.store(q.len(), Ordering::Release);
         }
         self.notify_one();
+    }
+
+    /// Queues the agents a [`WakeBatch`] collected, under one lock, and
+    /// wakes as many parked workers as there are agents (at most all).
+    fn inject_many(&self, mut agents: Vec<Agent>) {
+        let n = agents.len();
+        {
+            let mut q = lock(&self.injector);
+            q.extend(agents.drain(..));
+            self.injected.store(q.len(), Ordering::Release);
+        }
+        // The batch's vector goes back to the thread for the next batch.
+        DEFERRED.with(|d| {
+            if let Ok(mut d) = d.try_borrow_mut() {
+                if d.capacity() == 0 {
+                    *d = agents;
+                }
+            }
+        });
+        let idle = self.idle.load(Ordering::SeqCst);
+        if idle > 0 {
+            let _guard = lock(&self.park);
+            for _ in 0..n.min(idle) {
+                self.unpark.notify_one();
+            }
+        }
     }
 
     /// Wakes a parked worker, if any (cheap when none is parked).
@@ -659,6 +724,45 @@ mod tests {
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Agents woken while a wake batch is open (as a node's reader holds
+    /// one) are queued when it closes, all of them, and the thread's next
+    /// batch works the same.
+    #[test]
+    fn a_wake_batch_queues_every_agent_it_woke() {
+        use crate::agent::{receive_timeout, Agent};
+        use crate::term::Term;
+        let me = Agent::current();
+        let agents: Vec<Agent> = (0..10)
+            .map(|_| {
+                let me = me.clone();
+                async_agent::spawn(async move {
+                    loop {
+                        let m = async_agent::receive().await;
+                        me.send(m);
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for round in 0..2 {
+            {
+                let _batch = super::batch_wakes();
+                // Nested: only the outermost one queues.
+                let _inner = super::batch_wakes();
+                for a in &agents {
+                    a.send(Term::Int(round));
+                }
+            }
+            for _ in &agents {
+                let m = receive_timeout(Duration::from_secs(30)).expect("every agent runs");
+                assert_eq!(m, Term::Int(round));
+            }
+        }
+        for a in &agents {
+            let _ = crate::agent::exit(Term::keyword("done"), a);
         }
     }
 
