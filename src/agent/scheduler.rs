@@ -60,6 +60,12 @@ const TIMER_CHECK_EVERY: u32 = 16;
 /// How long an idle worker lets another keep a filled next slot while it
 /// stays in one poll before taking the agent waiting there.
 const STEAL_NEXT_AFTER: Duration = Duration::from_millis(1);
+/// An idle worker's spin before it parks, in nanoseconds: at most about a
+/// round trip between two nodes on one host (so a reply is caught without
+/// an OS wake-up), at least enough to catch a hand-off from another core.
+const SPIN_MAX: u32 = 50_000;
+const SPIN_MIN: u32 = 1_000;
+const SPIN_START: u32 = 10_000;
 /// Tasks taken from the injector at once (the rest go to the local queue).
 const INJECT_BATCH: usize = 32;
 /// Polls between two looks at the injector while the worker's own queue
@@ -110,6 +116,8 @@ pub(crate) struct Scheduler {
     watchers: AtomicUsize,
     park: Mutex<()>,
     unpark: Condvar,
+    /// A worker is spinning before it parks (see `spin_for_work`).
+    spinning: AtomicBool,
     timers: Mutex<Timers>,
     /// The earliest timer as nanoseconds since `epoch`; `u64::MAX`: none.
     next_timer: AtomicU64,
@@ -232,6 +240,7 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
             watchers: AtomicUsize::new(0),
             park: Mutex::new(()),
             unpark: Condvar::new(),
+            spinning: AtomicBool::new(false),
             timers: Mutex::new(Timers::default()),
             next_timer: AtomicU64::new(u64::MAX),
             timer_seq: AtomicU64::new(0),
@@ -254,6 +263,11 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
         STARTED_WORKERS.store(started, Ordering::Release);
         scheduler
     })
+}
+
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -617,6 +631,7 @@ impl Scheduler {
         let mut polls: u32 = 0;
         // Every worker's poll count when this one last parked to watch.
         let mut seen: Vec<u64> = Vec::with_capacity(self.locals.len());
+        let mut spin_budget = SPIN_START;
         loop {
             polls = polls.wrapping_add(1);
             if polls % TIMER_CHECK_EVERY == 0 {
@@ -633,6 +648,9 @@ impl Scheduler {
             // park until woken or the next timer is due.
             let sleep = self.fire_timers();
             if NEXT.with(|n| n.borrow().is_some()) {
+                continue;
+            }
+            if self.spin_for_work(i, &mut spin_budget) {
                 continue;
             }
             let guard = lock(&self.park);
@@ -682,6 +700,42 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Before parking, looks for work for a while (see `SPIN_MAX`): a
+    /// wake-up from outside (a node's reader, a thread agent) then costs
+    /// the waker no futex call and this worker no OS wake-up. At most one
+    /// worker spins at a time, and none when the runnable threads already
+    /// fill the cores (it would only take a core from them). The budget
+    /// (per worker) doubles after a spin that found work and halves after
+    /// one that did not. Returns whether work turned up.
+    fn spin_for_work(&self, i: usize, budget_ns: &mut u32) -> bool {
+        // This worker counts as runnable itself.
+        if crate::mailbox::runnable() > self.locals.len().min(cores())
+            || self.spinning.swap(true, Ordering::AcqRel)
+        {
+            return false;
+        }
+        let start = Instant::now();
+        let budget = Duration::from_nanos((*budget_ns).into());
+        let found = loop {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+            if self.has_work(i) {
+                break true;
+            }
+            if start.elapsed() >= budget {
+                break false;
+            }
+        };
+        self.spinning.store(false, Ordering::Release);
+        *budget_ns = if found {
+            budget_ns.saturating_mul(2).min(SPIN_MAX)
+        } else {
+            (*budget_ns / 2).max(SPIN_MIN)
+        };
+        found
     }
 
     /// Resets the running poll's budget (called before each poll).
