@@ -77,7 +77,63 @@ pub(super) enum PeerSet {
     // Boxed on purpose: inline, the map would make every agent's set (and
     // so every agent) 24 bytes larger for the rare agent with many peers.
     #[allow(clippy::box_collection)]
-    Many(Box<HashMap<(PeerKey, Role), Peer>>),
+    Many(Box<PeerMap>),
+}
+
+type PeerMap = HashMap<(PeerKey, Role), Peer, PeerHashing>;
+
+/// Hashing for a [`PeerSet`]'s map: local agents' serials (handed out by
+/// this process in sequence) by a multiply that only mixes bits, as the
+/// agent table does, which is most of the cost of a parent of a thousand
+/// workers spawning and reaping them; anything else (remote agents' ids,
+/// which another node chooses) by SipHash with this map's random keys.
+#[derive(Clone, Default)]
+pub(super) struct PeerHashing(std::collections::hash_map::RandomState);
+
+impl std::hash::BuildHasher for PeerHashing {
+    type Hasher = PeerHasher;
+    fn build_hasher(&self) -> PeerHasher {
+        PeerHasher {
+            fast: 0,
+            sip: None,
+            keys: self.0.clone(),
+        }
+    }
+}
+
+/// See [`PeerHashing`].
+pub(super) struct PeerHasher {
+    fast: u64,
+    sip: Option<std::collections::hash_map::DefaultHasher>,
+    keys: std::collections::hash_map::RandomState,
+}
+
+impl std::hash::Hasher for PeerHasher {
+    fn finish(&self) -> u64 {
+        match &self.sip {
+            Some(sip) => sip.finish() ^ self.fast,
+            None => self.fast,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        use std::hash::BuildHasher;
+        self.sip
+            .get_or_insert_with(|| self.keys.build_hasher())
+            .write(bytes);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.fast = (self.fast.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 /// Past this many entries a `PeerSet` becomes a map.
@@ -101,8 +157,7 @@ impl PeerSet {
                 } else if v.len() < FEW_PEERS {
                     v.push((key, peer, role));
                 } else {
-                    let mut map: HashMap<(PeerKey, Role), Peer> =
-                        v.drain(..).map(|(k, p, r)| ((k, r), p)).collect();
+                    let mut map: PeerMap = v.drain(..).map(|(k, p, r)| ((k, r), p)).collect();
                     map.insert((key, role), peer);
                     *self = PeerSet::Many(Box::new(map));
                 }
