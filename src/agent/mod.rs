@@ -31,6 +31,7 @@ pub(crate) mod scheduler;
 mod spawn;
 pub(crate) mod target;
 mod task;
+mod waker;
 
 use api::*;
 pub(crate) use api::{blocking_refused, noproc, on_async_worker, refuse_blocking};

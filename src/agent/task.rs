@@ -24,8 +24,8 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use super::{finish, unwind_reason, Agent, IntoOutcome, Kind, Outcome, CURRENT};
 
@@ -137,8 +137,6 @@ pub(crate) fn run(agent: Agent) -> Option<Agent> {
     if !agent.0.task.begin() {
         return None;
     }
-    let waker = Waker::from(Arc::clone(&agent.0));
-    let mut cx = Context::from_waker(&waker);
     // The agent is moved into CURRENT for the poll and taken back after,
     // rather than cloned: a clone and its drop are two locked operations on
     // the reference count, on every message hand-off.
@@ -150,9 +148,12 @@ pub(crate) fn run(agent: Agent) -> Option<Agent> {
         };
         let mut slot = me.0.task.future.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(body) => {
+            // The waker borrows the handle in CURRENT, which stays there
+            // (borrowed) for the whole poll.
+            Some(body) => super::waker::with_waker(&me.0, |waker| {
+                let mut cx = Context::from_waker(waker);
                 panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_outcome(&mut cx)))
-            }
+            }),
             None => Ok(Poll::Pending),
         }
     });
