@@ -16,6 +16,9 @@ const CHILD: &str = "ERLANGEN_PANICS_CHILD";
 /// In the child: a thread agent and an async agent panic (their monitor
 /// hears of it as before), then a plain thread does.
 fn child() {
+    // The event log takes agent panics once a level is set (or a node
+    // starts), as the kernel does at its start.
+    erlangen::node::eventlog::set_level(erlangen::node::eventlog::LogLevel::Info);
     let monitor = SpawnOptions::new().attach(Attach::Monitor);
     let thread = spawn_with(&monitor, || panic!("thread boom")).unwrap();
     let notice = receive_timeout(WAIT).expect("the thread agent's exit notice");

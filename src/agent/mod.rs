@@ -43,6 +43,7 @@ pub use exit::exit_reason;
 use exit::*;
 pub use options::{Attach, Kind, SpawnOptions};
 pub use outcome::{IntoOutcome, Outcome, Values};
+pub(crate) use panics::report_panics_with;
 use peers::*;
 pub(crate) use peers::{ExitHook, Peer, PeerKey, Role};
 use spawn::*;

@@ -8,12 +8,29 @@
 //! replaces (the default one, or one the program set earlier) for every
 //! panic outside a spawned agent: on `main` or a test thread (which act
 //! as agents once they use one, but are not spawned), on plain threads.
+//!
+//! The line goes to the reporter a layer above registered
+//! ([`report_panics_with`]: the node's event log does, when a node starts
+//! or a log level is set, so it carries the time, level and node); with
+//! none, it is written to stderr as it is.
 
+use std::fmt;
+use std::io::Write;
 use std::panic::{self, PanicHookInfo};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use super::{Agent, ADOPTED, CURRENT};
-use crate::node::eventlog::{self, LogLevel};
+
+/// Writes one agent-panic line (`agent #<AGENT 1F> panicked at …`).
+pub(crate) type Reporter = fn(fmt::Arguments<'_>);
+
+static REPORTER: OnceLock<Reporter> = OnceLock::new();
+
+/// Sends agent-panic lines to `reporter` from now on (the first call
+/// only).
+pub(crate) fn report_panics_with(reporter: Reporter) {
+    let _ = REPORTER.set(reporter);
+}
 
 /// Installs the hook (the first call only).
 pub(super) fn install_hook() {
@@ -43,8 +60,7 @@ fn spawned_agent() -> Option<Agent> {
         .flatten()
 }
 
-/// The event line: `error host/node: agent #<AGENT 1F> panicked at
-/// src/x.rs:3:5: "boom"`.
+/// The line: `agent #<AGENT 1F> panicked at src/x.rs:3:5: "boom"`.
 fn log(agent: &Agent, info: &PanicHookInfo<'_>) {
     let payload = info.payload();
     let message = payload
@@ -56,10 +72,11 @@ fn log(agent: &Agent, info: &PanicHookInfo<'_>) {
         .location()
         .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
         .unwrap_or_default();
-    let node = crate::node::this_node_now().unwrap_or_else(|| "-".to_owned());
-    eventlog::event(
-        LogLevel::Error,
-        &node,
-        format_args!("agent {agent:?} panicked{at}: {message:?}"),
-    );
+    match REPORTER.get() {
+        Some(report) => report(format_args!("agent {agent:?} panicked{at}: {message:?}")),
+        None => {
+            let line = format!("agent {agent:?} panicked{at}: {message:?}\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
 }
