@@ -177,6 +177,7 @@ bench: benchmarks bench-floor
 bench-floor:
 	@mkdir -p target
 	rustc -O --edition 2021 bench/floor.rs -o target/bench-floor
+	rustc -O --edition 2021 bench/floor_async.rs -o target/bench-floor-async
 
 bench-erlang:
 	bash bench/erlang/run.sh 3

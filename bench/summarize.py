@@ -54,7 +54,7 @@ def main():
                 if key not in order:
                     order.append(key)
                 runs[(key, system)].append(float(m.group(2)))
-    rank = ["erlangen", "erlangen async", "erlangen mixed", "floor", "erlang"]
+    rank = ["erlangen", "erlangen async", "erlangen mixed", "floor", "floor async", "erlang"]
     systems = sorted(
         {s for (_, s) in runs},
         key=lambda s: rank.index(s) if s in rank else len(rank),

@@ -190,3 +190,19 @@ fn a_thread_agent_and_an_async_agent_ping_pong() {
         Term::list(vec![pinger.to_term(), kw("ok"), kw("all-back")])
     );
 }
+
+/// An async body that never returns compiles as written (its output is
+/// `!`, which falls back to `()`), and its panic is its exit reason.
+#[test]
+fn an_async_body_that_ends_in_a_panic_compiles_as_written() {
+    let agent = async_agent::spawn_with(&SpawnOptions::new().attach(Attach::Monitor), async {
+        receive().await;
+        panic!("boom")
+    })
+    .unwrap();
+    agent.send(kw("go"));
+    assert_eq!(
+        recv().to_string(),
+        format!("({} :EXIT . \"boom\")", agent.to_term())
+    );
+}

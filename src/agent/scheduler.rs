@@ -43,11 +43,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Agent;
+use super::task;
+use super::{Agent, Cell as AgentCell};
 use crate::mailbox::RunnableGuard;
 
 /// Messages one poll of an agent may receive before its receive yields.
@@ -59,6 +60,12 @@ const TIMER_CHECK_EVERY: u32 = 16;
 /// How long an idle worker lets another keep a filled next slot while it
 /// stays in one poll before taking the agent waiting there.
 const STEAL_NEXT_AFTER: Duration = Duration::from_millis(1);
+/// An idle worker's spin before it parks, in nanoseconds: at most about a
+/// round trip between two nodes on one host (so a reply is caught without
+/// an OS wake-up), at least enough to catch a hand-off from another core.
+const SPIN_MAX: u32 = 50_000;
+const SPIN_MIN: u32 = 1_000;
+const SPIN_START: u32 = 10_000;
 /// Tasks taken from the injector at once (the rest go to the local queue).
 const INJECT_BATCH: usize = 32;
 /// Polls between two looks at the injector while the worker's own queue
@@ -109,6 +116,8 @@ pub(crate) struct Scheduler {
     watchers: AtomicUsize,
     park: Mutex<()>,
     unpark: Condvar,
+    /// A worker is spinning before it parks (see `spin_for_work`).
+    spinning: AtomicBool,
     timers: Mutex<Timers>,
     /// The earliest timer as nanoseconds since `epoch`; `u64::MAX`: none.
     next_timer: AtomicU64,
@@ -125,6 +134,41 @@ thread_local! {
     static NEXT: RefCell<Option<Agent>> = const { RefCell::new(None) };
     /// Messages the running poll may still receive.
     static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
+    /// Whether a [`WakeBatch`] is open on this thread (not a worker), and
+    /// the agents it woke so far.
+    static BATCHING: Cell<bool> = const { Cell::new(false) };
+    static DEFERRED: RefCell<Vec<Agent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Collects the wake-ups of async agents a thread that is not a worker
+/// makes while it lives, and queues them together when dropped: one
+/// injector lock and one round of worker wake-ups for the lot, instead of
+/// one each. A node's reader opens one for the messages of one read
+/// buffer, so the agents they wake are handed over at once. Whoever holds
+/// one must not wait for an agent it may have woken (the agent is not
+/// queued until the batch closes). A no-op on a worker (its wake-ups go
+/// to its next slot) and when one is open already.
+pub(crate) struct WakeBatch {
+    outermost: bool,
+}
+
+/// Opens a [`WakeBatch`] on the calling thread.
+pub(crate) fn batch_wakes() -> WakeBatch {
+    let outermost = !on_worker() && !BATCHING.with(|b| b.replace(true));
+    WakeBatch { outermost }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        BATCHING.with(|b| b.set(false));
+        let woken = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        if !woken.is_empty() {
+            get().inject_many(woken);
+        }
+    }
 }
 
 static SCHEDULER: OnceLock<Arc<Scheduler>> = OnceLock::new();
@@ -196,6 +240,7 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
             watchers: AtomicUsize::new(0),
             park: Mutex::new(()),
             unpark: Condvar::new(),
+            spinning: AtomicBool::new(false),
             timers: Mutex::new(Timers::default()),
             next_timer: AtomicU64::new(u64::MAX),
             timer_seq: AtomicU64::new(0),
@@ -218,6 +263,11 @@ pub(crate) fn get() -> &'static Arc<Scheduler> {
         STARTED_WORKERS.store(started, Ordering::Release);
         scheduler
     })
+}
+
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -338,12 +388,42 @@ impl Scheduler {
     }
 
     fn inject(&self, agent: Agent) {
+        if BATCHING.with(Cell::get) {
+            DEFERRED.with(|d| d.borrow_mut().push(agent));
+            return;
+        }
         {
             let mut q = lock(&self.injector);
             q.push_back(agent);
             self.injected.store(q.len(), Ordering::Release);
         }
         self.notify_one();
+    }
+
+    /// Queues the agents a [`WakeBatch`] collected, under one lock, and
+    /// wakes as many parked workers as there are agents (at most all).
+    fn inject_many(&self, mut agents: Vec<Agent>) {
+        let n = agents.len();
+        {
+            let mut q = lock(&self.injector);
+            q.extend(agents.drain(..));
+            self.injected.store(q.len(), Ordering::Release);
+        }
+        // The batch's vector goes back to the thread for the next batch.
+        DEFERRED.with(|d| {
+            if let Ok(mut d) = d.try_borrow_mut() {
+                if d.capacity() == 0 {
+                    *d = agents;
+                }
+            }
+        });
+        let idle = self.idle.load(Ordering::SeqCst);
+        if idle > 0 {
+            let _guard = lock(&self.park);
+            for _ in 0..n.min(idle) {
+                self.unpark.notify_one();
+            }
+        }
     }
 
     /// Wakes a parked worker, if any (cheap when none is parked).
@@ -537,7 +617,10 @@ impl Scheduler {
         // destructors; this is the backstop that keeps the worker (and
         // every agent queued on it) alive whatever escapes.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::task::run(self, agent);
+            self.start_poll();
+            if let Some(agent) = task::run(agent) {
+                self.push_back(agent);
+            }
         }));
     }
 
@@ -548,6 +631,7 @@ impl Scheduler {
         let mut polls: u32 = 0;
         // Every worker's poll count when this one last parked to watch.
         let mut seen: Vec<u64> = Vec::with_capacity(self.locals.len());
+        let mut spin_budget = SPIN_START;
         loop {
             polls = polls.wrapping_add(1);
             if polls % TIMER_CHECK_EVERY == 0 {
@@ -564,6 +648,9 @@ impl Scheduler {
             // park until woken or the next timer is due.
             let sleep = self.fire_timers();
             if NEXT.with(|n| n.borrow().is_some()) {
+                continue;
+            }
+            if self.spin_for_work(i, &mut spin_budget) {
                 continue;
             }
             let guard = lock(&self.park);
@@ -615,10 +702,66 @@ impl Scheduler {
         }
     }
 
+    /// Before parking, looks for work for a while (see `SPIN_MAX`): a
+    /// wake-up from outside (a node's reader, a thread agent) then costs
+    /// the waker no futex call and this worker no OS wake-up. At most one
+    /// worker spins at a time, and none when the runnable threads already
+    /// fill the cores (it would only take a core from them). The budget
+    /// (per worker) doubles after a spin that found work and halves after
+    /// one that did not. Returns whether work turned up.
+    fn spin_for_work(&self, i: usize, budget_ns: &mut u32) -> bool {
+        // This worker counts as runnable itself.
+        if crate::mailbox::runnable() > self.locals.len().min(cores())
+            || self.spinning.swap(true, Ordering::AcqRel)
+        {
+            return false;
+        }
+        let start = Instant::now();
+        let budget = Duration::from_nanos((*budget_ns).into());
+        let found = loop {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+            if self.has_work(i) {
+                break true;
+            }
+            if start.elapsed() >= budget {
+                break false;
+            }
+        };
+        self.spinning.store(false, Ordering::Release);
+        *budget_ns = if found {
+            budget_ns.saturating_mul(2).min(SPIN_MAX)
+        } else {
+            (*budget_ns / 2).max(SPIN_MIN)
+        };
+        found
+    }
+
     /// Resets the running poll's budget (called before each poll).
     pub(crate) fn start_poll(&self) {
         BUDGET_LEFT.with(|b| b.set(BUDGET));
     }
+}
+
+/// An agent is its own waker: waking it queues it, once.
+impl Wake for AgentCell {
+    fn wake(self: Arc<Self>) {
+        if self.task.wake() {
+            get().schedule(Agent(self));
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.task.wake() {
+            get().schedule(Agent(Arc::clone(self)));
+        }
+    }
+}
+
+/// Queues a new async agent (its slot is SCHEDULED from birth).
+pub(crate) fn start(agent: Agent) {
+    get().push_back(agent);
 }
 
 #[cfg(test)]
@@ -635,6 +778,45 @@ mod tests {
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Agents woken while a wake batch is open (as a node's reader holds
+    /// one) are queued when it closes, all of them, and the thread's next
+    /// batch works the same.
+    #[test]
+    fn a_wake_batch_queues_every_agent_it_woke() {
+        use crate::agent::{receive_timeout, Agent};
+        use crate::term::Term;
+        let me = Agent::current();
+        let agents: Vec<Agent> = (0..10)
+            .map(|_| {
+                let me = me.clone();
+                async_agent::spawn(async move {
+                    loop {
+                        let m = async_agent::receive().await;
+                        me.send(m);
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for round in 0..2 {
+            {
+                let _batch = super::batch_wakes();
+                // Nested: only the outermost one queues.
+                let _inner = super::batch_wakes();
+                for a in &agents {
+                    a.send(Term::Int(round));
+                }
+            }
+            for _ in &agents {
+                let m = receive_timeout(Duration::from_secs(30)).expect("every agent runs");
+                assert_eq!(m, Term::Int(round));
+            }
+        }
+        for a in &agents {
+            let _ = crate::agent::exit(Term::keyword("done"), a);
         }
     }
 

@@ -14,16 +14,20 @@
 //! A wake while the agent runs only marks it NOTIFIED, and the worker queues
 //! it again when the poll ends, so an agent is never in two queues nor
 //! polled by two workers at once.
+//!
+//! This module is a leaf below the scheduler: it knows the task's state
+//! and how to poll it once, and the scheduler (`scheduler.rs`) knows the
+//! queues, queues a woken agent (`impl Wake for Cell` is there) and calls
+//! [`run`].
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 
-use super::scheduler::Scheduler;
-use super::{finish, unwind_reason, Agent, Cell, IntoOutcome, Kind, Outcome, CURRENT};
+use super::{finish, unwind_reason, Agent, IntoOutcome, Kind, Outcome, CURRENT};
 
 const IDLE: u8 = 0;
 const SCHEDULED: u8 = 1;
@@ -84,7 +88,7 @@ impl TaskSlot {
     }
 
     /// A wake: `true` if the caller must queue the agent.
-    fn wake(&self) -> bool {
+    pub(crate) fn wake(&self) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             let next = match state {
@@ -126,33 +130,13 @@ impl TaskSlot {
     }
 }
 
-impl Wake for Cell {
-    fn wake(self: Arc<Self>) {
-        if self.task.wake() {
-            super::scheduler::get().schedule(Agent(self));
-        }
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.task.wake() {
-            super::scheduler::get().schedule(Agent(Arc::clone(self)));
-        }
-    }
-}
-
-/// Queues a new async agent (its slot is SCHEDULED from birth).
-pub(crate) fn start(agent: Agent) {
-    super::scheduler::get().push_back(agent);
-}
-
-/// Polls `agent` once on this worker.
-pub(crate) fn run(scheduler: &Scheduler, agent: Agent) {
+/// Polls `agent` once, on the calling worker. Returns the agent when it
+/// was woken during the poll and must be queued again (the scheduler
+/// queues it: this module knows the task, not the queues).
+pub(crate) fn run(agent: Agent) -> Option<Agent> {
     if !agent.0.task.begin() {
-        return;
+        return None;
     }
-    scheduler.start_poll();
-    let waker = Waker::from(Arc::clone(&agent.0));
-    let mut cx = Context::from_waker(&waker);
     // The agent is moved into CURRENT for the poll and taken back after,
     // rather than cloned: a clone and its drop are two locked operations on
     // the reference count, on every message hand-off.
@@ -164,25 +148,28 @@ pub(crate) fn run(scheduler: &Scheduler, agent: Agent) {
         };
         let mut slot = me.0.task.future.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(body) => {
+            // The waker borrows the handle in CURRENT, which stays there
+            // (borrowed) for the whole poll.
+            Some(body) => super::waker::with_waker(&me.0, |waker| {
+                let mut cx = Context::from_waker(waker);
                 panic::catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_outcome(&mut cx)))
-            }
+            }),
             None => Ok(Poll::Pending),
         }
     });
-    let Some(agent) = CURRENT.with(|c| c.replace(previous)) else {
-        return;
-    };
+    let agent = CURRENT.with(|c| c.replace(previous))?;
     match polled {
-        Ok(Poll::Pending) => {
-            if agent.0.task.end() {
-                scheduler.push_back(agent);
-            }
+        Ok(Poll::Pending) => agent.0.task.end().then_some(agent),
+        Ok(Poll::Ready(outcome)) => {
+            complete(&agent, outcome);
+            None
         }
-        Ok(Poll::Ready(outcome)) => complete(&agent, outcome),
         // A panic, or an exit (an exit signal taken by a receive, `exit`
         // on itself): the reason rides the unwind, as for thread agents.
-        Err(payload) => complete(&agent, Outcome::Exited(unwind_reason(payload))),
+        Err(payload) => {
+            complete(&agent, Outcome::Exited(unwind_reason(payload)));
+            None
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Ctrl-C for the kernel: a SIGINT handler that only writes one byte to a
 //! socket pair (a self-pipe), so an ordinary thread can act on it.
 //!
-//! One of the crate's two modules with `unsafe` code (the other is
-//! `sys.rs`, the non-blocking `send` and the wider `listen`): the C `signal` call that
-//! installs the handler, the handler's `write`, and errno's address.
+//! One of the crate's three modules with `unsafe` code (the others are
+//! `sys.rs`, the non-blocking `send` and the wider `listen`, and
+//! `agent/waker.rs`, the waker an async agent is polled with, borrowed
+//! from its handle): the C `signal` call that installs the handler, the
+//! handler's `write`, and errno's address.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void};

@@ -617,10 +617,15 @@ impl Connection {
             .saturating_add(protocol::FRAME_OVERHEAD);
         let mut resolved: HashMap<(u64, String), Agent> = HashMap::new();
         let mut batch = Batch::default();
+        // The async agents the messages of one read buffer wake, handed to
+        // the scheduler together (see `WakeBatch`).
+        let mut wakes = None;
         loop {
-            // About to block on the socket: hand over what was decoded.
+            // About to block on the socket: hand over what was decoded,
+            // and queue the agents it woke.
             if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
                 self.flush(&dispatch, &mut resolved, &mut batch);
+                drop(wakes.take());
             }
             let read = match &mut opener {
                 Some(o) => {
@@ -660,6 +665,7 @@ impl Connection {
                     if !matches!(e, frame::FrameError::Closed) && !self.is_down() {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     }
+                    drop(wakes.take());
                     self.fail(&dispatch, &reason);
                     return;
                 }
@@ -667,6 +673,7 @@ impl Connection {
                     // Nothing of it is delivered; what came before it was
                     // authentic and in order, and is.
                     self.flush(&dispatch, &mut resolved, &mut batch);
+                    drop(wakes.take());
                     if !self.is_down() {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         self.stats.bad_seals.fetch_add(1, Ordering::Relaxed);
@@ -683,6 +690,9 @@ impl Connection {
                 // The hot path: no Request is built, the target is looked
                 // up once per connection, and consecutive messages to one
                 // agent are delivered together.
+                if wakes.is_none() {
+                    wakes = Some(crate::agent::scheduler::batch_wakes());
+                }
                 match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -701,13 +711,17 @@ impl Connection {
                     Err(e) => {
                         self.flush(&dispatch, &mut resolved, &mut batch);
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        drop(wakes.take());
                         self.fail(&dispatch, &format!("protocol error: {e}"));
                         return;
                     }
                 }
             }
-            // Requests keep their order relative to messages.
+            // Requests keep their order relative to messages. A request's
+            // handling may wait on an agent: the agents woken so far are
+            // queued first.
             self.flush(&dispatch, &mut resolved, &mut batch);
+            drop(wakes.take());
             match protocol::decode(kind, payload, dispatch.limits()) {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {

@@ -29,9 +29,23 @@ fn from_u8(n: u8) -> LogLevel {
     }
 }
 
-/// Sets the level for this process.
+/// Sets the level for this process. From then on a spawned agent's panic
+/// is an event line too (see [`route_agent_panics`]).
 pub fn set_level(level: LogLevel) {
     LEVEL.store(level as u8, Ordering::Relaxed);
+    route_agent_panics();
+}
+
+/// Makes a spawned agent's panic one event line at `error`, `error
+/// host/node: agent #<AGENT 1F> panicked at src/x.rs:3:5: "boom"`, instead
+/// of Rust's panic report (done when a node starts or a level is set).
+pub fn route_agent_panics() {
+    crate::agent::report_panics_with(|line| {
+        // Without waiting on the node's lock: the panicking thread may
+        // hold it.
+        let node = super::this_node_now().unwrap_or_else(|| "-".to_owned());
+        event(LogLevel::Error, &node, line);
+    });
 }
 
 /// The level in force: what [`set_level`] set, else `ERLANGEN_LOG` (a bad

@@ -124,6 +124,7 @@ fn incarnation() -> u64 {
 /// [`NodeError`]: already a node, the listener cannot be bound, the cookie
 /// cannot be loaded, the name is taken or the port mapper cannot be reached.
 pub fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
+    super::eventlog::route_agent_panics();
     if options.tick.is_zero() {
         // A zero tick would make every writer send heartbeats in a loop.
         return Err(NodeError::Options(

@@ -160,6 +160,12 @@ pub fn remote_shells_allowed() -> bool {
     current_node().is_none_or(|n| n.options.remote_shell)
 }
 
+/// As [`this_node`], without waiting: `None` while the node is being set
+/// (for the panic hook, which must not wait on a lock its thread may hold).
+pub(crate) fn this_node_now() -> Option<String> {
+    NODE.try_read().ok()?.as_ref().map(|n| n.full.clone())
+}
+
 /// `"host/node"` of this process's node, if it is one.
 pub fn this_node() -> Option<String> {
     current_node().map(|n| n.full.clone())

@@ -1,5 +1,5 @@
-//! W5 distributed: `erlangen-remote-benchmark [round-trips] [stream-messages]
-//! [timeout-seconds]`. Starts a port mapper (in process, on free ports) and a
+//! W5 distributed: `erlangen-remote-benchmark [--async] [round-trips]
+//! [stream-messages] [timeout-seconds]`. Starts a port mapper (in process, on free ports) and a
 //! second node (this program again, as a child process), then measures
 //! between two OS processes on 127.0.0.1:
 //!
@@ -8,6 +8,10 @@
 //! - stream: `stream-messages` (default 1,000,000) small messages to a sink
 //!   agent that acknowledges the count; messages per second until the
 //!   acknowledgement.
+//!
+//! `--async` runs both ends on async agents (the measuring agent here, the
+//! echo and sink agents on the second node); result lines then start with
+//! "async ".
 //!
 //! Both nodes seal their connection (the default); with the environment
 //! variable `ERLANGEN_BENCH_CLEAR=1` both send clear frames (`seal:
@@ -19,13 +23,17 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use erlangen::agent::{self, Agent, SpawnOptions};
+use erlangen::async_agent as aa;
 use erlangen::config::Config;
 use erlangen::node::{self, NodeOptions};
 use erlangen::port_mapper::server::{PortMapper, ServerConfig};
 use erlangen::{AgentRef, Term, Timeout};
+use erlangen_tools::bench::Mode;
 
 const USAGE: &str =
-    "usage: erlangen-remote-benchmark [round-trips] [stream-messages] [timeout-seconds]";
+    "usage: erlangen-remote-benchmark [--async] [round-trips] [stream-messages] [timeout-seconds]
+  --async runs both nodes' agents as async agents; result lines then
+  start with \"async \".";
 const SERVER_NODE: &str = "bench-server";
 
 struct KillOnDrop(Child);
@@ -42,7 +50,7 @@ fn sealed() -> bool {
     std::env::var_os("ERLANGEN_BENCH_CLEAR").is_none_or(|v| v != "1")
 }
 
-fn mode() -> &'static str {
+fn seal_mode() -> &'static str {
     if sealed() {
         "sealed"
     } else {
@@ -70,7 +78,7 @@ fn options(name: &str, registry: u16, directory: u16, cookie: &str, queue: usize
 /// The child: a node with an `:ECHO` agent (replies `(reply i)` to
 /// `(from i)`) and a `:SINK` agent (counts messages, then acknowledges
 /// the count to `(from n)`).
-fn serve(registry: u16, directory: u16, cookie: &str, total: u64) -> ExitCode {
+fn serve(registry: u16, directory: u16, cookie: &str, total: u64, mode: Mode) -> ExitCode {
     let _handle = match node::start(options(SERVER_NODE, registry, directory, cookie, 64 << 20)) {
         Ok(h) => h,
         Err(e) => {
@@ -78,35 +86,49 @@ fn serve(registry: u16, directory: u16, cookie: &str, total: u64) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let echo = agent::spawn_with(
-        &SpawnOptions::new().name("echo").mailbox_size(1024),
-        || -> () {
-            loop {
-                let m = agent::receive();
-                if let Some([from, i]) = m.as_list() {
-                    let _ = agent::send(i.clone(), from);
-                }
-            }
-        },
-    );
+    let echo_options = SpawnOptions::new().name("echo").mailbox_size(1024);
     let mailbox = usize::try_from(total)
         .unwrap_or(usize::MAX)
         .saturating_add(16);
-    let sink = agent::spawn_with(
-        &SpawnOptions::new().name("sink").mailbox_size(mailbox),
-        move || {
-            // First message: (from n) names who to acknowledge and how many.
-            let first = agent::receive();
-            let Some([from, Term::Int(n)]) = first.as_list() else {
-                return;
-            };
-            for _ in 0..*n {
-                agent::receive();
+    let sink_options = SpawnOptions::new().name("sink").mailbox_size(mailbox);
+    let spawned = if mode == Mode::Thread {
+        agent::spawn_with(&echo_options, || loop {
+            echo(&agent::receive());
+        })
+        .and_then(|_| {
+            agent::spawn_with(&sink_options, || {
+                // First message: (from n) names who to acknowledge and how
+                // many.
+                let first = agent::receive();
+                let Some([from, Term::Int(n)]) = first.as_list() else {
+                    return;
+                };
+                for _ in 0..*n {
+                    agent::receive();
+                }
+                let _ = agent::send(Term::Int(*n), from);
+            })
+        })
+    } else {
+        aa::spawn_with(&echo_options, async {
+            loop {
+                echo(&aa::receive().await);
             }
-            let _ = agent::send(Term::Int(*n), from);
-        },
-    );
-    if echo.is_err() || sink.is_err() {
+        })
+        .and_then(|_| {
+            aa::spawn_with(&sink_options, async {
+                let first = aa::receive().await;
+                let Some([from, Term::Int(n)]) = first.as_list() else {
+                    return;
+                };
+                for _ in 0..*n {
+                    aa::receive().await;
+                }
+                let _ = agent::send(Term::Int(*n), from);
+            })
+        })
+    };
+    if spawned.is_err() {
         eprintln!("erlangen-remote-benchmark server: cannot spawn agents");
         return ExitCode::from(1);
     }
@@ -117,11 +139,18 @@ fn serve(registry: u16, directory: u16, cookie: &str, total: u64) -> ExitCode {
     }
 }
 
+/// The echo agent's answer to `(from i)`: `i`, sent to `from`.
+fn echo(message: &Term) {
+    if let Some([from, i]) = message.as_list() {
+        let _ = agent::send(i.clone(), from);
+    }
+}
+
 fn wait(timeout: Duration) -> Result<Term, String> {
     agent::receive_timeout(timeout).map_err(|Timeout| format!("no reply within {timeout:?}"))
 }
 
-fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
+fn run(round_trips: u64, stream: u64, timeout: Duration, mode: Mode) -> Result<(), String> {
     let pm = PortMapper::start(ServerConfig {
         directory_host: "127.0.0.1".into(),
         registry_port: 0,
@@ -141,6 +170,11 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
                 &directory.to_string(),
                 &cookie_text,
                 &stream.to_string(),
+                if mode == Mode::Thread {
+                    "--thread"
+                } else {
+                    "--async"
+                },
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -163,33 +197,88 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
         64 << 20,
     ))
     .map_err(|e| e.to_string())?;
-    let me = Agent::current().to_term();
-    let echo = Term::Agent(AgentRef::Id(
-        format!("localhost/{SERVER_NODE}/:ECHO").into(),
+    let figures = if mode == Mode::Thread {
+        measure(round_trips, stream, timeout)
+    } else {
+        // The measuring agent is async too: it reports its figures here.
+        let me = Agent::current();
+        let client = aa::spawn(async move {
+            me.send(match measure_async(round_trips, stream, timeout).await {
+                Ok((rt, st)) => Term::list(vec![
+                    Term::Int(i64::try_from(rt.as_nanos()).unwrap_or(i64::MAX)),
+                    Term::Int(i64::try_from(st.as_nanos()).unwrap_or(i64::MAX)),
+                ]),
+                Err(e) => Term::Str(e),
+            });
+        })
+        .map_err(|e| e.to_string())?;
+        let nanos = |t: &Term| {
+            Duration::from_nanos(t.as_int().and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        };
+        // Each of its waits has the time limit; the whole run, three times it.
+        let reply = agent::receive_timeout(timeout.saturating_mul(3));
+        let _ = agent::exit(Term::keyword("done"), &client);
+        match reply {
+            Ok(Term::Str(e)) => Err(e),
+            Ok(reply) => match reply.as_list() {
+                Some([rt, st]) => Ok((nanos(rt), nanos(st))),
+                _ => Err(format!("unexpected report {reply}")),
+            },
+            Err(Timeout) => Err("the measuring agent did not report".into()),
+        }
+    };
+    let (rt, st) = figures?;
+    erlangen::kernel::print_line(format_args!(
+        "{}W5 round trip: {round_trips} round trips in {:.3} s, {:.1} us each ({})",
+        mode.tag(),
+        rt.as_secs_f64(),
+        rt.as_secs_f64() * 1e6 / round_trips.max(1) as f64,
+        seal_mode()
     ));
+    erlangen::kernel::print_line(format_args!(
+        "{}W5 stream: {stream} messages in {:.3} s, {:.0} msgs/s ({})",
+        mode.tag(),
+        st.as_secs_f64(),
+        stream as f64 / st.as_secs_f64(),
+        seal_mode()
+    ));
+    let _ = std::fs::remove_file(&cookie);
+    Ok(())
+}
+
+/// The agents on the other node, as ids decoded from the wire would be:
+/// the echo agent and the sink (a clone is a reference count, not a copy).
+fn targets() -> (Term, Term) {
+    let named = |name: &str| {
+        Term::Agent(AgentRef::Id(
+            format!("localhost/{SERVER_NODE}/:{name}").into(),
+        ))
+    };
+    (named("ECHO"), named("SINK"))
+}
+
+/// Round trips then the stream, from the calling thread agent: the time
+/// each took.
+fn measure(
+    round_trips: u64,
+    stream: u64,
+    timeout: Duration,
+) -> Result<(Duration, Duration), String> {
+    let me = Agent::current().to_term();
+    let (echo, sink) = targets();
+    let ask = |i: i64| {
+        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo).map_err(|e| e.to_string())
+    };
     for i in 0..1000 {
-        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo)
-            .map_err(|e| e.to_string())?;
+        ask(i)?;
         wait(timeout)?;
     }
     let start = Instant::now();
     for i in 0..round_trips as i64 {
-        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo)
-            .map_err(|e| e.to_string())?;
+        ask(i)?;
         wait(timeout)?;
     }
     let rt = start.elapsed();
-    erlangen::kernel::print_line(format_args!(
-        "W5 round trip: {round_trips} round trips in {:.3} s, {:.1} us each ({})",
-        rt.as_secs_f64(),
-        rt.as_secs_f64() * 1e6 / round_trips.max(1) as f64,
-        mode()
-    ));
-    // An agent reference (as decoded from the wire), not a string: a clone
-    // is a reference count, not a copy.
-    let sink = Term::Agent(AgentRef::Id(
-        format!("localhost/{SERVER_NODE}/:SINK").into(),
-    ));
     let start = Instant::now();
     agent::send(
         Term::list(vec![me.clone(), Term::Int(stream as i64)]),
@@ -204,14 +293,50 @@ fn run(round_trips: u64, stream: u64, timeout: Duration) -> Result<(), String> {
     if ack != Term::Int(stream as i64) {
         return Err(format!("sink acknowledged {ack}, expected {stream}"));
     }
-    erlangen::kernel::print_line(format_args!(
-        "W5 stream: {stream} messages in {:.3} s, {:.0} msgs/s ({})",
-        st.as_secs_f64(),
-        stream as f64 / st.as_secs_f64(),
-        mode()
-    ));
-    let _ = std::fs::remove_file(&cookie);
-    Ok(())
+    Ok((rt, st))
+}
+
+/// As [`measure`], from an async agent.
+async fn measure_async(
+    round_trips: u64,
+    stream: u64,
+    timeout: Duration,
+) -> Result<(Duration, Duration), String> {
+    let me = Agent::current().to_term();
+    let (echo, sink) = targets();
+    let ask = |i: i64| {
+        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo).map_err(|e| e.to_string())
+    };
+    let wait = || async {
+        aa::receive_timeout(timeout)
+            .await
+            .map_err(|Timeout| format!("no reply within {timeout:?}"))
+    };
+    for i in 0..1000 {
+        ask(i)?;
+        wait().await?;
+    }
+    let start = Instant::now();
+    for i in 0..round_trips as i64 {
+        ask(i)?;
+        wait().await?;
+    }
+    let rt = start.elapsed();
+    let start = Instant::now();
+    agent::send(
+        Term::list(vec![me.clone(), Term::Int(stream as i64)]),
+        &sink,
+    )
+    .map_err(|e| e.to_string())?;
+    for i in 0..stream as i64 {
+        agent::send(Term::Int(i), &sink).map_err(|e| e.to_string())?;
+    }
+    let ack = wait().await?;
+    let st = start.elapsed();
+    if ack != Term::Int(stream as i64) {
+        return Err(format!("sink acknowledged {ack}, expected {stream}"));
+    }
+    Ok((rt, st))
 }
 
 fn main() -> ExitCode {
@@ -229,12 +354,16 @@ fn main() -> ExitCode {
         let (Ok(r), Ok(d), Ok(n)) = (r.parse(), d.parse(), n.parse()) else {
             return ExitCode::from(2);
         };
-        return serve(r, d, c, n);
+        let mode = match args.get(5).map(String::as_str) {
+            Some("--async") => Mode::Async,
+            _ => Mode::Thread,
+        };
+        return serve(r, d, c, n, mode);
     }
     erlangen_tools::bench::program(
         "erlangen-remote-benchmark",
         USAGE,
         &[100_000, 1_000_000, 120],
-        |a, _| run(a[0], a[1], Duration::from_secs(a[2])),
+        |a, mode| run(a[0], a[1], Duration::from_secs(a[2]), mode),
     )
 }
