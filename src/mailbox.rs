@@ -401,6 +401,11 @@ impl Mailbox {
     /// The first pending exit signal's reason, if any (used when an agent
     /// that was killed finishes before its next receive).
     pub(crate) fn pending_exit(&self) -> Option<Term> {
+        // Set and cleared with `exit`, under the lock: without one pending
+        // (nearly always) the lock is not taken.
+        if !self.signals_pending.load(Ordering::Acquire) {
+            return None;
+        }
         self.lock().exit.as_deref().cloned()
     }
 
