@@ -174,7 +174,7 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
             return Poll::Pending;
         }
         let matches = &mut self.matches;
-        match super::with_current(|me| me.0.mailbox.poll_receive(cx.waker(), matches)) {
+        match super::with_current(|me| me.0.mailbox().poll_receive(cx.waker(), matches)) {
             Some(Ok(message)) => Poll::Ready(Ok(message)),
             Some(Err(Interrupt::Exit(reason))) => exit_self(reason),
             Some(Err(Interrupt::Timeout)) => Poll::Ready(Err(Timeout)),
