@@ -849,10 +849,9 @@ impl Wake for AgentCell {
 }
 
 /// Queues a new async agent (its slot is SCHEDULED from birth): on a
-/// worker, in its `spawned` queue, waking an idle worker only once the
-/// queue is worth stealing from and nobody watches (idle workers watching a
-/// busy one look at it every `STEAL_NEXT_AFTER`; see the module doc);
-/// elsewhere, in the injector.
+/// worker, in its `spawned` queue, waking an idle worker only when none
+/// watches (idle workers watching a busy one look at it every
+/// `STEAL_NEXT_AFTER`; see the module doc); elsewhere, in the injector.
 pub(crate) fn start(agent: Agent) {
     let scheduler = get();
     match WORKER.with(Cell::get) {
@@ -863,9 +862,12 @@ pub(crate) fn start(agent: Agent) {
                 q.push_back(agent);
                 local.spawned_len.store(q.len(), Ordering::Release);
             }
-            // Worth stealing now, and nobody is watching: wake a worker.
+            // Someone parked should keep an eye on this worker (in case
+            // this poll runs long, or the queue grows worth stealing), as
+            // for a filled next slot: a parked worker that does not watch
+            // would never look.
             if scheduler.watchers.load(Ordering::SeqCst) == 0
-                && scheduler.spawned_worth_stealing(i, None)
+                && scheduler.idle.load(Ordering::SeqCst) > 0
             {
                 scheduler.notify_one();
             }
