@@ -206,3 +206,39 @@ fn an_async_body_that_ends_in_a_panic_compiles_as_written() {
         format!("({} :EXIT . \"boom\")", agent.to_term())
     );
 }
+
+/// Agents spawned on a worker wait there for their first poll (so a
+/// short-lived one runs and is freed next to its spawner), but not behind
+/// a poll that never ends: while one agent computes, another worker takes
+/// the agents spawned behind it. (With one worker nothing can: skipped.)
+#[test]
+fn agents_spawned_behind_a_long_poll_run_on_another_worker() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let me = Agent::current();
+    // Starts the scheduler, so `workers` is known.
+    let probe = async_agent::spawn(async {}).unwrap();
+    drop(probe);
+    if async_agent::workers() < 2 {
+        return;
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let (set, seen) = (Arc::clone(&flag), Arc::clone(&flag));
+    let spawner = me.clone();
+    async_agent::spawn(async move {
+        let report = spawner.clone();
+        // Computes in one poll until the sibling spawned after it (queued
+        // behind it on this worker) has run, or the test's timeout.
+        async_agent::spawn(async move {
+            let deadline = Instant::now() + WAIT;
+            while !seen.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            report.send(Term::from(seen.load(Ordering::Acquire)));
+        })
+        .unwrap();
+        async_agent::spawn(async move { set.store(true, Ordering::Release) }).unwrap();
+    })
+    .unwrap();
+    assert_eq!(recv(), Term::from(true));
+}

@@ -98,7 +98,7 @@ pub(super) fn receive_until(
             "erlangen::async_agent::receive, receive_timeout or receive_matching",
         );
     }
-    match with_current(|me| me.0.mailbox.receive(deadline, matches)) {
+    match with_current(|me| me.0.mailbox().receive(deadline, matches)) {
         Ok(t) => Ok(t),
         Err(Interrupt::Timeout) => Err(Timeout),
         Err(Interrupt::Exit(reason)) => exit_self(reason),
@@ -334,5 +334,5 @@ pub fn runnable_threads() -> usize {
 /// Drains the calling agent's mailbox, in arrival order, and returns
 /// what was there (the REPL's `flush-messages` prints it).
 pub fn flush_messages() -> Vec<Term> {
-    Agent::current().0.mailbox.drain()
+    Agent::current().0.mailbox().drain()
 }

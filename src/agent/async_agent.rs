@@ -127,21 +127,31 @@ fn accept_all(_: &Term) -> bool {
 #[derive(Debug)]
 #[must_use = "a receive does nothing unless awaited"]
 pub struct Receive<F> {
-    /// `None`: forever; `Some(None)`: a deadline past the end of time.
-    deadline: Option<Option<Instant>>,
+    /// The deadline and its timer; `None` waits forever. Boxed: a receive
+    /// without a deadline (what most parked agents' bodies hold) stays two
+    /// words, so a million parked agents' bodies stay small.
+    timed: Option<Box<Timed>>,
     matches: F,
-    /// The deadline's timer, while one is set: cancelled when the receive
-    /// completes or is dropped, so the timer does not keep the agent's
-    /// waker (and so the agent) until the deadline.
+}
+
+/// A receive's deadline, and its timer while one is set: cancelled when
+/// the receive completes or is dropped, so the timer does not keep the
+/// agent's waker (and so the agent) until the deadline.
+#[derive(Debug)]
+struct Timed {
+    at: Instant,
     timer: Option<u64>,
 }
 
 impl<F: FnMut(&Term) -> bool> Receive<F> {
+    /// `deadline`: `None` waits forever, as does `Some(None)` (a deadline
+    /// past the end of time).
     fn new(deadline: Option<Option<Instant>>, matches: F) -> Receive<F> {
         Receive {
-            deadline,
+            timed: deadline
+                .flatten()
+                .map(|at| Box::new(Timed { at, timer: None })),
             matches,
-            timer: None,
         }
     }
 
@@ -150,7 +160,9 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<Term, Timeout>> {
         let polled = self.poll_mailbox(cx);
         if polled.is_ready() {
-            cancel_timer(&mut self.timer);
+            if let Some(timed) = self.timed.as_mut() {
+                cancel_timer(&mut timed.timer);
+            }
         }
         polled
     }
@@ -162,18 +174,19 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
             return Poll::Pending;
         }
         let matches = &mut self.matches;
-        match super::with_current(|me| me.0.mailbox.poll_receive(cx.waker(), matches)) {
+        match super::with_current(|me| me.0.mailbox().poll_receive(cx.waker(), matches)) {
             Some(Ok(message)) => Poll::Ready(Ok(message)),
             Some(Err(Interrupt::Exit(reason))) => exit_self(reason),
             Some(Err(Interrupt::Timeout)) => Poll::Ready(Err(Timeout)),
-            None => match self.deadline {
-                None | Some(None) => Poll::Pending,
-                Some(Some(at)) => {
-                    if Instant::now() >= at {
+            None => match self.timed.as_mut() {
+                None => Poll::Pending,
+                Some(timed) => {
+                    if Instant::now() >= timed.at {
                         return Poll::Ready(Err(Timeout));
                     }
-                    if self.timer.is_none() {
-                        self.timer = Some(scheduler::get().add_timer(at, cx.waker().clone()));
+                    if timed.timer.is_none() {
+                        timed.timer =
+                            Some(scheduler::get().add_timer(timed.at, cx.waker().clone()));
                     }
                     Poll::Pending
                 }
@@ -184,7 +197,9 @@ impl<F: FnMut(&Term) -> bool> Receive<F> {
 
 impl<F> Drop for Receive<F> {
     fn drop(&mut self) {
-        cancel_timer(&mut self.timer);
+        if let Some(timed) = self.timed.as_mut() {
+            cancel_timer(&mut timed.timer);
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub(super) fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> Term {
 /// free the name, tell links and monitors (no lock held while telling),
 /// and last leave the agent tables.
 pub(super) fn finish(agent: &Agent, outcome: Outcome) {
-    agent.0.mailbox.finish();
+    agent.0.mailbox().finish();
     end(agent, outcome);
 }
 
@@ -110,6 +110,6 @@ pub(super) fn end(agent: &Agent, outcome: Outcome) {
 /// Ends the calling agent now with `reason` (unwinds its stack).
 pub(super) fn exit_self(reason: Term) -> ! {
     let me = Agent::current();
-    me.0.mailbox.close();
+    me.0.mailbox().close();
     panic::resume_unwind(Box::new(ExitUnwind(reason)))
 }

@@ -72,8 +72,12 @@ impl Role {
 /// An agent's links, monitors and watches: a short list (most agents have
 /// a few), or a map once there are many (a parent of a thousand workers),
 /// so both the common agent stays small and removal stays cheap.
+///
+/// The short list is a boxed slice, exactly as long as the set (two words
+/// in the agent instead of a `Vec`'s three; an agent's peers change
+/// rarely, and a change reallocates it).
 pub(super) enum PeerSet {
-    Few(Vec<(PeerKey, Peer, Role)>),
+    Few(Box<[Entry]>),
     // Boxed on purpose: inline, the map would make every agent's set (and
     // so every agent) 24 bytes larger for the rare agent with many peers.
     #[allow(clippy::box_collection)]
@@ -81,6 +85,18 @@ pub(super) enum PeerSet {
 }
 
 type PeerMap = HashMap<(PeerKey, Role), Peer, PeerHashing>;
+
+/// One entry of a short peer set.
+pub(super) type Entry = (PeerKey, Peer, Role);
+
+/// Changes a short peer set as a `Vec`, then boxes it again at its exact
+/// length.
+fn edit<R>(few: &mut Box<[Entry]>, f: impl FnOnce(&mut Vec<Entry>) -> R) -> R {
+    let mut v = std::mem::take(few).into_vec();
+    let r = f(&mut v);
+    *few = v.into_boxed_slice();
+    r
+}
 
 /// Hashing for a [`PeerSet`]'s map: local agents' serials (handed out by
 /// this process in sequence) by a multiply that only mixes bits, as the
@@ -141,7 +157,7 @@ pub(super) const FEW_PEERS: usize = 16;
 
 impl Default for PeerSet {
     fn default() -> PeerSet {
-        PeerSet::Few(Vec::new())
+        PeerSet::Few(Box::default())
     }
 }
 
@@ -155,9 +171,13 @@ impl PeerSet {
                 if let Some(slot) = v.iter_mut().find(|(k, _, r)| *k == key && *r == role) {
                     slot.1 = peer;
                 } else if v.len() < FEW_PEERS {
-                    v.push((key, peer, role));
+                    edit(v, |v| {
+                        v.reserve_exact(1);
+                        v.push((key, peer, role));
+                    });
                 } else {
-                    let mut map: PeerMap = v.drain(..).map(|(k, p, r)| ((k, r), p)).collect();
+                    let few = std::mem::take(v).into_vec();
+                    let mut map: PeerMap = few.into_iter().map(|(k, p, r)| ((k, r), p)).collect();
                     map.insert((key, role), peer);
                     *self = PeerSet::Many(Box::new(map));
                 }
@@ -171,7 +191,11 @@ impl PeerSet {
     /// Removes `key` in every role.
     pub(super) fn remove(&mut self, key: &PeerKey) {
         match self {
-            PeerSet::Few(v) => v.retain(|(k, _, _)| k != key),
+            PeerSet::Few(v) => {
+                if v.iter().any(|(k, _, _)| k == key) {
+                    edit(v, |v| v.retain(|(k, _, _)| k != key));
+                }
+            }
             PeerSet::Many(map) => {
                 for role in Role::ALL {
                     map.remove(&(key.clone(), role));
@@ -184,9 +208,11 @@ impl PeerSet {
     pub(super) fn remove_role(&mut self, key: &PeerKey, role: Role) -> bool {
         match self {
             PeerSet::Few(v) => {
-                let before = v.len();
-                v.retain(|(k, _, r)| !(k == key && *r == role));
-                v.len() != before
+                let found = v.iter().any(|(k, _, r)| k == key && *r == role);
+                if found {
+                    edit(v, |v| v.retain(|(k, _, r)| !(k == key && *r == role)));
+                }
+                found
             }
             PeerSet::Many(map) => map.remove(&(key.clone(), role)).is_some(),
         }
@@ -215,12 +241,14 @@ impl PeerSet {
         match self {
             PeerSet::Few(v) => {
                 if v.iter().any(|(_, p, _)| matches!(p, Peer::Hook(_))) {
-                    v.retain(|(_, p, _)| match p {
-                        Peer::Hook(h) => {
-                            hooks.push(*h);
-                            false
-                        }
-                        _ => true,
+                    edit(v, |v| {
+                        v.retain(|(_, p, _)| match p {
+                            Peer::Hook(h) => {
+                                hooks.push(*h);
+                                false
+                            }
+                            _ => true,
+                        });
                     });
                 }
             }
@@ -238,7 +266,7 @@ impl PeerSet {
     /// Calls `f` with each entry, consuming the set.
     pub(super) fn for_each(self, mut f: impl FnMut(Peer, Role)) {
         match self {
-            PeerSet::Few(v) => v.into_iter().for_each(|(_, p, r)| f(p, r)),
+            PeerSet::Few(v) => v.into_vec().into_iter().for_each(|(_, p, r)| f(p, r)),
             PeerSet::Many(map) => map.into_iter().for_each(|((_, r), p)| f(p, r)),
         }
     }

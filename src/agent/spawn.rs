@@ -150,7 +150,7 @@ where
         .unwrap_or_else(|| agent.clone());
     let outcome = match result {
         // Killed while busy: the kill reason wins over the return values.
-        Ok(Outcome::Returned(values)) => match current.0.mailbox.pending_exit() {
+        Ok(Outcome::Returned(values)) => match current.0.mailbox().pending_exit() {
             Some(reason) => Outcome::Exited(reason),
             None => Outcome::Returned(values),
         },

@@ -6,8 +6,9 @@
 //! node, the node layer installs a [`Remote`] here, and ids of other nodes
 //! resolve to it. Dependencies point one way: node → agent.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -145,7 +146,34 @@ static AGENTS: [Mutex<Option<SerialMap>>; SHARDS] = [const { Mutex::new(None) };
 /// Agents by serial number. Serials are handed out by this process in
 /// sequence, not by anyone outside, so a hash that only mixes bits
 /// (instead of SipHash, built to resist chosen keys) is safe and faster.
-type SerialMap = HashMap<u64, Agent, BuildHasherDefault<SerialHasher>>;
+/// A set of handles looked up by their serial, rather than a map from the
+/// serial to the handle: an entry is the handle alone (8 bytes instead of
+/// 16), which matters with a million agents.
+type SerialMap = HashSet<BySerial, BuildHasherDefault<SerialHasher>>;
+
+/// An agent in the serial table: hashed and compared by its serial, and
+/// found by it (`Borrow<u64>`; hashing it hashes the serial, as `u64`
+/// does, so the two agree).
+struct BySerial(Agent);
+
+impl Hash for BySerial {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.serial().hash(state);
+    }
+}
+
+impl PartialEq for BySerial {
+    fn eq(&self, other: &BySerial) -> bool {
+        self.0.serial() == other.0.serial()
+    }
+}
+impl Eq for BySerial {}
+
+impl Borrow<u64> for BySerial {
+    fn borrow(&self) -> &u64 {
+        &self.0 .0.serial
+    }
+}
 
 /// Fibonacci hashing of a `u64` (multiply by 2^64 / phi; the high bits are
 /// well mixed, and hashbrown uses the high bits).
@@ -185,7 +213,7 @@ fn aids() -> MutexGuard<'static, Option<HashMap<u64, Agent>>> {
 pub(crate) fn insert(agent: &Agent) {
     shard(agent.serial())
         .get_or_insert_with(SerialMap::default)
-        .insert(agent.serial(), agent.clone());
+        .insert(BySerial(agent.clone()));
 }
 
 /// Takes `agent` out of both tables (at the very end of its exit
@@ -233,7 +261,9 @@ pub(crate) fn export(agent: &Agent) -> u64 {
 
 /// The live local agent with this serial number.
 pub(crate) fn by_serial(serial: u64) -> Option<Agent> {
-    shard(serial).as_ref().and_then(|m| m.get(&serial).cloned())
+    shard(serial)
+        .as_ref()
+        .and_then(|m| m.get(&serial).map(|a| a.0.clone()))
 }
 
 /// The live local agent with this aid.
@@ -246,7 +276,7 @@ pub(crate) fn all() -> Vec<Agent> {
     let mut out = Vec::new();
     for s in &AGENTS {
         if let Some(m) = s.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            out.extend(m.values().cloned());
+            out.extend(m.iter().map(|a| a.0.clone()));
         }
     }
     out.sort_by_key(Agent::serial);

@@ -192,7 +192,7 @@ fn complete(agent: &Agent, outcome: Outcome) {
     let outcome = match (outcome, dropped) {
         (_, Err(payload)) => Outcome::Exited(unwind_reason(payload)),
         // Killed while busy: the kill reason wins over the return values.
-        (Outcome::Returned(values), Ok(())) => match cell.mailbox.pending_exit() {
+        (Outcome::Returned(values), Ok(())) => match cell.mailbox().pending_exit() {
             Some(reason) => Outcome::Exited(reason),
             None => Outcome::Returned(values),
         },
