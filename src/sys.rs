@@ -1,5 +1,9 @@
-//! The two socket calls std does not offer.
+//! The socket calls std does not offer.
 //!
+//! - `read_now`: a socket read that never blocks (the same trick as
+//!   `write_now`): a node's reader that has just had traffic polls the
+//!   socket for a few microseconds before it blocks, so a reply arriving
+//!   soon costs no OS wake-up.
 //! - `write_now`: a socket write that never blocks, without switching the
 //!   socket (and so its `try_clone` halves, which share the open file) to
 //!   non-blocking mode. A sender on a quiet connection writes its frame
@@ -36,9 +40,15 @@ mod imp {
     const FLAGS: i32 = 0x40 | 0x4000;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     const FLAGS: i32 = 0x80;
+    // `recv(2)` flags: MSG_DONTWAIT only.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const RECV_FLAGS: i32 = 0x40;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const RECV_FLAGS: i32 = 0x80;
 
     extern "C" {
         fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
         fn listen(fd: i32, backlog: i32) -> i32;
     }
 
@@ -48,6 +58,19 @@ mod imp {
         // kernel caps it at net.core.somaxconn). A failure leaves std's
         // backlog, which still works.
         let _ = unsafe { listen(listener.as_raw_fd(), backlog) };
+    }
+
+    pub(super) fn read_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        let fd = stream.as_raw_fd();
+        // SAFETY: `fd` is the open socket `stream` owns for the whole call;
+        // `buf` is a live, exclusively borrowed slice and `recv` writes at
+        // most `buf.len()` bytes from its start. No other memory effects.
+        let n = unsafe { recv(fd, buf.as_mut_ptr(), buf.len(), RECV_FLAGS) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
@@ -79,6 +102,11 @@ mod imp {
     use std::io;
     use std::net::TcpStream;
 
+    /// Elsewhere a reader never polls: it blocks at once.
+    pub(super) fn read_now(_: &TcpStream, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// Elsewhere every frame goes through the writer thread.
     pub(super) fn write_now(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
@@ -92,6 +120,21 @@ mod imp {
 /// with 128; the kernel caps it at its own maximum).
 pub(crate) fn widen_backlog(listener: &std::net::TcpListener) {
     imp::widen_backlog(listener, 1024);
+}
+
+/// Reads what the socket holds without waiting: the number of bytes read
+/// (0 at the end of the stream).
+///
+/// # Errors
+/// `WouldBlock` when nothing is there yet; any other error means the
+/// connection is broken.
+pub(crate) fn read_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match imp::read_now(stream, buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Writes what the socket takes without waiting: the number of bytes
