@@ -146,9 +146,9 @@ const DIRECT_WRITE_GAP: Duration = Duration::from_micros(20);
 /// processes there takes 52 µs a round trip, a polling one 6 µs); a
 /// round trip of a small message between two nodes that poll takes
 /// 15-30 µs, so the ceiling covers one.
-const POLL_MAX: u32 = 50_000;
-const POLL_MIN: u32 = 2_000;
-const POLL_START: u32 = 20_000;
+const POLL_MAX: u32 = 100_000;
+const POLL_MIN: u32 = 5_000;
+const POLL_START: u32 = 100_000;
 /// While polling does not pay, one read in this many polls again.
 const POLL_PROBE_EVERY: u32 = 64;
 /// Readers of this process polling now: at most one per core but one, so
