@@ -712,6 +712,7 @@ impl Scheduler {
     fn spin_for_work(&self, i: usize, budget_ns: &mut u32) -> bool {
         // This worker counts as runnable itself.
         if crate::mailbox::runnable() > self.locals.len().min(cores())
+            || crate::node::readers_polling()
             || self.spinning.swap(true, Ordering::AcqRel)
         {
             return false;

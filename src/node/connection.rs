@@ -155,6 +155,14 @@ const POLL_PROBE_EVERY: u32 = 64;
 /// that polling never takes every core.
 static POLLING: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether a node reader of this process is polling its socket now: an
+/// idle async worker then parks at once rather than spin (a spinning
+/// worker never yields its core, and on a host whose cores the pollers
+/// share it would keep the reader a wake-up needs off a core).
+pub(crate) fn readers_polling() -> bool {
+    POLLING.load(Ordering::Relaxed) > 0
+}
+
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
