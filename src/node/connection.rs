@@ -92,6 +92,11 @@ struct Out {
     /// only on a connection that has been quiet, so a stream of sends is
     /// batched by the writer thread.
     last_write: Option<Instant>,
+    /// The peer's frames read (`PeerStats::messages_in`) when the socket
+    /// last finished a write: if more were read since, the peer answered
+    /// what we wrote (request/reply traffic) and the next frame is
+    /// written directly however soon it comes.
+    in_at_last_write: u64,
     /// The last frame is queued (`send_last`): the socket is shut down once
     /// the buffer is written, and nothing more is queued.
     closing: bool,
@@ -364,6 +369,7 @@ impl Connection {
                 writing: false,
                 spare: Vec::with_capacity(1024),
                 last_write: None,
+                in_at_last_write: 0,
                 closing: false,
                 front: Vec::new(),
                 sealer: None,
@@ -482,9 +488,10 @@ impl Connection {
         let quiet = start == 0
             && !out.writing
             && out.front.is_empty()
-            && out
-                .last_write
-                .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP);
+            && (self.stats.messages_in.load(Ordering::Relaxed) != out.in_at_last_write
+                || out
+                    .last_write
+                    .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP));
         if quiet {
             if let Some(stream) = self.stream.get() {
                 // The connection is idle: write this frame ourselves rather
@@ -505,6 +512,7 @@ impl Connection {
                 out.writing = false;
                 out.sealer = sealer;
                 out.last_write = Some(Instant::now());
+                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
                 let taken = match &written {
                     Ok(n) => *n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -699,6 +707,7 @@ impl Connection {
                 out.writing = false;
                 out.sealer = sealer;
                 out.last_write = Some(Instant::now());
+                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
             }
             if let Err(e) = written {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
