@@ -20,7 +20,7 @@
 //! the writer thread and is written in batches.
 //!
 //! The reader, after it handed over traffic (a message or a request, never
-//! a heartbeat), polls the socket for a while before it blocks (`Polled`):
+//! a heartbeat), polls the socket for a while before it blocks (`Poller`):
 //! on a VM an OS wake-up of an idle CPU costs tens of µs, more than a
 //! whole round trip between two nodes that poll. Polling is bounded and
 //! adaptive, yields the core between reads, and never happens on an idle
@@ -56,7 +56,7 @@
 //! outside it.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -185,21 +185,22 @@ fn cores() -> usize {
     *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The reader's side of the socket. A read polls the socket (reads that
-/// never block, yielding the core between them) for a few microseconds
-/// before it blocks, but only when the reader just handed over traffic
-/// (`armed`: a message or a request, never a heartbeat, so an idle
-/// connection never polls), while polling has been paying off, while no
-/// more thread agents of this node are runnable than there are cores, and
-/// while fewer readers of this process than cores poll. Request/reply
-/// traffic then reaches the reader without an OS wake-up.
-struct Polled {
-    stream: TcpStream,
-    /// The next read may poll (set by the read loop after traffic).
+/// The reader's wait for the socket. Before a read that would block, the
+/// reader polls the socket (peeks that never block, yielding the core
+/// between them) for a few microseconds, but only when it just handed
+/// over traffic (`armed`: a message or a request, never a heartbeat, so an
+/// idle connection never polls), while polling has been paying off, while
+/// no more thread agents of this node are runnable than there are cores,
+/// and while fewer readers of this process than cores poll. Request/reply
+/// traffic then reaches the reader without an OS wake-up. (A wrapper
+/// implementing `Read` would make `BufReader` zero its 64 KiB buffer,
+/// which std's `TcpStream` avoids.)
+struct Poller {
+    /// The next wait may poll (set by the read loop after traffic).
     armed: bool,
     /// The adaptive poll budget, in nanoseconds.
     budget_ns: u32,
-    /// Reads that did not poll since the budget fell under `POLL_MIN`.
+    /// Waits that did not poll since the budget fell under `POLL_MIN`.
     skips: u32,
 }
 
@@ -212,66 +213,57 @@ impl Drop for PollingGuard {
     }
 }
 
-impl Polled {
-    fn new(stream: TcpStream) -> Polled {
-        Polled {
-            stream,
+impl Poller {
+    fn new() -> Poller {
+        Poller {
             armed: false,
             budget_ns: POLL_START,
             skips: 0,
         }
     }
 
-    /// Polls within the budget: `Some(n)` if a read returned (`n` bytes,
-    /// 0 at the end of the stream), `None` to block instead (nothing came,
-    /// polling does not pay now, or the socket reported an error, which
-    /// the blocking read then reports).
-    fn poll(&mut self, buf: &mut [u8]) -> Option<usize> {
+    /// If armed (and disarming it), polls `stream` within the budget:
+    /// `true` if a read would now return at once, `false` if the read will
+    /// block (nothing came, polling does not pay now, or the socket
+    /// reported an error, which the read then reports).
+    fn wait(&mut self, stream: &TcpStream) -> bool {
+        if !std::mem::take(&mut self.armed) {
+            return false;
+        }
         if self.budget_ns < POLL_MIN {
             self.skips = self.skips.wrapping_add(1);
             if self.skips % POLL_PROBE_EVERY != 0 {
-                return None;
+                return false;
             }
             self.budget_ns = POLL_START;
         }
         let cores = cores();
         if cores < 2 || crate::mailbox::runnable() >= cores {
-            return None;
+            return false;
         }
         if POLLING.fetch_add(1, Ordering::Relaxed) >= cores - 1 {
             POLLING.fetch_sub(1, Ordering::Relaxed);
-            return None;
+            return false;
         }
         let _polling = PollingGuard;
         let budget = Duration::from_nanos(self.budget_ns.into());
         let start = Instant::now();
         loop {
-            match sys::read_now(&self.stream, buf) {
-                Ok(n) => {
+            match sys::readable_now(stream) {
+                Ok(_) => {
                     self.budget_ns = (self.budget_ns.saturating_mul(2)).clamp(POLL_MIN, POLL_MAX);
-                    return Some(n);
+                    return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return None,
+                Err(_) => return false,
             }
             if start.elapsed() >= budget {
                 // Under POLL_MIN means "do not poll".
                 self.budget_ns /= 2;
-                return None;
+                return false;
             }
             thread::yield_now();
         }
-    }
-}
-
-impl Read for Polled {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if std::mem::take(&mut self.armed) && !buf.is_empty() {
-            if let Some(n) = self.poll(buf) {
-                return Ok(n);
-            }
-        }
-        self.stream.read(buf)
     }
 }
 
@@ -748,7 +740,8 @@ impl Connection {
     ) {
         let _ = self.reader.set(std::thread::current().id());
         self.wait_for_predecessor();
-        let mut reader = BufReader::with_capacity(64 * 1024, Polled::new(stream));
+        let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        let mut poller = Poller::new();
         // Clear: one frame's payload. Sealed: the frames of the last record
         // opened, the next one at `at`.
         let mut body = Vec::new();
@@ -768,6 +761,7 @@ impl Connection {
             if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
                 self.flush(&dispatch, &mut resolved, &mut batch);
                 drop(wakes.take());
+                poller.wait(reader.get_ref());
             }
             let read = match &mut opener {
                 Some(o) => {
@@ -838,7 +832,7 @@ impl Connection {
                 match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                        reader.get_mut().armed = true;
+                        poller.armed = true;
                         if batch.to != to
                             || batch.to_inc != to_inc
                             || batch.messages.len() >= MAX_BATCH
@@ -869,7 +863,7 @@ impl Connection {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                    reader.get_mut().armed = true;
+                    poller.armed = true;
                     let _gate = super::lock(&self.delivery);
                     if self.is_down() {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -1014,6 +1008,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
 
     /// A connected pair of sockets on 127.0.0.1; reads time out after 10 s
@@ -1028,27 +1023,31 @@ mod tests {
     }
 
     #[test]
-    fn a_polled_read_delivers_the_bytes_in_order_then_the_end() {
-        let (mut a, b) = pair();
-        let mut polled = Polled::new(b);
-        let mut buf = [0u8; 64];
-        let mut got = Vec::new();
-        for round in 0u8..50 {
-            a.write_all(&[round, round]).expect("write");
-            // Armed or not, a read gives what was written, in order.
-            polled.armed = round % 2 == 0;
-            while got.len() < 2 * (usize::from(round) + 1) {
-                let n = polled.read(&mut buf).expect("read");
-                assert!(n > 0, "no end of stream yet");
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert!(!polled.armed, "a read disarms");
+    fn an_armed_wait_returns_once_bytes_or_the_end_are_there() {
+        if cores() < 2 {
+            return; // Never polls.
         }
-        let expected: Vec<u8> = (0u8..50).flat_map(|r| [r, r]).collect();
-        assert_eq!(got, expected);
+        let (mut a, mut b) = pair();
+        let mut poller = Poller::new();
+        // Not armed: no poll.
+        a.write_all(&[1]).expect("write");
+        assert!(!poller.wait(&b));
+        // Armed, bytes there: ready (unless another test's reader holds
+        // the only polling slot), and nothing is taken from the socket.
+        poller.armed = true;
+        let ready = poller.wait(&b);
+        assert!(!poller.armed, "a wait disarms");
+        let mut byte = [0u8; 1];
+        b.read_exact(&mut byte).expect("read");
+        assert_eq!(byte, [1]);
+        if ready {
+            assert_eq!(poller.budget_ns, POLL_MAX, "a poll that paid grows");
+        }
+        // The end of the stream counts as ready too.
         drop(a);
-        polled.armed = true;
-        assert_eq!(polled.read(&mut buf).expect("read"), 0, "the end");
+        poller.armed = true;
+        let _ = poller.wait(&b);
+        assert_eq!(b.read(&mut byte).expect("read"), 0, "the end");
     }
 
     #[test]
@@ -1057,25 +1056,27 @@ mod tests {
             return; // Never polls.
         }
         let (_a, b) = pair();
-        let mut polled = Polled::new(b);
-        let mut buf = [0u8; 8];
+        let mut poller = Poller::new();
         // Nothing ever comes: each poll halves the budget until it is
         // under the floor, then polls stop. (A poll may also be skipped
         // while another test's reader polls: the bound is generous.)
         let mut polls = 0;
-        while polled.budget_ns >= POLL_MIN {
-            assert_eq!(polled.poll(&mut buf), None);
+        while poller.budget_ns >= POLL_MIN {
+            poller.armed = true;
+            assert!(!poller.wait(&b));
             polls += 1;
             assert!(polls < 1_000_000, "the budget shrinks");
         }
         // Under the floor: no poll until the probe.
         for _ in 1..POLL_PROBE_EVERY {
-            assert_eq!(polled.poll(&mut buf), None);
-            assert!(polled.budget_ns < POLL_MIN);
+            poller.armed = true;
+            assert!(!poller.wait(&b));
+            assert!(poller.budget_ns < POLL_MIN);
         }
         // The probe polls with the starting budget (and, finding nothing,
         // halves it again).
-        assert_eq!(polled.poll(&mut buf), None);
-        assert!(polled.budget_ns >= POLL_START / 2);
+        poller.armed = true;
+        assert!(!poller.wait(&b));
+        assert!(poller.budget_ns >= POLL_START / 2);
     }
 }
