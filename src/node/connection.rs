@@ -58,7 +58,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -168,17 +168,10 @@ const POLL_MIN: u32 = 5_000;
 const POLL_START: u32 = 100_000;
 /// While polling does not pay, one read in this many polls again.
 const POLL_PROBE_EVERY: u32 = 64;
-/// Readers of this process polling now: at most one per core but one, so
-/// that polling never takes every core.
-static POLLING: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether a node reader of this process is polling its socket now: an
-/// idle async worker then parks at once rather than spin (a spinning
-/// worker never yields its core, and on a host whose cores the pollers
-/// share it would keep the reader a wake-up needs off a core).
-pub(crate) fn readers_polling() -> bool {
-    POLLING.load(Ordering::Relaxed) > 0
-}
+// Readers of this process polling now (kept by the scheduler, whose idle
+// workers do not spin meanwhile): at most one per core but one, so that
+// polling never takes every core.
+use crate::agent::scheduler::SOCKET_POLLERS as POLLING;
 
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
@@ -238,7 +231,7 @@ impl Poller {
             self.budget_ns = POLL_START;
         }
         let cores = cores();
-        if cores < 2 || crate::mailbox::runnable() >= cores {
+        if cores < 2 || crate::agent::runnable_threads() >= cores {
             return false;
         }
         if POLLING.fetch_add(1, Ordering::Relaxed) >= cores - 1 {

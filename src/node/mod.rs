@@ -77,7 +77,6 @@ use crate::agent::target;
 use crate::agent::{self, Agent};
 use crate::term::{AgentIds, AgentRef};
 
-pub(crate) use connection::readers_polling;
 use connection::{Connection, PeerStats};
 
 pub use crate::crypto::cookie::CookieError;
