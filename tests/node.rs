@@ -73,7 +73,7 @@ fn round_trips_between_remote_sends_keep_the_order() {
     let mut a = cluster.client("a");
     expect(
         &mut a,
-        "(setq c (spawn '(check-order 3000) :node \"b\" :attach :monitor :mailbox-size 3001))",
+        "(setq c (spawn '(check-order 3001) :node \"b\" :attach :monitor :mailbox-size 3002))",
         "\"localhost/b/0\"",
     );
     expect(
@@ -86,6 +86,9 @@ fn round_trips_between_remote_sends_keep_the_order() {
         "(let ((ok 0)) (dotimes (j 600) (send (list j (agent)) e) (dotimes (k 5) (send (+ (* j 5) k) c)) (when (eql (receive :timeout 10) j) (setq ok (+ ok 1)))) ok)",
         "600",
     );
+    // The last of the series after the last round trip: the monitor's
+    // notice cannot come before a reply.
+    expect_starts(&mut a, "(send 3000 c)", "3000");
     expect(&mut a, "(receive :timeout 20)", "(\"localhost/b/0\" :OK T)");
     let stats = a.eval("(connection-stats)");
     assert!(stats.contains(":DROPPED 0"), "{stats}");
