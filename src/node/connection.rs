@@ -166,6 +166,9 @@ const DIRECT_WRITE_GAP: Duration = Duration::from_micros(20);
 const POLL_MAX: u32 = 100_000;
 const POLL_MIN: u32 = 5_000;
 const POLL_START: u32 = 100_000;
+/// A yield that gave the core away for this long means other threads were
+/// waiting for it: polling stops (see `Poller::wait`).
+const YIELD_CONTENDED: Duration = Duration::from_micros(50);
 /// While polling does not pay, one read in this many polls again.
 const POLL_PROBE_EVERY: u32 = 64;
 // Readers of this process polling now (kept by the scheduler, whose idle
@@ -184,7 +187,9 @@ fn cores() -> usize {
 /// over traffic (`armed`: a message or a request, never a heartbeat, so an
 /// idle connection never polls), while polling has been paying off, while
 /// no more thread agents of this node are runnable than there are cores,
-/// and while fewer readers of this process than cores poll. Request/reply
+/// while fewer readers of this process than cores poll, and while its
+/// yields get the core straight back (a yield that gave the core away for
+/// long shows threads of any process waiting for one: polling stops). Request/reply
 /// traffic then reaches the reader without an OS wake-up. (A wrapper
 /// implementing `Read` would make `BufReader` zero its 64 KiB buffer,
 /// which std's `TcpStream` avoids.)
@@ -250,12 +255,21 @@ impl Poller {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return false,
             }
-            if start.elapsed() >= budget {
+            let now = Instant::now();
+            if now.duration_since(start) >= budget {
                 // Under POLL_MIN means "do not poll".
                 self.budget_ns /= 2;
                 return false;
             }
             thread::yield_now();
+            if now.elapsed() >= YIELD_CONTENDED {
+                // Other threads (of any process) were waiting for this
+                // core: the cores are oversubscribed, and polling would
+                // only take time from them. Block, and poll again only at
+                // the next probe.
+                self.budget_ns = 0;
+                return false;
+            }
         }
     }
 }
