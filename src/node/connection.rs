@@ -169,6 +169,9 @@ const POLL_START: u32 = 100_000;
 /// A yield that gave the core away for this long means other threads were
 /// waiting for it: polling stops (see `Poller::wait`).
 const YIELD_CONTENDED: Duration = Duration::from_micros(50);
+/// A reader polls only after handing over at most this many frames since
+/// its last wait: request/reply traffic, not a stream.
+const POLL_BURST: u32 = 16;
 /// While polling does not pay, one read in this many polls again.
 const POLL_PROBE_EVERY: u32 = 64;
 // Readers of this process polling now (kept by the scheduler, whose idle
@@ -184,8 +187,10 @@ fn cores() -> usize {
 /// The reader's wait for the socket. Before a read that would block, the
 /// reader polls the socket (peeks that never block, yielding the core
 /// between them) for a few microseconds, but only when it just handed
-/// over traffic (`armed`: a message or a request, never a heartbeat, so an
-/// idle connection never polls), while polling has been paying off, while
+/// over a little traffic (`frames`: a few messages or requests, never a
+/// heartbeat alone, so an idle connection never polls; not a burst, whose
+/// next read has bytes waiting or is worth one wake-up for many frames),
+/// while polling has been paying off, while
 /// no more thread agents of this node are runnable than there are cores,
 /// while fewer readers of this process than cores poll, and while its
 /// yields get the core straight back (a yield that gave the core away for
@@ -194,8 +199,9 @@ fn cores() -> usize {
 /// implementing `Read` would make `BufReader` zero its 64 KiB buffer,
 /// which std's `TcpStream` avoids.)
 struct Poller {
-    /// The next wait may poll (set by the read loop after traffic).
-    armed: bool,
+    /// Messages and requests handed over since the last wait: the next
+    /// wait polls only after a few (`POLL_BURST` at most).
+    frames: u32,
     /// The adaptive poll budget, in nanoseconds.
     budget_ns: u32,
     /// Waits that did not poll since the budget fell under `POLL_MIN`.
@@ -214,18 +220,25 @@ impl Drop for PollingGuard {
 impl Poller {
     fn new() -> Poller {
         Poller {
-            armed: false,
+            frames: 0,
             budget_ns: POLL_START,
             skips: 0,
         }
     }
 
-    /// If armed (and disarming it), polls `stream` within the budget:
+    /// Counts a message or request handed over.
+    fn arm(&mut self) {
+        self.frames = self.frames.saturating_add(1);
+    }
+
+    /// After a few frames (and counting again from 0), polls `stream`
+    /// within the budget:
     /// `true` if a read would now return at once, `false` if the read will
     /// block (nothing came, polling does not pay now, or the socket
     /// reported an error, which the read then reports).
     fn wait(&mut self, stream: &TcpStream) -> bool {
-        if !std::mem::take(&mut self.armed) {
+        let frames = std::mem::take(&mut self.frames);
+        if frames == 0 || frames > POLL_BURST {
             return false;
         }
         if self.budget_ns < POLL_MIN {
@@ -839,7 +852,7 @@ impl Connection {
                 match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                        poller.armed = true;
+                        poller.arm();
                         if batch.to != to
                             || batch.to_inc != to_inc
                             || batch.messages.len() >= MAX_BATCH
@@ -870,7 +883,7 @@ impl Connection {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                    poller.armed = true;
+                    poller.arm();
                     let _gate = super::lock(&self.delivery);
                     if self.is_down() {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -1030,20 +1043,25 @@ mod tests {
     }
 
     #[test]
-    fn an_armed_wait_returns_once_bytes_or_the_end_are_there() {
+    fn a_wait_after_a_few_frames_returns_once_bytes_or_the_end_are_there() {
         if cores() < 2 {
             return; // Never polls.
         }
         let (mut a, mut b) = pair();
         let mut poller = Poller::new();
-        // Not armed: no poll.
+        // After no frame, or a burst: no poll.
         a.write_all(&[1]).expect("write");
         assert!(!poller.wait(&b));
+        for _ in 0..=POLL_BURST {
+            poller.arm();
+        }
+        assert!(!poller.wait(&b));
+        assert_eq!(poller.frames, 0, "a wait counts again");
         // Armed, bytes there: ready (unless another test's reader holds
         // the only polling slot), and nothing is taken from the socket.
-        poller.armed = true;
+        poller.arm();
         let ready = poller.wait(&b);
-        assert!(!poller.armed, "a wait disarms");
+        assert_eq!(poller.frames, 0, "a wait counts again");
         let mut byte = [0u8; 1];
         b.read_exact(&mut byte).expect("read");
         assert_eq!(byte, [1]);
@@ -1052,7 +1070,7 @@ mod tests {
         }
         // The end of the stream counts as ready too.
         drop(a);
-        poller.armed = true;
+        poller.arm();
         let _ = poller.wait(&b);
         assert_eq!(b.read(&mut byte).expect("read"), 0, "the end");
     }
@@ -1069,20 +1087,20 @@ mod tests {
         // while another test's reader polls: the bound is generous.)
         let mut polls = 0;
         while poller.budget_ns >= POLL_MIN {
-            poller.armed = true;
+            poller.arm();
             assert!(!poller.wait(&b));
             polls += 1;
             assert!(polls < 1_000_000, "the budget shrinks");
         }
         // Under the floor: no poll until the probe.
         for _ in 1..POLL_PROBE_EVERY {
-            poller.armed = true;
+            poller.arm();
             assert!(!poller.wait(&b));
             assert!(poller.budget_ns < POLL_MIN);
         }
         // The probe polls with the starting budget (and, finding nothing,
         // halves it again).
-        poller.armed = true;
+        poller.arm();
         assert!(!poller.wait(&b));
         assert!(poller.budget_ns >= POLL_START / 2);
     }
