@@ -166,9 +166,12 @@ const DIRECT_WRITE_GAP: Duration = Duration::from_micros(20);
 const POLL_MAX: u32 = 100_000;
 const POLL_MIN: u32 = 5_000;
 const POLL_START: u32 = 100_000;
-/// A yield that gave the core away for this long means other threads were
-/// waiting for it: polling stops (see `Poller::wait`).
-const YIELD_CONTENDED: Duration = Duration::from_micros(50);
+/// A yield that gave the core away for this long means threads that
+/// compute were waiting for it (one that does runs for a time slice, 0.75
+/// ms or more on Linux): polling stops (see `Poller::wait`). It is above
+/// an async worker's spin (at most 50 µs, agent/scheduler.rs), which a
+/// yield may also have to wait out.
+const YIELD_CONTENDED: Duration = Duration::from_micros(500);
 /// A reader polls only after handing over at most this many frames since
 /// its last wait: request/reply traffic, not a stream.
 const POLL_BURST: u32 = 16;
