@@ -1,5 +1,9 @@
-//! The two socket calls std does not offer.
+//! The socket calls std does not offer.
 //!
+//! - `readable_now`: whether a read would return at once (a peek that
+//!   never blocks, the same trick as `write_now`): a node's reader that
+//!   has just had traffic polls the socket for a few microseconds before
+//!   it blocks, so a reply arriving soon costs no OS wake-up.
 //! - `write_now`: a socket write that never blocks, without switching the
 //!   socket (and so its `try_clone` halves, which share the open file) to
 //!   non-blocking mode. A sender on a quiet connection writes its frame
@@ -36,9 +40,15 @@ mod imp {
     const FLAGS: i32 = 0x40 | 0x4000;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     const FLAGS: i32 = 0x80;
+    // `recv(2)` flags: MSG_DONTWAIT | MSG_PEEK.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const RECV_FLAGS: i32 = 0x40 | 0x2;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const RECV_FLAGS: i32 = 0x80 | 0x2;
 
     extern "C" {
         fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
         fn listen(fd: i32, backlog: i32) -> i32;
     }
 
@@ -48,6 +58,21 @@ mod imp {
         // kernel caps it at net.core.somaxconn). A failure leaves std's
         // backlog, which still works.
         let _ = unsafe { listen(listener.as_raw_fd(), backlog) };
+    }
+
+    pub(super) fn readable_now(stream: &TcpStream) -> io::Result<bool> {
+        let fd = stream.as_raw_fd();
+        let mut byte = 0u8;
+        // SAFETY: `fd` is the open socket `stream` owns for the whole call;
+        // `byte` is a live local and `recv` writes at most one byte to it
+        // (MSG_PEEK: nothing is taken from the socket). No other memory
+        // effects.
+        let n = unsafe { recv(fd, &mut byte, 1, RECV_FLAGS) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(true)
+        }
     }
 
     pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
@@ -79,6 +104,11 @@ mod imp {
     use std::io;
     use std::net::TcpStream;
 
+    /// Elsewhere a reader never polls: it blocks at once.
+    pub(super) fn readable_now(_: &TcpStream) -> io::Result<bool> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// Elsewhere every frame goes through the writer thread.
     pub(super) fn write_now(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
@@ -92,6 +122,22 @@ mod imp {
 /// with 128; the kernel caps it at its own maximum).
 pub(crate) fn widen_backlog(listener: &std::net::TcpListener) {
     imp::widen_backlog(listener, 1024);
+}
+
+/// Whether a read of `stream` would return at once (bytes are there, or
+/// the end of the stream), without taking anything from it and without
+/// waiting.
+///
+/// # Errors
+/// `WouldBlock` when nothing is there yet; any other error means the
+/// connection is broken (a read reports it).
+pub(crate) fn readable_now(stream: &TcpStream) -> io::Result<bool> {
+    loop {
+        match imp::readable_now(stream) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Writes what the socket takes without waiting: the number of bytes

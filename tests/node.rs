@@ -62,6 +62,38 @@ fn ten_thousand_remote_sends_arrive_in_order() {
     assert!(stats.contains(":DROPPED 0"), "{stats}");
 }
 
+/// Round trips (whose replies a sender writes directly, as soon as the
+/// peer answered) interleaved with a one-way series (queued behind the
+/// writer thread and batched): the series still arrives complete and in
+/// order, and every round trip is answered.
+#[test]
+fn round_trips_between_remote_sends_keep_the_order() {
+    let cluster = Cluster::new("mixed");
+    let _b = node_b(&cluster, "b");
+    let mut a = cluster.client("a");
+    expect(
+        &mut a,
+        "(setq c (spawn '(check-order 3001) :node \"b\" :attach :monitor :mailbox-size 3002))",
+        "\"localhost/b/0\"",
+    );
+    expect(
+        &mut a,
+        "(setq e (spawn '(echo) :node \"b\"))",
+        "\"localhost/b/1\"",
+    );
+    expect(
+        &mut a,
+        "(let ((ok 0)) (dotimes (j 600) (send (list j (agent)) e) (dotimes (k 5) (send (+ (* j 5) k) c)) (when (eql (receive :timeout 10) j) (setq ok (+ ok 1)))) ok)",
+        "600",
+    );
+    // The last of the series after the last round trip: the monitor's
+    // notice cannot come before a reply.
+    expect_starts(&mut a, "(send 3000 c)", "3000");
+    expect(&mut a, "(receive :timeout 20)", "(\"localhost/b/0\" :OK T)");
+    let stats = a.eval("(connection-stats)");
+    assert!(stats.contains(":DROPPED 0"), "{stats}");
+}
+
 #[test]
 fn remote_links_kill_both_ways() {
     let cluster = Cluster::new("links");

@@ -75,6 +75,10 @@ const STEAL_NEXT_AFTER: Duration = Duration::from_millis(1);
 const SPIN_MAX: u32 = 50_000;
 const SPIN_MIN: u32 = 1_000;
 const SPIN_START: u32 = 10_000;
+/// Node readers polling their sockets now (they count themselves here,
+/// node/connection.rs): an idle worker then parks rather than spin, since
+/// a spinning worker never yields its core to the reader a reply needs.
+pub(crate) static SOCKET_POLLERS: AtomicUsize = AtomicUsize::new(0);
 /// Tasks taken from the injector at once (the rest go to the local queue).
 const INJECT_BATCH: usize = 32;
 /// Work a worker's `spawned` queue must hold (its length times the
@@ -801,6 +805,7 @@ impl Scheduler {
     fn spin_for_work(&self, i: usize, budget_ns: &mut u32) -> bool {
         // This worker counts as runnable itself.
         if crate::mailbox::runnable() > self.locals.len().min(cores())
+            || SOCKET_POLLERS.load(Ordering::Relaxed) > 0
             || self.spinning.swap(true, Ordering::AcqRel)
         {
             return false;

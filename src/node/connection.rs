@@ -7,14 +7,24 @@
 //! `write_all`, so a burst of sends costs few syscalls (BENCHMARKS.md: one
 //! `write` per message is slower than Erlang, batching is 10x-150x faster).
 //! The buffer is bounded (`max_queue` bytes); beyond it frames are dropped
-//! and counted, never piled up. On a connection that has been quiet
-//! (nothing written for `DIRECT_WRITE_GAP`) and is not being written, the
-//! sender writes its one frame itself, with a write that never waits
+//! and counted, never piled up. On a connection with nothing queued and
+//! nothing being written, that has been quiet (nothing written for
+//! `DIRECT_WRITE_GAP`) or has read a frame from the peer since it last
+//! wrote (request/reply traffic: the peer answered), the sender writes
+//! its one frame itself, with a write that never waits
 //! (`sys::write_now`): waking the writer thread would cost more than the
 //! write. What the socket does not take at once goes back to the front of
 //! the buffer for the writer thread, so a send to a stopped peer returns at
 //! once. Only one thread writes at a time (`writing`), so frames keep their
-//! order.
+//! order. A one-way burst reads nothing from the peer, so it queues behind
+//! the writer thread and is written in batches.
+//!
+//! The reader, after it handed over traffic (a message or a request, never
+//! a heartbeat), polls the socket for a while before it blocks (`Poller`):
+//! on a VM an OS wake-up of an idle CPU costs tens of µs, more than a
+//! whole round trip between two nodes that poll. Polling is bounded and
+//! adaptive, yields the core between reads, and never happens on an idle
+//! connection.
 //!
 //! Failure detection (the bound SPEC section 6 asks for): the node's
 //! ticker (cluster.rs) wakes once per `tick` and queues a heartbeat on
@@ -92,6 +102,11 @@ struct Out {
     /// only on a connection that has been quiet, so a stream of sends is
     /// batched by the writer thread.
     last_write: Option<Instant>,
+    /// The peer's frames read (`PeerStats::messages_in`) when the socket
+    /// last finished a write: if more were read since, the peer answered
+    /// what we wrote (request/reply traffic) and the next frame is
+    /// written directly however soon it comes.
+    in_at_last_write: u64,
     /// The last frame is queued (`send_last`): the socket is shut down once
     /// the buffer is written, and nothing more is queued.
     closing: bool,
@@ -129,13 +144,151 @@ pub(crate) trait Dispatch: Send + Sync {
 /// peer naming many agents only costs lookups, not memory.
 const RESOLVED_CACHE: usize = 256;
 
-/// A sender writes its frame itself only if nothing was written on the
-/// connection for this long: isolated messages (request/reply) skip the
-/// writer thread's wake-up, while a burst queues behind the writer and is
-/// written in batches (one `write` per message would be slower than Erlang,
-/// BENCHMARKS.md). 20 µs is below a round trip (~50 µs) and above the time
-/// between batch writes in a burst.
+/// A sender writes its frame itself if nothing was written on the
+/// connection for this long (or the peer sent something since the last
+/// write): isolated messages skip the writer thread's wake-up, while a
+/// burst queues behind the writer and is written in batches (one `write`
+/// per message would be slower than Erlang, BENCHMARKS.md). 20 µs is above
+/// the time between batch writes in a burst; replies, which may follow
+/// each other faster than that (a round trip between polling nodes takes
+/// about 15 µs), are recognised by the frames read in between.
 const DIRECT_WRITE_GAP: Duration = Duration::from_micros(20);
+
+/// How long a reader that just handed over traffic polls its socket
+/// before it blocks, in nanoseconds (adapted per connection: doubled
+/// after a poll that caught something, halved after one that did not,
+/// within [`POLL_MIN`, `POLL_MAX`]). A blocking read that the peer's
+/// next frame wakes costs an OS wake-up of an idle CPU, about 25 µs on
+/// the 2-vCPU test machine (a blocking TCP ping-pong between two
+/// processes there takes 52 µs a round trip, a polling one 6 µs); a
+/// round trip of a small message between two nodes that poll takes
+/// 15-30 µs, so the ceiling covers one.
+const POLL_MAX: u32 = 100_000;
+const POLL_MIN: u32 = 5_000;
+const POLL_START: u32 = 100_000;
+/// A yield that gave the core away for this long means threads that
+/// compute were waiting for it (one that does runs for a time slice, 0.75
+/// ms or more on Linux): polling stops (see `Poller::wait`). It is above
+/// an async worker's spin (at most 50 µs, agent/scheduler.rs), which a
+/// yield may also have to wait out.
+const YIELD_CONTENDED: Duration = Duration::from_micros(500);
+/// A reader polls only after handing over at most this many frames since
+/// its last wait: request/reply traffic, not a stream.
+const POLL_BURST: u32 = 16;
+/// While polling does not pay, one read in this many polls again.
+const POLL_PROBE_EVERY: u32 = 64;
+// Readers of this process polling now (kept by the scheduler, whose idle
+// workers do not spin meanwhile): at most one per core but one, so that
+// polling never takes every core.
+use crate::agent::scheduler::SOCKET_POLLERS as POLLING;
+
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The reader's wait for the socket. Before a read that would block, the
+/// reader polls the socket (peeks that never block, yielding the core
+/// between them) for a few microseconds, but only when it just handed
+/// over a little traffic (`frames`: a few messages or requests, never a
+/// heartbeat alone, so an idle connection never polls; not a burst, whose
+/// next read has bytes waiting or is worth one wake-up for many frames),
+/// while polling has been paying off, while
+/// no more thread agents of this node are runnable than there are cores,
+/// while fewer readers of this process than cores poll, and while its
+/// yields get the core straight back (a yield that gave the core away for
+/// long shows threads of any process waiting for one: polling stops). Request/reply
+/// traffic then reaches the reader without an OS wake-up. (A wrapper
+/// implementing `Read` would make `BufReader` zero its 64 KiB buffer,
+/// which std's `TcpStream` avoids.)
+struct Poller {
+    /// Messages and requests handed over since the last wait: the next
+    /// wait polls only after a few (`POLL_BURST` at most).
+    frames: u32,
+    /// The adaptive poll budget, in nanoseconds.
+    budget_ns: u32,
+    /// Waits that did not poll since the budget fell under `POLL_MIN`.
+    skips: u32,
+}
+
+/// Counts a polling reader for as long as it lives.
+struct PollingGuard;
+
+impl Drop for PollingGuard {
+    fn drop(&mut self) {
+        POLLING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Poller {
+    fn new() -> Poller {
+        Poller {
+            frames: 0,
+            budget_ns: POLL_START,
+            skips: 0,
+        }
+    }
+
+    /// Counts a message or request handed over.
+    fn arm(&mut self) {
+        self.frames = self.frames.saturating_add(1);
+    }
+
+    /// After a few frames (and counting again from 0), polls `stream`
+    /// within the budget:
+    /// `true` if a read would now return at once, `false` if the read will
+    /// block (nothing came, polling does not pay now, or the socket
+    /// reported an error, which the read then reports).
+    fn wait(&mut self, stream: &TcpStream) -> bool {
+        let frames = std::mem::take(&mut self.frames);
+        if frames == 0 || frames > POLL_BURST {
+            return false;
+        }
+        if self.budget_ns < POLL_MIN {
+            self.skips = self.skips.wrapping_add(1);
+            if self.skips % POLL_PROBE_EVERY != 0 {
+                return false;
+            }
+            self.budget_ns = POLL_START;
+        }
+        let cores = cores();
+        if cores < 2 || crate::agent::runnable_threads() >= cores {
+            return false;
+        }
+        if POLLING.fetch_add(1, Ordering::Relaxed) >= cores - 1 {
+            POLLING.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let _polling = PollingGuard;
+        let budget = Duration::from_nanos(self.budget_ns.into());
+        let start = Instant::now();
+        loop {
+            match sys::readable_now(stream) {
+                Ok(_) => {
+                    self.budget_ns = (self.budget_ns.saturating_mul(2)).clamp(POLL_MIN, POLL_MAX);
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+            let now = Instant::now();
+            if now.duration_since(start) >= budget {
+                // Under POLL_MIN means "do not poll".
+                self.budget_ns /= 2;
+                return false;
+            }
+            thread::yield_now();
+            if now.elapsed() >= YIELD_CONTENDED {
+                // Other threads (of any process) were waiting for this
+                // core: the cores are oversubscribed, and polling would
+                // only take time from them. Block, and poll again only at
+                // the next probe.
+                self.budget_ns = 0;
+                return false;
+            }
+        }
+    }
+}
 
 /// Most messages handed to an agent in one batch.
 const MAX_BATCH: usize = 1024;
@@ -243,6 +396,7 @@ impl Connection {
                 writing: false,
                 spare: Vec::with_capacity(1024),
                 last_write: None,
+                in_at_last_write: 0,
                 closing: false,
                 front: Vec::new(),
                 sealer: None,
@@ -361,9 +515,10 @@ impl Connection {
         let quiet = start == 0
             && !out.writing
             && out.front.is_empty()
-            && out
-                .last_write
-                .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP);
+            && (self.stats.messages_in.load(Ordering::Relaxed) != out.in_at_last_write
+                || out
+                    .last_write
+                    .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP));
         if quiet {
             if let Some(stream) = self.stream.get() {
                 // The connection is idle: write this frame ourselves rather
@@ -384,6 +539,7 @@ impl Connection {
                 out.writing = false;
                 out.sealer = sealer;
                 out.last_write = Some(Instant::now());
+                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
                 let taken = match &written {
                     Ok(n) => *n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -578,6 +734,7 @@ impl Connection {
                 out.writing = false;
                 out.sealer = sealer;
                 out.last_write = Some(Instant::now());
+                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
             }
             if let Err(e) = written {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -607,6 +764,7 @@ impl Connection {
         let _ = self.reader.set(std::thread::current().id());
         self.wait_for_predecessor();
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        let mut poller = Poller::new();
         // Clear: one frame's payload. Sealed: the frames of the last record
         // opened, the next one at `at`.
         let mut body = Vec::new();
@@ -626,6 +784,7 @@ impl Connection {
             if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
                 self.flush(&dispatch, &mut resolved, &mut batch);
                 drop(wakes.take());
+                poller.wait(reader.get_ref());
             }
             let read = match &mut opener {
                 Some(o) => {
@@ -696,6 +855,7 @@ impl Connection {
                 match protocol::decode_send(payload, dispatch.limits()) {
                     Ok((to_inc, to, message)) => {
                         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                        poller.arm();
                         if batch.to != to
                             || batch.to_inc != to_inc
                             || batch.messages.len() >= MAX_BATCH
@@ -726,6 +886,7 @@ impl Connection {
                 Ok(Request::Heartbeat) => {}
                 Ok(request) => {
                     self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                    poller.arm();
                     let _gate = super::lock(&self.delivery);
                     if self.is_down() {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -864,5 +1025,86 @@ impl Connection {
         let first = self.set_down();
         self.close_socket();
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// A connected pair of sockets on 127.0.0.1; reads time out after 10 s
+    /// so a failing test ends.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (b, _) = listener.accept().expect("accept");
+        b.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        (a, b)
+    }
+
+    #[test]
+    fn a_wait_after_a_few_frames_returns_once_bytes_or_the_end_are_there() {
+        if cores() < 2 {
+            return; // Never polls.
+        }
+        let (mut a, mut b) = pair();
+        let mut poller = Poller::new();
+        // After no frame, or a burst: no poll.
+        a.write_all(&[1]).expect("write");
+        assert!(!poller.wait(&b));
+        for _ in 0..=POLL_BURST {
+            poller.arm();
+        }
+        assert!(!poller.wait(&b));
+        assert_eq!(poller.frames, 0, "a wait counts again");
+        // Armed, bytes there: ready (unless another test's reader holds
+        // the only polling slot), and nothing is taken from the socket.
+        poller.arm();
+        let ready = poller.wait(&b);
+        assert_eq!(poller.frames, 0, "a wait counts again");
+        let mut byte = [0u8; 1];
+        b.read_exact(&mut byte).expect("read");
+        assert_eq!(byte, [1]);
+        if ready {
+            assert_eq!(poller.budget_ns, POLL_MAX, "a poll that paid grows");
+        }
+        // The end of the stream counts as ready too.
+        drop(a);
+        poller.arm();
+        let _ = poller.wait(&b);
+        assert_eq!(b.read(&mut byte).expect("read"), 0, "the end");
+    }
+
+    #[test]
+    fn polling_that_does_not_pay_stops_and_probes_again() {
+        if cores() < 2 {
+            return; // Never polls.
+        }
+        let (_a, b) = pair();
+        let mut poller = Poller::new();
+        // Nothing ever comes: each poll halves the budget until it is
+        // under the floor, then polls stop. (A poll may also be skipped
+        // while another test's reader polls: the bound is generous.)
+        let mut polls = 0;
+        while poller.budget_ns >= POLL_MIN {
+            poller.arm();
+            assert!(!poller.wait(&b));
+            polls += 1;
+            assert!(polls < 1_000_000, "the budget shrinks");
+        }
+        // Under the floor: no poll until the probe.
+        for _ in 1..POLL_PROBE_EVERY {
+            poller.arm();
+            assert!(!poller.wait(&b));
+            assert!(poller.budget_ns < POLL_MIN);
+        }
+        // The probe polls with the starting budget (and, finding nothing,
+        // halves it again).
+        poller.arm();
+        assert!(!poller.wait(&b));
+        assert!(poller.budget_ns >= POLL_START / 2);
     }
 }

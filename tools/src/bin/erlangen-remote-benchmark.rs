@@ -1,6 +1,7 @@
 //! W5 distributed: `erlangen-remote-benchmark [--async] [round-trips]
 //! [stream-messages] [timeout-seconds]`. Starts a port mapper (in process, on free ports) and a
-//! second node (this program again, as a child process), then measures
+//! second node (this program again, as a child process, which ends when
+//! this one does), then measures
 //! between two OS processes on 127.0.0.1:
 //!
 //! - round trip: 1,000 warm-up round trips, then `round-trips` (default
@@ -133,10 +134,12 @@ fn serve(registry: u16, directory: u16, cookie: &str, total: u64, mode: Mode) ->
         return ExitCode::from(1);
     }
     erlangen::kernel::print_line(format_args!("ready"));
-    // Serve until killed by the parent.
-    loop {
-        std::thread::park();
-    }
+    // Serve until the parent is gone: it holds our stdin's other end, which
+    // closes when it exits however it ends (also killed, or by SIGPIPE),
+    // so no server outlives its run.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    ExitCode::SUCCESS
 }
 
 /// The echo agent's answer to `(from i)`: `i`, sent to `from`.
@@ -176,6 +179,7 @@ fn run(round_trips: u64, stream: u64, timeout: Duration, mode: Mode) -> Result<(
                     "--async"
                 },
             ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the server node: {e}"))?,
