@@ -3,8 +3,9 @@
 //! the default report. The panics happen in a child process (this test
 //! binary run again), whose stderr the test reads.
 
+mod support;
+
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use erlangen::async_agent;
@@ -57,23 +58,10 @@ fn agent_panics_are_one_event_line_each() {
     .env("ERLANGEN_LOG", "info")
     .env_remove("RUST_BACKTRACE")
     .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(WAIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("the child process did not finish");
-        }
-    };
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the child failed:\n{stderr}");
+    .stdout(Stdio::null());
+    // Killed (status None) if it outlives support::WAIT.
+    let (status, _, stderr) = support::run_bounded_stdout_set(cmd);
+    assert_eq!(status, Some(0), "the child failed:\n{stderr}");
     let panics: Vec<&str> = stderr.lines().filter(|l| l.contains("panicked")).collect();
     assert_eq!(panics.len(), 3, "one line per panic:\n{stderr}");
     for (what, line) in [("thread boom", panics[0]), ("async boom", panics[1])] {
