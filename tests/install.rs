@@ -4,6 +4,8 @@
 //! Read from `cargo metadata` (no build, no network). `make install` has
 //! its own check in the Makefile (test-install).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +13,8 @@ use std::process::Command;
 fn bin_targets() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
+    let mut metadata = Command::new(cargo);
+    metadata
         .args([
             "metadata",
             "--no-deps",
@@ -20,15 +23,10 @@ fn bin_targets() -> Vec<(String, String)> {
             "--offline",
         ])
         .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8(out.stdout).expect("UTF-8 metadata");
+        .arg(root.join("Cargo.toml"));
+    // Bounded: cargo can wait on a lock another build holds.
+    let (status, json, stderr) = support::run_bounded(metadata, b"");
+    assert!(status == Some(0), "cargo metadata failed: {stderr}");
     // A bin target is `{"kind":["bin"],…,"name":"N",…,"src_path":"P",…}`.
     let field = |from: &str, key: &str| -> String {
         let start = from.find(key).map(|i| i + key.len()).expect(key);
