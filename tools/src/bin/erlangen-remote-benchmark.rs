@@ -261,6 +261,29 @@ fn targets() -> (Term, Term) {
     (named("ECHO"), named("SINK"))
 }
 
+/// Sends `(me n)` to `to`: to the echo agent a round trip's request, to
+/// the sink the length of the stream that follows.
+fn request(me: &Term, to: &Term, n: i64) -> Result<(), String> {
+    agent::send(Term::list(vec![me.clone(), Term::Int(n)]), to).map_err(|e| e.to_string())
+}
+
+/// The stream: its length to the sink, then that many messages.
+fn send_stream(me: &Term, sink: &Term, stream: u64) -> Result<(), String> {
+    request(me, sink, stream as i64)?;
+    for i in 0..stream as i64 {
+        agent::send(Term::Int(i), sink).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The sink's acknowledgement counts the whole stream.
+fn check_ack(ack: &Term, stream: u64) -> Result<(), String> {
+    if *ack != Term::Int(stream as i64) {
+        return Err(format!("sink acknowledged {ack}, expected {stream}"));
+    }
+    Ok(())
+}
+
 /// Round trips then the stream, from the calling thread agent: the time
 /// each took.
 fn measure(
@@ -270,9 +293,7 @@ fn measure(
 ) -> Result<(Duration, Duration), String> {
     let me = Agent::current().to_term();
     let (echo, sink) = targets();
-    let ask = |i: i64| {
-        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo).map_err(|e| e.to_string())
-    };
+    let ask = |i: i64| request(&me, &echo, i);
     for i in 0..1000 {
         ask(i)?;
         wait(timeout)?;
@@ -284,19 +305,10 @@ fn measure(
     }
     let rt = start.elapsed();
     let start = Instant::now();
-    agent::send(
-        Term::list(vec![me.clone(), Term::Int(stream as i64)]),
-        &sink,
-    )
-    .map_err(|e| e.to_string())?;
-    for i in 0..stream as i64 {
-        agent::send(Term::Int(i), &sink).map_err(|e| e.to_string())?;
-    }
+    send_stream(&me, &sink, stream)?;
     let ack = wait(timeout)?;
     let st = start.elapsed();
-    if ack != Term::Int(stream as i64) {
-        return Err(format!("sink acknowledged {ack}, expected {stream}"));
-    }
+    check_ack(&ack, stream)?;
     Ok((rt, st))
 }
 
@@ -308,9 +320,7 @@ async fn measure_async(
 ) -> Result<(Duration, Duration), String> {
     let me = Agent::current().to_term();
     let (echo, sink) = targets();
-    let ask = |i: i64| {
-        agent::send(Term::list(vec![me.clone(), Term::Int(i)]), &echo).map_err(|e| e.to_string())
-    };
+    let ask = |i: i64| request(&me, &echo, i);
     let wait = || async {
         aa::receive_timeout(timeout)
             .await
@@ -327,19 +337,10 @@ async fn measure_async(
     }
     let rt = start.elapsed();
     let start = Instant::now();
-    agent::send(
-        Term::list(vec![me.clone(), Term::Int(stream as i64)]),
-        &sink,
-    )
-    .map_err(|e| e.to_string())?;
-    for i in 0..stream as i64 {
-        agent::send(Term::Int(i), &sink).map_err(|e| e.to_string())?;
-    }
+    send_stream(&me, &sink, stream)?;
     let ack = wait().await?;
     let st = start.elapsed();
-    if ack != Term::Int(stream as i64) {
-        return Err(format!("sink acknowledged {ack}, expected {stream}"));
-    }
+    check_ack(&ack, stream)?;
     Ok((rt, st))
 }
 
