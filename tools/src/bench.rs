@@ -102,6 +102,18 @@ fn kill_all(agents: &[Agent]) {
     }
 }
 
+/// A ring member's answer to `msg`, the same for a thread and an async
+/// agent: the token passed on as `k - 1`, or `done` to `report` at 0;
+/// false for anything else (the member ends).
+fn ring_step(msg: Term, next: &Agent, report: &Agent) -> bool {
+    match msg {
+        Term::Int(0) => report.send(Term::keyword("done")),
+        Term::Int(k) => next.send(Term::Int(k - 1)),
+        _ => return false,
+    };
+    true
+}
+
 /// W1: one token carrying `hops` travels around a ring of `n_agents`
 /// agents, each forwarding `k - 1` to the next, until it reaches 0.
 /// Returns the elapsed time.
@@ -125,37 +137,16 @@ pub fn ring(
                 let Some(next) = first.downcast_local::<Agent>().cloned() else {
                     return;
                 };
-                loop {
-                    match aa::receive().await {
-                        Term::Int(0) => {
-                            report.send(Term::keyword("done"));
-                        }
-                        Term::Int(k) => {
-                            next.send(Term::Int(k - 1));
-                        }
-                        _ => return,
-                    }
-                }
+                while ring_step(aa::receive().await, &next, &report) {}
             })?);
             continue;
         }
         ring.push(agent::spawn(move || {
             let first = agent::receive();
-            let next = match first.downcast_local::<Agent>() {
-                Some(next) => next.clone(),
-                None => return,
+            let Some(next) = first.downcast_local::<Agent>().cloned() else {
+                return;
             };
-            loop {
-                match agent::receive() {
-                    Term::Int(0) => {
-                        report.send(Term::keyword("done"));
-                    }
-                    Term::Int(k) => {
-                        next.send(Term::Int(k - 1));
-                    }
-                    _ => return,
-                }
-            }
+            while ring_step(agent::receive(), &next, &report) {}
         })?);
     }
     for (i, a) in ring.iter().enumerate() {
