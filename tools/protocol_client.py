@@ -70,6 +70,7 @@ import queue
 import secrets
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -3516,20 +3517,26 @@ def sc_throttle(ctx):
     c.close()
 
 
-def sc_clear(ctx):
-    """Section 5 with `:seal nil`: a kernel started with --no-seal speaks clear frames with a node that does not
-    seal either; a node that seals is refused with REFUSE 4 naming both settings, both ways round."""
-    import subprocess
-    name = f"clear{os.getpid()}"
-    p = subprocess.Popen([os.path.join(ctx.args.bin, "erlangen-kernel"), "-n", "--no-seal",
+def start_kernel(ctx, cookie_path, args, stdout=subprocess.DEVNULL):
+    """A kernel (`-n`, then `args`) on ctx's port mapper with the cookie file `cookie_path`, stdin closed,
+    stderr piped; its pid goes to --pid-file, so the check script kills it if this client dies first."""
+    p = subprocess.Popen([os.path.join(ctx.args.bin, "erlangen-kernel"), "-n",
                           "--registry-port", str(ctx.args.registry_port),
-                          "--directory-port", str(ctx.args.directory_port), "--cookie-file", ctx.args.cookie_file,
-                          "-e", "(spawn '(async-echo) :name \"echo\")",
-                          "-e", f'(node :host "localhost" :name "{name}")'],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          "--directory-port", str(ctx.args.directory_port), "--cookie-file", cookie_path, *args],
+                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
     if ctx.args.pid_file:
         with open(ctx.args.pid_file, "a") as fh:
             fh.write(f"{p.pid}\n")
+    return p
+
+
+def sc_clear(ctx):
+    """Section 5 with `:seal nil`: a kernel started with --no-seal speaks clear frames with a node that does not
+    seal either; a node that seals is refused with REFUSE 4 naming both settings, both ways round."""
+    name = f"clear{os.getpid()}"
+    p = start_kernel(ctx, ctx.args.cookie_file,
+                     ["--no-seal", "-e", "(spawn '(async-echo) :name \"echo\")",
+                      "-e", f'(node :host "localhost" :name "{name}")'])
     try:
         peer = f"localhost/{name}"
         clear = ctx.node("clear", seal=False)
@@ -3555,23 +3562,16 @@ def sc_clear(ctx):
 
 def sc_kernels(ctx):
     """Cookie-file rules and the connection limit, on kernels started here."""
-    import subprocess
     import tempfile
-    binary = os.path.join(ctx.args.bin, "erlangen-kernel")
     import shutil
     tmp = tempfile.mkdtemp(prefix="pyclient-kernels-",
                            dir=os.path.dirname(os.path.abspath(ctx.args.pid_file)) if ctx.args.pid_file else None)
     procs = []
 
     def start(name, cookie_path, extra=""):
-        p = subprocess.Popen([binary, "-n", "--registry-port", str(ctx.args.registry_port),
-                              "--directory-port", str(ctx.args.directory_port), "--cookie-file", cookie_path,
-                              "-e", f'(node :host "localhost" :name "{name}"{extra})'],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = start_kernel(ctx, cookie_path, ["-e", f'(node :host "localhost" :name "{name}"{extra})'],
+                         stdout=subprocess.PIPE)
         procs.append(p)
-        if ctx.args.pid_file:
-            with open(ctx.args.pid_file, "a") as fh:
-                fh.write(f"{p.pid}\n")
         return p
 
     def wait_up(p, name):
