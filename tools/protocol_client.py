@@ -3517,13 +3517,13 @@ def sc_throttle(ctx):
     c.close()
 
 
-def start_kernel(ctx, cookie_path, args, stdout=subprocess.DEVNULL):
-    """A kernel (`-n`, then `args`) on ctx's port mapper with the cookie file `cookie_path`, stdin closed,
-    stderr piped; its pid goes to --pid-file, so the check script kills it if this client dies first."""
+def start_kernel(ctx, cookie_path, args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    """A kernel (`-n`, then `args`) on ctx's port mapper with the cookie file `cookie_path`, stdin closed
+    (stderr piped only for a caller that reads it, so a chatty kernel never blocks on a full pipe); its pid goes to --pid-file, so the check script kills it if this client dies first."""
     p = subprocess.Popen([os.path.join(ctx.args.bin, "erlangen-kernel"), "-n",
                           "--registry-port", str(ctx.args.registry_port),
                           "--directory-port", str(ctx.args.directory_port), "--cookie-file", cookie_path, *args],
-                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+                         stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
     if ctx.args.pid_file:
         with open(ctx.args.pid_file, "a") as fh:
             fh.write(f"{p.pid}\n")
@@ -3570,7 +3570,7 @@ def sc_kernels(ctx):
 
     def start(name, cookie_path, extra=""):
         p = start_kernel(ctx, cookie_path, ["-e", f'(node :host "localhost" :name "{name}"{extra})'],
-                         stdout=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(p)
         return p
 
