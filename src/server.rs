@@ -219,11 +219,8 @@ pub fn request(
     request: impl Into<Term>,
     timeout: Duration,
 ) -> Result<Term, RequestError> {
-    if crate::agent::on_async_worker() {
-        return Err(RequestError::WouldBlock {
-            function: "server::request",
-            instead: "server::request_async",
-        });
+    if let Some(e) = would_block("server::request", "server::request_async") {
+        return Err(e);
     }
     let call = Call::start(server.into(), request.into(), timeout)?;
     let woken = call.waiter.wait(timeout);
@@ -267,6 +264,12 @@ pub fn reply(from: &Term, reply: impl Into<Term>) -> bool {
         }
         _ => false,
     }
+}
+
+/// The [`RequestError::WouldBlock`] of blocking `function` when called in
+/// an async agent (`instead`: the async form to await); `None` elsewhere.
+pub(crate) fn would_block(function: &'static str, instead: &'static str) -> Option<RequestError> {
+    agent::on_async_worker().then_some(RequestError::WouldBlock { function, instead })
 }
 
 /// What one agent hands to another that waits for it (a request's proxy

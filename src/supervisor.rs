@@ -770,11 +770,6 @@ pub async fn start_async(
 
 // ---- Asking a supervisor ----
 
-/// The `WouldBlock` error of a blocking function called in an async agent.
-fn would_block(function: &'static str, instead: &'static str) -> Option<RequestError> {
-    agent::on_async_worker().then_some(RequestError::WouldBlock { function, instead })
-}
-
 /// `(:OK value)` → value; `(:ERROR reason)` → the error; `:OK` → nil.
 pub(crate) fn answer(reply: Term) -> Result<Term, ChildError> {
     if reply.is_keyword("OK") {
@@ -811,7 +806,7 @@ pub fn which_children(
     supervisor: impl Into<Target>,
     timeout: Duration,
 ) -> Result<Vec<(String, Term)>, RequestError> {
-    if let Some(e) = would_block(
+    if let Some(e) = server::would_block(
         "supervisor::which_children",
         "supervisor::which_children_async",
     ) {
@@ -851,7 +846,7 @@ macro_rules! ask {
             $($arg: $ty,)*
             timeout: Duration,
         ) -> Result<$out, ChildError> {
-            if let Some(e) = would_block(
+            if let Some(e) = server::would_block(
                 concat!("supervisor::", stringify!($name)),
                 concat!("supervisor::", stringify!($async_name)),
             ) {

@@ -238,27 +238,21 @@ impl PeerSet {
     /// none, as for most agents).
     pub(super) fn take_hooks(&mut self) -> Vec<&'static ExitHook> {
         let mut hooks = Vec::new();
+        // Keeps what is not a hook; moves the hooks to `hooks`.
+        let mut keep = |p: &Peer| match p {
+            Peer::Hook(h) => {
+                hooks.push(*h);
+                false
+            }
+            _ => true,
+        };
         match self {
             PeerSet::Few(v) => {
                 if v.iter().any(|(_, p, _)| matches!(p, Peer::Hook(_))) {
-                    edit(v, |v| {
-                        v.retain(|(_, p, _)| match p {
-                            Peer::Hook(h) => {
-                                hooks.push(*h);
-                                false
-                            }
-                            _ => true,
-                        });
-                    });
+                    edit(v, |v| v.retain(|(_, p, _)| keep(p)));
                 }
             }
-            PeerSet::Many(map) => map.retain(|_, p| match p {
-                Peer::Hook(h) => {
-                    hooks.push(*h);
-                    false
-                }
-                _ => true,
-            }),
+            PeerSet::Many(map) => map.retain(|_, p| keep(p)),
         }
         hooks
     }

@@ -345,16 +345,19 @@ impl Scheduler {
                     Some(older) => self.push_local(i, older),
                     // Someone parked should keep an eye on the slot, in
                     // case this poll runs long.
-                    None => {
-                        if self.watchers.load(Ordering::SeqCst) == 0
-                            && self.idle.load(Ordering::SeqCst) > 0
-                        {
-                            self.notify_one();
-                        }
-                    }
+                    None => self.wake_watcher(),
                 }
             }
             None => self.inject(agent),
+        }
+    }
+
+    /// Wakes a parked worker to watch the busy ones (see `worker_loop`),
+    /// unless one watches already or none is parked.
+    fn wake_watcher(&self) {
+        // `notify_one` does nothing when none is parked.
+        if self.watchers.load(Ordering::SeqCst) == 0 {
+            self.notify_one();
         }
     }
 
@@ -396,12 +399,7 @@ impl Scheduler {
     /// displaced next slots), waking an idle worker to steal it.
     fn push_local(&self, i: usize, agent: Agent) {
         let local = &self.locals[i];
-        let was_empty = {
-            let mut q = lock(&local.queue);
-            q.push_back(agent);
-            local.len.store(q.len(), Ordering::Release);
-            q.len() == 1
-        };
+        let was_empty = push(&local.queue, &local.len, agent) == 1;
         // Only the first queued agent is news to an idle worker: it steals
         // half the queue when it wakes, and waking it for every push (a
         // futex call each) would cost more than the work.
@@ -862,23 +860,24 @@ pub(crate) fn start(agent: Agent) {
     match WORKER.with(Cell::get) {
         Some(i) => {
             let local = &scheduler.locals[i];
-            {
-                let mut q = lock(&local.spawned);
-                q.push_back(agent);
-                local.spawned_len.store(q.len(), Ordering::Release);
-            }
+            push(&local.spawned, &local.spawned_len, agent);
             // Someone parked should keep an eye on this worker (in case
             // this poll runs long, or the queue grows worth stealing), as
             // for a filled next slot: a parked worker that does not watch
             // would never look.
-            if scheduler.watchers.load(Ordering::SeqCst) == 0
-                && scheduler.idle.load(Ordering::SeqCst) > 0
-            {
-                scheduler.notify_one();
-            }
+            scheduler.wake_watcher();
         }
         None => scheduler.inject(agent),
     }
+}
+
+/// Queues `agent` at the back of one of a worker's queues; returns the
+/// queue's new length.
+fn push(queue: &Mutex<VecDeque<Agent>>, len: &AtomicUsize, agent: Agent) -> usize {
+    let mut q = lock(queue);
+    q.push_back(agent);
+    len.store(q.len(), Ordering::Release);
+    q.len()
 }
 
 /// Takes the first agent of one of a worker's queues (its owner's side).
