@@ -372,11 +372,7 @@ fn hello_payload(
     hello.extend_from_slice(MAGIC);
     hello.push(VERSION);
     hello.push(MIN_VERSION);
-    put_str(&mut hello, name);
-    hello.extend_from_slice(&incarnation.to_be_bytes());
-    hello.extend_from_slice(nonce);
-    hello.push(if seal { FLAG_SEAL } else { 0 });
-    hello.extend_from_slice(public);
+    put_identity(&mut hello, name, incarnation, nonce, seal, public);
     hello
 }
 
@@ -390,12 +386,25 @@ fn challenge_payload(
 ) -> Vec<u8> {
     let mut challenge = Vec::with_capacity(160);
     challenge.push(VERSION);
-    put_str(&mut challenge, name);
-    challenge.extend_from_slice(&incarnation.to_be_bytes());
-    challenge.extend_from_slice(nonce);
-    challenge.push(if seal { FLAG_SEAL } else { 0 });
-    challenge.extend_from_slice(public);
+    put_identity(&mut challenge, name, incarnation, nonce, seal, public);
     challenge
+}
+
+/// The fields HELLO and CHALLENGE share, in order: name, incarnation,
+/// nonce, flags, ephemeral public key.
+fn put_identity(
+    buf: &mut Vec<u8>,
+    name: &str,
+    incarnation: u64,
+    nonce: &[u8; 32],
+    seal: bool,
+    public: &[u8; 32],
+) {
+    put_str(buf, name);
+    buf.extend_from_slice(&incarnation.to_be_bytes());
+    buf.extend_from_slice(nonce);
+    buf.push(if seal { FLAG_SEAL } else { 0 });
+    buf.extend_from_slice(public);
 }
 
 /// An ephemeral X25519 key pair: (private, public).
