@@ -264,7 +264,7 @@ impl Poller {
         let start = Instant::now();
         loop {
             match sys::readable_now(stream) {
-                Ok(_) => {
+                Ok(()) => {
                     self.budget_ns = (self.budget_ns.saturating_mul(2)).clamp(POLL_MIN, POLL_MAX);
                     return true;
                 }
