@@ -521,65 +521,7 @@ impl Connection {
                     .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP));
         if quiet {
             if let Some(stream) = self.stream.get() {
-                // The connection is idle: write this frame ourselves rather
-                // than wake the writer thread (a wake-up costs more than the
-                // write, which goes into an empty socket buffer).
-                let mut frame = std::mem::take(&mut out.spare);
-                std::mem::swap(&mut frame, &mut out.buf);
-                out.writing = true;
-                let mut sealer = out.sealer.take();
-                let mut wire = std::mem::take(&mut out.spare_wire);
-                drop(out);
-                if let Some(s) = sealer.as_mut() {
-                    s.seal_batch(&frame, &mut wire);
-                }
-                let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
-                let written = sys::write_now(stream, bytes);
-                let mut out = self.lock();
-                out.writing = false;
-                out.sealer = sealer;
-                out.last_write = Some(Instant::now());
-                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
-                let taken = match &written {
-                    Ok(n) => *n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(_) => bytes.len(),
-                };
-                if taken < bytes.len() {
-                    // The socket is full (a slow or stopped peer): the rest
-                    // (in wire form, sealed if sealing) goes to the writer
-                    // thread, ahead of anything queued meanwhile, and this
-                    // send returns now.
-                    out.front.extend_from_slice(&bytes[taken..]);
-                }
-                frame.clear();
-                if frame.capacity() <= 64 * 1024 {
-                    out.spare = frame;
-                }
-                wire.clear();
-                if wire.capacity() <= 64 * 1024 {
-                    out.spare_wire = wire;
-                }
-                let wake = !out.idle() && out.writer_waiting;
-                let close_now = out.closing && out.idle();
-                drop(out);
-                if close_now {
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                }
-                match written {
-                    Ok(n) => {
-                        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // The reader sees the closed socket and takes the
-                    // connection down.
-                    Err(_) => {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                    }
-                }
-                if wake {
-                    self.ready.notify_one();
-                }
+                self.write_directly(out, stream);
                 return Ok(true);
             }
         }
@@ -589,6 +531,69 @@ impl Connection {
             self.ready.notify_one();
         }
         Ok(true)
+    }
+
+    /// Writes what `out.buf` holds (one frame: the connection was idle)
+    /// from the sending thread, rather than wake the writer thread (a
+    /// wake-up costs more than the write, which goes into an empty socket
+    /// buffer).
+    fn write_directly(&self, mut out: MutexGuard<'_, Out>, stream: &TcpStream) {
+        let spare = std::mem::take(&mut out.spare);
+        let mut frame = std::mem::replace(&mut out.buf, spare);
+        out.writing = true;
+        let mut sealer = out.sealer.take();
+        let mut wire = std::mem::take(&mut out.spare_wire);
+        drop(out);
+        if let Some(s) = sealer.as_mut() {
+            s.seal_batch(&frame, &mut wire);
+        }
+        let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
+        let written = sys::write_now(stream, bytes);
+        let mut out = self.lock();
+        out.writing = false;
+        out.sealer = sealer;
+        out.last_write = Some(Instant::now());
+        out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
+        let taken = match &written {
+            Ok(n) => *n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => bytes.len(),
+        };
+        if taken < bytes.len() {
+            // The socket is full (a slow or stopped peer): the rest
+            // (in wire form, sealed if sealing) goes to the writer
+            // thread, ahead of anything queued meanwhile, and this
+            // send returns now.
+            out.front.extend_from_slice(&bytes[taken..]);
+        }
+        frame.clear();
+        if frame.capacity() <= 64 * 1024 {
+            out.spare = frame;
+        }
+        wire.clear();
+        if wire.capacity() <= 64 * 1024 {
+            out.spare_wire = wire;
+        }
+        let wake = !out.idle() && out.writer_waiting;
+        let close_now = out.closing && out.idle();
+        drop(out);
+        if close_now {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        match written {
+            Ok(n) => {
+                self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The reader sees the closed socket and takes the
+            // connection down.
+            Err(_) => {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Puts `request` in front of everything queued: the first frame of a
