@@ -783,7 +783,8 @@ impl Connection {
         // The async agents the messages of one read buffer wake, handed to
         // the scheduler together (see `WakeBatch`).
         let mut wakes = None;
-        loop {
+        // Why the reader stops (each exit counts its own error first).
+        let reason = loop {
             // About to block on the socket: hand over what was decoded,
             // and queue the agents it woke.
             if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
@@ -820,33 +821,23 @@ impl Connection {
             let (kind, range) = match read {
                 Ok(read) => read,
                 Err(RecordError::Frame(e)) => {
-                    self.flush(&dispatch, &mut resolved, &mut batch);
-                    let reason = if e.is_timeout() {
+                    if !matches!(e, frame::FrameError::Closed) && !self.is_down() {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break if e.is_timeout() {
                         "peer silent past the failure timeout".to_owned()
                     } else {
                         e.to_string()
                     };
-                    if !matches!(e, frame::FrameError::Closed) && !self.is_down() {
-                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    drop(wakes.take());
-                    self.fail(&dispatch, &reason);
-                    return;
                 }
                 Err(RecordError::Unsealed) => {
                     // Nothing of it is delivered; what came before it was
                     // authentic and in order, and is.
-                    self.flush(&dispatch, &mut resolved, &mut batch);
-                    drop(wakes.take());
                     if !self.is_down() {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         self.stats.bad_seals.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.fail(
-                        &dispatch,
-                        "a sealed frame failed to open (altered, replayed, reordered or not from the peer)",
-                    );
-                    return;
+                    break "a sealed frame failed to open (altered, replayed, reordered or not from the peer)".to_owned();
                 }
             };
             let payload = &body[range];
@@ -874,11 +865,8 @@ impl Connection {
                         continue;
                     }
                     Err(e) => {
-                        self.flush(&dispatch, &mut resolved, &mut batch);
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                        drop(wakes.take());
-                        self.fail(&dispatch, &format!("protocol error: {e}"));
-                        return;
+                        break format!("protocol error: {e}");
                     }
                 }
             }
@@ -902,11 +890,15 @@ impl Connection {
                 Err(e) => {
                     // A malformed frame closes this connection only.
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    self.fail(&dispatch, &format!("protocol error: {e}"));
-                    return;
+                    break format!("protocol error: {e}");
                 }
             }
-        }
+        };
+        // What was decoded before the failure is delivered, then the
+        // connection is taken down.
+        self.flush(&dispatch, &mut resolved, &mut batch);
+        drop(wakes);
+        self.fail(&dispatch, &reason);
     }
 
     /// Delivers the batch to its agent: one lock and at most one wake-up
