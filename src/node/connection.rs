@@ -125,6 +125,16 @@ impl Out {
     fn idle(&self) -> bool {
         self.buf.is_empty() && self.front.is_empty()
     }
+
+    /// A write to the socket ended (the writer's or a direct one): the
+    /// sealer is given back, and the moment and the peer's frames read so
+    /// far (`messages_in`) are noted for the next direct write.
+    fn wrote(&mut self, sealer: Option<Sealer>, messages_in: u64) {
+        self.writing = false;
+        self.sealer = sealer;
+        self.last_write = Some(Instant::now());
+        self.in_at_last_write = messages_in;
+    }
 }
 
 /// What the connection calls back into (the node).
@@ -550,10 +560,7 @@ impl Connection {
         let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
         let written = sys::write_now(stream, bytes);
         let mut out = self.lock();
-        out.writing = false;
-        out.sealer = sealer;
-        out.last_write = Some(Instant::now());
-        out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
+        out.wrote(sealer, self.stats.messages_in.load(Ordering::Relaxed));
         let taken = match &written {
             Ok(n) => *n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -734,13 +741,8 @@ impl Connection {
                     .and_then(|()| stream.write_all(&batch)),
             };
             let sent = wire.len() + if sealer.is_some() { 0 } else { batch.len() };
-            {
-                let mut out = self.lock();
-                out.writing = false;
-                out.sealer = sealer;
-                out.last_write = Some(Instant::now());
-                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
-            }
+            self.lock()
+                .wrote(sealer, self.stats.messages_in.load(Ordering::Relaxed));
             if let Err(e) = written {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.fail(&dispatch, &format!("write failed: {e}"));
