@@ -60,19 +60,19 @@ mod imp {
         let _ = unsafe { listen(listener.as_raw_fd(), backlog) };
     }
 
-    pub(super) fn readable_now(stream: &TcpStream) -> io::Result<bool> {
+    /// A byte count, or the error `errno` holds for a negative result.
+    fn checked(n: isize) -> io::Result<usize> {
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    pub(super) fn readable_now(stream: &TcpStream) -> io::Result<()> {
         let fd = stream.as_raw_fd();
         let mut byte = 0u8;
         // SAFETY: `fd` is the open socket `stream` owns for the whole call;
         // `byte` is a live local and `recv` writes at most one byte to it
         // (MSG_PEEK: nothing is taken from the socket). No other memory
         // effects.
-        let n = unsafe { recv(fd, &mut byte, 1, RECV_FLAGS) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(true)
-        }
+        checked(unsafe { recv(fd, &mut byte, 1, RECV_FLAGS) }).map(drop)
     }
 
     pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
@@ -81,12 +81,7 @@ mod imp {
         // (we hold a shared borrow of it); `bytes` is a live slice, and
         // `send` reads at most `bytes.len()` bytes from its start. The call
         // has no other memory effects.
-        let n = unsafe { send(fd, bytes.as_ptr(), bytes.len(), FLAGS) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        checked(unsafe { send(fd, bytes.as_ptr(), bytes.len(), FLAGS) })
     }
 }
 
@@ -105,7 +100,7 @@ mod imp {
     use std::net::TcpStream;
 
     /// Elsewhere a reader never polls: it blocks at once.
-    pub(super) fn readable_now(_: &TcpStream) -> io::Result<bool> {
+    pub(super) fn readable_now(_: &TcpStream) -> io::Result<()> {
         Err(io::ErrorKind::WouldBlock.into())
     }
 
@@ -124,20 +119,15 @@ pub(crate) fn widen_backlog(listener: &std::net::TcpListener) {
     imp::widen_backlog(listener, 1024);
 }
 
-/// Whether a read of `stream` would return at once (bytes are there, or
+/// `Ok` if a read of `stream` would return at once (bytes are there, or
 /// the end of the stream), without taking anything from it and without
 /// waiting.
 ///
 /// # Errors
 /// `WouldBlock` when nothing is there yet; any other error means the
 /// connection is broken (a read reports it).
-pub(crate) fn readable_now(stream: &TcpStream) -> io::Result<bool> {
-    loop {
-        match imp::readable_now(stream) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
+pub(crate) fn readable_now(stream: &TcpStream) -> io::Result<()> {
+    retry(|| imp::readable_now(stream))
 }
 
 /// Writes what the socket takes without waiting: the number of bytes
@@ -148,9 +138,14 @@ pub(crate) fn readable_now(stream: &TcpStream) -> io::Result<bool> {
 /// `WouldBlock` when the socket buffer is full; any other error means the
 /// connection is broken.
 pub(crate) fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    retry(|| imp::write_now(stream, bytes))
+}
+
+/// Calls `call` again while a signal interrupts it.
+fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
-        match imp::write_now(stream, bytes) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
     }

@@ -11,6 +11,7 @@
 //! starts with an empty table: nothing made on it is told of the earlier
 //! run's loss.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -81,6 +82,17 @@ impl Attachments {
     pub(crate) fn take(&self, serial: u64, id: &str) -> Option<Entry> {
         let mut table = self.lock();
         table.as_mut()?.remove(&(serial, Arc::from(id)))
+    }
+
+    /// Removes and returns the attachment of local `serial` to remote `id`
+    /// if it is a monitor of the remote agent (`Watching`); any other
+    /// attachment stays as it is.
+    pub(crate) fn take_watching(&self, serial: u64, id: &str) -> Option<Entry> {
+        let mut table = self.lock();
+        match table.as_mut()?.entry((serial, Arc::from(id))) {
+            Slot::Occupied(e) if e.get().kind == Attachment::Watching => Some(e.remove()),
+            _ => None,
+        }
     }
 
     /// Marks the connection down and returns every attachment, once.

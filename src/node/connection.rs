@@ -125,6 +125,16 @@ impl Out {
     fn idle(&self) -> bool {
         self.buf.is_empty() && self.front.is_empty()
     }
+
+    /// A write to the socket ended (the writer's or a direct one): the
+    /// sealer is given back, and the moment and the peer's frames read so
+    /// far (`messages_in`) are noted for the next direct write.
+    fn wrote(&mut self, sealer: Option<Sealer>, messages_in: u64) {
+        self.writing = false;
+        self.sealer = sealer;
+        self.last_write = Some(Instant::now());
+        self.in_at_last_write = messages_in;
+    }
 }
 
 /// What the connection calls back into (the node).
@@ -264,7 +274,7 @@ impl Poller {
         let start = Instant::now();
         loop {
             match sys::readable_now(stream) {
-                Ok(_) => {
+                Ok(()) => {
                     self.budget_ns = (self.budget_ns.saturating_mul(2)).clamp(POLL_MIN, POLL_MAX);
                     return true;
                 }
@@ -521,65 +531,7 @@ impl Connection {
                     .is_none_or(|t| t.elapsed() >= DIRECT_WRITE_GAP));
         if quiet {
             if let Some(stream) = self.stream.get() {
-                // The connection is idle: write this frame ourselves rather
-                // than wake the writer thread (a wake-up costs more than the
-                // write, which goes into an empty socket buffer).
-                let mut frame = std::mem::take(&mut out.spare);
-                std::mem::swap(&mut frame, &mut out.buf);
-                out.writing = true;
-                let mut sealer = out.sealer.take();
-                let mut wire = std::mem::take(&mut out.spare_wire);
-                drop(out);
-                if let Some(s) = sealer.as_mut() {
-                    s.seal_batch(&frame, &mut wire);
-                }
-                let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
-                let written = sys::write_now(stream, bytes);
-                let mut out = self.lock();
-                out.writing = false;
-                out.sealer = sealer;
-                out.last_write = Some(Instant::now());
-                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
-                let taken = match &written {
-                    Ok(n) => *n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(_) => bytes.len(),
-                };
-                if taken < bytes.len() {
-                    // The socket is full (a slow or stopped peer): the rest
-                    // (in wire form, sealed if sealing) goes to the writer
-                    // thread, ahead of anything queued meanwhile, and this
-                    // send returns now.
-                    out.front.extend_from_slice(&bytes[taken..]);
-                }
-                frame.clear();
-                if frame.capacity() <= 64 * 1024 {
-                    out.spare = frame;
-                }
-                wire.clear();
-                if wire.capacity() <= 64 * 1024 {
-                    out.spare_wire = wire;
-                }
-                let wake = !out.idle() && out.writer_waiting;
-                let close_now = out.closing && out.idle();
-                drop(out);
-                if close_now {
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                }
-                match written {
-                    Ok(n) => {
-                        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // The reader sees the closed socket and takes the
-                    // connection down.
-                    Err(_) => {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                    }
-                }
-                if wake {
-                    self.ready.notify_one();
-                }
+                self.write_directly(out, stream);
                 return Ok(true);
             }
         }
@@ -589,6 +541,66 @@ impl Connection {
             self.ready.notify_one();
         }
         Ok(true)
+    }
+
+    /// Writes what `out.buf` holds (one frame: the connection was idle)
+    /// from the sending thread, rather than wake the writer thread (a
+    /// wake-up costs more than the write, which goes into an empty socket
+    /// buffer).
+    fn write_directly(&self, mut out: MutexGuard<'_, Out>, stream: &TcpStream) {
+        let spare = std::mem::take(&mut out.spare);
+        let mut frame = std::mem::replace(&mut out.buf, spare);
+        out.writing = true;
+        let mut sealer = out.sealer.take();
+        let mut wire = std::mem::take(&mut out.spare_wire);
+        drop(out);
+        if let Some(s) = sealer.as_mut() {
+            s.seal_batch(&frame, &mut wire);
+        }
+        let bytes: &[u8] = if sealer.is_some() { &wire } else { &frame };
+        let written = sys::write_now(stream, bytes);
+        let mut out = self.lock();
+        out.wrote(sealer, self.stats.messages_in.load(Ordering::Relaxed));
+        let taken = match &written {
+            Ok(n) => *n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => bytes.len(),
+        };
+        if taken < bytes.len() {
+            // The socket is full (a slow or stopped peer): the rest
+            // (in wire form, sealed if sealing) goes to the writer
+            // thread, ahead of anything queued meanwhile, and this
+            // send returns now.
+            out.front.extend_from_slice(&bytes[taken..]);
+        }
+        frame.clear();
+        if frame.capacity() <= 64 * 1024 {
+            out.spare = frame;
+        }
+        wire.clear();
+        if wire.capacity() <= 64 * 1024 {
+            out.spare_wire = wire;
+        }
+        let wake = !out.idle() && out.writer_waiting;
+        let close_now = out.closing && out.idle();
+        drop(out);
+        if close_now {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        match written {
+            Ok(n) => {
+                self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The reader sees the closed socket and takes the
+            // connection down.
+            Err(_) => {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Puts `request` in front of everything queued: the first frame of a
@@ -729,13 +741,8 @@ impl Connection {
                     .and_then(|()| stream.write_all(&batch)),
             };
             let sent = wire.len() + if sealer.is_some() { 0 } else { batch.len() };
-            {
-                let mut out = self.lock();
-                out.writing = false;
-                out.sealer = sealer;
-                out.last_write = Some(Instant::now());
-                out.in_at_last_write = self.stats.messages_in.load(Ordering::Relaxed);
-            }
+            self.lock()
+                .wrote(sealer, self.stats.messages_in.load(Ordering::Relaxed));
             if let Err(e) = written {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.fail(&dispatch, &format!("write failed: {e}"));
@@ -778,7 +785,8 @@ impl Connection {
         // The async agents the messages of one read buffer wake, handed to
         // the scheduler together (see `WakeBatch`).
         let mut wakes = None;
-        loop {
+        // Why the reader stops (each exit counts its own error first).
+        let reason = loop {
             // About to block on the socket: hand over what was decoded,
             // and queue the agents it woke.
             if reader.buffer().is_empty() && (opener.is_none() || at >= body.len()) {
@@ -815,33 +823,23 @@ impl Connection {
             let (kind, range) = match read {
                 Ok(read) => read,
                 Err(RecordError::Frame(e)) => {
-                    self.flush(&dispatch, &mut resolved, &mut batch);
-                    let reason = if e.is_timeout() {
+                    if !matches!(e, frame::FrameError::Closed) && !self.is_down() {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break if e.is_timeout() {
                         "peer silent past the failure timeout".to_owned()
                     } else {
                         e.to_string()
                     };
-                    if !matches!(e, frame::FrameError::Closed) && !self.is_down() {
-                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    drop(wakes.take());
-                    self.fail(&dispatch, &reason);
-                    return;
                 }
                 Err(RecordError::Unsealed) => {
                     // Nothing of it is delivered; what came before it was
                     // authentic and in order, and is.
-                    self.flush(&dispatch, &mut resolved, &mut batch);
-                    drop(wakes.take());
                     if !self.is_down() {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         self.stats.bad_seals.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.fail(
-                        &dispatch,
-                        "a sealed frame failed to open (altered, replayed, reordered or not from the peer)",
-                    );
-                    return;
+                    break "a sealed frame failed to open (altered, replayed, reordered or not from the peer)".to_owned();
                 }
             };
             let payload = &body[range];
@@ -869,11 +867,8 @@ impl Connection {
                         continue;
                     }
                     Err(e) => {
-                        self.flush(&dispatch, &mut resolved, &mut batch);
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                        drop(wakes.take());
-                        self.fail(&dispatch, &format!("protocol error: {e}"));
-                        return;
+                        break format!("protocol error: {e}");
                     }
                 }
             }
@@ -897,11 +892,15 @@ impl Connection {
                 Err(e) => {
                     // A malformed frame closes this connection only.
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    self.fail(&dispatch, &format!("protocol error: {e}"));
-                    return;
+                    break format!("protocol error: {e}");
                 }
             }
-        }
+        };
+        // What was decoded before the failure is delivered, then the
+        // connection is taken down.
+        self.flush(&dispatch, &mut resolved, &mut batch);
+        drop(wakes);
+        self.fail(&dispatch, &reason);
     }
 
     /// Delivers the batch to its agent: one lock and at most one wake-up

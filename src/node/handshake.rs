@@ -372,11 +372,7 @@ fn hello_payload(
     hello.extend_from_slice(MAGIC);
     hello.push(VERSION);
     hello.push(MIN_VERSION);
-    put_str(&mut hello, name);
-    hello.extend_from_slice(&incarnation.to_be_bytes());
-    hello.extend_from_slice(nonce);
-    hello.push(if seal { FLAG_SEAL } else { 0 });
-    hello.extend_from_slice(public);
+    put_identity(&mut hello, name, incarnation, nonce, seal, public);
     hello
 }
 
@@ -390,12 +386,38 @@ fn challenge_payload(
 ) -> Vec<u8> {
     let mut challenge = Vec::with_capacity(160);
     challenge.push(VERSION);
-    put_str(&mut challenge, name);
-    challenge.extend_from_slice(&incarnation.to_be_bytes());
-    challenge.extend_from_slice(nonce);
-    challenge.push(if seal { FLAG_SEAL } else { 0 });
-    challenge.extend_from_slice(public);
+    put_identity(&mut challenge, name, incarnation, nonce, seal, public);
     challenge
+}
+
+/// The fields HELLO and CHALLENGE share, in order: name, incarnation,
+/// nonce, flags, ephemeral public key.
+fn put_identity(
+    buf: &mut Vec<u8>,
+    name: &str,
+    incarnation: u64,
+    nonce: &[u8; 32],
+    seal: bool,
+    public: &[u8; 32],
+) {
+    put_str(buf, name);
+    buf.extend_from_slice(&incarnation.to_be_bytes());
+    buf.extend_from_slice(nonce);
+    buf.push(if seal { FLAG_SEAL } else { 0 });
+    buf.extend_from_slice(public);
+}
+
+/// Reads the fields [`put_identity`] writes: the peer, whether it seals,
+/// and its ephemeral public key (its nonce counts only in the transcript).
+fn read_identity(f: &mut Fields<'_>) -> Result<(PeerInfo, bool, [u8; 32]), HandshakeError> {
+    let peer = PeerInfo {
+        name: shape(f.str("name"))?.to_owned(),
+        incarnation: run_of(shape(f.u64("incarnation"))?)?,
+    };
+    let _nonce = field32(f, "nonce")?;
+    let seal = shape(f.u8("flags"))? & FLAG_SEAL != 0;
+    let key = field32(f, "key")?;
+    Ok((peer, seal, key))
 }
 
 /// An ephemeral X25519 key pair: (private, public).
@@ -463,13 +485,7 @@ pub(crate) fn client(
             max: version,
         });
     }
-    let server = PeerInfo {
-        name: shape(f.str("name"))?.to_owned(),
-        incarnation: run_of(shape(f.u64("incarnation"))?)?,
-    };
-    let _nonce_s = field32(&mut f, "nonce")?;
-    let flags_s = shape(f.u8("flags"))?;
-    let key_s = field32(&mut f, "key")?;
+    let (server, theirs, key_s) = read_identity(&mut f)?;
     let proof_s = field32(&mut f, "proof")?;
     shape(f.end())?;
     if server.name != expected {
@@ -483,7 +499,6 @@ pub(crate) fn client(
     if !crypto::constant_time_eq(&proof(me.cookie, SERVER_LABEL, &t), &proof_s) {
         return Err(HandshakeError::BadProof);
     }
-    let theirs = flags_s & FLAG_SEAL != 0;
     let keys = if me.seal && theirs {
         Some(session_keys(me.cookie, &private, &key_s, &t, true)?)
     } else {
@@ -576,13 +591,7 @@ pub(crate) fn server(
     if min > VERSION {
         return Err(refuse_version(stream, min, max));
     }
-    let client = PeerInfo {
-        name: shape(f.str("name"))?.to_owned(),
-        incarnation: run_of(shape(f.u64("incarnation"))?)?,
-    };
-    let _nonce_c = field32(&mut f, "nonce")?;
-    let flags_c = shape(f.u8("flags"))?;
-    let key_c = field32(&mut f, "key")?;
+    let (client, theirs, key_c) = read_identity(&mut f)?;
     // Bytes after the key are left for later versions (they are in the
     // transcript, so bound all the same): a version-3 server ignores them.
     if !valid_full_name(&client.name) || client.name == me.name {
@@ -606,7 +615,6 @@ pub(crate) fn server(
     if !crypto::constant_time_eq(&proof(me.cookie, CLIENT_LABEL, &t), &buf) {
         return Err(HandshakeError::BadProof);
     }
-    let theirs = flags_c & FLAG_SEAL != 0;
     let refuse = |stream: &mut TcpStream, refusal: Refusal, reason: &str| {
         let mut out = vec![refusal as u8];
         put_str(&mut out, reason);

@@ -377,18 +377,11 @@ impl Dispatch for Route {
                     // to `from`, or one `from` monitors, hears of `from`'s
                     // exit by an EXIT, and a NOTICE must not end that
                     // attachment (nor the monitor `from` holds on it).
-                    if let Some(entry) = conn.attached.take(agent.serial(), &from) {
-                        if entry.kind == Attachment::Watching {
-                            agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
-                            agent.notify(notification);
-                        } else {
-                            conn.attached.record(
-                                &conn.peer,
-                                &entry.agent,
-                                entry.remote,
-                                entry.kind,
-                            );
-                        }
+                    // (Checked and taken under one lock: another attachment
+                    // is never out of the table, even for a moment.)
+                    if conn.attached.take_watching(agent.serial(), &from).is_some() {
+                        agent.detach_peer(&PeerKey::Remote(Arc::from(from.as_str())));
+                        agent.notify(notification);
                     }
                 }
             }

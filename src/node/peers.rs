@@ -23,12 +23,12 @@ use super::connection::Connection;
 use super::eventlog::{self, LogLevel};
 use super::handshake::{self, HandshakeError, Identity, Refusal};
 use super::{lock, NodeState, PendingSpawn, DIAL_BACKOFF, HANDSHAKE_TIMEOUT};
+use crate::agent::RemoteError;
+use crate::port_mapper;
 
 /// Peers whose connection counters are kept once their connection is gone
 /// (`connection-stats`); past it, only connected peers' are.
 const MAX_KEPT_STATS: usize = 1024;
-use crate::agent::RemoteError;
-use crate::port_mapper;
 
 impl NodeState {
     /// The connection to `peer`, dialing in the background if there is
