@@ -23,9 +23,14 @@ impl FromTerm for Agent {
     /// [`Target`] instead.
     fn from_term(term: &Term) -> Result<Agent, TermError> {
         match term {
-            Term::Agent(AgentRef::Local(serial)) => target::by_serial(*serial).ok_or_else(|| {
-                TermError::new("an agent of this process that has not exited", term)
-            }),
+            // The table keeps an exiting agent until its notices are sent
+            // (exit.rs), so a monitor can hear of the exit first: an agent
+            // found there that has ended does not count.
+            Term::Agent(AgentRef::Local(serial)) => target::by_serial(*serial)
+                .filter(Agent::is_alive)
+                .ok_or_else(|| {
+                    TermError::new("an agent of this process that has not exited", term)
+                }),
             _ => Err(TermError::new("an agent of this process", term)),
         }
     }
